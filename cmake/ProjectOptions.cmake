@@ -1,0 +1,21 @@
+# Warnings and sanitizers live on interface targets that each component links, not in global
+# flags, so third-party and generated code is not held to them.
+
+add_library(hospital_warnings INTERFACE)
+target_compile_options(hospital_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+  -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wconversion
+  -Wno-sign-conversion -Wimplicit-fallthrough)
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  # Checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations.
+  target_compile_options(hospital_warnings INTERFACE -Wthread-safety)
+endif()
+
+add_library(hospital_sanitizers INTERFACE)
+if(HOSPITAL_SANITIZER)
+  target_compile_options(hospital_sanitizers INTERFACE -fsanitize=${HOSPITAL_SANITIZER}
+    -fno-omit-frame-pointer)
+  target_link_options(hospital_sanitizers INTERFACE -fsanitize=${HOSPITAL_SANITIZER})
+endif()
+
+add_library(hospital_project_options INTERFACE)
+target_link_libraries(hospital_project_options INTERFACE hospital_warnings hospital_sanitizers)

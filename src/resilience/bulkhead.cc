@@ -1,0 +1,78 @@
+#include "resilience/bulkhead.h"
+
+#include <algorithm>
+
+namespace resilience {
+
+Bulkhead::Bulkhead(const BulkheadConfig& config, Environment environment)
+    : config_(config), environment_(environment) {}
+
+Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
+  if (!limited()) {
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    return Result::kAcquired;
+  }
+  std::uint32_t current = in_flight_.load(std::memory_order_relaxed);
+  while (current < config_.max_concurrent) {
+    if (in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+      return Result::kAcquired;
+    }
+  }
+  if (config_.max_wait <= absl::ZeroDuration() || waiter == nullptr) return Result::kRejected;
+  const absl::Time wait_until = std::min(environment_.clock->Now() + config_.max_wait, deadline);
+  absl::MutexLock lock(&mutex_);
+  // A slot may have been released between the failed exchange and taking the lock; Release
+  // hands slots to waiters under this lock, so checking again here closes the gap.
+  current = in_flight_.load(std::memory_order_relaxed);
+  while (current < config_.max_concurrent) {
+    if (in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+      return Result::kAcquired;
+    }
+  }
+  if (wait_until <= environment_.clock->Now()) return Result::kRejected;
+  const std::uint64_t id = next_waiter_id_++;
+  queue_.push_back(Queued{id, waiter});
+  // The timer names the waiter by id, never by pointer: if the slot is handed over first, the
+  // waiter may be gone by the time the timer runs.
+  environment_.scheduler->RunAt(wait_until, [this, id] { OnWaitTimeout(id); });
+  return Result::kQueued;
+}
+
+void Bulkhead::Release() {
+  if (!limited() || config_.max_wait <= absl::ZeroDuration()) {
+    // Nobody can be queued: no lock needed.
+    in_flight_.fetch_sub(1, std::memory_order_release);
+    return;
+  }
+  Waiter* next = nullptr;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!queue_.empty()) {
+      // The slot passes straight to the waiter: in_flight_ stays as it is.
+      next = queue_.front().waiter;
+      queue_.pop_front();
+    } else {
+      in_flight_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  if (next != nullptr) next->OnBulkheadDecision(true);
+}
+
+void Bulkhead::OnWaitTimeout(std::uint64_t id) {
+  Waiter* timed_out = nullptr;
+  {
+    absl::MutexLock lock(&mutex_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (it->id == id) {
+        timed_out = it->waiter;
+        queue_.erase(it);
+        break;
+      }
+    }
+  }
+  if (timed_out != nullptr) timed_out->OnBulkheadDecision(false);
+}
+
+}  // namespace resilience

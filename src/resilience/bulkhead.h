@@ -1,0 +1,72 @@
+// A bulkhead: at most max_concurrent calls in flight to one target, so that one slow downstream
+// cannot take every thread, connection or request slot of the caller.
+//
+// A call that finds the bulkhead full is rejected at once or, when max_wait is positive, queued
+// until a slot frees or its wait (bounded by max_wait and by the call's own deadline) runs out.
+// A queued call holds no thread: the decision is delivered to its Waiter, on the thread that
+// released the slot or on the scheduler's thread when the wait times out. Waiters are served in
+// arrival order.
+//
+// Thread-safe. TryAcquire without waiting does not allocate; queuing does.
+#ifndef HOSPITAL_SRC_RESILIENCE_BULKHEAD_H_
+#define HOSPITAL_SRC_RESILIENCE_BULKHEAD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "resilience/clock.h"
+
+namespace resilience {
+
+struct BulkheadConfig {
+  std::uint32_t max_concurrent = 0;  // 0: no limit.
+  absl::Duration max_wait = absl::ZeroDuration();
+};
+
+class Bulkhead final {
+ public:
+  // Receives the outcome of a queued acquisition exactly once.
+  class Waiter {
+   public:
+    virtual ~Waiter() = default;
+    // `acquired` true: the caller now holds a slot and must Release it. False: timed out.
+    virtual void OnBulkheadDecision(bool acquired) = 0;
+  };
+
+  enum class Result { kAcquired, kRejected, kQueued };
+
+  Bulkhead(const BulkheadConfig& config, Environment environment);
+
+  // Takes a slot if one is free. Otherwise, if waiting is configured and `deadline` leaves time,
+  // queues `waiter` (which must stay alive until told) and returns kQueued; else kRejected.
+  Result TryAcquire(Waiter* waiter, absl::Time deadline);
+  // Frees a slot, handing it to the oldest waiter if there is one.
+  void Release();
+
+  std::uint32_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  std::uint32_t max_concurrent() const { return config_.max_concurrent; }
+  bool limited() const { return config_.max_concurrent > 0; }
+
+ private:
+  struct Queued {
+    std::uint64_t id;
+    Waiter* waiter;
+  };
+  void OnWaitTimeout(std::uint64_t id);
+
+  const BulkheadConfig config_;
+  const Environment environment_;
+  std::atomic<std::uint32_t> in_flight_{0};
+
+  absl::Mutex mutex_;
+  std::list<Queued> queue_ ABSL_GUARDED_BY(mutex_);
+  std::uint64_t next_waiter_id_ ABSL_GUARDED_BY(mutex_) = 1;
+};
+
+}  // namespace resilience
+
+#endif  // HOSPITAL_SRC_RESILIENCE_BULKHEAD_H_

@@ -1,0 +1,225 @@
+#include "resilience/circuit_breaker.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace resilience {
+namespace {
+
+std::unique_ptr<SlidingWindow> MakeWindow(const CircuitBreakerConfig& config) {
+  if (config.window_type == CircuitBreakerConfig::WindowType::kTimeBased) {
+    return std::make_unique<TimeWindow>(config.window_size);
+  }
+  return std::make_unique<CountWindow>(config.window_size);
+}
+
+BreakerState ResetState(const CircuitBreakerConfig& config) {
+  return config.enabled ? BreakerState::kClosed : BreakerState::kDisabled;
+}
+
+}  // namespace
+
+std::string_view BreakerStateName(BreakerState state) {
+  static constexpr std::array<std::string_view, kBreakerStateCount> kNames = {
+      "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"};
+  return kNames[static_cast<std::size_t>(state)];
+}
+
+StatusCodeSet DefaultFailureCodes() {
+  StatusCodeSet codes;
+  for (int value = 0; value <= 16; ++value) {
+    const auto code = static_cast<grpc::StatusCode>(value);
+    if (!kDefaultIgnoredCodes.Contains(code)) codes.Add(code);
+  }
+  return codes;
+}
+
+CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& config,
+                               Clock& clock, RandomSource& random, Listener* listener)
+    : name_(std::move(name)),
+      config_(config),
+      clock_(clock),
+      random_(random),
+      listener_(listener),
+      rejection_status_(grpc::StatusCode::UNAVAILABLE,
+                        "circuit breaker '" + name_ + "' is open: call not sent"),
+      state_(ResetState(config)),
+      window_(MakeWindow(config)) {}
+
+bool CircuitBreaker::TryAcquire(Permit& permit) {
+  Transition transition;
+  bool permitted = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    switch (state_) {
+      case BreakerState::kClosed:
+        permitted = true;
+        break;
+      case BreakerState::kDisabled:
+        permit = Permit{generation_, false};
+        return true;
+      case BreakerState::kForcedOpen:
+        return false;
+      case BreakerState::kOpen: {
+        const absl::Time now = clock_.Now();
+        if (now < open_until_) return false;
+        TransitionLocked(BreakerState::kHalfOpen, now, transition);
+        [[fallthrough]];
+      }
+      case BreakerState::kHalfOpen:
+        if (probes_started_ < config_.half_open_permitted_calls) {
+          ++probes_started_;
+          permitted = true;
+        }
+        break;
+    }
+    if (permitted) permit = Permit{generation_, true};
+  }
+  Notify(transition);
+  return permitted;
+}
+
+void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code,
+                            absl::Duration elapsed) {
+  if (!permit.judged) return;
+  const bool failure = config_.failure_codes.Contains(code);
+  const bool slow = elapsed >= config_.slow_call_duration;
+  Transition transition;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (permit.generation != generation_) return;  // Admitted under an earlier state.
+    const absl::Time now = clock_.Now();
+    if (state_ == BreakerState::kClosed) {
+      window_->Record(now, failure, slow);
+      const WindowCounts counts = window_->Counts(now);
+      if (counts.calls >= config_.minimum_calls && TripsLocked(counts)) {
+        TransitionLocked(BreakerState::kOpen, now, transition);
+      }
+    } else if (state_ == BreakerState::kHalfOpen) {
+      ++probe_results_.calls;
+      if (failure) ++probe_results_.failures;
+      if (slow) ++probe_results_.slow_calls;
+      if (probe_results_.calls >= config_.half_open_permitted_calls) {
+        TransitionLocked(TripsLocked(probe_results_) ? BreakerState::kOpen : BreakerState::kClosed,
+                         now, transition);
+      }
+    }
+  }
+  Notify(transition);
+}
+
+void CircuitBreaker::Release(const Permit& permit) {
+  if (!permit.judged) return;
+  absl::MutexLock lock(&mutex_);
+  if (permit.generation == generation_ && state_ == BreakerState::kHalfOpen &&
+      probes_started_ > 0) {
+    --probes_started_;
+  }
+}
+
+bool CircuitBreaker::TripsLocked(const WindowCounts& counts) const {
+  return counts.failure_rate_percent() >= config_.failure_rate_threshold ||
+         counts.slow_call_rate_percent() >= config_.slow_call_rate_threshold;
+}
+
+absl::Duration CircuitBreaker::NextOpenWaitLocked() {
+  absl::Duration wait = config_.wait_in_open;
+  for (std::uint32_t trip = 1; trip < consecutive_trips_ && wait < config_.max_wait_in_open;
+       ++trip) {
+    wait = wait * config_.wait_multiplier;
+  }
+  if (consecutive_trips_ > 1) wait = std::min(wait, config_.max_wait_in_open);
+  if (config_.wait_jitter > 0) {
+    // A factor in [1 - jitter, 1 + jitter).
+    wait = wait * (1.0 + config_.wait_jitter * (2.0 * random_.Uniform01() - 1.0));
+  }
+  return wait;
+}
+
+void CircuitBreaker::TransitionLocked(BreakerState to, absl::Time now, Transition& transition) {
+  if (state_ == to) return;
+  // Several transitions may happen under one lock (OPEN -> HALF_OPEN -> ...); report the first
+  // origin and the final state.
+  if (!transition.happened) transition.from = state_;
+  transition.happened = true;
+  transition.to = to;
+  state_ = to;
+  ++generation_;
+  probes_started_ = 0;
+  probe_results_ = {};
+  switch (to) {
+    case BreakerState::kOpen:
+      ++consecutive_trips_;
+      open_until_ = now + NextOpenWaitLocked();
+      break;
+    case BreakerState::kClosed:
+    case BreakerState::kDisabled:
+      consecutive_trips_ = 0;
+      window_->Clear();
+      break;
+    case BreakerState::kHalfOpen:
+    case BreakerState::kForcedOpen:
+      break;
+  }
+}
+
+void CircuitBreaker::Notify(const Transition& transition) {
+  if (transition.happened && listener_ != nullptr && transition.from != transition.to) {
+    listener_->OnStateChange(transition.from, transition.to);
+  }
+}
+
+void CircuitBreaker::ForceOpen() {
+  Transition transition;
+  {
+    absl::MutexLock lock(&mutex_);
+    TransitionLocked(BreakerState::kForcedOpen, clock_.Now(), transition);
+  }
+  Notify(transition);
+}
+
+void CircuitBreaker::Disable() {
+  Transition transition;
+  {
+    absl::MutexLock lock(&mutex_);
+    TransitionLocked(BreakerState::kDisabled, clock_.Now(), transition);
+  }
+  Notify(transition);
+}
+
+void CircuitBreaker::Reset() {
+  Transition transition;
+  {
+    absl::MutexLock lock(&mutex_);
+    const BreakerState target = ResetState(config_);
+    if (state_ == target) {
+      // Already there: still empty the window, as the operator asked.
+      window_->Clear();
+      consecutive_trips_ = 0;
+      ++generation_;
+    } else {
+      TransitionLocked(target, clock_.Now(), transition);
+    }
+  }
+  Notify(transition);
+}
+
+BreakerState CircuitBreaker::state() {
+  absl::MutexLock lock(&mutex_);
+  return state_;
+}
+
+BreakerSnapshot CircuitBreaker::Snapshot() {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mutex_);
+  BreakerSnapshot snapshot;
+  snapshot.state = state_;
+  snapshot.window = state_ == BreakerState::kHalfOpen ? probe_results_ : window_->Counts(now);
+  snapshot.open_until = open_until_;
+  snapshot.consecutive_trips = consecutive_trips_;
+  snapshot.half_open_probes_started = probes_started_;
+  return snapshot;
+}
+
+}  // namespace resilience

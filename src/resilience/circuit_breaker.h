@@ -1,0 +1,155 @@
+// A circuit breaker for one downstream target, modelled on resilience4j's.
+//
+// States and transitions:
+//   CLOSED     calls pass; each outcome enters a sliding window (count- or time-based). Once the
+//              window holds minimum_calls calls, a failure rate or slow-call rate at or above
+//              its threshold opens the breaker.
+//   OPEN       calls are rejected until the wait is over; the wait grows by wait_multiplier on
+//              each consecutive trip (up to max_wait) and is jittered so clients do not probe
+//              in step. The first call after the wait moves the breaker to HALF_OPEN.
+//   HALF_OPEN  exactly half_open_permitted_calls probe calls pass and every other call is
+//              rejected, so a recovering service is not stampeded. When all probes have
+//              finished, their failure and slow rates decide: OPEN again (a consecutive trip) or
+//              CLOSED with an empty window.
+//   FORCED_OPEN rejects everything, DISABLED lets everything through unjudged; both are set by
+//              an operator and held until Reset().
+//
+// Each permission carries the breaker's generation (bumped on every transition), so the outcome
+// of a call admitted under an earlier state never moves the current state.
+//
+// Thread-safe. TryAcquire and Record neither allocate nor throw; transitions are reported to the
+// listener outside the lock.
+#ifndef HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
+#define HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <grpcpp/support/status.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "resilience/clock.h"
+#include "resilience/sliding_window.h"
+#include "resilience/status_codes.h"
+
+namespace resilience {
+
+enum class BreakerState { kClosed, kOpen, kHalfOpen, kForcedOpen, kDisabled };
+
+inline constexpr int kBreakerStateCount = 5;
+
+// "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED".
+std::string_view BreakerStateName(BreakerState state);
+
+// The codes that do not count as failures by default: they describe the request, not the health
+// of the server.
+inline constexpr StatusCodeSet kDefaultIgnoredCodes = {
+    grpc::StatusCode::OK, grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND,
+    grpc::StatusCode::ALREADY_EXISTS, grpc::StatusCode::FAILED_PRECONDITION};
+
+// Every code but those in kDefaultIgnoredCodes.
+StatusCodeSet DefaultFailureCodes();
+
+struct CircuitBreakerConfig {
+  enum class WindowType { kCountBased, kTimeBased };
+  bool enabled = true;  // false: the breaker starts (and resets to) DISABLED.
+  WindowType window_type = WindowType::kCountBased;
+  std::uint32_t window_size = 100;  // Calls, or seconds.
+  std::uint32_t minimum_calls = 20;
+  double failure_rate_threshold = 50.0;     // Percent.
+  double slow_call_rate_threshold = 100.0;  // Percent.
+  absl::Duration slow_call_duration = absl::Seconds(60);
+  absl::Duration wait_in_open = absl::Seconds(5);
+  double wait_multiplier = 1.0;
+  absl::Duration max_wait_in_open = absl::Seconds(5);
+  double wait_jitter = 0.0;  // Fraction in [0, 1).
+  std::uint32_t half_open_permitted_calls = 10;
+  StatusCodeSet failure_codes = DefaultFailureCodes();
+};
+
+// A point-in-time view, for the admin service and tests.
+struct BreakerSnapshot {
+  BreakerState state = BreakerState::kClosed;
+  WindowCounts window;
+  absl::Time open_until = absl::InfinitePast();
+  std::uint32_t consecutive_trips = 0;
+  std::uint32_t half_open_probes_started = 0;
+};
+
+class CircuitBreaker final {
+ public:
+  // Told of every state change, outside the breaker's lock. Must not call back into the breaker
+  // synchronously in a way that could deadlock (reading is fine).
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnStateChange(BreakerState from, BreakerState to) = 0;
+  };
+
+  // A permission to make one call. Pass it back to exactly one of Record or Release.
+  struct Permit {
+    std::uint64_t generation = 0;
+    bool judged = false;  // False when DISABLED: the outcome is not recorded.
+  };
+
+  // `name` appears in the rejection message. `listener` may be null.
+  CircuitBreaker(std::string name, const CircuitBreakerConfig& config, Clock& clock,
+                 RandomSource& random, Listener* listener);
+
+  // Asks to make a call. Returns true and fills `permit` if it may proceed; false if rejected.
+  bool TryAcquire(Permit& permit);
+  // Records the outcome of a permitted call that was made.
+  void Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed);
+  // Returns a permission that was not used (for example the bulkhead refused the call).
+  void Release(const Permit& permit);
+
+  // Operator overrides.
+  void ForceOpen();
+  void Disable();
+  // Back to CLOSED (or DISABLED when the config disables the breaker), with an empty window.
+  void Reset();
+
+  BreakerState state();
+  BreakerSnapshot Snapshot();
+  const std::string& name() const { return name_; }
+  // UNAVAILABLE naming the breaker; built once, so rejecting a call does not allocate.
+  const grpc::Status& rejection_status() const { return rejection_status_; }
+
+ private:
+  // A transition to report after the lock is released.
+  struct Transition {
+    bool happened = false;
+    BreakerState from = BreakerState::kClosed;
+    BreakerState to = BreakerState::kClosed;
+  };
+
+  void TransitionLocked(BreakerState to, absl::Time now, Transition& transition)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Duration NextOpenWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  bool TripsLocked(const WindowCounts& counts) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  void Notify(const Transition& transition);
+
+  const std::string name_;
+  const CircuitBreakerConfig config_;
+  Clock& clock_;
+  RandomSource& random_;
+  Listener* const listener_;
+  const grpc::Status rejection_status_;
+
+  absl::Mutex mutex_;
+  BreakerState state_ ABSL_GUARDED_BY(mutex_);
+  std::uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 1;
+  std::unique_ptr<SlidingWindow> window_ ABSL_GUARDED_BY(mutex_);
+  absl::Time open_until_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
+  std::uint32_t consecutive_trips_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::uint32_t probes_started_ ABSL_GUARDED_BY(mutex_) = 0;
+  WindowCounts probe_results_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace resilience
+
+#endif  // HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_

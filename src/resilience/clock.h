@@ -1,0 +1,108 @@
+// Time, timers and randomness for the resilience library, behind interfaces so that every
+// component that waits, times or jitters can be driven by a fake clock in tests.
+//
+//   resilience::RealEnvironment env;          // wall clock, one timer thread, thread-safe RNG
+//   resilience::Target target("morgue", policy, env.environment(), metrics);
+//
+// Tests use resilience::testing::FakeEnvironment instead, whose clock moves only when told to
+// and which runs due timers on the thread that advances it.
+#ifndef HOSPITAL_SRC_RESILIENCE_CLOCK_H_
+#define HOSPITAL_SRC_RESILIENCE_CLOCK_H_
+
+#include <cstdint>
+#include <map>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace resilience {
+
+// Source of the current time. Implementations are thread-safe.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() = 0;
+};
+
+// Runs callbacks at a point in time, without a thread per waiting callback. Implementations are
+// thread-safe; callbacks run on a thread owned by the scheduler and must not block.
+class Scheduler {
+ public:
+  using TimerId = std::uint64_t;
+  virtual ~Scheduler() = default;
+  // Runs `callback` once, at or soon after `when` (at once if `when` has passed). Returns an id
+  // for Cancel.
+  virtual TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> callback) = 0;
+  // Drops a callback that has not started. Returns false if it already ran, is running, or is
+  // unknown; the caller must then cope with the callback running.
+  virtual bool Cancel(TimerId id) = 0;
+};
+
+// Uniform random numbers. Implementations are thread-safe.
+class RandomSource {
+ public:
+  virtual ~RandomSource() = default;
+  // A number drawn uniformly from [0, 1).
+  virtual double Uniform01() = 0;
+};
+
+// The three collaborators, passed together. Not owned; they must outlive every user.
+struct Environment {
+  Clock* clock;
+  Scheduler* scheduler;
+  RandomSource* random;
+};
+
+// The process clock (absl::Now()).
+Clock& SystemClock();
+
+// A thread-safe source seeded from the operating system.
+RandomSource& SystemRandom();
+
+// A Scheduler with one thread that sleeps until the earliest timer is due. The destructor stops
+// the thread; callbacks not yet run are dropped.
+class TimerThread final : public Scheduler {
+ public:
+  explicit TimerThread(Clock& clock);
+  ~TimerThread() override;
+  TimerThread(const TimerThread&) = delete;
+  TimerThread& operator=(const TimerThread&) = delete;
+
+  TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> callback) override;
+  bool Cancel(TimerId id) override;
+
+ private:
+  struct Key {
+    absl::Time when;
+    TimerId id;
+    bool operator<(const Key& other) const {
+      return when != other.when ? when < other.when : id < other.id;
+    }
+  };
+  void Loop();
+
+  Clock& clock_;
+  absl::Mutex mutex_;
+  std::map<Key, absl::AnyInvocable<void()>> timers_ ABSL_GUARDED_BY(mutex_);
+  std::map<TimerId, absl::Time> when_by_id_ ABSL_GUARDED_BY(mutex_);
+  TimerId next_id_ ABSL_GUARDED_BY(mutex_) = 1;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread thread_;
+};
+
+// The production environment: system clock, system random source and a TimerThread it owns.
+class RealEnvironment final {
+ public:
+  RealEnvironment();
+  Environment environment() { return {&SystemClock(), &timers_, &SystemRandom()}; }
+
+ private:
+  TimerThread timers_;
+};
+
+}  // namespace resilience
+
+#endif  // HOSPITAL_SRC_RESILIENCE_CLOCK_H_

@@ -1,0 +1,118 @@
+#include "resilience/guarded_call.h"
+
+#include <algorithm>
+
+namespace resilience {
+
+GuardedCall::GuardedCall(GuardedMethod& method)
+    : method_(method), target_(method.target()), environment_(target_.environment()) {}
+
+void GuardedCall::Start(absl::Time parent_deadline) {
+  const MethodPolicy& policy = method_.policy();
+  call_start_ = environment_.clock->Now();
+  deadline_ = std::min(call_start_ + policy.timeout, parent_deadline - policy.deadline_margin);
+  const double tokens = target_.budget().RecordCall();
+  if (target_.budget().enabled()) target_.metrics().budget_tokens->Set(tokens);
+  Attempt();
+}
+
+void GuardedCall::Attempt() {
+  if (environment_.clock->Now() >= deadline_) {
+    Finish(method_.deadline_spent_status(), CallOutcome::kDeadlineExceeded);
+    return;
+  }
+  CircuitBreaker& breaker = target_.breaker();
+  if (!breaker.TryAcquire(permit_)) {
+    Finish(breaker.rejection_status(), CallOutcome::kRejectedByBreaker);
+    return;
+  }
+  switch (target_.bulkhead().TryAcquire(this, deadline_)) {
+    case Bulkhead::Result::kAcquired:
+      Send();
+      return;
+    case Bulkhead::Result::kQueued:
+      return;  // OnBulkheadDecision continues.
+    case Bulkhead::Result::kRejected:
+      breaker.Release(permit_);
+      Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead);
+      return;
+  }
+}
+
+void GuardedCall::OnBulkheadDecision(bool acquired) {
+  if (acquired) {
+    Send();
+    return;
+  }
+  target_.breaker().Release(permit_);
+  Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead);
+}
+
+void GuardedCall::Send() {
+  const MethodMetrics& metrics = method_.metrics();
+  target_.metrics().bulkhead_in_flight->Increment();
+  metrics.attempts->Increment();
+  if (attempts_ > 0) metrics.retries->Increment();
+  ++attempts_;
+  attempt_start_ = environment_.clock->Now();
+  attempt_deadline_ = std::min(deadline_, attempt_start_ + method_.policy().per_attempt_timeout);
+  StartAttempt(attempt_deadline_);
+}
+
+void GuardedCall::FinishAttempt(const grpc::Status& status, Pushback pushback) {
+  const absl::Time now = environment_.clock->Now();
+  const absl::Duration elapsed = now - attempt_start_;
+  target_.bulkhead().Release();
+  target_.metrics().bulkhead_in_flight->Decrement();
+  target_.breaker().Record(permit_, status.error_code(), elapsed);
+  method_.metrics().attempt_duration->Observe(absl::ToDoubleSeconds(elapsed));
+  if (status.ok()) {
+    Finish(status, CallOutcome::kSuccess);
+    return;
+  }
+  CallOutcome outcome;
+  if (!ScheduleRetry(status, pushback, now, outcome)) Finish(status, outcome);
+}
+
+bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
+                                CallOutcome& outcome) {
+  const MethodPolicy& policy = method_.policy();
+  const grpc::StatusCode code = status.error_code();
+  outcome = code == grpc::StatusCode::DEADLINE_EXCEEDED ? CallOutcome::kDeadlineExceeded
+                                                        : CallOutcome::kFailure;
+  if (attempts_ >= policy.max_attempts || !policy.idempotent) return false;
+  if (pushback.kind == Pushback::Kind::kDoNotRetry) return false;
+  // An attempt cut short by its own timeout, with call time left, is worth another try.
+  const bool attempt_timed_out = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+                                 attempt_deadline_ < deadline_ && now >= attempt_deadline_;
+  const bool retryable =
+      attempt_timed_out ||
+      (policy.retryable_codes.Contains(code) &&
+       (code != grpc::StatusCode::RESOURCE_EXHAUSTED || pushback.kind == Pushback::Kind::kDelay));
+  if (!retryable) return false;
+  const absl::Duration delay =
+      pushback.kind == Pushback::Kind::kDelay
+          ? pushback.delay
+          : FullJitterBackoff(policy.backoff, attempts_, *environment_.random);
+  // Never wait past the deadline: a retry that could not be sent in time only adds latency.
+  if (now + delay >= deadline_) return false;
+  RetryBudget& budget = target_.budget();
+  const bool withdrawn = budget.TryWithdrawRetry();
+  if (budget.enabled()) target_.metrics().budget_tokens->Set(budget.tokens());
+  if (!withdrawn) {
+    outcome = CallOutcome::kRetryBudgetExhausted;
+    return false;
+  }
+  environment_.scheduler->RunAt(now + delay, [this] { Attempt(); });
+  return true;
+}
+
+void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome) {
+  const MethodMetrics& metrics = method_.metrics();
+  metrics.calls[static_cast<std::size_t>(outcome)]->Increment();
+  metrics.call_duration->Observe(
+      absl::ToDoubleSeconds(environment_.clock->Now() - call_start_));
+  OnDone(status);  // Last: may destroy this object.
+}
+
+}  // namespace resilience

@@ -1,0 +1,98 @@
+// One call through the resilience pipeline, independent of the transport.
+//
+// The order of the guards, outermost first, and why:
+//
+//   deadline  ->  retry (+ budget)  ->  circuit breaker  ->  bulkhead  ->  attempt (+ timeout)
+//
+// * The deadline is outermost: it bounds the whole call, retries and backoff included, and a
+//   call whose time is already spent fails with DEADLINE_EXCEEDED before touching anything.
+// * Retry wraps the breaker, so every attempt is judged by the breaker on its own and a breaker
+//   that opens mid-call stops the retries at once (a rejection by the breaker is final).
+// * The breaker wraps the bulkhead, so a call the breaker rejects never takes a concurrency
+//   slot, and a full bulkhead (an overload of this client, not a fault of the downstream) is
+//   never counted as a downstream failure: the breaker's permission is handed back unused.
+// * The per-attempt timeout is innermost, so an attempt that runs out of time is a failure (and,
+//   if it took long enough, a slow call) in the breaker's window.
+//
+// Retry rules: an attempt is retried only if attempts remain, the method is idempotent (a
+// non-idempotent method is never retried once an attempt was sent), its status code is
+// retryable (RESOURCE_EXHAUSTED only together with valid server pushback) or the attempt ran
+// out of its per-attempt timeout, the server did not push back with "do not retry", the delay
+// (pushback, else full-jitter backoff) ends before the deadline, and the retry budget has a
+// token. Waiting for a retry holds no thread: the next attempt is scheduled on the Scheduler.
+//
+// Usage: subclass, implement StartAttempt and OnDone, then call Start. resilience::UnaryCall
+// (grpc_call.h) does this for gRPC unary methods.
+//
+// Threading: the call is a chain of steps with one step active at a time; StartAttempt and
+// OnDone run on the thread that started the call, the thread that finished the previous
+// attempt, or the scheduler's thread. Neither may block. The object must stay alive until
+// OnDone, which may destroy it.
+#ifndef HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
+#define HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/time/time.h"
+#include "resilience/backoff.h"
+#include "resilience/bulkhead.h"
+#include "resilience/circuit_breaker.h"
+#include "resilience/target.h"
+
+namespace resilience {
+
+class GuardedCall : private Bulkhead::Waiter {
+ public:
+  explicit GuardedCall(GuardedMethod& method);
+  ~GuardedCall() override = default;
+  GuardedCall(const GuardedCall&) = delete;
+  GuardedCall& operator=(const GuardedCall&) = delete;
+
+  // Starts the call. `parent_deadline` is the deadline of the request being served, if any: the
+  // call's deadline is then min(now + timeout, parent_deadline - deadline_margin).
+  void Start(absl::Time parent_deadline = absl::InfiniteFuture());
+
+  // The deadline computed by Start.
+  absl::Time deadline() const { return deadline_; }
+  // Attempts sent so far.
+  int attempts() const { return attempts_; }
+
+ protected:
+  // Sends one attempt that must end by `attempt_deadline`. The implementation calls
+  // FinishAttempt exactly once, on any thread, possibly before returning.
+  virtual void StartAttempt(absl::Time attempt_deadline) = 0;
+  // The call's result, once. The status reference is valid only during this call. The object
+  // may be destroyed inside OnDone.
+  virtual void OnDone(const grpc::Status& status) = 0;
+
+  // The clock the call is timed with.
+  Clock& clock() const { return *environment_.clock; }
+  // Reports the outcome of the attempt started last.
+  void FinishAttempt(const grpc::Status& status, Pushback pushback = {});
+
+ private:
+  // Tries to send the next attempt: deadline, breaker, bulkhead.
+  void Attempt();
+  // Sends the attempt once breaker and bulkhead let it through.
+  void Send();
+  // Decides whether a failed attempt is retried, and schedules it if so. Returns false if the
+  // call must end with the attempt's status; sets `outcome` to the outcome to report then.
+  bool ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
+                     CallOutcome& outcome);
+  void Finish(const grpc::Status& status, CallOutcome outcome);
+  void OnBulkheadDecision(bool acquired) override;
+
+  GuardedMethod& method_;
+  Target& target_;
+  const Environment environment_;
+  absl::Time call_start_;
+  absl::Time deadline_ = absl::InfiniteFuture();
+  absl::Time attempt_start_;
+  absl::Time attempt_deadline_;
+  int attempts_ = 0;
+  CircuitBreaker::Permit permit_;
+};
+
+}  // namespace resilience
+
+#endif  // HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_

@@ -1,0 +1,54 @@
+// A retry budget: a token bucket that lets retries through only while they stay a small fraction
+// of calls, in the spirit of gRPC's retryThrottling and the budgets of Finagle and Envoy.
+//
+// Every call deposits `ratio` tokens; every retry must withdraw one whole token; the bucket also
+// refills by `min_retries_per_second` whatever the traffic, and never holds more than
+// `max_tokens`. So over any interval of length T with C calls, retries <= ratio * C +
+// max_tokens + min_retries_per_second * T: when a downstream fails broadly, attempts sent stay
+// at or below (1 + ratio) x calls plus that small floor, instead of max_attempts x calls.
+//
+// Thread-safe.
+#ifndef HOSPITAL_SRC_RESILIENCE_RETRY_BUDGET_H_
+#define HOSPITAL_SRC_RESILIENCE_RETRY_BUDGET_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "resilience/clock.h"
+
+namespace resilience {
+
+struct RetryBudgetConfig {
+  bool enabled = false;  // When false every retry is allowed and tokens() reports -1.
+  double ratio = 0.1;
+  double min_retries_per_second = 1.0;
+  double max_tokens = 10.0;
+};
+
+class RetryBudget final {
+ public:
+  RetryBudget(const RetryBudgetConfig& config, Clock& clock);
+
+  // Records a call (its first attempt): deposits `ratio` tokens. Returns the tokens held after
+  // the deposit (-1 when disabled), for a gauge.
+  double RecordCall();
+  // Asks to retry. Withdraws one token and returns true, or returns false if less than one
+  // token is left (the budget is exhausted).
+  bool TryWithdrawRetry();
+  // Tokens in the bucket now, or -1 when the budget is disabled.
+  double tokens();
+
+  bool enabled() const { return config_.enabled; }
+
+ private:
+  void RefillLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  const RetryBudgetConfig config_;
+  Clock& clock_;
+  absl::Mutex mutex_;
+  double tokens_ ABSL_GUARDED_BY(mutex_);
+  absl::Time last_refill_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace resilience
+
+#endif  // HOSPITAL_SRC_RESILIENCE_RETRY_BUDGET_H_

@@ -1,0 +1,87 @@
+#include "resilience/sliding_window.h"
+
+#include <algorithm>
+
+namespace resilience {
+namespace {
+
+void Subtract(WindowCounts& totals, const WindowCounts& part) {
+  totals.calls -= part.calls;
+  totals.failures -= part.failures;
+  totals.slow_calls -= part.slow_calls;
+}
+
+}  // namespace
+
+CountWindow::CountWindow(std::uint32_t size) : outcomes_(std::max<std::uint32_t>(size, 1), 0) {}
+
+void CountWindow::Record(absl::Time, bool failure, bool slow) {
+  std::uint8_t& slot = outcomes_[next_];
+  if (totals_.calls == outcomes_.size()) {
+    // The ring is full: the oldest outcome, in this slot, leaves the window.
+    Subtract(totals_, {1, (slot & kFailure) ? 1u : 0u, (slot & kSlow) ? 1u : 0u});
+  }
+  slot = static_cast<std::uint8_t>((failure ? kFailure : 0) | (slow ? kSlow : 0));
+  ++totals_.calls;
+  if (failure) ++totals_.failures;
+  if (slow) ++totals_.slow_calls;
+  next_ = (next_ + 1) % outcomes_.size();
+}
+
+WindowCounts CountWindow::Counts(absl::Time) { return totals_; }
+
+void CountWindow::Clear() {
+  std::fill(outcomes_.begin(), outcomes_.end(), 0);
+  next_ = 0;
+  totals_ = {};
+}
+
+TimeWindow::TimeWindow(std::uint32_t seconds) : buckets_(std::max<std::uint32_t>(seconds, 1)) {}
+
+void TimeWindow::SlideTo(std::int64_t second) {
+  if (second <= newest_second_) return;
+  const auto size = static_cast<std::int64_t>(buckets_.size());
+  // Only the buckets of the seconds between the newest seen and now can hold stale counts; after
+  // a gap longer than the window every bucket is stale.
+  const std::int64_t first_stale = std::max(newest_second_ + 1, second - size + 1);
+  for (std::int64_t s = first_stale; s <= second; ++s) {
+    Bucket& bucket = buckets_[static_cast<std::size_t>(((s % size) + size) % size)];
+    Subtract(totals_, bucket.counts);
+    bucket = Bucket{s, {}};
+  }
+  newest_second_ = second;
+}
+
+void TimeWindow::Record(absl::Time now, bool failure, bool slow) {
+  const std::int64_t second = absl::ToUnixSeconds(now);
+  SlideTo(second);
+  if (second <= newest_second_ - static_cast<std::int64_t>(buckets_.size())) {
+    return;  // Older than the window (the clock went backwards a long way): ignore.
+  }
+  const auto size = static_cast<std::int64_t>(buckets_.size());
+  Bucket& bucket = buckets_[static_cast<std::size_t>(((second % size) + size) % size)];
+  if (bucket.second != second) return;  // A second already slid out; ignore.
+  ++bucket.counts.calls;
+  ++totals_.calls;
+  if (failure) {
+    ++bucket.counts.failures;
+    ++totals_.failures;
+  }
+  if (slow) {
+    ++bucket.counts.slow_calls;
+    ++totals_.slow_calls;
+  }
+}
+
+WindowCounts TimeWindow::Counts(absl::Time now) {
+  SlideTo(absl::ToUnixSeconds(now));
+  return totals_;
+}
+
+void TimeWindow::Clear() {
+  std::fill(buckets_.begin(), buckets_.end(), Bucket{});
+  newest_second_ = 0;
+  totals_ = {};
+}
+
+}  // namespace resilience
