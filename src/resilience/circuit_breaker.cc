@@ -35,8 +35,8 @@ StatusCodeSet DefaultFailureCodes() {
   return codes;
 }
 
-CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& config,
-                               Clock& clock, RandomSource& random, Listener* listener)
+CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& config, Clock& clock,
+                               RandomSource& random, Listener* listener)
     : name_(std::move(name)),
       config_(config),
       clock_(clock),
@@ -80,8 +80,7 @@ bool CircuitBreaker::TryAcquire(Permit& permit) {
   return permitted;
 }
 
-void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code,
-                            absl::Duration elapsed) {
+void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed) {
   if (!permit.judged) return;
   const bool failure = config_.failure_codes.Contains(code);
   const bool slow = elapsed >= config_.slow_call_duration;

@@ -5,9 +5,9 @@
 
 namespace resilience {
 
-std::shared_ptr<grpc::Channel> CreateChannel(
-    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials,
-    grpc::ChannelArguments arguments) {
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address,
+                                             std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                             grpc::ChannelArguments arguments) {
   arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   return grpc::CreateCustomChannel(address, credentials, arguments);
 }
@@ -20,8 +20,8 @@ absl::Time DeadlineOf(const grpc::ServerContextBase& context) {
 
 Pushback PushbackOf(const grpc::ClientContext& context) {
   const auto& trailers = context.GetServerTrailingMetadata();
-  const auto it = trailers.find(grpc::string_ref(kPushbackMetadataKey.data(),
-                                                 kPushbackMetadataKey.size()));
+  const auto it =
+      trailers.find(grpc::string_ref(kPushbackMetadataKey.data(), kPushbackMetadataKey.size()));
   if (it == trailers.end()) return {};
   return ParsePushback(std::string_view(it->second.data(), it->second.size()));
 }

@@ -95,9 +95,8 @@ class UnaryCall final : public GuardedCall {
     // Converted through the remaining time, so the pipeline may run on any Clock.
     const absl::Duration remaining = attempt_deadline - clock().Now();
     if (remaining < absl::InfiniteDuration()) {
-      context_->set_deadline(
-          std::chrono::system_clock::now() +
-          absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
+      context_->set_deadline(std::chrono::system_clock::now() +
+                             absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
     }
     for (const auto& [key, value] : options_.metadata) context_->AddMetadata(key, value);
     response_.Clear();

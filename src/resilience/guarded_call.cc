@@ -110,8 +110,7 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
 void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome) {
   const MethodMetrics& metrics = method_.metrics();
   metrics.calls[static_cast<std::size_t>(outcome)]->Increment();
-  metrics.call_duration->Observe(
-      absl::ToDoubleSeconds(environment_.clock->Now() - call_start_));
+  metrics.call_duration->Observe(absl::ToDoubleSeconds(environment_.clock->Now() - call_start_));
   OnDone(status);  // Last: may destroy this object.
 }
 

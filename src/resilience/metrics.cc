@@ -56,10 +56,10 @@ Metrics::Metrics(prometheus::Registry& registry)
 MethodMetrics Metrics::ForMethod(const std::string& target, const std::string& method) {
   MethodMetrics metrics;
   for (int i = 0; i < kCallOutcomeCount; ++i) {
-    metrics.calls[static_cast<std::size_t>(i)] = &calls_.Add(
-        {{"target", target},
-         {"method", method},
-         {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))}});
+    metrics.calls[static_cast<std::size_t>(i)] =
+        &calls_.Add({{"target", target},
+                     {"method", method},
+                     {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))}});
   }
   metrics.attempts = &attempts_.Add({{"target", target}, {"method", method}});
   metrics.retries = &retries_.Add({{"target", target}, {"method", method}});

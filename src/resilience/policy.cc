@@ -65,8 +65,8 @@ absl::Status CompileRetryPolicy(const v1::RetryPolicy& proto, absl::string_view 
     if (!proto.has_initial_backoff()) {
       return Invalid(absl::StrCat(path, ".initialBackoff"), "is required when maxAttempts > 1");
     }
-    if (auto s = ReadDuration(proto.initial_backoff(), absl::StrCat(path, ".initialBackoff"),
-                              false, out.backoff.initial_backoff);
+    if (auto s = ReadDuration(proto.initial_backoff(), absl::StrCat(path, ".initialBackoff"), false,
+                              out.backoff.initial_backoff);
         !s.ok()) {
       return s;
     }
@@ -105,16 +105,15 @@ absl::Status CompileMethod(const v1::MethodConfig& proto, absl::string_view path
     }
   }
   if (proto.has_per_attempt_timeout()) {
-    if (auto s = ReadDuration(proto.per_attempt_timeout(),
-                              absl::StrCat(path, ".perAttemptTimeout"), false,
-                              out.per_attempt_timeout);
+    if (auto s = ReadDuration(proto.per_attempt_timeout(), absl::StrCat(path, ".perAttemptTimeout"),
+                              false, out.per_attempt_timeout);
         !s.ok()) {
       return s;
     }
   }
   if (proto.has_deadline_margin()) {
-    if (auto s = ReadDuration(proto.deadline_margin(), absl::StrCat(path, ".deadlineMargin"),
-                              true, out.deadline_margin);
+    if (auto s = ReadDuration(proto.deadline_margin(), absl::StrCat(path, ".deadlineMargin"), true,
+                              out.deadline_margin);
         !s.ok()) {
       return s;
     }
@@ -128,7 +127,8 @@ absl::Status CompileMethod(const v1::MethodConfig& proto, absl::string_view path
 
 absl::Status CheckPercent(double value, absl::string_view path, absl::string_view field) {
   if (!(value > 0.0 && value <= 100.0)) {
-    return Invalid(absl::StrCat(path, ".", field), absl::StrCat("must be in (0, 100], got ", value));
+    return Invalid(absl::StrCat(path, ".", field),
+                   absl::StrCat("must be in (0, 100], got ", value));
   }
   return absl::OkStatus();
 }
@@ -148,15 +148,15 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
   if (out.window_type == CircuitBreakerConfig::WindowType::kCountBased) {
     out.minimum_calls = std::min(out.minimum_calls, out.window_size);
   }
-  if (proto.failure_rate_threshold() != 0) out.failure_rate_threshold = proto.failure_rate_threshold();
+  if (proto.failure_rate_threshold() != 0)
+    out.failure_rate_threshold = proto.failure_rate_threshold();
   if (auto s = CheckPercent(out.failure_rate_threshold, path, "failureRateThreshold"); !s.ok()) {
     return s;
   }
   if (proto.slow_call_rate_threshold() != 0) {
     out.slow_call_rate_threshold = proto.slow_call_rate_threshold();
   }
-  if (auto s = CheckPercent(out.slow_call_rate_threshold, path, "slowCallRateThreshold");
-      !s.ok()) {
+  if (auto s = CheckPercent(out.slow_call_rate_threshold, path, "slowCallRateThreshold"); !s.ok()) {
     return s;
   }
   if (proto.has_slow_call_duration_threshold()) {
@@ -168,15 +168,15 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
     }
   }
   if (proto.has_wait_duration_in_open_state()) {
-    if (auto s = ReadDuration(proto.wait_duration_in_open_state(),
-                              absl::StrCat(path, ".waitDurationInOpenState"), false,
-                              out.wait_in_open);
+    if (auto s =
+            ReadDuration(proto.wait_duration_in_open_state(),
+                         absl::StrCat(path, ".waitDurationInOpenState"), false, out.wait_in_open);
         !s.ok()) {
       return s;
     }
   }
-  out.wait_multiplier = proto.wait_duration_multiplier() == 0 ? 1.0
-                                                              : proto.wait_duration_multiplier();
+  out.wait_multiplier =
+      proto.wait_duration_multiplier() == 0 ? 1.0 : proto.wait_duration_multiplier();
   if (!(out.wait_multiplier >= 1.0 && out.wait_multiplier <= 100.0)) {
     return Invalid(absl::StrCat(path, ".waitDurationMultiplier"),
                    absl::StrCat("must be 1 to 100, got ", proto.wait_duration_multiplier()));
@@ -218,7 +218,8 @@ absl::Status CompileBudget(const v1::RetryBudget& proto, absl::string_view path,
                            RetryBudgetConfig& out) {
   out.enabled = true;
   if (!(proto.ratio() >= 0.0 && proto.ratio() <= 1.0)) {
-    return Invalid(absl::StrCat(path, ".ratio"), absl::StrCat("must be 0 to 1, got ", proto.ratio()));
+    return Invalid(absl::StrCat(path, ".ratio"),
+                   absl::StrCat("must be 0 to 1, got ", proto.ratio()));
   }
   if (!(proto.min_retries_per_second() >= 0.0 && proto.min_retries_per_second() <= 1e6)) {
     return Invalid(absl::StrCat(path, ".minRetriesPerSecond"),
@@ -259,8 +260,8 @@ absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path
     }
   }
   if (proto.has_retry_budget()) {
-    if (auto s = CompileBudget(proto.retry_budget(), absl::StrCat(path, ".retryBudget"),
-                               out.budget);
+    if (auto s =
+            CompileBudget(proto.retry_budget(), absl::StrCat(path, ".retryBudget"), out.budget);
         !s.ok()) {
       return s;
     }
@@ -289,8 +290,8 @@ absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path
       }
       const std::string key = absl::StrCat(service, "/", method);
       if (auto [it, inserted] = seen_names.emplace(key, i); !inserted) {
-        return Invalid(name_path, absl::StrCat("duplicate name \"", key, "\", also in methodConfig[",
-                                               it->second, "]"));
+        return Invalid(name_path, absl::StrCat("duplicate name \"", key,
+                                               "\", also in methodConfig[", it->second, "]"));
       }
       out.SetMethodPolicy(service, method, policy);
     }

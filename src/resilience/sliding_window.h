@@ -18,9 +18,7 @@ struct WindowCounts {
   std::uint32_t slow_calls = 0;
 
   double failure_rate_percent() const { return calls == 0 ? 0.0 : 100.0 * failures / calls; }
-  double slow_call_rate_percent() const {
-    return calls == 0 ? 0.0 : 100.0 * slow_calls / calls;
-  }
+  double slow_call_rate_percent() const { return calls == 0 ? 0.0 : 100.0 * slow_calls / calls; }
 };
 
 class SlidingWindow {

@@ -15,9 +15,9 @@ GuardedMethod::GuardedMethod(Target& target, std::string full_name, const Method
       deadline_spent_status_(grpc::StatusCode::DEADLINE_EXCEEDED,
                              absl::StrCat("deadline of call to '", target.name(), "' ", full_name_,
                                           " was spent before an attempt could be sent")),
-      bulkhead_full_status_(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                            absl::StrCat("bulkhead of '", target.name(),
-                                         "' is full: too many concurrent calls")) {}
+      bulkhead_full_status_(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("bulkhead of '", target.name(), "' is full: too many concurrent calls")) {}
 
 Target::Target(std::string name, const TargetPolicy& policy, Environment environment,
                Metrics& metrics)
@@ -65,8 +65,7 @@ Target& TargetRegistry::GetTarget(std::string_view name) {
   auto it = targets_.find(name);
   if (it == targets_.end()) {
     std::string key(name);
-    auto target =
-        std::make_unique<Target>(key, policy_.ForTarget(name), environment_, metrics_);
+    auto target = std::make_unique<Target>(key, policy_.ForTarget(name), environment_, metrics_);
     it = targets_.emplace(std::move(key), std::move(target)).first;
   }
   return *it->second;

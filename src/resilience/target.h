@@ -58,8 +58,7 @@ class GuardedMethod final {
 
 class Target final : private CircuitBreaker::Listener {
  public:
-  Target(std::string name, const TargetPolicy& policy, Environment environment,
-         Metrics& metrics);
+  Target(std::string name, const TargetPolicy& policy, Environment environment, Metrics& metrics);
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
 

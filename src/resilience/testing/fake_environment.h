@@ -61,7 +61,8 @@ class FakeScheduler final : public Scheduler {
 // A random source that replays a script of values, then repeats the last one. Thread-safe.
 class ScriptedRandom final : public RandomSource {
  public:
-  explicit ScriptedRandom(std::deque<double> values = {0.5}) : values_(std::move(values)) {}
+  // With no script, every draw is 0.5.
+  explicit ScriptedRandom(std::deque<double> values = {}) : values_(std::move(values)) {}
   double Uniform01() override;
   void Push(double value);
 

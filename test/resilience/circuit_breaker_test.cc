@@ -1,0 +1,304 @@
+#include "resilience/circuit_breaker.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "resilience/testing/fake_environment.h"
+
+namespace resilience {
+namespace {
+
+using grpc::StatusCode;
+
+class RecordingListener final : public CircuitBreaker::Listener {
+ public:
+  void OnStateChange(BreakerState from, BreakerState to) override {
+    transitions.emplace_back(from, to);
+  }
+  std::vector<std::pair<BreakerState, BreakerState>> transitions;
+};
+
+CircuitBreakerConfig SmallCountWindow() {
+  CircuitBreakerConfig config;
+  config.window_size = 10;
+  config.minimum_calls = 4;
+  config.failure_rate_threshold = 50;
+  config.slow_call_duration = absl::Seconds(1);
+  config.wait_in_open = absl::Seconds(5);
+  config.max_wait_in_open = absl::Seconds(5);
+  config.half_open_permitted_calls = 2;
+  return config;
+}
+
+struct Fixture {
+  explicit Fixture(const CircuitBreakerConfig& config)
+      : breaker("morgue", config, env.clock(), env.random(), &listener) {}
+
+  // Makes one call that ends with `code` after `elapsed`; returns false if it was rejected.
+  bool Call(StatusCode code, absl::Duration elapsed = absl::Milliseconds(1)) {
+    CircuitBreaker::Permit permit;
+    if (!breaker.TryAcquire(permit)) return false;
+    breaker.Record(permit, code, elapsed);
+    return true;
+  }
+
+  testing::FakeEnvironment env;
+  RecordingListener listener;
+  CircuitBreaker breaker;
+};
+
+TEST_CASE("breaker stays closed below minimum calls, then opens at the failure threshold",
+          "[breaker]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  CHECK(f.breaker.state() == BreakerState::kClosed);  // 3 calls < minimum 4.
+  REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  CHECK(f.breaker.state() == BreakerState::kOpen);
+  REQUIRE(f.listener.transitions.size() == 1);
+  CHECK(f.listener.transitions[0] == std::make_pair(BreakerState::kClosed, BreakerState::kOpen));
+}
+
+TEST_CASE("breaker does not open below the failure threshold", "[breaker]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(f.Call(i % 3 == 1 ? StatusCode::UNAVAILABLE : StatusCode::OK));  // At most 40%.
+  }
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  CHECK(f.breaker.Snapshot().window.failures == 3);
+}
+
+TEST_CASE("client errors do not count as failures by default", "[breaker]") {
+  Fixture f(SmallCountWindow());
+  for (StatusCode code : {StatusCode::INVALID_ARGUMENT, StatusCode::NOT_FOUND,
+                          StatusCode::ALREADY_EXISTS, StatusCode::FAILED_PRECONDITION}) {
+    for (int i = 0; i < 3; ++i) REQUIRE(f.Call(code));
+  }
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  CHECK(f.breaker.Snapshot().window.failures == 0);
+}
+
+TEST_CASE("failure codes are configurable", "[breaker]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.failure_codes = StatusCodeSet{StatusCode::NOT_FOUND};
+  Fixture f(config);
+  for (int i = 0; i < 4; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::NOT_FOUND);
+  CHECK(f.breaker.state() == BreakerState::kOpen);
+}
+
+TEST_CASE("slow calls open the breaker at the slow-call threshold", "[breaker]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.slow_call_rate_threshold = 75;
+  Fixture f(config);
+  REQUIRE(f.Call(StatusCode::OK, absl::Milliseconds(999)));  // Just under the slow duration.
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(1)));
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(3)));
+  CHECK(f.breaker.state() == BreakerState::kClosed);  // Fewer than minimum calls.
+  REQUIRE(f.Call(StatusCode::OK, absl::Milliseconds(10)));
+  CHECK(f.breaker.state() == BreakerState::kClosed);  // 2 of 4 slow: 50%.
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  CHECK(f.breaker.state() == BreakerState::kClosed);  // 4 of 6: 67%.
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  CHECK(f.breaker.state() == BreakerState::kOpen);  // 6 of 8: 75%, at the threshold.
+}
+
+TEST_CASE("a count window forgets the oldest outcome", "[breaker][window]") {
+  CountWindow window(3);
+  const absl::Time now = absl::UnixEpoch();
+  window.Record(now, true, false);
+  window.Record(now, false, true);
+  window.Record(now, false, false);
+  CHECK(window.Counts(now).failures == 1);
+  window.Record(now, false, false);  // Pushes out the failure.
+  const WindowCounts counts = window.Counts(now);
+  CHECK(counts.calls == 3);
+  CHECK(counts.failures == 0);
+  CHECK(counts.slow_calls == 1);
+}
+
+TEST_CASE("a time window rolls over second by second", "[breaker][window]") {
+  TimeWindow window(3);
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  window.Record(start, true, false);                             // second 1000
+  window.Record(start + absl::Milliseconds(1500), false, true);  // second 1001
+  window.Record(start + absl::Milliseconds(2500), true, false);  // second 1002
+  CHECK(window.Counts(start + absl::Milliseconds(2900)).calls == 3);
+  // At second 1003, second 1000 has left the window.
+  WindowCounts counts = window.Counts(start + absl::Seconds(3));
+  CHECK(counts.calls == 2);
+  CHECK(counts.failures == 1);
+  CHECK(counts.slow_calls == 1);
+  // After a gap longer than the window, everything has left.
+  counts = window.Counts(start + absl::Seconds(60));
+  CHECK(counts.calls == 0);
+  window.Record(start + absl::Seconds(60), true, true);
+  CHECK(window.Counts(start + absl::Seconds(60)).failures == 1);
+}
+
+TEST_CASE("time-based breaker judges only the recent seconds", "[breaker][window]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.window_type = CircuitBreakerConfig::WindowType::kTimeBased;
+  config.window_size = 2;
+  Fixture f(config);
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  f.env.Advance(absl::Seconds(5));  // Those failures slide out.
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::OK));
+  REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  CHECK(f.breaker.state() == BreakerState::kClosed);  // 1 of 4 recent calls failed.
+}
+
+TEST_CASE("open breaker rejects until the wait is over, then lets probes through",
+          "[breaker][half-open]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  REQUIRE(f.breaker.state() == BreakerState::kOpen);
+  CHECK_FALSE(f.Call(StatusCode::OK));
+  f.env.Advance(absl::Milliseconds(4999));
+  CHECK_FALSE(f.Call(StatusCode::OK));
+  f.env.Advance(absl::Milliseconds(1));
+  CircuitBreaker::Permit first;
+  CircuitBreaker::Permit second;
+  CircuitBreaker::Permit third;
+  REQUIRE(f.breaker.TryAcquire(first));
+  CHECK(f.breaker.state() == BreakerState::kHalfOpen);
+  REQUIRE(f.breaker.TryAcquire(second));
+  CHECK_FALSE(f.breaker.TryAcquire(third));  // Only two probes.
+  f.breaker.Record(first, StatusCode::OK, absl::Milliseconds(1));
+  CHECK(f.breaker.state() == BreakerState::kHalfOpen);
+  f.breaker.Record(second, StatusCode::OK, absl::Milliseconds(1));
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  CHECK(f.breaker.Snapshot().window.calls == 0);  // Closed with an empty window.
+}
+
+TEST_CASE("failed probes reopen the breaker with a growing, capped wait", "[breaker][half-open]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.wait_multiplier = 2;
+  config.max_wait_in_open = absl::Seconds(12);
+  Fixture f(config);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  REQUIRE(f.breaker.state() == BreakerState::kOpen);
+  const absl::Duration expected_waits[] = {absl::Seconds(5), absl::Seconds(10), absl::Seconds(12),
+                                           absl::Seconds(12)};
+  for (absl::Duration wait : expected_waits) {
+    INFO("expected wait " << absl::FormatDuration(wait));
+    CHECK(f.breaker.Snapshot().open_until - f.env.Now() == wait);
+    f.env.Advance(wait);
+    REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+    REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+    REQUIRE(f.breaker.state() == BreakerState::kOpen);
+  }
+  CHECK(f.breaker.Snapshot().consecutive_trips == 5);
+  // Recovery resets the growth.
+  f.env.Advance(absl::Seconds(12));
+  REQUIRE(f.Call(StatusCode::OK));
+  REQUIRE(f.Call(StatusCode::OK));
+  REQUIRE(f.breaker.state() == BreakerState::kClosed);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  CHECK(f.breaker.Snapshot().open_until - f.env.Now() == absl::Seconds(5));
+}
+
+TEST_CASE("open wait is jittered within [1 - jitter, 1 + jitter]", "[breaker]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.wait_jitter = 0.2;
+  Fixture f(config);
+  f.env.random().Push(0.0);  // Factor 0.8.
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  CHECK(f.breaker.Snapshot().open_until - f.env.Now() == absl::Seconds(4));
+}
+
+TEST_CASE("half-open with many concurrent callers lets exactly the probes through",
+          "[breaker][half-open]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.half_open_permitted_calls = 3;
+  Fixture f(config);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::Seconds(5));
+  std::atomic<int> permitted{0};
+  std::vector<std::thread> callers;
+  std::vector<CircuitBreaker::Permit> permits(64);
+  for (int i = 0; i < 64; ++i) {
+    callers.emplace_back([&, i] {
+      if (f.breaker.TryAcquire(permits[static_cast<std::size_t>(i)])) permitted.fetch_add(1);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  CHECK(permitted.load() == 3);
+}
+
+TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-open]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::Seconds(5));
+  CircuitBreaker::Permit a;
+  CircuitBreaker::Permit b;
+  CircuitBreaker::Permit c;
+  REQUIRE(f.breaker.TryAcquire(a));
+  REQUIRE(f.breaker.TryAcquire(b));
+  REQUIRE_FALSE(f.breaker.TryAcquire(c));
+  f.breaker.Release(b);
+  CHECK(f.breaker.TryAcquire(c));
+}
+
+TEST_CASE("outcomes of calls admitted under an earlier state are ignored", "[breaker]") {
+  Fixture f(SmallCountWindow());
+  CircuitBreaker::Permit stale;
+  REQUIRE(f.breaker.TryAcquire(stale));  // Admitted while CLOSED.
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::Seconds(5));
+  CircuitBreaker::Permit probe;
+  REQUIRE(f.breaker.TryAcquire(probe));
+  f.breaker.Record(stale, StatusCode::OK, absl::Milliseconds(1));
+  f.breaker.Record(stale, StatusCode::OK, absl::Milliseconds(1));
+  CHECK(f.breaker.state() == BreakerState::kHalfOpen);  // The stale successes did not close it.
+}
+
+TEST_CASE("forced states hold until reset", "[breaker][forced]") {
+  Fixture f(SmallCountWindow());
+  f.breaker.ForceOpen();
+  CHECK(f.breaker.state() == BreakerState::kForcedOpen);
+  f.env.Advance(absl::Hours(1));
+  CHECK_FALSE(f.Call(StatusCode::OK));
+  f.breaker.Disable();
+  for (int i = 0; i < 100; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  CHECK(f.breaker.state() == BreakerState::kDisabled);
+  CHECK(f.breaker.Snapshot().window.calls == 0);  // Not judged.
+  f.breaker.Reset();
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  CHECK(f.listener.transitions.back() ==
+        std::make_pair(BreakerState::kDisabled, BreakerState::kClosed));
+}
+
+TEST_CASE("reset empties the window", "[breaker][forced]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 3; ++i) f.Call(StatusCode::UNAVAILABLE);
+  f.breaker.Reset();
+  CHECK(f.breaker.Snapshot().window.calls == 0);
+  f.Call(StatusCode::UNAVAILABLE);
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+}
+
+TEST_CASE("a breaker disabled by config starts and resets to DISABLED", "[breaker]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.enabled = false;
+  Fixture f(config);
+  CHECK(f.breaker.state() == BreakerState::kDisabled);
+  f.breaker.ForceOpen();
+  CHECK_FALSE(f.Call(StatusCode::OK));
+  f.breaker.Reset();
+  CHECK(f.breaker.state() == BreakerState::kDisabled);
+}
+
+TEST_CASE("rejection status is UNAVAILABLE and names the breaker", "[breaker]") {
+  Fixture f(SmallCountWindow());
+  CHECK(f.breaker.rejection_status().error_code() == StatusCode::UNAVAILABLE);
+  CHECK_THAT(f.breaker.rejection_status().error_message(), Catch::Contains("'morgue'"));
+}
+
+}  // namespace
+}  // namespace resilience

@@ -1,0 +1,338 @@
+#include "resilience/guarded_call.h"
+
+#include <optional>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "resilience/testing/fake_environment.h"
+#include "support/metrics_reader.h"
+
+namespace resilience {
+namespace {
+
+using grpc::StatusCode;
+
+constexpr char kMethod[] = "/test.v1.Downstream/Do";
+
+// A call whose attempts are answered by the test, one at a time.
+class ScriptedCall final : public GuardedCall {
+ public:
+  explicit ScriptedCall(GuardedMethod& method) : GuardedCall(method) {}
+
+  // Answers the attempt in flight.
+  void Answer(StatusCode code, Pushback pushback = {}) {
+    REQUIRE(attempt_in_flight);
+    attempt_in_flight = false;
+    FinishAttempt(code == StatusCode::OK ? grpc::Status::OK : grpc::Status(code, "scripted"),
+                  pushback);
+  }
+
+  bool attempt_in_flight = false;
+  std::vector<absl::Time> attempt_deadlines;
+  std::vector<absl::Time> attempt_times;
+  std::optional<grpc::Status> result;
+
+ private:
+  void StartAttempt(absl::Time attempt_deadline) override {
+    attempt_in_flight = true;
+    attempt_deadlines.push_back(attempt_deadline);
+    attempt_times.push_back(clock().Now());
+  }
+  void OnDone(const grpc::Status& status) override { result = status; }
+};
+
+struct Fixture {
+  explicit Fixture(const std::string& policy_json) : policy_json_(policy_json) {
+    absl::StatusOr<Policy> policy = ParsePolicyJson(policy_json);
+    INFO(policy.status().ToString());
+    REQUIRE(policy.ok());
+    targets.emplace(*std::move(policy), env.environment(), registry);
+    method = &targets->GetTarget("downstream").Method(kMethod);
+  }
+
+  double Calls(const std::string& outcome) {
+    return testing_support::MetricValue(registry, "resilience_calls_total",
+                                        {{"target", "downstream"}, {"outcome", outcome}});
+  }
+  double Metric(const std::string& name) {
+    return testing_support::MetricValue(registry, name, {{"target", "downstream"}});
+  }
+
+  std::string policy_json_;
+  testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  std::optional<TargetRegistry> targets;
+  GuardedMethod* method = nullptr;
+};
+
+constexpr char kRetryPolicy[] = R"({"defaultTarget": {"methodConfig": [{
+    "timeout": "10s",
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}}]}})";
+
+TEST_CASE("a successful call makes one attempt within the policy timeout", "[call]") {
+  Fixture f(kRetryPolicy);
+  ScriptedCall call(*f.method);
+  call.Start();
+  REQUIRE(call.attempt_in_flight);
+  CHECK(call.attempt_deadlines[0] == f.env.Now() + absl::Seconds(10));
+  call.Answer(StatusCode::OK);
+  REQUIRE(call.result);
+  CHECK(call.result->ok());
+  CHECK(f.Calls("success") == 1);
+  CHECK(f.Metric("resilience_attempts_total") == 1);
+  CHECK(f.Metric("resilience_retries_total") == 0);
+}
+
+TEST_CASE("the deadline is the earlier of the timeout and the parent's minus the margin",
+          "[call][deadline]") {
+  Fixture f(
+      R"({"defaultTarget": {"methodConfig": [{"timeout": "2s", "deadlineMargin": "0.1s"}]}})");
+  ScriptedCall parent_bound(*f.method);
+  parent_bound.Start(f.env.Now() + absl::Seconds(1));
+  CHECK(parent_bound.deadline() == f.env.Now() + absl::Milliseconds(900));
+  parent_bound.Answer(StatusCode::OK);
+
+  ScriptedCall policy_bound(*f.method);
+  policy_bound.Start(f.env.Now() + absl::Seconds(5));
+  CHECK(policy_bound.deadline() == f.env.Now() + absl::Seconds(2));
+  policy_bound.Answer(StatusCode::OK);
+}
+
+TEST_CASE("a call whose time is already spent fails without an attempt", "[call][deadline]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"deadlineMargin": "0.1s"}]}})");
+  ScriptedCall call(*f.method);
+  call.Start(f.env.Now() + absl::Milliseconds(50));  // Less than the margin is left.
+  REQUIRE(call.result);
+  CHECK(call.result->error_code() == StatusCode::DEADLINE_EXCEEDED);
+  CHECK(call.attempt_times.empty());
+  CHECK(f.Calls("deadline_exceeded") == 1);
+  CHECK(f.Metric("resilience_attempts_total") == 0);
+}
+
+TEST_CASE("retries back off with full jitter, on the scheduler", "[call][retry]") {
+  Fixture f(kRetryPolicy);
+  f.env.random().Push(0.5);
+  f.env.random().Push(0.5);
+  f.env.random().Push(0.5);
+  ScriptedCall call(*f.method);
+  const absl::Time start = f.env.Now();
+  call.Start();
+  call.Answer(StatusCode::UNAVAILABLE);
+  CHECK_FALSE(call.attempt_in_flight);  // Waiting, on no thread.
+  CHECK(f.env.scheduler().pending() == 1);
+  f.env.Advance(absl::Milliseconds(49));
+  CHECK_FALSE(call.attempt_in_flight);
+  f.env.Advance(absl::Milliseconds(1));
+  REQUIRE(call.attempt_in_flight);  // 0.5 x 100 ms.
+  call.Answer(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::Milliseconds(100));  // 0.5 x 200 ms.
+  REQUIRE(call.attempt_in_flight);
+  call.Answer(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::Milliseconds(200));  // 0.5 x 400 ms.
+  REQUIRE(call.attempt_in_flight);
+  call.Answer(StatusCode::UNAVAILABLE);
+  REQUIRE(call.result);  // Four attempts: the policy's maximum.
+  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
+  CHECK(call.attempt_times == std::vector<absl::Time>{start, start + absl::Milliseconds(50),
+                                                      start + absl::Milliseconds(150),
+                                                      start + absl::Milliseconds(350)});
+  CHECK(f.Calls("failure") == 1);
+  CHECK(f.Metric("resilience_attempts_total") == 4);
+  CHECK(f.Metric("resilience_retries_total") == 3);
+}
+
+TEST_CASE("codes outside the retryable set are not retried", "[call][retry]") {
+  Fixture f(kRetryPolicy);
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::INTERNAL);
+  REQUIRE(call.result);
+  CHECK(call.result->error_code() == StatusCode::INTERNAL);
+  CHECK(call.attempt_times.size() == 1);
+}
+
+TEST_CASE("a retry is not scheduled past the deadline", "[call][retry][deadline]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{
+      "timeout": "0.3s",
+      "retryPolicy": {"maxAttempts": 5, "initialBackoff": "1s", "maxBackoff": "1s"}}]}})");
+  f.env.random().Push(0.5);  // A 500 ms backoff; 300 ms left.
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::UNAVAILABLE);
+  REQUIRE(call.result);  // Returned at once, not after sleeping.
+  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
+  CHECK(f.env.scheduler().pending() == 0);
+}
+
+TEST_CASE("valid pushback replaces the backoff", "[call][pushback]") {
+  Fixture f(kRetryPolicy);
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::UNAVAILABLE, ParsePushback("700"));
+  f.env.Advance(absl::Milliseconds(699));
+  CHECK_FALSE(call.attempt_in_flight);
+  f.env.Advance(absl::Milliseconds(1));
+  CHECK(call.attempt_in_flight);
+  call.Answer(StatusCode::OK);
+  CHECK(call.result->ok());
+}
+
+TEST_CASE("malformed or negative pushback stops retrying", "[call][pushback]") {
+  for (const char* value : {"-1", "soon", ""}) {
+    INFO("pushback '" << value << "'");
+    Fixture f(kRetryPolicy);
+    ScriptedCall call(*f.method);
+    call.Start();
+    call.Answer(StatusCode::UNAVAILABLE, ParsePushback(value));
+    REQUIRE(call.result);
+    CHECK(call.attempt_times.size() == 1);
+  }
+}
+
+TEST_CASE("RESOURCE_EXHAUSTED is retried only with pushback", "[call][pushback]") {
+  Fixture f(kRetryPolicy);
+  ScriptedCall without(*f.method);
+  without.Start();
+  without.Answer(StatusCode::RESOURCE_EXHAUSTED);
+  REQUIRE(without.result);
+  CHECK(without.attempt_times.size() == 1);
+
+  ScriptedCall with(*f.method);
+  with.Start();
+  with.Answer(StatusCode::RESOURCE_EXHAUSTED, ParsePushback("10"));
+  CHECK_FALSE(with.result);
+  f.env.Advance(absl::Milliseconds(10));
+  CHECK(with.attempt_in_flight);
+  with.Answer(StatusCode::OK);
+}
+
+TEST_CASE("a non-idempotent method is never retried once sent", "[call][retry]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"idempotent": false,
+      "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s"}}]}})");
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::UNAVAILABLE);
+  REQUIRE(call.result);
+  CHECK(call.attempt_times.size() == 1);
+}
+
+TEST_CASE("an attempt cut by its per-attempt timeout is retried within the deadline",
+          "[call][deadline]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"timeout": "1s", "perAttemptTimeout": "0.2s",
+      "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s"}}]}})");
+  f.env.random().Push(0.0);
+  ScriptedCall call(*f.method);
+  const absl::Time start = f.env.Now();
+  call.Start();
+  CHECK(call.attempt_deadlines[0] == start + absl::Milliseconds(200));
+  f.env.Advance(absl::Milliseconds(200));
+  call.Answer(StatusCode::DEADLINE_EXCEEDED);
+  f.env.Advance(absl::ZeroDuration());
+  REQUIRE(call.attempt_in_flight);
+  call.Answer(StatusCode::OK);
+  CHECK(call.result->ok());
+}
+
+TEST_CASE("an exhausted retry budget ends the call with its own outcome", "[call][budget]") {
+  Fixture f(R"({"defaultTarget": {
+      "retryBudget": {"ratio": 0, "minRetriesPerSecond": 0, "maxTokens": 1},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s"}}]}})");
+  f.env.random().Push(0.0);
+  ScriptedCall first(*f.method);
+  first.Start();
+  first.Answer(StatusCode::UNAVAILABLE);
+  f.env.Advance(absl::ZeroDuration());
+  first.Answer(StatusCode::UNAVAILABLE);  // The only token was spent on the first retry.
+  REQUIRE(first.result);
+  CHECK(first.attempt_times.size() == 2);
+  CHECK(f.Calls("budget_exhausted") == 1);
+  CHECK(f.Metric("resilience_retry_budget_tokens") == Approx(0));
+}
+
+TEST_CASE("attempts stay within (1 + ratio) x calls plus the floor when everything fails",
+          "[call][budget]") {
+  Fixture f(R"({"defaultTarget": {
+      "retryBudget": {"ratio": 0.1, "minRetriesPerSecond": 1, "maxTokens": 5},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.001s"}}]}})");
+  f.env.random().Push(0.0);
+  const int kCalls = 500;
+  for (int i = 0; i < kCalls; ++i) {
+    ScriptedCall call(*f.method);
+    call.Start();
+    while (!call.result) {
+      call.Answer(StatusCode::UNAVAILABLE);
+      f.env.Advance(absl::Milliseconds(1));
+    }
+  }
+  const double attempts = f.Metric("resilience_attempts_total");
+  const double elapsed_seconds =
+      absl::ToDoubleSeconds(f.env.Now() - absl::FromUnixSeconds(1'700'000'000));
+  CHECK(attempts <= (1 + 0.1) * kCalls + 5 + elapsed_seconds * 1 + 1);
+  CHECK(attempts > kCalls);  // Some retries did happen.
+}
+
+TEST_CASE("the breaker rejects fast and stops retries once it opens", "[call][breaker]") {
+  Fixture f(R"({"defaultTarget": {
+      "circuitBreaker": {"slidingWindowSize": 4, "minimumNumberOfCalls": 4,
+                         "failureRateThreshold": 50, "waitDurationInOpenState": "5s"},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 10, "initialBackoff": "0.01s"}}]}})");
+  f.env.random().Push(0.0);
+  ScriptedCall call(*f.method);
+  call.Start();
+  for (int i = 0; i < 4; ++i) {
+    call.Answer(StatusCode::UNAVAILABLE);
+    f.env.Advance(absl::ZeroDuration());
+  }
+  REQUIRE(call.result);  // The fifth attempt was rejected by the now-open breaker.
+  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
+  CHECK_THAT(call.result->error_message(), Catch::Contains("circuit breaker 'downstream'"));
+  CHECK(call.attempt_times.size() == 4);
+  CHECK(f.Calls("circuit_open") == 1);
+
+  ScriptedCall rejected(*f.method);
+  rejected.Start();
+  REQUIRE(rejected.result);
+  CHECK(rejected.attempt_times.empty());
+  CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_state",
+                                     {{"target", "downstream"}, {"state", "OPEN"}}) == 1);
+  CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_transitions_total",
+                                     {{"from", "CLOSED"}, {"to", "OPEN"}}) == 1);
+}
+
+TEST_CASE("a full bulkhead rejects with RESOURCE_EXHAUSTED and spares the breaker",
+          "[call][bulkhead]") {
+  Fixture f(R"({"defaultTarget": {"bulkhead": {"maxConcurrentCalls": 1},
+      "circuitBreaker": {"slidingWindowSize": 1, "minimumNumberOfCalls": 1}}})");
+  ScriptedCall holder(*f.method);
+  holder.Start();
+  CHECK(f.Metric("resilience_bulkhead_in_flight") == 1);
+  ScriptedCall rejected(*f.method);
+  rejected.Start();
+  REQUIRE(rejected.result);
+  CHECK(rejected.result->error_code() == StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(f.Calls("bulkhead_full") == 1);
+  CHECK(f.targets->GetTarget("downstream").breaker().state() == BreakerState::kClosed);
+  holder.Answer(StatusCode::OK);
+  CHECK(f.Metric("resilience_bulkhead_in_flight") == 0);
+}
+
+TEST_CASE("a queued call proceeds when the bulkhead frees a slot", "[call][bulkhead]") {
+  Fixture f(R"({"defaultTarget": {"bulkhead": {"maxConcurrentCalls": 1,
+      "maxWaitDuration": "1s"}}})");
+  ScriptedCall holder(*f.method);
+  holder.Start();
+  ScriptedCall queued(*f.method);
+  queued.Start();
+  CHECK_FALSE(queued.attempt_in_flight);
+  CHECK_FALSE(queued.result);
+  holder.Answer(StatusCode::OK);
+  REQUIRE(queued.attempt_in_flight);
+  queued.Answer(StatusCode::OK);
+  CHECK(queued.result->ok());
+}
+
+}  // namespace
+}  // namespace resilience

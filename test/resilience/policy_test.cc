@@ -1,0 +1,118 @@
+#include "resilience/policy.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+namespace resilience {
+namespace {
+
+std::string ErrorOf(std::string_view json) {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(json);
+  REQUIRE_FALSE(policy.ok());
+  CHECK(policy.status().code() == absl::StatusCode::kInvalidArgument);
+  return std::string(policy.status().message());
+}
+
+TEST_CASE("the checked-in example policy parses", "[policy]") {
+  absl::StatusOr<Policy> policy = LoadPolicyFile(HOSPITAL_EXAMPLE_POLICY);
+  INFO(policy.status().ToString());
+  REQUIRE(policy.ok());
+  const TargetPolicy& morgue = policy->ForTarget("morgue");
+  CHECK(morgue.breaker.enabled);
+  CHECK(morgue.budget.enabled);
+  CHECK(morgue.bulkhead.max_concurrent > 0);
+}
+
+TEST_CASE("an empty policy gives the built-in defaults", "[policy]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson("{}");
+  REQUIRE(policy.ok());
+  const TargetPolicy& target = policy->ForTarget("anything");
+  CHECK_FALSE(target.breaker.enabled);
+  CHECK_FALSE(target.budget.enabled);
+  CHECK(target.bulkhead.max_concurrent == 0);
+  const MethodPolicy& method = target.ForMethod("/a.B/C");
+  CHECK(method.timeout == kDefaultTimeout);
+  CHECK(method.max_attempts == 1);
+  CHECK(method.idempotent);
+}
+
+TEST_CASE("method configs match as in gRPC's service config", "[policy]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(R"({
+    "targets": {"morgue": {"methodConfig": [
+      {"name": [{}], "timeout": "1s"},
+      {"name": [{"service": "m.v1.Morgue"}], "timeout": "2s"},
+      {"name": [{"service": "m.v1.Morgue", "method": "Admit"},
+                {"service": "m.v1.Morgue", "method": "Release"}], "timeout": "3s",
+       "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                       "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "ABORTED"]}}
+    ]}}})");
+  INFO(policy.status().ToString());
+  REQUIRE(policy.ok());
+  const TargetPolicy& morgue = policy->ForTarget("morgue");
+  CHECK(morgue.ForMethod("/m.v1.Morgue/Admit").timeout == absl::Seconds(3));
+  CHECK(morgue.ForMethod("/m.v1.Morgue/Release").timeout == absl::Seconds(3));
+  CHECK(morgue.ForMethod("/m.v1.Morgue/Get").timeout == absl::Seconds(2));
+  CHECK(morgue.ForMethod("/other.Service/Get").timeout == absl::Seconds(1));
+  const MethodPolicy& admit = morgue.ForMethod("/m.v1.Morgue/Admit");
+  CHECK(admit.max_attempts == 3);
+  CHECK(admit.retryable_codes.Contains(grpc::StatusCode::ABORTED));
+  CHECK_FALSE(admit.retryable_codes.Contains(grpc::StatusCode::INTERNAL));
+  // A target without an entry gets the default target.
+  CHECK(policy->ForTarget("appointments").ForMethod("/m.v1.Morgue/Admit").timeout ==
+        kDefaultTimeout);
+}
+
+TEST_CASE("invalid policies name the field and the value", "[policy]") {
+  CHECK_THAT(ErrorOf(R"({"targets": {"morgue": {"methodConfig": [
+                 {"retryPolicy": {"maxAttempts": 0}}]}}})"),
+             Catch::Contains("targets[\"morgue\"].methodConfig[0].retryPolicy.maxAttempts") &&
+                 Catch::Contains("got 0"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"timeout": "-1s"}]}})"),
+             Catch::Contains("defaultTarget.methodConfig[0].timeout") && Catch::Contains("-1s"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"retryPolicy": {"maxAttempts": 3,
+                 "initialBackoff": "1s", "maxBackoff": "0.5s"}}]}})"),
+             Catch::Contains("retryPolicy.maxBackoff") && Catch::Contains("500ms"));
+  CHECK_THAT(
+      ErrorOf(R"({"defaultTarget": {"methodConfig": [{"retryPolicy": {"maxAttempts": 3}}]}})"),
+      Catch::Contains("retryPolicy.initialBackoff") && Catch::Contains("required"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"retryPolicy": {"maxAttempts": 2,
+                 "initialBackoff": "1s", "retryableStatusCodes": ["UNAVAILABEL"]}}]}})"),
+             Catch::Contains("retryableStatusCodes[0]") && Catch::Contains("UNAVAILABEL"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBreaker": {"failureRateThreshold": 150}}})"),
+             Catch::Contains("defaultTarget.circuitBreaker.failureRateThreshold") &&
+                 Catch::Contains("150"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBreaker": {"waitJitter": 1.5}}})"),
+             Catch::Contains("circuitBreaker.waitJitter") && Catch::Contains("1.5"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBreaker": {"failureStatusCodes": ["OK"]}}})"),
+             Catch::Contains("failureStatusCodes[0]"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"retryBudget": {"ratio": 2, "maxTokens": 10}}})"),
+             Catch::Contains("defaultTarget.retryBudget.ratio") && Catch::Contains("2"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"retryBudget": {"ratio": 0.1}}})"),
+             Catch::Contains("retryBudget.maxTokens") && Catch::Contains("got 0"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"bulkhead": {"maxConcurrentCalls": 0}}})"),
+             Catch::Contains("defaultTarget.bulkhead.maxConcurrentCalls"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"name": [{"method": "Get"}]}]}})"),
+             Catch::Contains("methodConfig[0].name[0].method") && Catch::Contains("Get"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"timeout": "1s"}, {"name": [{}]}]}})"),
+             Catch::Contains("methodConfig[1].name[0]") && Catch::Contains("duplicate"));
+}
+
+TEST_CASE("the JSON parser rejects unknown fields and malformed values", "[policy]") {
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBraker": {}}})"),
+             Catch::Contains("circuitBraker"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"timeout": "soon"}]}})"),
+             Catch::Contains("timeout") || Catch::Contains("soon") || Catch::Contains("uration"));
+  CHECK_THAT(ErrorOf("{not json"), Catch::Contains("not a valid resilience policy"));
+}
+
+TEST_CASE("a missing policy file is NOT_FOUND naming the path", "[policy]") {
+  absl::StatusOr<Policy> policy = LoadPolicyFile("/nonexistent/policy.json");
+  REQUIRE_FALSE(policy.ok());
+  CHECK(policy.status().code() == absl::StatusCode::kNotFound);
+  CHECK_THAT(std::string(policy.status().message()), Catch::Contains("/nonexistent/policy.json"));
+}
+
+}  // namespace
+}  // namespace resilience

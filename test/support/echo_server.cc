@@ -1,0 +1,54 @@
+#include "support/echo_server.h"
+
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+namespace testing_support {
+
+class EchoServer::Service final : public echo::v1::EchoService::CallbackService {
+ public:
+  std::atomic<int> requests{0};
+
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
+                                 const echo::v1::EchoRequest* request,
+                                 echo::v1::EchoResponse* response) override {
+    requests.fetch_add(1);
+    // Stalls on a gRPC thread (enough for tests that stall a few calls at a time), giving up
+    // as soon as the caller does.
+    const absl::Time stall_until = absl::Now() + absl::Milliseconds(request->delay_ms());
+    while (absl::Now() < stall_until && !context->IsCancelled()) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    if (!request->pushback_ms().empty()) {
+      context->AddTrailingMetadata("grpc-retry-pushback-ms", request->pushback_ms());
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (request->fail_with_code() != 0) {
+      reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(request->fail_with_code()),
+                                   "failure requested"));
+      return reactor;
+    }
+    response->set_message(request->message());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+EchoServer::EchoServer(grpc::Service* extra_service) : service_(std::make_unique<Service>()) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service_.get());
+  if (extra_service != nullptr) builder.RegisterService(extra_service);
+  server_ = builder.BuildAndStart();
+  address_ = absl::StrCat("127.0.0.1:", port);
+}
+
+int EchoServer::requests_received() const { return service_->requests.load(); }
+
+EchoServer::~EchoServer() { server_->Shutdown(std::chrono::system_clock::now()); }
+
+}  // namespace testing_support

@@ -1,0 +1,35 @@
+// A real gRPC server on loopback for tests and benchmarks: echo.v1.EchoService, which fails,
+// stalls or pushes back as each request asks, and counts the requests it received.
+#ifndef HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
+#define HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "echo/v1/echo.grpc.pb.h"
+
+namespace testing_support {
+
+class EchoServer final {
+ public:
+  // Starts on 127.0.0.1 with a port picked by the system. Extra services, if any, are served too.
+  explicit EchoServer(grpc::Service* extra_service = nullptr);
+  ~EchoServer();
+
+  std::string address() const { return address_; }
+  // Echo requests that reached the server.
+  int requests_received() const;
+
+ private:
+  class Service;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+}  // namespace testing_support
+
+#endif  // HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
