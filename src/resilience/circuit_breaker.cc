@@ -45,9 +45,37 @@ CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& con
       rejection_status_(grpc::StatusCode::UNAVAILABLE,
                         "circuit breaker '" + name_ + "' is open: call not sent"),
       state_(ResetState(config)),
-      window_(MakeWindow(config)) {}
+      window_(MakeWindow(config)) {
+  absl::MutexLock lock(&mutex_);
+  PublishLocked();
+}
 
-bool CircuitBreaker::TryAcquire(Permit& permit) {
+void CircuitBreaker::PublishLocked() {
+  // Release order: a reader that sees the new word also sees open_until_nanos_ stored before.
+  state_word_.store(generation_ << kStateBits | static_cast<std::uint64_t>(state_),
+                    std::memory_order_release);
+}
+
+bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
+  // Fast path: the states that decide without counting.
+  const std::uint64_t word = state_word_.load(std::memory_order_acquire);
+  switch (StateOf(word)) {
+    case BreakerState::kClosed:
+      permit = Permit{GenerationOf(word), true};
+      return true;
+    case BreakerState::kDisabled:
+      permit = Permit{GenerationOf(word), false};
+      return true;
+    case BreakerState::kForcedOpen:
+      return false;
+    case BreakerState::kOpen:
+      if (absl::ToUnixNanos(now) < open_until_nanos_.load(std::memory_order_relaxed)) {
+        return false;
+      }
+      break;
+    case BreakerState::kHalfOpen:
+      break;
+  }
   Transition transition;
   bool permitted = false;
   {
@@ -61,12 +89,10 @@ bool CircuitBreaker::TryAcquire(Permit& permit) {
         return true;
       case BreakerState::kForcedOpen:
         return false;
-      case BreakerState::kOpen: {
-        const absl::Time now = clock_.Now();
+      case BreakerState::kOpen:
         if (now < open_until_) return false;
         TransitionLocked(BreakerState::kHalfOpen, now, transition);
         [[fallthrough]];
-      }
       case BreakerState::kHalfOpen:
         if (probes_started_ < config_.half_open_permitted_calls) {
           ++probes_started_;
@@ -80,7 +106,8 @@ bool CircuitBreaker::TryAcquire(Permit& permit) {
   return permitted;
 }
 
-void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed) {
+void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed,
+                            absl::Time now) {
   if (!permit.judged) return;
   const bool failure = config_.failure_codes.Contains(code);
   const bool slow = elapsed >= config_.slow_call_duration;
@@ -88,7 +115,6 @@ void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::D
   {
     absl::MutexLock lock(&mutex_);
     if (permit.generation != generation_) return;  // Admitted under an earlier state.
-    const absl::Time now = clock_.Now();
     if (state_ == BreakerState::kClosed) {
       window_->Record(now, failure, slow);
       const WindowCounts counts = window_->Counts(now);
@@ -145,12 +171,14 @@ void CircuitBreaker::TransitionLocked(BreakerState to, absl::Time now, Transitio
   transition.to = to;
   state_ = to;
   ++generation_;
+  PublishLocked();
   probes_started_ = 0;
   probe_results_ = {};
   switch (to) {
     case BreakerState::kOpen:
       ++consecutive_trips_;
       open_until_ = now + NextOpenWaitLocked();
+      open_until_nanos_.store(absl::ToUnixNanos(open_until_), std::memory_order_relaxed);
       break;
     case BreakerState::kClosed:
     case BreakerState::kDisabled:
@@ -197,6 +225,7 @@ void CircuitBreaker::Reset() {
       window_->Clear();
       consecutive_trips_ = 0;
       ++generation_;
+      PublishLocked();
     } else {
       TransitionLocked(target, clock_.Now(), transition);
     }

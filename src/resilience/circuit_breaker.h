@@ -17,11 +17,14 @@
 // Each permission carries the breaker's generation (bumped on every transition), so the outcome
 // of a call admitted under an earlier state never moves the current state.
 //
-// Thread-safe. TryAcquire and Record neither allocate nor throw; transitions are reported to the
-// listener outside the lock.
+// Thread-safe. TryAcquire and Record neither allocate nor throw. TryAcquire takes no lock in
+// CLOSED, DISABLED, FORCED_OPEN and while OPEN waits (the state is mirrored in one atomic word);
+// Record locks only in CLOSED and HALF_OPEN. Transitions are reported to the listener outside
+// the lock.
 #ifndef HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
 #define HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -100,10 +103,11 @@ class CircuitBreaker final {
   CircuitBreaker(std::string name, const CircuitBreakerConfig& config, Clock& clock,
                  RandomSource& random, Listener* listener);
 
-  // Asks to make a call. Returns true and fills `permit` if it may proceed; false if rejected.
-  bool TryAcquire(Permit& permit);
-  // Records the outcome of a permitted call that was made.
-  void Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed);
+  // Asks to make a call at time `now` (read from the breaker's clock). Returns true and fills
+  // `permit` if it may proceed; false if rejected.
+  bool TryAcquire(Permit& permit, absl::Time now);
+  // Records the outcome of a permitted call that ended at `now` after `elapsed`.
+  void Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed, absl::Time now);
   // Returns a permission that was not used (for example the bulkhead refused the call).
   void Release(const Permit& permit);
 
@@ -132,6 +136,8 @@ class CircuitBreaker final {
   absl::Duration NextOpenWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   bool TripsLocked(const WindowCounts& counts) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   void Notify(const Transition& transition);
+  // Mirrors state_ and generation_ into state_word_.
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const std::string name_;
   const CircuitBreakerConfig config_;
@@ -139,6 +145,17 @@ class CircuitBreaker final {
   RandomSource& random_;
   Listener* const listener_;
   const grpc::Status rejection_status_;
+
+  // The state and generation, packed as generation << 3 | state, so that the fast path reads
+  // both in one atomic load. Written only under mutex_.
+  static constexpr std::uint64_t kStateBits = 3;
+  static BreakerState StateOf(std::uint64_t word) {
+    return static_cast<BreakerState>(word & ((1u << kStateBits) - 1));
+  }
+  static std::uint64_t GenerationOf(std::uint64_t word) { return word >> kStateBits; }
+  std::atomic<std::uint64_t> state_word_;
+  // Mirrors open_until_ for the lock-free check while OPEN; written only under mutex_.
+  std::atomic<std::int64_t> open_until_nanos_{0};
 
   absl::Mutex mutex_;
   BreakerState state_ ABSL_GUARDED_BY(mutex_);

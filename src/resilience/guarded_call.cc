@@ -13,48 +13,49 @@ void GuardedCall::Start(absl::Time parent_deadline) {
   deadline_ = std::min(call_start_ + policy.timeout, parent_deadline - policy.deadline_margin);
   const double tokens = target_.budget().RecordCall();
   if (target_.budget().enabled()) target_.metrics().budget_tokens->Set(tokens);
-  Attempt();
+  Attempt(call_start_);
 }
 
-void GuardedCall::Attempt() {
-  if (environment_.clock->Now() >= deadline_) {
-    Finish(method_.deadline_spent_status(), CallOutcome::kDeadlineExceeded);
+void GuardedCall::Attempt(absl::Time now) {
+  if (now >= deadline_) {
+    Finish(method_.deadline_spent_status(), CallOutcome::kDeadlineExceeded, now);
     return;
   }
   CircuitBreaker& breaker = target_.breaker();
-  if (!breaker.TryAcquire(permit_)) {
-    Finish(breaker.rejection_status(), CallOutcome::kRejectedByBreaker);
+  if (!breaker.TryAcquire(permit_, now)) {
+    Finish(breaker.rejection_status(), CallOutcome::kRejectedByBreaker, now);
     return;
   }
   switch (target_.bulkhead().TryAcquire(this, deadline_)) {
     case Bulkhead::Result::kAcquired:
-      Send();
+      Send(now);
       return;
     case Bulkhead::Result::kQueued:
       return;  // OnBulkheadDecision continues.
     case Bulkhead::Result::kRejected:
       breaker.Release(permit_);
-      Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead);
+      Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead, now);
       return;
   }
 }
 
 void GuardedCall::OnBulkheadDecision(bool acquired) {
+  const absl::Time now = environment_.clock->Now();
   if (acquired) {
-    Send();
+    Send(now);
     return;
   }
   target_.breaker().Release(permit_);
-  Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead);
+  Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead, now);
 }
 
-void GuardedCall::Send() {
+void GuardedCall::Send(absl::Time now) {
   const MethodMetrics& metrics = method_.metrics();
   target_.metrics().bulkhead_in_flight->Increment();
   metrics.attempts->Increment();
   if (attempts_ > 0) metrics.retries->Increment();
   ++attempts_;
-  attempt_start_ = environment_.clock->Now();
+  attempt_start_ = now;
   attempt_deadline_ = std::min(deadline_, attempt_start_ + method_.policy().per_attempt_timeout);
   StartAttempt(attempt_deadline_);
 }
@@ -64,14 +65,14 @@ void GuardedCall::FinishAttempt(const grpc::Status& status, Pushback pushback) {
   const absl::Duration elapsed = now - attempt_start_;
   target_.bulkhead().Release();
   target_.metrics().bulkhead_in_flight->Decrement();
-  target_.breaker().Record(permit_, status.error_code(), elapsed);
+  target_.breaker().Record(permit_, status.error_code(), elapsed, now);
   method_.metrics().attempt_duration->Observe(absl::ToDoubleSeconds(elapsed));
   if (status.ok()) {
-    Finish(status, CallOutcome::kSuccess);
+    Finish(status, CallOutcome::kSuccess, now);
     return;
   }
   CallOutcome outcome;
-  if (!ScheduleRetry(status, pushback, now, outcome)) Finish(status, outcome);
+  if (!ScheduleRetry(status, pushback, now, outcome)) Finish(status, outcome, now);
 }
 
 bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
@@ -103,14 +104,14 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
     outcome = CallOutcome::kRetryBudgetExhausted;
     return false;
   }
-  environment_.scheduler->RunAt(now + delay, [this] { Attempt(); });
+  environment_.scheduler->RunAt(now + delay, [this] { Attempt(environment_.clock->Now()); });
   return true;
 }
 
-void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome) {
+void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome, absl::Time now) {
   const MethodMetrics& metrics = method_.metrics();
   metrics.calls[static_cast<std::size_t>(outcome)]->Increment();
-  metrics.call_duration->Observe(absl::ToDoubleSeconds(environment_.clock->Now() - call_start_));
+  metrics.call_duration->Observe(absl::ToDoubleSeconds(now - call_start_));
   OnDone(status);  // Last: may destroy this object.
 }
 

@@ -71,15 +71,15 @@ class GuardedCall : private Bulkhead::Waiter {
   void FinishAttempt(const grpc::Status& status, Pushback pushback = {});
 
  private:
-  // Tries to send the next attempt: deadline, breaker, bulkhead.
-  void Attempt();
+  // Tries to send the next attempt at `now`: deadline, breaker, bulkhead.
+  void Attempt(absl::Time now);
   // Sends the attempt once breaker and bulkhead let it through.
-  void Send();
+  void Send(absl::Time now);
   // Decides whether a failed attempt is retried, and schedules it if so. Returns false if the
   // call must end with the attempt's status; sets `outcome` to the outcome to report then.
   bool ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
                      CallOutcome& outcome);
-  void Finish(const grpc::Status& status, CallOutcome outcome);
+  void Finish(const grpc::Status& status, CallOutcome outcome, absl::Time now);
   void OnBulkheadDecision(bool acquired) override;
 
   GuardedMethod& method_;

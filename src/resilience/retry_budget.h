@@ -11,6 +11,9 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_RETRY_BUDGET_H_
 #define HOSPITAL_SRC_RESILIENCE_RETRY_BUDGET_H_
 
+#include <atomic>
+#include <cstdint>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "resilience/clock.h"
@@ -40,13 +43,22 @@ class RetryBudget final {
   bool enabled() const { return config_.enabled; }
 
  private:
-  void RefillLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Adds `micro` millionths of a token, capped at max_tokens, without a lock. Returns the new
+  // balance.
+  std::int64_t Deposit(std::int64_t micro);
+  // Credits min_retries_per_second for the time since the last refill.
+  void Refill(absl::Time now);
 
   const RetryBudgetConfig config_;
+  const std::int64_t ratio_micro_;
+  const std::int64_t max_micro_;
   Clock& clock_;
-  absl::Mutex mutex_;
-  double tokens_ ABSL_GUARDED_BY(mutex_);
-  absl::Time last_refill_ ABSL_GUARDED_BY(mutex_);
+  // The balance in millionths of a token: an integer, so that the deposit on every call is one
+  // compare-and-swap instead of a lock.
+  std::atomic<std::int64_t> micro_tokens_;
+  // Serialises time-based refills, so that elapsed time is credited once.
+  absl::Mutex refill_mutex_;
+  absl::Time last_refill_ ABSL_GUARDED_BY(refill_mutex_);
 };
 
 }  // namespace resilience

@@ -40,9 +40,13 @@ struct Fixture {
   // Makes one call that ends with `code` after `elapsed`; returns false if it was rejected.
   bool Call(StatusCode code, absl::Duration elapsed = absl::Milliseconds(1)) {
     CircuitBreaker::Permit permit;
-    if (!breaker.TryAcquire(permit)) return false;
-    breaker.Record(permit, code, elapsed);
+    if (!breaker.TryAcquire(permit, env.Now())) return false;
+    breaker.Record(permit, code, elapsed, env.Now());
     return true;
+  }
+  bool Acquire(CircuitBreaker::Permit& permit) { return breaker.TryAcquire(permit, env.Now()); }
+  void Record(const CircuitBreaker::Permit& permit, StatusCode code) {
+    breaker.Record(permit, code, absl::Milliseconds(1), env.Now());
   }
 
   testing::FakeEnvironment env;
@@ -165,13 +169,13 @@ TEST_CASE("open breaker rejects until the wait is over, then lets probes through
   CircuitBreaker::Permit first;
   CircuitBreaker::Permit second;
   CircuitBreaker::Permit third;
-  REQUIRE(f.breaker.TryAcquire(first));
+  REQUIRE(f.Acquire(first));
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);
-  REQUIRE(f.breaker.TryAcquire(second));
-  CHECK_FALSE(f.breaker.TryAcquire(third));  // Only two probes.
-  f.breaker.Record(first, StatusCode::OK, absl::Milliseconds(1));
+  REQUIRE(f.Acquire(second));
+  CHECK_FALSE(f.Acquire(third));  // Only two probes.
+  f.Record(first, StatusCode::OK);
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);
-  f.breaker.Record(second, StatusCode::OK, absl::Milliseconds(1));
+  f.Record(second, StatusCode::OK);
   CHECK(f.breaker.state() == BreakerState::kClosed);
   CHECK(f.breaker.Snapshot().window.calls == 0);  // Closed with an empty window.
 }
@@ -224,7 +228,7 @@ TEST_CASE("half-open with many concurrent callers lets exactly the probes throug
   std::vector<CircuitBreaker::Permit> permits(64);
   for (int i = 0; i < 64; ++i) {
     callers.emplace_back([&, i] {
-      if (f.breaker.TryAcquire(permits[static_cast<std::size_t>(i)])) permitted.fetch_add(1);
+      if (f.Acquire(permits[static_cast<std::size_t>(i)])) permitted.fetch_add(1);
     });
   }
   for (std::thread& caller : callers) caller.join();
@@ -238,23 +242,23 @@ TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-op
   CircuitBreaker::Permit a;
   CircuitBreaker::Permit b;
   CircuitBreaker::Permit c;
-  REQUIRE(f.breaker.TryAcquire(a));
-  REQUIRE(f.breaker.TryAcquire(b));
-  REQUIRE_FALSE(f.breaker.TryAcquire(c));
+  REQUIRE(f.Acquire(a));
+  REQUIRE(f.Acquire(b));
+  REQUIRE_FALSE(f.Acquire(c));
   f.breaker.Release(b);
-  CHECK(f.breaker.TryAcquire(c));
+  CHECK(f.Acquire(c));
 }
 
 TEST_CASE("outcomes of calls admitted under an earlier state are ignored", "[breaker]") {
   Fixture f(SmallCountWindow());
   CircuitBreaker::Permit stale;
-  REQUIRE(f.breaker.TryAcquire(stale));  // Admitted while CLOSED.
+  REQUIRE(f.Acquire(stale));  // Admitted while CLOSED.
   for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
   f.env.Advance(absl::Seconds(5));
   CircuitBreaker::Permit probe;
-  REQUIRE(f.breaker.TryAcquire(probe));
-  f.breaker.Record(stale, StatusCode::OK, absl::Milliseconds(1));
-  f.breaker.Record(stale, StatusCode::OK, absl::Milliseconds(1));
+  REQUIRE(f.Acquire(probe));
+  f.Record(stale, StatusCode::OK);
+  f.Record(stale, StatusCode::OK);
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);  // The stale successes did not close it.
 }
 

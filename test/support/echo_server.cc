@@ -1,9 +1,11 @@
 #include "support/echo_server.h"
 
+#include <map>
+
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace testing_support {
@@ -11,11 +13,22 @@ namespace testing_support {
 class EchoServer::Service final : public echo::v1::EchoService::CallbackService {
  public:
   std::atomic<int> requests{0};
+  mutable absl::Mutex mutex;
+  std::vector<std::multimap<std::string, std::string>> metadata ABSL_GUARDED_BY(mutex);
 
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const echo::v1::EchoRequest* request,
                                  echo::v1::EchoResponse* response) override {
     requests.fetch_add(1);
+    {
+      std::multimap<std::string, std::string> received;
+      for (const auto& [key, value] : context->client_metadata()) {
+        received.emplace(std::string(key.data(), key.size()),
+                         std::string(value.data(), value.size()));
+      }
+      absl::MutexLock lock(&mutex);
+      metadata.push_back(std::move(received));
+    }
     // Stalls on a gRPC thread (enough for tests that stall a few calls at a time), giving up
     // as soon as the caller does.
     const absl::Time stall_until = absl::Now() + absl::Milliseconds(request->delay_ms());
@@ -48,6 +61,16 @@ EchoServer::EchoServer(grpc::Service* extra_service) : service_(std::make_unique
 }
 
 int EchoServer::requests_received() const { return service_->requests.load(); }
+
+std::vector<std::string> EchoServer::MetadataSeen(const std::string& key) const {
+  absl::MutexLock lock(&service_->mutex);
+  std::vector<std::string> values;
+  for (const auto& request : service_->metadata) {
+    auto [first, last] = request.equal_range(key);
+    for (auto it = first; it != last; ++it) values.push_back(it->second);
+  }
+  return values;
+}
 
 EchoServer::~EchoServer() { server_->Shutdown(std::chrono::system_clock::now()); }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/server.h>
 
@@ -22,6 +23,8 @@ class EchoServer final {
   std::string address() const { return address_; }
   // Echo requests that reached the server.
   int requests_received() const;
+  // The values of metadata `key` on every request received, in arrival order.
+  std::vector<std::string> MetadataSeen(const std::string& key) const;
 
  private:
   class Service;

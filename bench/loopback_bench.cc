@@ -1,0 +1,131 @@
+// Throughput of a wrapped stub against a raw stub over real loopback gRPC, measured side by side
+// in one run: rounds alternate raw and wrapped, each a closed loop with a fixed number of calls
+// outstanding, and the report gives each round's rate and the ratio of the medians.
+//
+//   loopback_bench --rounds=6 --seconds=2 --concurrency=32
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <vector>
+
+#include <grpcpp/create_channel.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "echo/v1/echo.grpc.pb.h"
+#include "resilience/grpc_call.h"
+#include "support/echo_server.h"
+
+ABSL_FLAG(int, rounds, 6, "Rounds of each variant; they alternate raw, wrapped, raw, ...");
+ABSL_FLAG(double, seconds, 2.0, "Length of one round in seconds");
+ABSL_FLAG(int, concurrency, 32, "Calls kept outstanding");
+
+namespace {
+
+using echo::v1::EchoRequest;
+using echo::v1::EchoResponse;
+
+constexpr char kPolicy[] = R"({"defaultTarget": {
+  "methodConfig": [{"timeout": "1s", "retryPolicy": {"maxAttempts": 3,
+    "initialBackoff": "0.01s", "maxBackoff": "0.1s", "backoffMultiplier": 2}}],
+  "retryBudget": {"ratio": 0.1, "minRetriesPerSecond": 10, "maxTokens": 100},
+  "circuitBreaker": {"slidingWindowSize": 100, "minimumNumberOfCalls": 20},
+  "bulkhead": {"maxConcurrentCalls": 1000}}})";
+
+// Keeps `concurrency` calls outstanding until `end`, each issued by `issue(done)`; returns the
+// number of completed successful calls.
+template <typename Issue>
+long RunClosedLoop(int concurrency, absl::Time end, Issue issue) {
+  std::atomic<long> completed{0};
+  std::atomic<long> failed{0};
+  std::atomic<int> active{concurrency};
+  absl::Notification all_done;
+  std::function<void()> next;
+  std::function<void(bool)> on_done = [&](bool ok) {
+    (ok ? completed : failed).fetch_add(1, std::memory_order_relaxed);
+    if (absl::Now() < end) {
+      issue(on_done);
+    } else if (active.fetch_sub(1) == 1) {
+      all_done.Notify();
+    }
+  };
+  for (int i = 0; i < concurrency; ++i) issue(on_done);
+  all_done.WaitForNotification();
+  if (failed.load() > 0) std::fprintf(stderr, "warning: %ld calls failed\n", failed.load());
+  return completed.load();
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const int rounds = absl::GetFlag(FLAGS_rounds);
+  const absl::Duration round_length = absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  const int concurrency = absl::GetFlag(FLAGS_concurrency);
+
+  testing_support::EchoServer server;
+  // Both variants use a channel made the same way, so only the wrapping differs.
+  auto stub = echo::v1::EchoService::NewStub(resilience::CreateChannel(server.address()));
+  resilience::RealEnvironment env;
+  prometheus::Registry registry;
+  resilience::TargetRegistry targets(*resilience::ParsePolicyJson(kPolicy), env.environment(),
+                                     registry);
+  resilience::GuardedMethod& method = targets.GetTarget("echo").Method("/echo.v1.EchoService/Echo");
+  resilience::UnarySender<EchoRequest, EchoResponse> sender =
+      [s = stub.get()](grpc::ClientContext* context, const EchoRequest* request,
+                       EchoResponse* response, std::function<void(grpc::Status)> done) {
+        s->async()->Echo(context, request, response, std::move(done));
+      };
+  EchoRequest request;
+  request.set_message("ping");
+
+  struct RawCall {
+    grpc::ClientContext context;
+    EchoResponse response;
+  };
+  auto issue_raw = [&](std::function<void(bool)>& done) {
+    auto* call = new RawCall;
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    stub->async()->Echo(&call->context, &request, &call->response,
+                        [call, &done](grpc::Status status) {
+                          delete call;
+                          done(status.ok());
+                        });
+  };
+  auto issue_wrapped = [&](std::function<void(bool)>& done) {
+    resilience::CallUnary<EchoRequest, EchoResponse>(
+        method, sender, request, {},
+        [&done](const grpc::Status& status, EchoResponse&) { done(status.ok()); });
+  };
+
+  // Warm up connections and code paths.
+  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), issue_raw);
+  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), issue_wrapped);
+
+  std::vector<double> raw_rates;
+  std::vector<double> wrapped_rates;
+  std::printf("round  variant  calls/s\n");
+  for (int round = 0; round < rounds; ++round) {
+    for (bool wrapped : {false, true}) {
+      const absl::Time start = absl::Now();
+      const long calls = wrapped ? RunClosedLoop(concurrency, start + round_length, issue_wrapped)
+                                 : RunClosedLoop(concurrency, start + round_length, issue_raw);
+      const double rate = static_cast<double>(calls) / absl::ToDoubleSeconds(absl::Now() - start);
+      (wrapped ? wrapped_rates : raw_rates).push_back(rate);
+      std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? "wrapped" : "raw", rate);
+    }
+  }
+  const double raw = Median(raw_rates);
+  const double wrapped = Median(wrapped_rates);
+  std::printf("median raw %.0f calls/s, wrapped %.0f calls/s, ratio wrapped/raw %.3f\n", raw,
+              wrapped, wrapped / raw);
+  return 0;
+}

@@ -1,0 +1,120 @@
+// Cost of the resilience pipeline on an in-process fake call, so that only the library is
+// measured: no network, no serialisation.
+//
+//   BM_RawCall               the fake call alone (the baseline)
+//   BM_PipelineSuccess       deadline + retry + budget + breaker + bulkhead + metrics, success
+//   BM_OpenBreakerRejection  a call rejected by an open breaker
+//
+// Each reports allocs_per_call, counted by replacing the global operator new in this binary.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <optional>
+
+#include <benchmark/benchmark.h>
+
+#include "resilience/guarded_call.h"
+
+namespace {
+
+std::atomic<long> g_allocations{0};
+
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace resilience {
+namespace {
+
+constexpr char kFullPolicy[] = R"({"defaultTarget": {
+  "methodConfig": [{"timeout": "1s", "perAttemptTimeout": "0.5s", "deadlineMargin": "0.01s",
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+                    "backoffMultiplier": 2}}],
+  "retryBudget": {"ratio": 0.1, "minRetriesPerSecond": 10, "maxTokens": 100},
+  "circuitBreaker": {"slidingWindowSize": 100, "minimumNumberOfCalls": 20},
+  "bulkhead": {"maxConcurrentCalls": 1000}}})";
+
+// Answers every attempt at once, with a fixed status.
+class InstantCall final : public GuardedCall {
+ public:
+  explicit InstantCall(GuardedMethod& method) : GuardedCall(method) {}
+  grpc::StatusCode last_code = grpc::StatusCode::UNKNOWN;
+
+ private:
+  void StartAttempt(absl::Time) override { FinishAttempt(grpc::Status::OK); }
+  void OnDone(const grpc::Status& status) override { last_code = status.error_code(); }
+};
+
+struct Pipeline {
+  Pipeline() {
+    absl::StatusOr<Policy> policy = ParsePolicyJson(kFullPolicy);
+    if (!policy.ok()) std::abort();
+    targets.emplace(*std::move(policy), env.environment(), registry);
+    method = &targets->GetTarget("downstream").Method("/bench.v1.Bench/Call");
+  }
+  RealEnvironment env;
+  prometheus::Registry registry;
+  std::optional<TargetRegistry> targets;
+  GuardedMethod* method = nullptr;
+};
+
+Pipeline& SharedPipeline() {
+  static Pipeline* const pipeline = new Pipeline();
+  return *pipeline;
+}
+
+void ReportAllocations(benchmark::State& state, long before) {
+  state.counters["allocs_per_call"] = benchmark::Counter(
+      static_cast<double>(g_allocations.load() - before) / static_cast<double>(state.iterations()),
+      benchmark::Counter::kAvgThreads);
+}
+
+void BM_RawCall(benchmark::State& state) {
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  const long before = g_allocations.load();
+  for (auto _ : state) {
+    grpc::Status status = grpc::Status::OK;
+    benchmark::DoNotOptimize(status);
+    code = status.error_code();
+    benchmark::DoNotOptimize(code);
+  }
+  ReportAllocations(state, before);
+}
+BENCHMARK(BM_RawCall)->ThreadRange(1, 2)->UseRealTime();
+
+void BM_PipelineSuccess(benchmark::State& state) {
+  Pipeline& pipeline = SharedPipeline();
+  pipeline.targets->GetTarget("downstream").breaker().Reset();
+  const long before = g_allocations.load();
+  for (auto _ : state) {
+    InstantCall call(*pipeline.method);
+    call.Start();
+    benchmark::DoNotOptimize(call.last_code);
+  }
+  ReportAllocations(state, before);
+}
+BENCHMARK(BM_PipelineSuccess)->ThreadRange(1, 2)->UseRealTime();
+
+void BM_OpenBreakerRejection(benchmark::State& state) {
+  Pipeline& pipeline = SharedPipeline();
+  pipeline.targets->GetTarget("downstream").breaker().ForceOpen();
+  const long before = g_allocations.load();
+  for (auto _ : state) {
+    InstantCall call(*pipeline.method);
+    call.Start();
+    benchmark::DoNotOptimize(call.last_code);
+  }
+  ReportAllocations(state, before);
+}
+BENCHMARK(BM_OpenBreakerRejection)->ThreadRange(1, 2)->UseRealTime();
+
+}  // namespace
+}  // namespace resilience
+
+BENCHMARK_MAIN();

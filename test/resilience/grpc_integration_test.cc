@@ -1,0 +1,237 @@
+// The pipeline against a real gRPC server on loopback that fails, stalls or pushes back as each
+// request asks.
+#include <atomic>
+#include <vector>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/server_builder.h>
+#include <catch2/catch.hpp>
+
+#include "echo/v1/echo.grpc.pb.h"
+#include "resilience/admin_service.h"
+#include "resilience/grpc_call.h"
+#include "support/echo_server.h"
+#include "support/metrics_reader.h"
+
+namespace resilience {
+namespace {
+
+using echo::v1::EchoRequest;
+using echo::v1::EchoResponse;
+using echo::v1::EchoService;
+
+constexpr char kEchoMethod[] = "/echo.v1.EchoService/Echo";
+
+struct Fixture {
+  explicit Fixture(const std::string& policy_json,
+                   testing_support::EchoServer* shared_server = nullptr) {
+    absl::StatusOr<Policy> policy = ParsePolicyJson(policy_json);
+    INFO(policy.status().ToString());
+    REQUIRE(policy.ok());
+    targets.emplace(*std::move(policy), env.environment(), registry);
+    server = shared_server;
+    if (server == nullptr) {
+      own_server.emplace();
+      server = &*own_server;
+    }
+    channel = CreateChannel(server->address());
+    stub = EchoService::NewStub(channel);
+    method = &targets->GetTarget("echo").Method(kEchoMethod);
+    sender = [stub = stub.get()](grpc::ClientContext* context, const EchoRequest* request,
+                                 EchoResponse* response, std::function<void(grpc::Status)> done) {
+      stub->async()->Echo(context, request, response, std::move(done));
+    };
+  }
+
+  grpc::Status Call(const EchoRequest& request, EchoResponse* response = nullptr,
+                    CallOptions options = {}) {
+    EchoResponse ignored;
+    return CallUnaryBlocking<EchoRequest, EchoResponse>(
+        *method, sender, request, response ? response : &ignored, std::move(options));
+  }
+
+  RealEnvironment env;
+  prometheus::Registry registry;
+  std::optional<TargetRegistry> targets;
+  std::optional<testing_support::EchoServer> own_server;
+  testing_support::EchoServer* server = nullptr;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<EchoService::Stub> stub;
+  GuardedMethod* method = nullptr;
+  UnarySender<EchoRequest, EchoResponse> sender;
+};
+
+EchoRequest Failing(grpc::StatusCode code, const std::string& pushback = "") {
+  EchoRequest request;
+  request.set_fail_with_code(static_cast<int>(code));
+  request.set_pushback_ms(pushback);
+  return request;
+}
+
+constexpr char kRetryPolicy[] = R"({"defaultTarget": {"methodConfig": [{"timeout": "5s",
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.001s", "maxBackoff": "0.002s",
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}}]}})";
+
+TEST_CASE("a successful call returns the response", "[grpc]") {
+  Fixture f(kRetryPolicy);
+  EchoRequest request;
+  request.set_message("hello");
+  EchoResponse response;
+  REQUIRE(f.Call(request, &response).ok());
+  CHECK(response.message() == "hello");
+  CHECK(f.server->requests_received() == 1);
+}
+
+TEST_CASE("retries reach the server exactly max_attempts times: gRPC's own retries are off",
+          "[grpc][retry]") {
+  Fixture f(kRetryPolicy);
+  const grpc::Status status = f.Call(Failing(grpc::StatusCode::UNAVAILABLE));
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(status.error_message() == "failure requested");
+  CHECK(f.server->requests_received() == 3);
+}
+
+TEST_CASE("server pushback: a valid value is honoured, garbage stops retries", "[grpc][pushback]") {
+  Fixture f(kRetryPolicy);
+  const absl::Time start = absl::Now();
+  CHECK_FALSE(f.Call(Failing(grpc::StatusCode::RESOURCE_EXHAUSTED, "30")).ok());
+  CHECK(f.server->requests_received() == 3);
+  CHECK(absl::Now() - start >= absl::Milliseconds(60));  // Two pushed-back waits of 30 ms.
+
+  Fixture g(kRetryPolicy);
+  CHECK_FALSE(g.Call(Failing(grpc::StatusCode::UNAVAILABLE, "later")).ok());
+  CHECK(g.server->requests_received() == 1);
+}
+
+TEST_CASE("a stalled server is cut off at the deadline", "[grpc][deadline]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"timeout": "0.1s"}]}})");
+  EchoRequest request;
+  request.set_delay_ms(5000);
+  const absl::Time start = absl::Now();
+  const grpc::Status status = f.Call(request);
+  const absl::Duration elapsed = absl::Now() - start;
+  CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(elapsed >= absl::Milliseconds(100));
+  CHECK(elapsed < absl::Seconds(2));
+  CHECK(testing_support::MetricValue(f.registry, "resilience_calls_total",
+                                     {{"outcome", "deadline_exceeded"}}) == 1);
+}
+
+TEST_CASE("the parent deadline bounds the outgoing call", "[grpc][deadline]") {
+  Fixture f(
+      R"({"defaultTarget": {"methodConfig": [{"timeout": "10s", "deadlineMargin": "0.02s"}]}})");
+  EchoRequest request;
+  request.set_delay_ms(5000);
+  CallOptions options;
+  options.parent_deadline = absl::Now() + absl::Milliseconds(120);
+  const absl::Time start = absl::Now();
+  CHECK(f.Call(request, nullptr, options).error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(absl::Now() - start < absl::Milliseconds(1000));
+}
+
+TEST_CASE("metadata such as an idempotency key is sent with every attempt", "[grpc]") {
+  Fixture f(kRetryPolicy);
+  CallOptions options;
+  options.metadata = {{"idempotency-key", "death-42"}};
+  CHECK_FALSE(f.Call(Failing(grpc::StatusCode::UNAVAILABLE), nullptr, options).ok());
+  CHECK(f.server->MetadataSeen("idempotency-key") ==
+        std::vector<std::string>{"death-42", "death-42", "death-42"});
+}
+
+TEST_CASE("two calls made asynchronously run concurrently", "[grpc][async]") {
+  Fixture f(kRetryPolicy);
+  EchoRequest slow;
+  slow.set_delay_ms(200);
+  slow.set_message("slow");
+  std::atomic<int> finished{0};
+  absl::Notification both;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 2; ++i) {
+    CallUnary<EchoRequest, EchoResponse>(*f.method, f.sender, slow, {},
+                                         [&](const grpc::Status& status, EchoResponse& response) {
+                                           CHECK(status.ok());
+                                           CHECK(response.message() == "slow");
+                                           if (finished.fetch_add(1) == 1) both.Notify();
+                                         });
+  }
+  REQUIRE(both.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The slower of the two, not their sum.
+  CHECK(absl::Now() - start < absl::Milliseconds(390));
+}
+
+TEST_CASE("an open breaker rejects without reaching the server", "[grpc][breaker]") {
+  Fixture f(R"({"defaultTarget": {"circuitBreaker": {"slidingWindowSize": 5,
+      "minimumNumberOfCalls": 5, "waitDurationInOpenState": "60s"}}})");
+  for (int i = 0; i < 5; ++i) f.Call(Failing(grpc::StatusCode::UNAVAILABLE));
+  REQUIRE(f.server->requests_received() == 5);
+  EchoRequest ok;
+  const grpc::Status status = f.Call(ok);
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(status.error_message(), Catch::Contains("circuit breaker 'echo' is open"));
+  CHECK(f.server->requests_received() == 5);
+}
+
+TEST_CASE("the admin service lists, forces open, disables and resets breakers", "[grpc][admin]") {
+  // The admin service is served by the same test server as the echo service.
+  RealEnvironment env;
+  prometheus::Registry registry;
+  absl::StatusOr<Policy> policy = ParsePolicyJson(
+      R"({"defaultTarget": {"circuitBreaker": {}, "retryBudget": {"ratio": 0.1, "maxTokens": 7},
+          "bulkhead": {"maxConcurrentCalls": 9}}})");
+  REQUIRE(policy.ok());
+  TargetRegistry targets(*std::move(policy), env.environment(), registry);
+  AdminService admin(targets);
+  testing_support::EchoServer server(&admin);
+  targets.GetTarget("morgue");
+  targets.GetTarget("appointments");
+
+  auto stub = v1::ResilienceAdmin::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext context;
+    v1::ListCircuitBreakersResponse list;
+    REQUIRE(stub->ListCircuitBreakers(&context, {}, &list).ok());
+    REQUIRE(list.circuit_breakers_size() == 2);
+    CHECK(list.circuit_breakers(0).target() == "appointments");
+    CHECK(list.circuit_breakers(1).target() == "morgue");
+    CHECK(list.circuit_breakers(1).state() == v1::CircuitBreakerStatus::CLOSED);
+    CHECK(list.circuit_breakers(1).bulkhead_max_concurrent_calls() == 9);
+    CHECK(list.circuit_breakers(1).retry_budget_tokens() == Approx(7));
+  }
+  v1::CircuitBreakerRequest request;
+  request.set_target("morgue");
+  v1::CircuitBreakerStatus status;
+  {
+    grpc::ClientContext context;
+    REQUIRE(stub->ForceOpenCircuitBreaker(&context, request, &status).ok());
+    CHECK(status.state() == v1::CircuitBreakerStatus::FORCED_OPEN);
+    CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kForcedOpen);
+  }
+  {
+    grpc::ClientContext context;
+    REQUIRE(stub->DisableCircuitBreaker(&context, request, &status).ok());
+    CHECK(status.state() == v1::CircuitBreakerStatus::DISABLED);
+  }
+  {
+    grpc::ClientContext context;
+    REQUIRE(stub->ResetCircuitBreaker(&context, request, &status).ok());
+    CHECK(status.state() == v1::CircuitBreakerStatus::CLOSED);
+  }
+  {
+    grpc::ClientContext context;
+    request.set_target("pharmacy");
+    const grpc::Status missing = stub->ResetCircuitBreaker(&context, request, &status);
+    CHECK(missing.error_code() == grpc::StatusCode::NOT_FOUND);
+    CHECK_THAT(missing.error_message(), Catch::Contains("pharmacy"));
+  }
+  {
+    grpc::ClientContext context;
+    request.set_target("");
+    CHECK(stub->ForceOpenCircuitBreaker(&context, request, &status).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kClosed);
+  }
+}
+
+}  // namespace
+}  // namespace resilience
