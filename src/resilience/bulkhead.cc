@@ -1,11 +1,21 @@
 #include "resilience/bulkhead.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace resilience {
 
 Bulkhead::Bulkhead(const BulkheadConfig& config, Environment environment)
     : config_(config), environment_(environment) {}
+
+Bulkhead::~Bulkhead() {
+  std::list<Queued> queued;
+  {
+    MutexLock lock(&mutex_);
+    queued.swap(queue_);
+  }
+  for (const Queued& waiter : queued) environment_.scheduler->Cancel(waiter.timer);
+}
 
 Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   if (!limited()) {
@@ -21,7 +31,7 @@ Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   }
   if (config_.max_wait <= absl::ZeroDuration() || waiter == nullptr) return Result::kRejected;
   const absl::Time wait_until = std::min(environment_.clock->Now() + config_.max_wait, deadline);
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   // A slot may have been released between the failed exchange and taking the lock; Release
   // hands slots to waiters under this lock, so checking again here closes the gap.
   current = in_flight_.load(std::memory_order_relaxed);
@@ -33,10 +43,12 @@ Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   }
   if (wait_until <= environment_.clock->Now()) return Result::kRejected;
   const std::uint64_t id = next_waiter_id_++;
-  queue_.push_back(Queued{id, waiter});
-  // The timer names the waiter by id, never by pointer: if the slot is handed over first, the
-  // waiter may be gone by the time the timer runs.
-  environment_.scheduler->RunAt(wait_until, [this, id] { OnWaitTimeout(id); });
+  // The timer names the waiter by id, never by pointer: if the slot is handed over while the
+  // timer is starting, the waiter may be gone by the time the timer looks. The timer cannot run
+  // before it is recorded below: it needs mutex_, which is held here.
+  const Scheduler::TimerId timer =
+      environment_.scheduler->RunAt(wait_until, [this, id] { OnWaitTimeout(id); });
+  queue_.push_back(Queued{id, waiter, timer});
   return Result::kQueued;
 }
 
@@ -46,24 +58,28 @@ void Bulkhead::Release() {
     in_flight_.fetch_sub(1, std::memory_order_release);
     return;
   }
-  Waiter* next = nullptr;
+  std::optional<Queued> next;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     if (!queue_.empty()) {
       // The slot passes straight to the waiter: in_flight_ stays as it is.
-      next = queue_.front().waiter;
+      next = queue_.front();
       queue_.pop_front();
     } else {
       in_flight_.fetch_sub(1, std::memory_order_release);
     }
   }
-  if (next != nullptr) next->OnBulkheadDecision(true);
+  if (!next) return;
+  // Outside the lock, which the timer's callback takes. Once Cancel returns the timer is gone,
+  // so nothing refers to this bulkhead on the waiter's behalf after the call ends.
+  environment_.scheduler->Cancel(next->timer);
+  next->waiter->OnBulkheadDecision(true);
 }
 
 void Bulkhead::OnWaitTimeout(std::uint64_t id) {
   Waiter* timed_out = nullptr;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->id == id) {
         timed_out = it->waiter;

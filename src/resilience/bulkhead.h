@@ -16,9 +16,9 @@
 #include <list>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "resilience/clock.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -40,6 +40,10 @@ class Bulkhead final {
   enum class Result { kAcquired, kRejected, kQueued };
 
   Bulkhead(const BulkheadConfig& config, Environment environment);
+  // Cancels the timers of waiters still queued. Destroy only when no call is using the bulkhead.
+  ~Bulkhead();
+  Bulkhead(const Bulkhead&) = delete;
+  Bulkhead& operator=(const Bulkhead&) = delete;
 
   // Takes a slot if one is free. Otherwise, if waiting is configured and `deadline` leaves time,
   // queues `waiter` (which must stay alive until told) and returns kQueued; else kRejected.
@@ -55,6 +59,7 @@ class Bulkhead final {
   struct Queued {
     std::uint64_t id;
     Waiter* waiter;
+    Scheduler::TimerId timer;
   };
   void OnWaitTimeout(std::uint64_t id);
 
@@ -62,7 +67,7 @@ class Bulkhead final {
   const Environment environment_;
   std::atomic<std::uint32_t> in_flight_{0};
 
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::list<Queued> queue_ ABSL_GUARDED_BY(mutex_);
   std::uint64_t next_waiter_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };

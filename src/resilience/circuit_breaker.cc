@@ -46,7 +46,7 @@ CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& con
                         "circuit breaker '" + name_ + "' is open: call not sent"),
       state_(ResetState(config)),
       window_(MakeWindow(config)) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   PublishLocked();
 }
 
@@ -79,7 +79,7 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
   Transition transition;
   bool permitted = false;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     switch (state_) {
       case BreakerState::kClosed:
         permitted = true;
@@ -113,7 +113,7 @@ void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::D
   const bool slow = elapsed >= config_.slow_call_duration;
   Transition transition;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     if (permit.generation != generation_) return;  // Admitted under an earlier state.
     if (state_ == BreakerState::kClosed) {
       window_->Record(now, failure, slow);
@@ -136,7 +136,7 @@ void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::D
 
 void CircuitBreaker::Release(const Permit& permit) {
   if (!permit.judged) return;
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   if (permit.generation == generation_ && state_ == BreakerState::kHalfOpen &&
       probes_started_ > 0) {
     --probes_started_;
@@ -200,7 +200,7 @@ void CircuitBreaker::Notify(const Transition& transition) {
 void CircuitBreaker::ForceOpen() {
   Transition transition;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     TransitionLocked(BreakerState::kForcedOpen, clock_.Now(), transition);
   }
   Notify(transition);
@@ -209,7 +209,7 @@ void CircuitBreaker::ForceOpen() {
 void CircuitBreaker::Disable() {
   Transition transition;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     TransitionLocked(BreakerState::kDisabled, clock_.Now(), transition);
   }
   Notify(transition);
@@ -218,7 +218,7 @@ void CircuitBreaker::Disable() {
 void CircuitBreaker::Reset() {
   Transition transition;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     const BreakerState target = ResetState(config_);
     if (state_ == target) {
       // Already there: still empty the window, as the operator asked.
@@ -234,13 +234,13 @@ void CircuitBreaker::Reset() {
 }
 
 BreakerState CircuitBreaker::state() {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   return state_;
 }
 
 BreakerSnapshot CircuitBreaker::Snapshot() {
   const absl::Time now = clock_.Now();
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   BreakerSnapshot snapshot;
   snapshot.state = state_;
   snapshot.window = state_ == BreakerState::kHalfOpen ? probe_results_ : window_->Counts(now);

@@ -33,11 +33,11 @@
 #include <grpcpp/support/status.h>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "resilience/clock.h"
 #include "resilience/sliding_window.h"
 #include "resilience/status_codes.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -157,7 +157,7 @@ class CircuitBreaker final {
   // Mirrors open_until_ for the lock-free check while OPEN; written only under mutex_.
   std::atomic<std::int64_t> open_until_nanos_{0};
 
-  absl::Mutex mutex_;
+  Mutex mutex_;
   BreakerState state_ ABSL_GUARDED_BY(mutex_);
   std::uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 1;
   std::unique_ptr<SlidingWindow> window_ ABSL_GUARDED_BY(mutex_);

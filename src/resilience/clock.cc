@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "absl/random/random.h"
+#include <random>
 
 namespace resilience {
 namespace {
@@ -15,9 +15,10 @@ class SystemClockImpl final : public Clock {
 class SystemRandomImpl final : public RandomSource {
  public:
   double Uniform01() override {
-    // One generator per thread: no lock on the jitter path.
-    thread_local absl::InsecureBitGen generator;
-    return absl::Uniform(generator, 0.0, 1.0);
+    // One generator per thread, so the jitter path takes no lock. (absl::BitGen would seed from
+    // a pool shared through Abseil's own locks, which ThreadSanitizer cannot see; see sync.h.)
+    thread_local std::mt19937_64 generator{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
   }
 };
 
@@ -37,24 +38,34 @@ TimerThread::TimerThread(Clock& clock) : clock_(clock), thread_([this] { Loop();
 
 TimerThread::~TimerThread() {
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     stopping_ = true;
+    wake_.Signal();
   }
   thread_.join();
 }
 
 Scheduler::TimerId TimerThread::RunAt(absl::Time when, absl::AnyInvocable<void()> callback) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   const TimerId id = next_id_++;
+  // Wake the thread only when the new timer is due before everything it is waiting for.
+  const bool earliest = timers_.empty() || when < timers_.begin()->first.when;
   timers_.emplace(Key{when, id}, std::move(callback));
   when_by_id_.emplace(id, when);
+  if (earliest) wake_.Signal();
   return id;
 }
 
 bool TimerThread::Cancel(TimerId id) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   auto it = when_by_id_.find(id);
-  if (it == when_by_id_.end()) return false;
+  if (it == when_by_id_.end()) {
+    // A callback cancelling itself must not wait for itself.
+    if (std::this_thread::get_id() != thread_.get_id()) {
+      while (running_ == id) callback_done_.Wait(&mutex_);
+    }
+    return false;
+  }
   timers_.erase(Key{it->second, id});
   when_by_id_.erase(it);
   return true;
@@ -64,29 +75,26 @@ void TimerThread::Loop() {
   mutex_.Lock();
   while (!stopping_) {
     if (timers_.empty()) {
-      // Wakes on RunAt or on stop: both change the watched state.
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-        return stopping_ || !timers_.empty();
-      };
-      mutex_.Await(absl::Condition(&wake));
+      wake_.Wait(&mutex_);
       continue;
     }
     auto first = timers_.begin();
     const absl::Time due = first->first.when;
     if (clock_.Now() < due) {
-      // Wakes early when a sooner timer is added or on stop.
-      auto earlier = [this, due]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-        return stopping_ || (!timers_.empty() && timers_.begin()->first.when < due);
-      };
-      mutex_.AwaitWithDeadline(absl::Condition(&earlier), due);
+      wake_.WaitWithDeadline(&mutex_, due);
       continue;
     }
     absl::AnyInvocable<void()> callback = std::move(first->second);
+    running_ = first->first.id;
     when_by_id_.erase(first->first.id);
     timers_.erase(first);
     mutex_.Unlock();
     callback();
+    // Destroyed outside the lock too: it may own objects whose destructors take other locks.
+    callback = nullptr;
     mutex_.Lock();
+    running_ = 0;
+    callback_done_.SignalAll();
   }
   mutex_.Unlock();
 }

@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -36,8 +36,10 @@ class Scheduler {
   // Runs `callback` once, at or soon after `when` (at once if `when` has passed). Returns an id
   // for Cancel.
   virtual TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> callback) = 0;
-  // Drops a callback that has not started. Returns false if it already ran, is running, or is
-  // unknown; the caller must then cope with the callback running.
+  // Drops a callback that has not started and returns true. Returns false if it already ran or
+  // is unknown. If it is running on another thread, waits for it to finish first, so that after
+  // Cancel returns the callback is neither running nor going to run. Must not be called while
+  // holding a lock that the callback takes.
   virtual bool Cancel(TimerId id) = 0;
 };
 
@@ -85,11 +87,17 @@ class TimerThread final : public Scheduler {
   void Loop();
 
   Clock& clock_;
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::map<Key, absl::AnyInvocable<void()>> timers_ ABSL_GUARDED_BY(mutex_);
   std::map<TimerId, absl::Time> when_by_id_ ABSL_GUARDED_BY(mutex_);
   TimerId next_id_ ABSL_GUARDED_BY(mutex_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  // The timer whose callback is running, 0 when none is.
+  TimerId running_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Signalled when a callback finishes.
+  CondVar callback_done_;
+  // Signalled on stop and when a timer due sooner than all others is added.
+  CondVar wake_;
   std::thread thread_;
 };
 

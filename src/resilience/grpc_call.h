@@ -39,8 +39,8 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/notification.h"
 #include "resilience/guarded_call.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -135,7 +135,7 @@ grpc::Status CallUnaryBlocking(GuardedMethod& method, UnarySender<Request, Respo
                                const Request& request, Response* response,
                                CallOptions options = {}) {
   grpc::Status result;
-  absl::Notification finished;
+  Notification finished;
   UnaryCall<Request, Response> call(
       method, std::move(sender), request, std::move(options),
       [&](const grpc::Status& status, Response& last) {

@@ -32,7 +32,7 @@ std::int64_t RetryBudget::Deposit(std::int64_t micro) {
 void RetryBudget::Refill(absl::Time now) {
   std::int64_t credit = 0;
   {
-    absl::MutexLock lock(&refill_mutex_);
+    MutexLock lock(&refill_mutex_);
     if (now <= last_refill_) return;
     credit = ToMicro(absl::ToDoubleSeconds(now - last_refill_) * config_.min_retries_per_second);
     last_refill_ = now;

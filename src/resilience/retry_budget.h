@@ -15,8 +15,8 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "resilience/clock.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -57,7 +57,7 @@ class RetryBudget final {
   // compare-and-swap instead of a lock.
   std::atomic<std::int64_t> micro_tokens_;
   // Serialises time-based refills, so that elapsed time is credited once.
-  absl::Mutex refill_mutex_;
+  Mutex refill_mutex_;
   absl::Time last_refill_ ABSL_GUARDED_BY(refill_mutex_);
 };
 

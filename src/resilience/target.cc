@@ -34,7 +34,7 @@ Target::Target(std::string name, const TargetPolicy& policy, Environment environ
 }
 
 GuardedMethod& Target::Method(std::string_view full_name) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   auto it = methods_.find(full_name);
   if (it == methods_.end()) {
     std::string name(full_name);
@@ -61,7 +61,7 @@ TargetRegistry::TargetRegistry(Policy policy, Environment environment,
     : policy_(std::move(policy)), environment_(environment), metrics_(registry) {}
 
 Target& TargetRegistry::GetTarget(std::string_view name) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   auto it = targets_.find(name);
   if (it == targets_.end()) {
     std::string key(name);
@@ -72,13 +72,13 @@ Target& TargetRegistry::GetTarget(std::string_view name) {
 }
 
 Target* TargetRegistry::FindTarget(std::string_view name) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   auto it = targets_.find(name);
   return it == targets_.end() ? nullptr : it->second.get();
 }
 
 std::vector<Target*> TargetRegistry::targets() {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   std::vector<Target*> result;
   result.reserve(targets_.size());
   for (auto& [name, target] : targets_) result.push_back(target.get());

@@ -20,13 +20,13 @@
 #include <grpcpp/support/status.h>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
 #include "resilience/clock.h"
 #include "resilience/metrics.h"
 #include "resilience/policy.h"
 #include "resilience/retry_budget.h"
+#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -84,7 +84,7 @@ class Target final : private CircuitBreaker::Listener {
   RetryBudget budget_;
   Bulkhead bulkhead_;
 
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::map<std::string, std::unique_ptr<GuardedMethod>, std::less<>> methods_
       ABSL_GUARDED_BY(mutex_);
 };
@@ -106,7 +106,7 @@ class TargetRegistry final {
   const Policy policy_;
   const Environment environment_;
   Metrics metrics_;
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::map<std::string, std::unique_ptr<Target>, std::less<>> targets_ ABSL_GUARDED_BY(mutex_);
 };
 

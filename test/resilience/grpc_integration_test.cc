@@ -144,7 +144,7 @@ TEST_CASE("two calls made asynchronously run concurrently", "[grpc][async]") {
   slow.set_delay_ms(200);
   slow.set_message("slow");
   std::atomic<int> finished{0};
-  absl::Notification both;
+  Notification both;
   const absl::Time start = absl::Now();
   for (int i = 0; i < 2; ++i) {
     CallUnary<EchoRequest, EchoResponse>(*f.method, f.sender, slow, {},

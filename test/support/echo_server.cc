@@ -5,15 +5,15 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "resilience/sync.h"
 
 namespace testing_support {
 
 class EchoServer::Service final : public echo::v1::EchoService::CallbackService {
  public:
   std::atomic<int> requests{0};
-  mutable absl::Mutex mutex;
+  mutable resilience::Mutex mutex;
   std::vector<std::multimap<std::string, std::string>> metadata ABSL_GUARDED_BY(mutex);
 
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
@@ -26,7 +26,7 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
         received.emplace(std::string(key.data(), key.size()),
                          std::string(value.data(), value.size()));
       }
-      absl::MutexLock lock(&mutex);
+      resilience::MutexLock lock(&mutex);
       metadata.push_back(std::move(received));
     }
     // Stalls on a gRPC thread (enough for tests that stall a few calls at a time), giving up
@@ -63,7 +63,7 @@ EchoServer::EchoServer(grpc::Service* extra_service) : service_(std::make_unique
 int EchoServer::requests_received() const { return service_->requests.load(); }
 
 std::vector<std::string> EchoServer::MetadataSeen(const std::string& key) const {
-  absl::MutexLock lock(&service_->mutex);
+  resilience::MutexLock lock(&service_->mutex);
   std::vector<std::string> values;
   for (const auto& request : service_->metadata) {
     auto [first, last] = request.equal_range(key);

@@ -5,14 +5,14 @@
 namespace resilience::testing {
 
 Scheduler::TimerId FakeScheduler::RunAt(absl::Time when, absl::AnyInvocable<void()> callback) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   const TimerId id = next_id_++;
   timers_.emplace(std::make_pair(when, id), std::move(callback));
   return id;
 }
 
 bool FakeScheduler::Cancel(TimerId id) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   for (auto it = timers_.begin(); it != timers_.end(); ++it) {
     if (it->first.second == id) {
       timers_.erase(it);
@@ -27,7 +27,7 @@ int FakeScheduler::RunDue() {
   while (true) {
     absl::AnyInvocable<void()> callback;
     {
-      absl::MutexLock lock(&mutex_);
+      MutexLock lock(&mutex_);
       if (timers_.empty() || timers_.begin()->first.first > clock_.Now()) return ran;
       callback = std::move(timers_.begin()->second);
       timers_.erase(timers_.begin());
@@ -38,17 +38,17 @@ int FakeScheduler::RunDue() {
 }
 
 std::size_t FakeScheduler::pending() {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   return timers_.size();
 }
 
 absl::Time FakeScheduler::NextDue() {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   return timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.first;
 }
 
 double ScriptedRandom::Uniform01() {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   if (!values_.empty()) {
     last_ = values_.front();
     values_.pop_front();
@@ -57,7 +57,7 @@ double ScriptedRandom::Uniform01() {
 }
 
 void ScriptedRandom::Push(double value) {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   values_.push_back(value);
 }
 

@@ -13,8 +13,8 @@
 #include <map>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "resilience/clock.h"
+#include "resilience/sync.h"
 
 namespace resilience::testing {
 
@@ -23,16 +23,16 @@ class FakeClock final : public Clock {
  public:
   explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
   absl::Time Now() override {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     return now_;
   }
   void Set(absl::Time now) {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     now_ = now;
   }
 
  private:
-  absl::Mutex mutex_;
+  Mutex mutex_;
   absl::Time now_ ABSL_GUARDED_BY(mutex_);
 };
 
@@ -52,7 +52,7 @@ class FakeScheduler final : public Scheduler {
 
  private:
   Clock& clock_;
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::map<std::pair<absl::Time, TimerId>, absl::AnyInvocable<void()>> timers_
       ABSL_GUARDED_BY(mutex_);
   TimerId next_id_ ABSL_GUARDED_BY(mutex_) = 1;
@@ -67,7 +67,7 @@ class ScriptedRandom final : public RandomSource {
   void Push(double value);
 
  private:
-  absl::Mutex mutex_;
+  Mutex mutex_;
   std::deque<double> values_ ABSL_GUARDED_BY(mutex_);
   double last_ ABSL_GUARDED_BY(mutex_) = 0.5;
 };

@@ -1,0 +1,91 @@
+// Many threads through one pipeline at once, with the real timer thread and attempts finishing
+// on other threads: the concurrency test of the library, meant to run under ThreadSanitizer
+// (it involves no gRPC runtime, whose Debian build TSan cannot see into).
+#include <atomic>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "resilience/guarded_call.h"
+#include "resilience/sync.h"
+#include "support/metrics_reader.h"
+
+namespace resilience {
+namespace {
+
+constexpr char kPolicy[] = R"({"defaultTarget": {
+  "methodConfig": [{"timeout": "2s", "retryPolicy": {"maxAttempts": 3,
+    "initialBackoff": "0.0001s", "maxBackoff": "0.001s", "backoffMultiplier": 2}}],
+  "retryBudget": {"ratio": 0.5, "minRetriesPerSecond": 100, "maxTokens": 50},
+  "circuitBreaker": {"slidingWindowSize": 20, "minimumNumberOfCalls": 10,
+                     "failureRateThreshold": 60, "waitDurationInOpenState": "0.002s",
+                     "permittedNumberOfCallsInHalfOpenState": 2},
+  "bulkhead": {"maxConcurrentCalls": 4, "maxWaitDuration": "0.005s"}}})";
+
+// Finishes each attempt on a helper thread, failing about half of them.
+class ThreadedCall final : public GuardedCall {
+ public:
+  ThreadedCall(GuardedMethod& method, std::atomic<int>& done_count, unsigned seed)
+      : GuardedCall(method), done_count_(done_count), random_(seed) {}
+
+ private:
+  void StartAttempt(absl::Time) override {
+    const bool fail = std::uniform_int_distribution<int>(0, 1)(random_) == 1;
+    std::thread([this, fail] {
+      FinishAttempt(fail ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "down") : grpc::Status::OK);
+    }).detach();
+  }
+  void OnDone(const grpc::Status&) override {
+    std::atomic<int>& done_count = done_count_;
+    delete this;
+    done_count.fetch_add(1);
+  }
+
+  std::atomic<int>& done_count_;
+  std::mt19937 random_;
+};
+
+TEST_CASE("concurrent calls keep the pipeline's books balanced", "[stress]") {
+  RealEnvironment env;
+  prometheus::Registry registry;
+  TargetRegistry targets(*ParsePolicyJson(kPolicy), env.environment(), registry);
+  GuardedMethod& method = targets.GetTarget("downstream").Method("/stress.v1.S/Call");
+
+  constexpr int kThreads = 4;
+  constexpr int kCallsPerThread = 300;
+  std::atomic<int> done{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        (new ThreadedCall(method, done, static_cast<unsigned>(t * 100000 + i)))->Start();
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (done.load() < kThreads * kCallsPerThread && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));  // Polling with a deadline, not a fixed wait.
+  }
+  REQUIRE(done.load() == kThreads * kCallsPerThread);
+
+  double calls = 0;
+  for (const char* outcome : {"success", "failure", "circuit_open", "bulkhead_full",
+                              "deadline_exceeded", "budget_exhausted"}) {
+    calls +=
+        testing_support::MetricValue(registry, "resilience_calls_total", {{"outcome", outcome}});
+  }
+  CHECK(calls == kThreads * kCallsPerThread);
+  CHECK(testing_support::MetricValue(registry, "resilience_bulkhead_in_flight", {}) == 0);
+  CHECK(targets.GetTarget("downstream").bulkhead().in_flight() == 0);
+  const double attempts = testing_support::MetricValue(registry, "resilience_attempts_total", {});
+  const double retries = testing_support::MetricValue(registry, "resilience_retries_total", {});
+  CHECK(attempts <= 3 * calls);
+  CHECK(retries <= attempts);
+}
+
+}  // namespace
+}  // namespace resilience
