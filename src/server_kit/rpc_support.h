@@ -1,0 +1,60 @@
+// Small helpers every service handler needs: status conversion, request validation with
+// messages that name the field, page tokens, ids and timestamps.
+#ifndef HOSPITAL_SRC_SERVER_KIT_RPC_SUPPORT_H_
+#define HOSPITAL_SRC_SERVER_KIT_RPC_SUPPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <google/protobuf/timestamp.pb.h>
+#include <grpcpp/support/status.h>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace server_kit {
+
+// The same code and message as a grpc::Status.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+// The same code and message as an absl::Status.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// An identifier: 1 to 64 characters of letters, digits, '-' and '_'. INVALID_ARGUMENT names
+// `field` otherwise.
+absl::Status ValidateId(absl::string_view field, absl::string_view value);
+
+// Text of min_length to max_length bytes, valid UTF-8, without control characters other than
+// newline and tab.
+absl::Status ValidateText(absl::string_view field, absl::string_view value, std::size_t min_length,
+                          std::size_t max_length);
+
+// A timestamp that is set and within the range protobuf allows.
+absl::StatusOr<absl::Time> ValidateTimestamp(absl::string_view field, bool has_value,
+                                             const google::protobuf::Timestamp& value);
+
+// Page size 1 to kMaxPageSize; 0 means kDefaultPageSize.
+inline constexpr int kDefaultPageSize = 50;
+inline constexpr int kMaxPageSize = 500;
+absl::StatusOr<int> ValidatePageSize(absl::string_view field, std::int32_t page_size);
+
+// Page tokens are opaque to clients: base64url of a version tag and the position after the last
+// item returned. DecodePageToken returns "" for an empty token (the first page) and
+// INVALID_ARGUMENT naming `field` for anything it did not issue.
+std::string EncodePageToken(absl::string_view position);
+absl::StatusOr<std::string> DecodePageToken(absl::string_view field, absl::string_view token);
+
+// A new random identifier (a version 4 UUID in text form).
+std::string NewId();
+
+absl::Time FromProtoTime(const google::protobuf::Timestamp& timestamp);
+google::protobuf::Timestamp ToProtoTime(absl::Time time);
+
+// A value for an error message: quoted, cut to 64 bytes.
+std::string Quote(absl::string_view value);
+
+}  // namespace server_kit
+
+#endif  // HOSPITAL_SRC_SERVER_KIT_RPC_SUPPORT_H_

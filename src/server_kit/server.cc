@@ -1,0 +1,177 @@
+#include "server_kit/server.h"
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "server_kit/log.h"
+
+namespace server_kit {
+namespace {
+
+constexpr char kLiveness[] = "liveness";
+constexpr char kReadiness[] = "readiness";
+
+absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream file(temporary, std::ios::trunc);
+    file << "grpc=" << grpc_port << "\nmetrics=" << metrics_port << "\n";
+    if (!file) return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", temporary, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)), registry_(std::make_shared<prometheus::Registry>()) {}
+
+Server::~Server() { Shutdown(); }
+
+void Server::RegisterService(grpc::Service* service, std::string full_name) {
+  services_.push_back(service);
+  registered_names_.push_back(std::move(full_name));
+}
+
+void Server::AddInterceptorFactory(
+    std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory) {
+  interceptor_factories_.push_back(std::move(factory));
+}
+
+void Server::SetReadinessCheck(std::function<absl::Status()> check) {
+  readiness_check_ = std::move(check);
+}
+
+absl::Status Server::Start() {
+  // Makes grpc.health.v1 describable through reflection: gRPC's own health service does not
+  // register its descriptors.
+  grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(),
+                           &grpc_port_);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging));
+  for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen_address, " (address in use?)"));
+  }
+
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  // Not ready until the first readiness check passes.
+  health->SetServingStatus(false);
+  health->SetServingStatus(kReadiness, false);
+  for (const std::string& name : registered_names_) health->SetServingStatus(name, false);
+  health->SetServingStatus(kLiveness, true);
+
+  if (!options_.metrics_address.empty()) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_address);
+    } catch (const std::exception& error) {
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
+                                                 options_.metrics_address, ": ", error.what()));
+    }
+    exposer_->RegisterCollectable(registry_);
+    const std::vector<int> ports = exposer_->GetListeningPorts();
+    if (!ports.empty()) metrics_port_ = ports.front();
+  }
+
+  health_thread_ = std::thread([this] { HealthLoop(); });
+  if (!options_.port_file.empty()) {
+    if (absl::Status status = WritePortFile(options_.port_file, grpc_port_, metrics_port_);
+        !status.ok()) {
+      return status;
+    }
+  }
+  Log(LogLevel::kInfo, "started",
+      {{"grpc_port", absl::StrCat(grpc_port_)}, {"metrics_port", absl::StrCat(metrics_port_)}});
+  return absl::OkStatus();
+}
+
+void Server::SetReady(bool ready) {
+  bool changed = false;
+  {
+    resilience::MutexLock lock(&mutex_);
+    if (stopping_) ready = false;
+    changed = ready != ready_;
+    ready_ = ready;
+  }
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", ready);
+  health->SetServingStatus(kReadiness, ready);
+  for (const std::string& name : registered_names_) health->SetServingStatus(name, ready);
+  if (changed) Log(LogLevel::kInfo, ready ? "ready" : "not_ready");
+}
+
+void Server::HealthLoop() {
+  while (true) {
+    absl::Status status = readiness_check_ ? readiness_check_() : absl::OkStatus();
+    if (!status.ok()) {
+      Log(LogLevel::kWarning, "readiness_check_failed", {{"error", status.ToString()}});
+    }
+    SetReady(status.ok());
+    resilience::MutexLock lock(&mutex_);
+    const absl::Time next = absl::Now() + options_.health_check_interval;
+    while (!stopping_ && absl::Now() < next) stop_signal_.WaitWithDeadline(&mutex_, next);
+    if (stopping_) return;
+  }
+}
+
+void Server::Shutdown() {
+  {
+    resilience::MutexLock lock(&mutex_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+    stop_signal_.SignalAll();
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  if (server_ == nullptr) return;
+  SetReady(false);
+  Log(LogLevel::kInfo, "draining", {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
+  // Refuses new calls at once; waits for in-flight calls until the deadline, then cancels them.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  server_->GetHealthCheckService()->SetServingStatus(kLiveness, false);
+  server_->Wait();
+  exposer_.reset();
+  Log(LogLevel::kInfo, "stopped");
+}
+
+void BlockTerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+std::string WaitForTerminationSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  return received == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+}  // namespace server_kit

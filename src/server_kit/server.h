@@ -1,0 +1,116 @@
+// The gRPC server around a service: health checking, reflection, per-RPC metrics and logs, a
+// Prometheus /metrics endpoint, and a graceful shutdown.
+//
+//   server_kit::BlockTerminationSignals();          // first thing in main, before any thread
+//   server_kit::Server server(options);
+//   server.RegisterService(&my_service);
+//   server.SetReadinessCheck([&] { return database->Ping(); });
+//   if (auto status = server.Start(); !status.ok()) ...
+//   server_kit::WaitForTerminationSignal();          // SIGTERM or SIGINT
+//   server.Shutdown();                               // NOT_SERVING, drain, stop
+//
+// Health (grpc.health.v1.Health) answers for these names:
+//   "liveness"                  SERVING from Start until the server stops; never depends on
+//                               other services.
+//   "readiness", "" and each    SERVING only while started, the readiness check passes (it is
+//   registered service name     run every health_check_interval) and shutdown has not begun.
+#ifndef HOSPITAL_SRC_SERVER_KIT_SERVER_H_
+#define HOSPITAL_SRC_SERVER_KIT_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/server.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "resilience/sync.h"
+#include "server_kit/rpc_observer.h"
+
+namespace server_kit {
+
+struct ServerOptions {
+  // Short name for logs ("patients").
+  std::string service_name;
+  // host:port for gRPC; port 0 picks a free port.
+  std::string listen_address;
+  // host:port for the Prometheus endpoint (/metrics); port 0 picks a free port; empty: none.
+  std::string metrics_address;
+  // How long in-flight calls may run after shutdown begins before they are cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // How often the readiness check runs.
+  absl::Duration health_check_interval = absl::Seconds(1);
+  // If set, "grpc=<port>\nmetrics=<port>\n" is written here once the server is serving.
+  std::string port_file;
+  RpcLogging rpc_logging = RpcLogging::kErrors;
+};
+
+class Server final {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The registry for the service's own metrics; exported on /metrics.
+  prometheus::Registry& metrics() { return *registry_; }
+  std::shared_ptr<prometheus::Registry> shared_metrics() { return registry_; }
+
+  // Before Start. `full_name` is the service's name for health checks, e.g.
+  // MyService::service_full_name(). Services must outlive the server.
+  void RegisterService(grpc::Service* service, std::string full_name);
+  // Before Start. Extra interceptors, run after the built-in observer.
+  void AddInterceptorFactory(
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
+  // Before Start. The check that decides readiness; OK when absent.
+  void SetReadinessCheck(std::function<absl::Status()> check);
+
+  // Builds and starts the server. Readiness is reported once the first check passes.
+  absl::Status Start();
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+
+  // Health goes NOT_SERVING, new calls are refused, in-flight calls get shutdown_grace to finish
+  // and are then cancelled. Blocks until done. Safe to call more than once.
+  void Shutdown();
+
+  // The health statuses, for tests and for the readiness loop.
+  void SetReady(bool ready);
+
+ private:
+  void HealthLoop();
+
+  const ServerOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::vector<grpc::Service*> services_;
+  std::vector<std::string> registered_names_;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptor_factories_;
+  std::function<absl::Status()> readiness_check_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::thread health_thread_;
+
+  resilience::Mutex mutex_;
+  resilience::CondVar stop_signal_;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mutex_) = false;
+  bool ready_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
+// WaitForTerminationSignal can receive them. Call first in main.
+void BlockTerminationSignals();
+// Waits for SIGTERM or SIGINT; returns the signal's name.
+std::string WaitForTerminationSignal();
+
+}  // namespace server_kit
+
+#endif  // HOSPITAL_SRC_SERVER_KIT_SERVER_H_

@@ -1,0 +1,137 @@
+// A small SQLite layer: one connection per service database, prepared statements only, schema
+// migrations versioned with PRAGMA user_version, and SQLite errors mapped to status codes in one
+// place (ToStatus).
+//
+//   ASSIGN_OR_RETURN(auto db, Database::Open(path, {kMigrationV1, kMigrationV2}));
+//   absl::Status status = db->InTransaction([&](Database::Session& session) -> absl::Status {
+//     Statement& insert = session.Prepare("INSERT INTO t(a) VALUES (?1)");
+//     insert.BindText(1, "x");
+//     return insert.Run();
+//   });
+//
+// Thread-safe: the connection is used by one session at a time (sessions are serialised by a
+// mutex); SQLite itself then needs no locking of its own. The database is opened in WAL mode
+// with a busy timeout and foreign keys on.
+#ifndef HOSPITAL_SRC_SERVER_KIT_SQLITE_H_
+#define HOSPITAL_SRC_SERVER_KIT_SQLITE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "resilience/sync.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace server_kit {
+
+// Maps a SQLite result code to a status: BUSY/LOCKED and I/O errors to UNAVAILABLE (retry
+// later), unique and primary-key violations to ALREADY_EXISTS, foreign-key violations to
+// FAILED_PRECONDITION, other constraint failures to INVALID_ARGUMENT, corruption to DATA_LOSS,
+// a full disk to RESOURCE_EXHAUSTED, the rest to INTERNAL. `context` says what was being done.
+absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message, absl::string_view context);
+
+// A prepared statement, reset on every use. Parameters are 1-based, columns 0-based.
+class Statement final {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* statement, std::string sql);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  void BindText(int index, absl::string_view value);
+  void BindInt(int index, std::int64_t value);
+  void BindNull(int index);
+  // Binds a time as Unix microseconds.
+  void BindTime(int index, absl::Time value);
+
+  // Advances to the next row: true if there is one, false when done, or an error status.
+  absl::StatusOr<bool> Step();
+  // Runs a statement that returns no rows.
+  absl::Status Run();
+
+  std::string ColumnText(int index) const;
+  std::int64_t ColumnInt(int index) const;
+  bool ColumnIsNull(int index) const;
+  absl::Time ColumnTime(int index) const;
+
+  // Rows changed by the last Run.
+  int changes() const;
+
+  // Clears bindings and rewinds, ready for the next use.
+  void Reset();
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* statement_;
+  const std::string sql_;
+};
+
+struct DatabaseOptions {
+  // How long a statement waits for a lock held by another connection before failing BUSY.
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // PRAGMA synchronous: "FULL" (durable even against power loss) or "NORMAL" (durable against
+  // a crash of the process; may lose the last commits on power loss in WAL mode).
+  std::string synchronous = "FULL";
+};
+
+class Database final {
+ public:
+  // Access to the connection for one unit of work; obtained from Database::WithSession or
+  // InTransaction. Prepared statements are cached for the life of the connection.
+  class Session final {
+   public:
+    Statement& Prepare(absl::string_view sql);
+    // Runs SQL that takes no parameters (schema changes, pragmas).
+    absl::Status Exec(absl::string_view sql);
+
+   private:
+    friend class Database;
+    explicit Session(Database& database) : database_(database) {}
+    Database& database_;
+  };
+
+  // Opens (creating if needed) the database at `path` and applies the migrations it has not
+  // yet seen: migration i brings user_version from i to i + 1, each in its own transaction.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(
+      const std::string& path, const std::vector<std::string>& migrations,
+      const DatabaseOptions& options = {});
+  ~Database();
+
+  // Runs `work` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it returns an error.
+  absl::Status InTransaction(const std::function<absl::Status(Session&)>& work);
+  // Runs `work` without a transaction (for single reads).
+  absl::Status WithSession(const std::function<absl::Status(Session&)>& work);
+
+  // Checks that the database answers; for health checks.
+  absl::Status Ping();
+  // The schema version (PRAGMA user_version).
+  absl::StatusOr<int> SchemaVersion();
+  const std::string& path() const { return path_; }
+
+ private:
+  Database(sqlite3* db, std::string path);
+  Statement& PrepareLocked(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status ExecLocked(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status Migrate(const std::vector<std::string>& migrations);
+
+  sqlite3* const db_;
+  const std::string path_;
+  resilience::Mutex mutex_;
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace server_kit
+
+#endif  // HOSPITAL_SRC_SERVER_KIT_SQLITE_H_
