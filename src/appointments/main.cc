@@ -1,0 +1,27 @@
+// The appointments service binary. `appointments --help` lists the flags.
+#include "appointments/appointments_repository.h"
+#include "appointments/appointments_service.h"
+#include "server_kit/service_main.h"
+
+int main(int argc, char** argv) {
+  const server_kit::ServiceDefinition definition{
+      "appointments",
+      "The appointments service: schedules visits; cancels those of deceased patients.\n"
+      "Usage: appointments [--listen=0.0.0.0:50053] [--metrics_listen=0.0.0.0:9093] "
+      "[--db=appointments.db]",
+      "0.0.0.0:50053",
+      "0.0.0.0:9093",
+      "appointments.db",
+      appointments::Migrations(),
+  };
+  return server_kit::ServiceMain(
+      argc, argv, definition, [](server_kit::ServiceContext& context) -> absl::Status {
+        auto* repository = context.Keep(
+            std::make_unique<appointments::AppointmentsRepository>(context.database));
+        auto* service = context.Keep(std::make_unique<appointments::AppointmentsService>(
+            *repository, resilience::SystemClock(), context.server.metrics()));
+        context.server.RegisterService(
+            service, hospital::appointments::v1::AppointmentsService::service_full_name());
+        return absl::OkStatus();
+      });
+}

@@ -1,0 +1,27 @@
+// The morgue service binary. `morgue --help` lists the flags.
+#include "hospital/morgue/v1/morgue.grpc.pb.h"
+#include "morgue/morgue_repository.h"
+#include "morgue/morgue_service.h"
+#include "server_kit/service_main.h"
+
+int main(int argc, char** argv) {
+  const server_kit::ServiceDefinition definition{
+      "morgue",
+      "The morgue service: admits deceased patients and releases them to funeral homes.\n"
+      "Usage: morgue [--listen=0.0.0.0:50052] [--metrics_listen=0.0.0.0:9092] [--db=morgue.db]",
+      "0.0.0.0:50052",
+      "0.0.0.0:9092",
+      "morgue.db",
+      morgue::Migrations(),
+  };
+  return server_kit::ServiceMain(
+      argc, argv, definition, [](server_kit::ServiceContext& context) -> absl::Status {
+        auto* repository =
+            context.Keep(std::make_unique<morgue::MorgueRepository>(context.database));
+        auto* service = context.Keep(std::make_unique<morgue::MorgueService>(
+            *repository, resilience::SystemClock(), context.server.metrics()));
+        context.server.RegisterService(service,
+                                       hospital::morgue::v1::MorgueService::service_full_name());
+        return absl::OkStatus();
+      });
+}

@@ -1,0 +1,270 @@
+#include "morgue/morgue_repository.h"
+
+#include "absl/strings/str_cat.h"
+#include "server_kit/rpc_support.h"
+
+namespace morgue {
+namespace {
+
+using server_kit::Database;
+using server_kit::Statement;
+
+constexpr char kColumns[] =
+    "admission_id, patient_id, workflow_id, time_of_death, cause, status, admit_time, "
+    "funeral_home, release_time, cancel_time";
+
+Admission ReadAdmission(const Statement& row) {
+  Admission admission;
+  admission.set_admission_id(row.ColumnText(0));
+  admission.set_patient_id(row.ColumnText(1));
+  admission.set_workflow_id(row.ColumnText(2));
+  *admission.mutable_time_of_death() = server_kit::ToProtoTime(row.ColumnTime(3));
+  admission.set_cause(row.ColumnText(4));
+  admission.set_status(static_cast<AdmissionStatus>(row.ColumnInt(5)));
+  *admission.mutable_admit_time() = server_kit::ToProtoTime(row.ColumnTime(6));
+  if (!row.ColumnIsNull(7)) admission.set_funeral_home(row.ColumnText(7));
+  if (!row.ColumnIsNull(8)) {
+    *admission.mutable_release_time() = server_kit::ToProtoTime(row.ColumnTime(8));
+  }
+  if (!row.ColumnIsNull(9)) {
+    *admission.mutable_cancel_time() = server_kit::ToProtoTime(row.ColumnTime(9));
+  }
+  return admission;
+}
+
+// Reads at most one admission by `column` ("admission_id" or "patient_id").
+absl::StatusOr<std::optional<Admission>> FindBy(Database::Session& session,
+                                                const std::string& column,
+                                                const std::string& value) {
+  Statement& select = session.Prepare(
+      absl::StrCat("SELECT ", kColumns, " FROM admissions WHERE ", column, " = ?1"));
+  select.BindText(1, value);
+  absl::StatusOr<bool> row = select.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<Admission>();
+  return std::optional<Admission>(ReadAdmission(select));
+}
+
+const char* StatusName(AdmissionStatus status) {
+  switch (status) {
+    case hospital::morgue::v1::ADMITTED:
+      return "ADMITTED";
+    case hospital::morgue::v1::RELEASED:
+      return "RELEASED";
+    case hospital::morgue::v1::CANCELLED:
+      return "CANCELLED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& Migrations() {
+  static const auto* const migrations = new std::vector<std::string>{
+      R"sql(
+        CREATE TABLE admissions (
+          admission_id  TEXT PRIMARY KEY,
+          patient_id    TEXT NOT NULL UNIQUE,
+          workflow_id   TEXT NOT NULL,
+          time_of_death INTEGER NOT NULL,
+          cause         TEXT NOT NULL,
+          status        INTEGER NOT NULL CHECK (status IN (1, 2, 3)),
+          admit_time    INTEGER NOT NULL,
+          funeral_home  TEXT,
+          release_time  INTEGER,
+          cancel_time   INTEGER
+        );
+        CREATE INDEX admissions_by_status ON admissions (status, admission_id);
+        -- Workflows whose admission was undone: a late AdmitDeceased of one is refused.
+        CREATE TABLE cancelled_workflows (
+          workflow_id TEXT PRIMARY KEY,
+          patient_id  TEXT NOT NULL,
+          cancel_time INTEGER NOT NULL
+        );
+      )sql",
+  };
+  return *migrations;
+}
+
+absl::StatusOr<AdmitResult> MorgueRepository::Admit(const std::string& patient_id,
+                                                    const std::string& workflow_id,
+                                                    absl::Time time_of_death,
+                                                    const std::string& cause, absl::Time now) {
+  AdmitResult result;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& cancelled =
+        session.Prepare("SELECT 1 FROM cancelled_workflows WHERE workflow_id = ?1");
+    cancelled.BindText(1, workflow_id);
+    absl::StatusOr<bool> was_cancelled = cancelled.Step();
+    if (!was_cancelled.ok()) return was_cancelled.status();
+    if (*was_cancelled) {
+      return absl::AbortedError(absl::StrCat("workflow_id: workflow \"", workflow_id,
+                                             "\" was cancelled; start a new one to admit"));
+    }
+    absl::StatusOr<std::optional<Admission>> existing = FindBy(session, "patient_id", patient_id);
+    if (!existing.ok()) return existing.status();
+    if (existing->has_value() && (*existing)->status() != hospital::morgue::v1::CANCELLED) {
+      result.admission = **existing;
+      result.already_admitted = true;
+      return absl::OkStatus();
+    }
+    if (existing->has_value()) {
+      Statement& reopen = session.Prepare(
+          "UPDATE admissions SET workflow_id = ?2, time_of_death = ?3, cause = ?4, status = 1, "
+          "admit_time = ?5, cancel_time = NULL WHERE admission_id = ?1");
+      reopen.BindText(1, (*existing)->admission_id());
+      reopen.BindText(2, workflow_id);
+      reopen.BindTime(3, time_of_death);
+      reopen.BindText(4, cause);
+      reopen.BindTime(5, now);
+      if (absl::Status updated = reopen.Run(); !updated.ok()) return updated;
+    } else {
+      Statement& insert = session.Prepare(
+          "INSERT INTO admissions (admission_id, patient_id, workflow_id, time_of_death, cause, "
+          "status, admit_time) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)");
+      insert.BindText(1, server_kit::NewId());
+      insert.BindText(2, patient_id);
+      insert.BindText(3, workflow_id);
+      insert.BindTime(4, time_of_death);
+      insert.BindText(5, cause);
+      insert.BindTime(6, now);
+      if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+    }
+    absl::StatusOr<std::optional<Admission>> admitted = FindBy(session, "patient_id", patient_id);
+    if (!admitted.ok()) return admitted.status();
+    result.admission = **admitted;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<Admission> MorgueRepository::GetById(const std::string& admission_id) {
+  std::optional<Admission> found;
+  absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
+    absl::StatusOr<std::optional<Admission>> admission =
+        FindBy(session, "admission_id", admission_id);
+    if (!admission.ok()) return admission.status();
+    found = *std::move(admission);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("admission_id: no admission \"", admission_id, "\""));
+  }
+  return *std::move(found);
+}
+
+absl::StatusOr<Admission> MorgueRepository::GetByPatient(const std::string& patient_id) {
+  std::optional<Admission> found;
+  absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
+    absl::StatusOr<std::optional<Admission>> admission = FindBy(session, "patient_id", patient_id);
+    if (!admission.ok()) return admission.status();
+    found = *std::move(admission);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!found) {
+    return absl::NotFoundError(
+        absl::StrCat("patient_id: no admission of patient \"", patient_id, "\""));
+  }
+  return *std::move(found);
+}
+
+absl::StatusOr<AdmissionPage> MorgueRepository::List(const std::string& after_id, int limit,
+                                                     AdmissionStatus status_filter) {
+  AdmissionPage page;
+  absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
+    Statement& select = session.Prepare(absl::StrCat(
+        "SELECT ", kColumns,
+        " FROM admissions WHERE admission_id > ?1 AND (?2 = 0 OR status = ?2) "
+        "ORDER BY admission_id LIMIT ?3"));
+    select.BindText(1, after_id);
+    select.BindInt(2, status_filter);
+    select.BindInt(3, limit + 1);  // One more tells whether another page exists.
+    while (true) {
+      absl::StatusOr<bool> row = select.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      page.admissions.push_back(ReadAdmission(select));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (static_cast<int>(page.admissions.size()) > limit) {
+    page.admissions.pop_back();
+    page.last_admission_id = page.admissions.back().admission_id();
+  }
+  return page;
+}
+
+absl::StatusOr<Admission> MorgueRepository::Release(const std::string& admission_id,
+                                                    const std::string& funeral_home,
+                                                    absl::Time now) {
+  Admission released;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    absl::StatusOr<std::optional<Admission>> admission =
+        FindBy(session, "admission_id", admission_id);
+    if (!admission.ok()) return admission.status();
+    if (!admission->has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("admission_id: no admission \"", admission_id, "\""));
+    }
+    if ((*admission)->status() != hospital::morgue::v1::ADMITTED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("admission \"", admission_id, "\" is ", StatusName((*admission)->status()),
+                       "; only an ADMITTED body can be released"));
+    }
+    Statement& update = session.Prepare(
+        "UPDATE admissions SET status = 2, funeral_home = ?2, release_time = ?3 "
+        "WHERE admission_id = ?1");
+    update.BindText(1, admission_id);
+    update.BindText(2, funeral_home);
+    update.BindTime(3, now);
+    if (absl::Status updated = update.Run(); !updated.ok()) return updated;
+    absl::StatusOr<std::optional<Admission>> after = FindBy(session, "admission_id", admission_id);
+    if (!after.ok()) return after.status();
+    released = **after;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return released;
+}
+
+absl::StatusOr<bool> MorgueRepository::CancelWorkflow(const std::string& patient_id,
+                                                      const std::string& workflow_id,
+                                                      absl::Time now) {
+  bool cancelled = false;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& remember = session.Prepare(
+        "INSERT OR IGNORE INTO cancelled_workflows (workflow_id, patient_id, cancel_time) "
+        "VALUES (?1, ?2, ?3)");
+    remember.BindText(1, workflow_id);
+    remember.BindText(2, patient_id);
+    remember.BindTime(3, now);
+    if (absl::Status inserted = remember.Run(); !inserted.ok()) return inserted;
+    absl::StatusOr<std::optional<Admission>> admission = FindBy(session, "patient_id", patient_id);
+    if (!admission.ok()) return admission.status();
+    if (!admission->has_value() || (*admission)->workflow_id() != workflow_id) {
+      return absl::OkStatus();  // This workflow admitted nobody: nothing to undo.
+    }
+    if ((*admission)->status() == hospital::morgue::v1::RELEASED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "admission \"", (*admission)->admission_id(),
+          "\" was already released to a funeral home and cannot be cancelled"));
+    }
+    if ((*admission)->status() == hospital::morgue::v1::CANCELLED) return absl::OkStatus();
+    Statement& update = session.Prepare(
+        "UPDATE admissions SET status = 3, cancel_time = ?2 WHERE admission_id = ?1");
+    update.BindText(1, (*admission)->admission_id());
+    update.BindTime(2, now);
+    if (absl::Status updated = update.Run(); !updated.ok()) return updated;
+    cancelled = true;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return cancelled;
+}
+
+}  // namespace morgue

@@ -1,0 +1,63 @@
+// The morgue's storage: admissions and the death workflows that were undone, in the morgue's
+// own SQLite database. Every method is one transaction; errors are absl::Status codes as
+// mapped by server_kit::ToStatus, plus the domain errors documented per method.
+#ifndef HOSPITAL_SRC_MORGUE_MORGUE_REPOSITORY_H_
+#define HOSPITAL_SRC_MORGUE_MORGUE_REPOSITORY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hospital/morgue/v1/morgue.pb.h"
+#include "server_kit/sqlite.h"
+
+namespace morgue {
+
+using hospital::morgue::v1::Admission;
+using hospital::morgue::v1::AdmissionStatus;
+
+// Schema migrations, in order (see server_kit::Database::Open).
+const std::vector<std::string>& Migrations();
+
+struct AdmitResult {
+  Admission admission;
+  bool already_admitted = false;
+};
+
+struct AdmissionPage {
+  std::vector<Admission> admissions;
+  std::string last_admission_id;  // Empty when there are no more.
+};
+
+class MorgueRepository final {
+ public:
+  explicit MorgueRepository(server_kit::Database& database) : database_(database) {}
+
+  // Admits the patient unless an admission stands (then returns it, already_admitted). A
+  // cancelled admission is re-opened for the new workflow, keeping its id. ABORTED if
+  // `workflow_id` was cancelled before.
+  absl::StatusOr<AdmitResult> Admit(const std::string& patient_id, const std::string& workflow_id,
+                                    absl::Time time_of_death, const std::string& cause,
+                                    absl::Time now);
+  // NOT_FOUND if there is no such admission.
+  absl::StatusOr<Admission> GetById(const std::string& admission_id);
+  absl::StatusOr<Admission> GetByPatient(const std::string& patient_id);
+  // Admissions with ids after `after_id`, in id order; `status` unspecified means any.
+  absl::StatusOr<AdmissionPage> List(const std::string& after_id, int limit,
+                                     AdmissionStatus status);
+  // NOT_FOUND, or FAILED_PRECONDITION unless the admission is ADMITTED.
+  absl::StatusOr<Admission> Release(const std::string& admission_id,
+                                    const std::string& funeral_home, absl::Time now);
+  // Undoes the admission made by `workflow_id`, if it stands; remembers the workflow either
+  // way. Returns whether an admission was cancelled. FAILED_PRECONDITION if it was released.
+  absl::StatusOr<bool> CancelWorkflow(const std::string& patient_id,
+                                      const std::string& workflow_id, absl::Time now);
+
+ private:
+  server_kit::Database& database_;
+};
+
+}  // namespace morgue
+
+#endif  // HOSPITAL_SRC_MORGUE_MORGUE_REPOSITORY_H_

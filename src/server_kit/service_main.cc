@@ -1,0 +1,106 @@
+#include "server_kit/service_main.h"
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "server_kit/log.h"
+
+ABSL_FLAG(std::string, listen, "", "gRPC address, host:port; port 0 picks a free port "
+          "(default: the service's own, 0.0.0.0:50051 patients, :50052 morgue, :50053 appointments)");
+ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port; \"none\" "
+          "disables it (default: 0.0.0.0:9091 patients, :9092 morgue, :9093 appointments)");
+ABSL_FLAG(std::string, db, "", "SQLite database file, created if missing "
+          "(default: <service>.db in the working directory)");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "After SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled");
+ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(1),
+          "How often readiness (database reachable) is checked");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, \"grpc=<port>\\nmetrics=<port>\\n\" is written here once serving");
+ABSL_FLAG(std::string, rpc_logging, "errors", "Which RPCs to log: none, errors or all");
+ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
+          "SQLite PRAGMA synchronous: FULL (commits survive power loss) or NORMAL (survive a "
+          "process crash)");
+
+namespace server_kit {
+namespace {
+
+std::string Or(const std::string& value, const std::string& fallback) {
+  return value.empty() ? fallback : value;
+}
+
+int Fail(const std::string& event, const absl::Status& status) {
+  Log(LogLevel::kError, event, {{"error", status.ToString()}});
+  return 1;
+}
+
+}  // namespace
+
+int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
+                const std::function<absl::Status(ServiceContext&)>& setup) {
+  // Before any thread exists, so that every thread inherits the blocked mask.
+  BlockTerminationSignals();
+  absl::SetProgramUsageMessage(definition.usage);
+  absl::ParseCommandLine(argc, argv);
+  InitLog(definition.name);
+
+  ServerOptions options;
+  options.service_name = definition.name;
+  options.listen_address = Or(absl::GetFlag(FLAGS_listen), definition.default_listen);
+  options.metrics_address =
+      Or(absl::GetFlag(FLAGS_metrics_listen), definition.default_metrics_listen);
+  if (options.metrics_address == "none") options.metrics_address.clear();
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  if (!ParseRpcLogging(absl::GetFlag(FLAGS_rpc_logging), options.rpc_logging)) {
+    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
+                                "--rpc_logging: must be none, errors or all, got \"",
+                                absl::GetFlag(FLAGS_rpc_logging), "\"")));
+  }
+  DatabaseOptions database_options;
+  database_options.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
+  if (database_options.synchronous != "FULL" && database_options.synchronous != "NORMAL") {
+    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
+                                "--sqlite_synchronous: must be FULL or NORMAL, got \"",
+                                database_options.synchronous, "\"")));
+  }
+  const std::string db_path = Or(absl::GetFlag(FLAGS_db), definition.default_db);
+
+  Log(LogLevel::kInfo, "starting",
+      {{"listen", options.listen_address},
+       {"metrics_listen", options.metrics_address},
+       {"db", db_path}});
+  absl::StatusOr<std::unique_ptr<Database>> database =
+      Database::Open(db_path, definition.migrations, database_options);
+  if (!database.ok()) return Fail("database_open_failed", database.status());
+
+  std::vector<std::shared_ptr<void>> owned;
+  {
+    Server server(options);
+    ServiceContext context{**database, server, {}, {}};
+    absl::Status status = setup(context);
+    owned = context.owned;  // Outlive the server, which refers to the services among them.
+    if (!status.ok()) return Fail("setup_failed", status);
+    server.SetReadinessCheck([&db = **database] { return db.Ping(); });
+    if (status = server.Start(); !status.ok()) {
+      for (auto& hook : context.on_shutdown) hook();
+      return Fail("start_failed", status);
+    }
+
+    const std::string signal = WaitForTerminationSignal();
+    Log(LogLevel::kInfo, "signal", {{"signal", signal}});
+    server.Shutdown();
+    for (auto& hook : context.on_shutdown) hook();
+    context.owned.clear();
+  }
+  owned.clear();
+  database->reset();
+  Log(LogLevel::kInfo, "database_closed", {{"db", db_path}});
+  return 0;
+}
+
+}  // namespace server_kit

@@ -1,0 +1,65 @@
+// The main() of a service, shared by the three: flags, database, server, signals, shutdown.
+//
+//   int main(int argc, char** argv) {
+//     return server_kit::ServiceMain(argc, argv, kMorgueDefinition,
+//         [](server_kit::ServiceContext& context) -> absl::Status {
+//           ... create the service on context.database, context.server.RegisterService(...) ...
+//         });
+//   }
+//
+// Flags shared by every service (each has the service's own default):
+//   --listen              gRPC address, host:port (port 0: any free port)
+//   --metrics_listen      Prometheus /metrics address, host:port (empty: none)
+//   --db                  SQLite database file, created if missing
+//   --shutdown_grace      time in-flight calls get to finish after SIGTERM/SIGINT
+//   --port_file           where to write the bound ports once serving (for tests and scripts)
+//   --rpc_logging         none | errors | all
+//   --sqlite_synchronous  FULL | NORMAL
+#ifndef HOSPITAL_SRC_SERVER_KIT_SERVICE_MAIN_H_
+#define HOSPITAL_SRC_SERVER_KIT_SERVICE_MAIN_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server_kit/server.h"
+#include "server_kit/sqlite.h"
+
+namespace server_kit {
+
+struct ServiceDefinition {
+  std::string name;  // "morgue"
+  std::string usage;
+  std::string default_listen;
+  std::string default_metrics_listen;
+  std::string default_db;
+  std::vector<std::string> migrations;
+};
+
+struct ServiceContext {
+  Database& database;
+  Server& server;
+  // Run after the server has drained, before the database closes (stop background work here).
+  std::vector<std::function<void()>> on_shutdown;
+  // Objects kept alive until after the server is destroyed and before the database closes.
+  std::vector<std::shared_ptr<void>> owned;
+
+  // Keeps `object` alive as above and returns it.
+  template <typename T>
+  T* Keep(std::unique_ptr<T> object) {
+    T* raw = object.get();
+    owned.push_back(std::shared_ptr<T>(std::move(object)));
+    return raw;
+  }
+};
+
+// Parses flags, runs the service until SIGTERM or SIGINT, and returns the process exit code.
+// `setup` registers the service's handlers; an error from it stops start-up.
+int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
+                const std::function<absl::Status(ServiceContext&)>& setup);
+
+}  // namespace server_kit
+
+#endif  // HOSPITAL_SRC_SERVER_KIT_SERVICE_MAIN_H_
