@@ -50,6 +50,10 @@ void Statement::BindText(int index, absl::string_view value) {
 void Statement::BindInt(int index, std::int64_t value) {
   sqlite3_bind_int64(statement_, index, value);
 }
+void Statement::BindBlob(int index, absl::string_view bytes) {
+  sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()),
+                    SQLITE_TRANSIENT);
+}
 void Statement::BindNull(int index) { sqlite3_bind_null(statement_, index); }
 void Statement::BindTime(int index, absl::Time value) { BindInt(index, absl::ToUnixMicros(value)); }
 
@@ -70,6 +74,12 @@ std::string Statement::ColumnText(int index) const {
   const unsigned char* text = sqlite3_column_text(statement_, index);
   if (text == nullptr) return {};
   return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<std::size_t>(sqlite3_column_bytes(statement_, index)));
+}
+std::string Statement::ColumnBlob(int index) const {
+  const void* bytes = sqlite3_column_blob(statement_, index);
+  if (bytes == nullptr) return {};
+  return std::string(static_cast<const char*>(bytes),
                      static_cast<std::size_t>(sqlite3_column_bytes(statement_, index)));
 }
 std::int64_t Statement::ColumnInt(int index) const {

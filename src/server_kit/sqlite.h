@@ -51,6 +51,7 @@ class Statement final {
 
   void BindText(int index, absl::string_view value);
   void BindInt(int index, std::int64_t value);
+  void BindBlob(int index, absl::string_view bytes);
   void BindNull(int index);
   // Binds a time as Unix microseconds.
   void BindTime(int index, absl::Time value);
@@ -61,6 +62,7 @@ class Statement final {
   absl::Status Run();
 
   std::string ColumnText(int index) const;
+  std::string ColumnBlob(int index) const;
   std::int64_t ColumnInt(int index) const;
   bool ColumnIsNull(int index) const;
   absl::Time ColumnTime(int index) const;

@@ -1,0 +1,361 @@
+#include "patients/death_workflow.h"
+
+#include <map>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server_kit/log.h"
+#include "server_kit/rpc_support.h"
+
+namespace patients {
+
+using server_kit::Log;
+using server_kit::LogLevel;
+
+// Results of the two forward calls.
+struct SynchronousDeathWorkflow::Outcome {
+  grpc::Status morgue_status;
+  morgue_v1::AdmitDeceasedResponse admission;
+  grpc::Status appointments_status;
+  appointments_v1::CancelPatientAppointmentsResponse cancellation;
+
+  bool ok() const { return morgue_status.ok() && appointments_status.ok(); }
+  // "morgue (UNAVAILABLE: ...)" for each failed service.
+  std::string Failures() const {
+    std::vector<std::string> failures;
+    if (!morgue_status.ok()) {
+      failures.push_back(absl::StrCat(
+          "morgue (", resilience::StatusCodeName(morgue_status.error_code()).data(), ": ",
+          morgue_status.error_message(), ")"));
+    }
+    if (!appointments_status.ok()) {
+      failures.push_back(absl::StrCat(
+          "appointments (", resilience::StatusCodeName(appointments_status.error_code()).data(),
+          ": ", appointments_status.error_message(), ")"));
+    }
+    return absl::StrJoin(failures, ", ");
+  }
+};
+
+namespace {
+
+// Waits for a fixed number of callbacks.
+class Join {
+ public:
+  explicit Join(int expected) : remaining_(expected) {}
+  void Done() {
+    resilience::MutexLock lock(&mutex_);
+    if (--remaining_ == 0) all_done_.SignalAll();
+  }
+  void Wait() {
+    resilience::MutexLock lock(&mutex_);
+    while (remaining_ > 0) all_done_.Wait(&mutex_);
+  }
+
+ private:
+  resilience::Mutex mutex_;
+  resilience::CondVar all_done_;
+  int remaining_ ABSL_GUARDED_BY(mutex_);
+};
+
+constexpr char kDeathReason[] = "patient deceased";
+
+}  // namespace
+
+SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repository,
+                                                   Downstreams& downstreams,
+                                                   resilience::Environment environment,
+                                                   prometheus::Registry& metrics,
+                                                   SynchronousDeathWorkflowOptions options)
+    : repository_(repository),
+      downstreams_(downstreams),
+      environment_(environment),
+      options_(options),
+      deaths_(prometheus::BuildCounter()
+                  .Name("hospital_deaths_recorded_total")
+                  .Help("RecordDeath results: completed, replayed (already recorded), "
+                        "in_progress, compensated (a downstream failed), error.")
+                  .Register(metrics)),
+      compensations_(prometheus::BuildCounter()
+                         .Name("hospital_death_compensations_total")
+                         .Help("Undo calls of failed death workflows, by action and result "
+                               "(done, retry, impossible).")
+                         .Register(metrics)),
+      compensations_pending_(prometheus::BuildGauge()
+                                 .Name("hospital_death_compensations_pending")
+                                 .Help("Undo calls owed to downstream services.")
+                                 .Register(metrics)
+                                 .Add({})),
+      rolled_forward_(prometheus::BuildCounter()
+                          .Name("hospital_death_workflows_rolled_forward_total")
+                          .Help("Pending death workflows resumed by the background pass.")
+                          .Register(metrics)
+                          .Add({})) {}
+
+SynchronousDeathWorkflow::~SynchronousDeathWorkflow() { Stop(); }
+
+bool SynchronousDeathWorkflow::MarkInFlight(const std::string& workflow_id) {
+  resilience::MutexLock lock(&mutex_);
+  return in_flight_.insert(workflow_id).second;
+}
+
+void SynchronousDeathWorkflow::ClearInFlight(const std::string& workflow_id) {
+  resilience::MutexLock lock(&mutex_);
+  in_flight_.erase(workflow_id);
+}
+
+absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
+    const DeathRequest& request, absl::Time parent_deadline) {
+  const std::string workflow_id = server_kit::NewId();
+  // Marked before the workflow exists, so the background pass never sees it unowned.
+  MarkInFlight(workflow_id);
+  absl::StatusOr<BeginDeathResult> begun =
+      repository_.BeginDeath(request.patient_id, workflow_id, request.time_of_death,
+                             request.cause, environment_.clock->Now());
+  absl::StatusOr<v1::RecordDeathResponse> result;
+  if (!begun.ok()) {
+    result = begun.status();
+  } else {
+    switch (begun->kind) {
+      case BeginDeathResult::Kind::kAlreadyRecorded:
+        deaths_.Add({{"result", "replayed"}}).Increment();
+        result = begun->recorded;
+        result->set_replayed(true);
+        break;
+      case BeginDeathResult::Kind::kInProgress:
+        deaths_.Add({{"result", "in_progress"}}).Increment();
+        result = absl::AbortedError(
+            absl::StrCat("the death of patient \"", request.patient_id,
+                         "\" is being recorded by another request; retry shortly"));
+        break;
+      case BeginDeathResult::Kind::kCompensationPending:
+        deaths_.Add({{"result", "in_progress"}}).Increment();
+        result = absl::UnavailableError(absl::StrCat(
+            "an earlier attempt to record the death of patient \"", request.patient_id,
+            "\" is still being undone in the morgue or appointments service; retry later"));
+        break;
+      case BeginDeathResult::Kind::kStarted: {
+        const Outcome outcome = CallDownstreams(workflow_id, request, parent_deadline);
+        result = Conclude(workflow_id, request, begun->patient, outcome, parent_deadline);
+        break;
+      }
+    }
+  }
+  ClearInFlight(workflow_id);
+  return result;
+}
+
+SynchronousDeathWorkflow::Outcome SynchronousDeathWorkflow::CallDownstreams(
+    const std::string& workflow_id, const DeathRequest& request, absl::Time parent_deadline) {
+  auto outcome = std::make_shared<Outcome>();
+  auto join = std::make_shared<Join>(2);
+  morgue_v1::AdmitDeceasedRequest admit;
+  admit.set_patient_id(request.patient_id);
+  admit.set_workflow_id(workflow_id);
+  *admit.mutable_time_of_death() = server_kit::ToProtoTime(request.time_of_death);
+  admit.set_cause(request.cause);
+  appointments_v1::CancelPatientAppointmentsRequest cancel;
+  cancel.set_patient_id(request.patient_id);
+  cancel.set_workflow_id(workflow_id);
+  cancel.set_reason(kDeathReason);
+  cancel.set_patient_deceased(true);
+  // Both in flight at once: the death takes as long as the slower call, not the sum.
+  downstreams_.AdmitDeceased(
+      admit, parent_deadline,
+      [outcome, join](const grpc::Status& status, const morgue_v1::AdmitDeceasedResponse& reply) {
+        outcome->morgue_status = status;
+        if (status.ok()) outcome->admission = reply;
+        join->Done();
+      });
+  downstreams_.CancelPatientAppointments(
+      cancel, parent_deadline,
+      [outcome, join](const grpc::Status& status,
+                      const appointments_v1::CancelPatientAppointmentsResponse& reply) {
+        outcome->appointments_status = status;
+        if (status.ok()) outcome->cancellation = reply;
+        join->Done();
+      });
+  join->Wait();
+  return *outcome;
+}
+
+absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::Conclude(
+    const std::string& workflow_id, const DeathRequest& request, const v1::Patient& patient,
+    const Outcome& outcome, absl::Time parent_deadline) {
+  if (outcome.ok()) {
+    v1::RecordDeathResponse response;
+    *response.mutable_patient() = patient;
+    response.mutable_morgue()->set_admission_id(outcome.admission.admission().admission_id());
+    *response.mutable_morgue()->mutable_admit_time() = outcome.admission.admission().admit_time();
+    for (const auto& appointment : outcome.cancellation.cancelled()) {
+      v1::CancelledAppointment* cancelled = response.add_cancelled_appointments();
+      cancelled->set_appointment_id(appointment.appointment_id());
+      *cancelled->mutable_scheduled_time() = appointment.scheduled_time();
+    }
+    response.set_workflow_id(workflow_id);
+    if (absl::Status stored =
+            repository_.CompleteDeath(workflow_id, response, environment_.clock->Now());
+        !stored.ok()) {
+      // Both services have it; the background pass will store the result by rolling forward.
+      deaths_.Add({{"result", "error"}}).Increment();
+      Log(LogLevel::kError, "death_result_not_stored",
+          {{"workflow_id", workflow_id}, {"error", stored.ToString()}});
+      return absl::UnavailableError(absl::StrCat(
+          "the death of patient \"", request.patient_id,
+          "\" reached every service but could not be stored here (", stored.message(),
+          "); it will complete in the background, retry to read the result"));
+    }
+    deaths_.Add({{"result", "completed"}}).Increment();
+    return response;
+  }
+
+  const std::string failures = outcome.Failures();
+  Log(LogLevel::kWarning, "death_compensating",
+      {{"workflow_id", workflow_id}, {"patient_id", request.patient_id}, {"failed", failures}});
+  if (absl::Status begun =
+          repository_.BeginCompensation(workflow_id, failures, environment_.clock->Now());
+      !begun.ok()) {
+    // Still PENDING: the background pass will roll it forward or compensate it.
+    deaths_.Add({{"result", "error"}}).Increment();
+    return absl::UnavailableError(absl::StrCat("could not record the death of patient \"",
+                                               request.patient_id, "\": ", failures,
+                                               "; undoing it is pending (", begun.message(), ")"));
+  }
+  Compensate(workflow_id, request.patient_id,
+             {{workflow_id, request.patient_id, CompensationAction::kCancelAdmission, 0},
+              {workflow_id, request.patient_id, CompensationAction::kRestoreAppointments, 0}},
+             parent_deadline);
+  deaths_.Add({{"result", "compensated"}}).Increment();
+  return absl::UnavailableError(absl::StrCat("could not record the death of patient \"",
+                                             request.patient_id, "\": ", failures,
+                                             "; the patient was left alive, retry later"));
+}
+
+void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
+                                          const std::string& patient_id,
+                                          const std::vector<DueCompensation>& owed,
+                                          absl::Time parent_deadline) {
+  auto statuses = std::make_shared<std::vector<grpc::Status>>(owed.size());
+  auto join = std::make_shared<Join>(static_cast<int>(owed.size()));
+  for (std::size_t i = 0; i < owed.size(); ++i) {
+    auto done = [statuses, join, i](const grpc::Status& status) {
+      (*statuses)[i] = status;
+      join->Done();
+    };
+    if (owed[i].action == CompensationAction::kCancelAdmission) {
+      morgue_v1::CancelAdmissionRequest cancel;
+      cancel.set_patient_id(patient_id);
+      cancel.set_workflow_id(workflow_id);
+      downstreams_.CancelAdmission(cancel, parent_deadline, done);
+    } else {
+      appointments_v1::RestorePatientAppointmentsRequest restore;
+      restore.set_patient_id(patient_id);
+      restore.set_workflow_id(workflow_id);
+      downstreams_.RestorePatientAppointments(restore, parent_deadline, done);
+    }
+  }
+  join->Wait();
+  for (std::size_t i = 0; i < owed.size(); ++i) {
+    const grpc::Status& status = (*statuses)[i];
+    const CompensationAction action = owed[i].action;
+    const std::string action_name = CompensationActionName(action);
+    const absl::Time now = environment_.clock->Now();
+    absl::Status recorded;
+    if (status.ok() || status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      if (!status.ok()) {
+        // Cannot be undone (say, the body was released meanwhile): retrying will not help.
+        compensations_.Add({{"action", action_name}, {"result", "impossible"}}).Increment();
+        Log(LogLevel::kError, "compensation_impossible",
+            {{"workflow_id", workflow_id},
+             {"action", action_name},
+             {"error", status.error_message()}});
+      } else {
+        compensations_.Add({{"action", action_name}, {"result", "done"}}).Increment();
+      }
+      recorded = repository_.CompensationDone(workflow_id, action, now);
+    } else {
+      compensations_.Add({{"action", action_name}, {"result", "retry"}}).Increment();
+      absl::Duration backoff = options_.compensation_initial_backoff;
+      for (int attempt = 0; attempt < owed[i].attempts && backoff < options_.compensation_max_backoff;
+           ++attempt) {
+        backoff *= 2;
+      }
+      backoff = std::min(backoff, options_.compensation_max_backoff) *
+                (0.5 + environment_.random->Uniform01());
+      recorded = repository_.CompensationFailed(
+          workflow_id, action,
+          absl::StrCat(resilience::StatusCodeName(status.error_code()).data(), ": ",
+                       status.error_message()),
+          now + backoff);
+    }
+    if (!recorded.ok()) {
+      // The owed call stays due in the database and is tried again on the next pass.
+      Log(LogLevel::kError, "compensation_not_recorded",
+          {{"workflow_id", workflow_id}, {"error", recorded.ToString()}});
+    }
+  }
+}
+
+void SynchronousDeathWorkflow::ReconcileOnce() {
+  const absl::Time now = environment_.clock->Now();
+  absl::StatusOr<std::vector<DueCompensation>> due = repository_.DueCompensations(now, 100);
+  if (due.ok()) {
+    std::map<std::string, std::vector<DueCompensation>> by_workflow;
+    for (DueCompensation& owed : *due) by_workflow[owed.workflow_id].push_back(std::move(owed));
+    for (const auto& [workflow_id, owed] : by_workflow) {
+      Compensate(workflow_id, owed.front().patient_id, owed, absl::InfiniteFuture());
+    }
+  } else {
+    Log(LogLevel::kError, "reconcile_failed", {{"error", due.status().ToString()}});
+  }
+
+  // Every PENDING workflow not driven by a live request belongs to a process that died.
+  absl::StatusOr<std::vector<DeathWorkflowRow>> orphans = repository_.PendingWorkflows(now);
+  if (orphans.ok()) {
+    for (const DeathWorkflowRow& orphan : *orphans) {
+      if (!MarkInFlight(orphan.workflow_id)) continue;
+      rolled_forward_.Increment();
+      Log(LogLevel::kInfo, "death_rolling_forward", {{"workflow_id", orphan.workflow_id}});
+      const DeathRequest request{orphan.patient_id, orphan.time_of_death, orphan.cause};
+      absl::StatusOr<v1::Patient> patient = repository_.Get(orphan.patient_id);
+      if (patient.ok()) {
+        const Outcome outcome =
+            CallDownstreams(orphan.workflow_id, request, absl::InfiniteFuture());
+        Conclude(orphan.workflow_id, request, *patient, outcome, absl::InfiniteFuture())
+            .IgnoreError();
+      }
+      ClearInFlight(orphan.workflow_id);
+    }
+  }
+
+  if (absl::StatusOr<int> pending = repository_.PendingCompensationCount(); pending.ok()) {
+    compensations_pending_.Set(*pending);
+  }
+}
+
+void SynchronousDeathWorkflow::StartBackground() {
+  background_ = std::thread([this] { BackgroundLoop(); });
+}
+
+void SynchronousDeathWorkflow::Stop() {
+  {
+    resilience::MutexLock lock(&mutex_);
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  if (background_.joinable()) background_.join();
+}
+
+void SynchronousDeathWorkflow::BackgroundLoop() {
+  while (true) {
+    ReconcileOnce();
+    resilience::MutexLock lock(&mutex_);
+    const absl::Time next = absl::Now() + options_.reconcile_interval;
+    while (!stopping_ && absl::Now() < next) wake_.WaitWithDeadline(&mutex_, next);
+    if (stopping_) return;
+  }
+}
+
+}  // namespace patients

@@ -1,0 +1,126 @@
+// How a recorded death reaches the morgue and the appointments service.
+//
+// DeathWorkflow is the seam where integration styles plug in: SynchronousDeathWorkflow (below)
+// calls both services over gRPC while the caller waits, and undoes its work like a saga when
+// one fails; an asynchronous variant (a transactional outbox relayed to a message broker) can
+// implement the same interface and be chosen by the --death_workflow flag.
+//
+// The synchronous saga, step by step:
+//   1. One local transaction marks the patient DECEASED and records a PENDING workflow with a
+//      fresh workflow id (a partial unique index allows one pending-or-completed death per
+//      patient, so concurrent requests cannot both start).
+//   2. The morgue admission and the appointments cancellation are sent concurrently through the
+//      resilience library, with the workflow id as idempotency key; the call takes as long as
+//      the slower of the two.
+//   3. Both succeed: the workflow is COMPLETED and its response stored, so that a repeated
+//      RecordDeath returns the original result.
+//   4. Either fails: one transaction makes the patient ALIVE again, marks the workflow
+//      COMPENSATING and records both undo calls as owed (both, because a call that failed may
+//      still have been applied, or may arrive late; the downstream undo operations are
+//      idempotent and remember undone workflows). The undo calls are tried at once within the
+//      caller's deadline, then retried in the background with backoff until they succeed.
+//      The caller gets UNAVAILABLE naming the service that failed.
+//   5. A PENDING workflow left by a crashed process is rolled forward in the background: the
+//      same idempotent calls are sent again, then step 3 or 4 follows.
+#ifndef HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
+#define HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
+
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hospital/patients/v1/patients.pb.h"
+#include "patients/downstreams.h"
+#include "patients/patients_repository.h"
+#include "resilience/clock.h"
+#include "resilience/sync.h"
+
+namespace patients {
+
+// A validated request to record a death.
+struct DeathRequest {
+  std::string patient_id;
+  absl::Time time_of_death;
+  std::string cause;
+};
+
+class DeathWorkflow {
+ public:
+  virtual ~DeathWorkflow() = default;
+  // Records the death; see PatientsService.RecordDeath in patients.proto for the contract.
+  // `parent_deadline` is the incoming call's deadline.
+  virtual absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
+                                                              absl::Time parent_deadline) = 0;
+};
+
+struct SynchronousDeathWorkflowOptions {
+  // How often the background pass runs.
+  absl::Duration reconcile_interval = absl::Seconds(1);
+  // Backoff of a failed undo call: first wait, growth cap.
+  absl::Duration compensation_initial_backoff = absl::Milliseconds(500);
+  absl::Duration compensation_max_backoff = absl::Seconds(30);
+};
+
+class SynchronousDeathWorkflow final : public DeathWorkflow {
+ public:
+  // Everything passed in must outlive this object.
+  SynchronousDeathWorkflow(PatientsRepository& repository, Downstreams& downstreams,
+                           resilience::Environment environment, prometheus::Registry& metrics,
+                           SynchronousDeathWorkflowOptions options = {});
+  ~SynchronousDeathWorkflow() override;
+
+  absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
+                                                      absl::Time parent_deadline) override;
+
+  // One background pass: retries due undo calls and rolls forward orphaned workflows.
+  void ReconcileOnce();
+  // Runs ReconcileOnce every reconcile_interval on a thread of its own, until Stop.
+  void StartBackground();
+  void Stop();
+
+ private:
+  struct Outcome;
+  // Sends both forward calls and waits for them.
+  Outcome CallDownstreams(const std::string& workflow_id, const DeathRequest& request,
+                          absl::Time parent_deadline);
+  // Steps 3 and 4 for a workflow whose forward calls have returned.
+  absl::StatusOr<v1::RecordDeathResponse> Conclude(const std::string& workflow_id,
+                                                   const DeathRequest& request,
+                                                   const v1::Patient& patient,
+                                                   const Outcome& outcome,
+                                                   absl::Time parent_deadline);
+  // Sends the owed undo calls concurrently, waits, and records each result.
+  void Compensate(const std::string& workflow_id, const std::string& patient_id,
+                  const std::vector<DueCompensation>& owed, absl::Time parent_deadline);
+  bool MarkInFlight(const std::string& workflow_id);
+  void ClearInFlight(const std::string& workflow_id);
+  void BackgroundLoop();
+
+  PatientsRepository& repository_;
+  Downstreams& downstreams_;
+  const resilience::Environment environment_;
+  const SynchronousDeathWorkflowOptions options_;
+  prometheus::Family<prometheus::Counter>& deaths_;
+  prometheus::Family<prometheus::Counter>& compensations_;
+  prometheus::Gauge& compensations_pending_;
+  prometheus::Counter& rolled_forward_;
+
+  resilience::Mutex mutex_;
+  // Workflows a request or the background pass is driving now; the background pass leaves
+  // them alone.
+  std::set<std::string> in_flight_ ABSL_GUARDED_BY(mutex_);
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  resilience::CondVar wake_;
+  std::thread background_;
+};
+
+}  // namespace patients
+
+#endif  // HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_

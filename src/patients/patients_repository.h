@@ -1,0 +1,114 @@
+// The patients service's storage, in its own SQLite database: patients, the death workflows
+// that record deaths (one row per attempt), and the compensations still owed to downstream
+// services. Every method is one transaction.
+#ifndef HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
+#define HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hospital/patients/v1/patients.pb.h"
+#include "server_kit/sqlite.h"
+
+namespace patients {
+
+namespace v1 = hospital::patients::v1;
+
+const std::vector<std::string>& Migrations();
+
+// States of a death workflow.
+enum class WorkflowState {
+  kPending = 1,       // Patient marked deceased; downstream calls under way.
+  kCompleted = 2,     // Both downstreams confirmed; `result` holds the response.
+  kCompensating = 3,  // A downstream failed; the patient is alive again; undo calls owed.
+  kCompensated = 4,   // Every undo call succeeded.
+};
+
+// The undo calls a failed workflow owes.
+enum class CompensationAction { kCancelAdmission, kRestoreAppointments };
+const char* CompensationActionName(CompensationAction action);
+
+struct DeathWorkflowRow {
+  std::string workflow_id;
+  std::string patient_id;
+  absl::Time time_of_death;
+  std::string cause;
+  WorkflowState state = WorkflowState::kPending;
+  absl::Time update_time;
+};
+
+// What BeginDeath found.
+struct BeginDeathResult {
+  enum class Kind {
+    kStarted,              // A new PENDING workflow; `patient` is now DECEASED.
+    kAlreadyRecorded,      // A COMPLETED workflow exists; `recorded` is its response.
+    kInProgress,           // Another workflow for the patient is PENDING.
+    kCompensationPending,  // An earlier attempt is still being undone.
+  };
+  Kind kind = Kind::kStarted;
+  v1::Patient patient;
+  v1::RecordDeathResponse recorded;
+};
+
+struct DueCompensation {
+  std::string workflow_id;
+  std::string patient_id;
+  CompensationAction action;
+  int attempts = 0;
+};
+
+struct PatientPage {
+  std::vector<v1::Patient> patients;
+  std::string last_patient_id;  // Empty when there are no more.
+};
+
+class PatientsRepository final {
+ public:
+  explicit PatientsRepository(server_kit::Database& database) : database_(database) {}
+
+  // ALREADY_EXISTS if the id is taken.
+  absl::StatusOr<v1::Patient> Create(const v1::Patient& patient, absl::Time now);
+  // NOT_FOUND if unknown.
+  absl::StatusOr<v1::Patient> Get(const std::string& patient_id);
+  absl::StatusOr<PatientPage> List(const std::string& after_id, int limit,
+                                   v1::PatientStatus status);
+  // NOT_FOUND if unknown.
+  absl::StatusOr<v1::Patient> UpdateContact(const std::string& patient_id,
+                                            const v1::ContactDetails& contact, absl::Time now);
+
+  // Starts a death workflow unless one stands (see BeginDeathResult). NOT_FOUND if the
+  // patient is unknown; INVALID_ARGUMENT if the death precedes the date of birth.
+  absl::StatusOr<BeginDeathResult> BeginDeath(const std::string& patient_id,
+                                              const std::string& workflow_id,
+                                              absl::Time time_of_death, const std::string& cause,
+                                              absl::Time now);
+  // PENDING -> COMPLETED, storing the response. FAILED_PRECONDITION if not PENDING.
+  absl::Status CompleteDeath(const std::string& workflow_id,
+                             const v1::RecordDeathResponse& response, absl::Time now);
+  // PENDING -> COMPENSATING: the patient is ALIVE again and both undo calls are owed, due now.
+  // FAILED_PRECONDITION if not PENDING.
+  absl::Status BeginCompensation(const std::string& workflow_id, const std::string& failure,
+                                 absl::Time now);
+  // Marks one undo call done; when none is left, the workflow is COMPENSATED.
+  absl::Status CompensationDone(const std::string& workflow_id, CompensationAction action,
+                                absl::Time now);
+  // Records a failed undo call and when to try it again.
+  absl::Status CompensationFailed(const std::string& workflow_id, CompensationAction action,
+                                  const std::string& error, absl::Time next_attempt);
+  // Undo calls due by `now`, oldest first, at most `limit`.
+  absl::StatusOr<std::vector<DueCompensation>> DueCompensations(absl::Time now, int limit);
+  // Undo calls not yet done.
+  absl::StatusOr<int> PendingCompensationCount();
+  // PENDING workflows last changed before `older_than`.
+  absl::StatusOr<std::vector<DeathWorkflowRow>> PendingWorkflows(absl::Time older_than);
+
+ private:
+  server_kit::Database& database_;
+};
+
+}  // namespace patients
+
+#endif  // HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_

@@ -1,0 +1,175 @@
+#include "patients/patients_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "resilience/grpc_call.h"
+#include "server_kit/rpc_support.h"
+
+namespace patients {
+namespace {
+
+using server_kit::ToGrpcStatus;
+
+// The earliest date of birth accepted: older dates are typing errors.
+constexpr int kEarliestBirthYear = 1850;
+
+}  // namespace
+
+absl::Status ValidateContact(const v1::ContactDetails& contact) {
+  if (contact.phone().size() > 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("contact.phone: must be at most 32 characters, got ", contact.phone().size()));
+  }
+  for (char c : contact.phone()) {
+    if (!((c >= '0' && c <= '9') || c == ' ' || c == '+' || c == '-' || c == '(' || c == ')')) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contact.phone: may hold only digits, spaces and \"+-()\", got ",
+          server_kit::Quote(contact.phone())));
+    }
+  }
+  if (!contact.email().empty()) {
+    if (auto s = server_kit::ValidateText("contact.email", contact.email(), 3, 254); !s.ok()) {
+      return s;
+    }
+    const std::size_t at = contact.email().find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == contact.email().size() ||
+        contact.email().find('@', at + 1) != std::string::npos ||
+        contact.email().find_first_of(" \t\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contact.email: not an e-mail address: ", server_kit::Quote(contact.email())));
+    }
+  }
+  return server_kit::ValidateText("contact.address", contact.address(), 0, 500);
+}
+
+absl::Status ValidateDateOfBirth(const std::string& date_of_birth, absl::Time now) {
+  absl::Time parsed;
+  std::string error;
+  if (date_of_birth.size() != 10 ||
+      !absl::ParseTime("%Y-%m-%d", date_of_birth, absl::UTCTimeZone(), &parsed, &error) ||
+      absl::FormatTime("%Y-%m-%d", parsed, absl::UTCTimeZone()) != date_of_birth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "date_of_birth: must be a date as YYYY-MM-DD, got ", server_kit::Quote(date_of_birth)));
+  }
+  if (parsed > now) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("date_of_birth: ", date_of_birth, " is in the future"));
+  }
+  if (absl::ToCivilYear(parsed, absl::UTCTimeZone()).year() < kEarliestBirthYear) {
+    return absl::InvalidArgumentError(absl::StrCat("date_of_birth: ", date_of_birth,
+                                                   " is before ", kEarliestBirthYear));
+  }
+  return absl::OkStatus();
+}
+
+PatientsService::PatientsService(PatientsRepository& repository, DeathWorkflow& death_workflow,
+                                 resilience::Clock& clock, prometheus::Registry& metrics)
+    : repository_(repository),
+      death_workflow_(death_workflow),
+      clock_(clock),
+      created_(prometheus::BuildCounter()
+                   .Name("hospital_patients_created_total")
+                   .Help("Patients registered.")
+                   .Register(metrics)
+                   .Add({})) {}
+
+grpc::Status PatientsService::CreatePatient(grpc::ServerContext*,
+                                            const v1::CreatePatientRequest* request,
+                                            v1::Patient* response) {
+  v1::Patient patient;
+  patient.set_patient_id(request->patient_id().empty() ? server_kit::NewId()
+                                                       : request->patient_id());
+  if (auto s = server_kit::ValidateId("patient_id", patient.patient_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (auto s = server_kit::ValidateText("given_name", request->given_name(), 1, 100); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (auto s = server_kit::ValidateText("family_name", request->family_name(), 1, 100); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  const absl::Time now = clock_.Now();
+  if (auto s = ValidateDateOfBirth(request->date_of_birth(), now); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (auto s = ValidateContact(request->contact()); !s.ok()) return ToGrpcStatus(s);
+  patient.set_given_name(request->given_name());
+  patient.set_family_name(request->family_name());
+  patient.set_date_of_birth(request->date_of_birth());
+  *patient.mutable_contact() = request->contact();
+  absl::StatusOr<v1::Patient> created = repository_.Create(patient, now);
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  created_.Increment();
+  *response = *std::move(created);
+  return grpc::Status::OK;
+}
+
+grpc::Status PatientsService::GetPatient(grpc::ServerContext*,
+                                         const v1::GetPatientRequest* request,
+                                         v1::Patient* response) {
+  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  absl::StatusOr<v1::Patient> patient = repository_.Get(request->patient_id());
+  if (!patient.ok()) return ToGrpcStatus(patient.status());
+  *response = *std::move(patient);
+  return grpc::Status::OK;
+}
+
+grpc::Status PatientsService::ListPatients(grpc::ServerContext*,
+                                           const v1::ListPatientsRequest* request,
+                                           v1::ListPatientsResponse* response) {
+  absl::StatusOr<int> page_size = server_kit::ValidatePageSize("page_size", request->page_size());
+  if (!page_size.ok()) return ToGrpcStatus(page_size.status());
+  absl::StatusOr<std::string> after =
+      server_kit::DecodePageToken("page_token", request->page_token());
+  if (!after.ok()) return ToGrpcStatus(after.status());
+  if (!v1::PatientStatus_IsValid(request->status())) {
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("status: unknown value ", request->status())};
+  }
+  absl::StatusOr<PatientPage> page = repository_.List(*after, *page_size, request->status());
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (v1::Patient& patient : page->patients) *response->add_patients() = std::move(patient);
+  if (!page->last_patient_id.empty()) {
+    response->set_next_page_token(server_kit::EncodePageToken(page->last_patient_id));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status PatientsService::UpdateContactDetails(grpc::ServerContext*,
+                                                   const v1::UpdateContactDetailsRequest* request,
+                                                   v1::Patient* response) {
+  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (auto s = ValidateContact(request->contact()); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<v1::Patient> updated =
+      repository_.UpdateContact(request->patient_id(), request->contact(), clock_.Now());
+  if (!updated.ok()) return ToGrpcStatus(updated.status());
+  *response = *std::move(updated);
+  return grpc::Status::OK;
+}
+
+grpc::Status PatientsService::RecordDeath(grpc::ServerContext* context,
+                                          const v1::RecordDeathRequest* request,
+                                          v1::RecordDeathResponse* response) {
+  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  absl::StatusOr<absl::Time> time_of_death = server_kit::ValidateTimestamp(
+      "time_of_death", request->has_time_of_death(), request->time_of_death());
+  if (!time_of_death.ok()) return ToGrpcStatus(time_of_death.status());
+  if (*time_of_death > clock_.Now()) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "time_of_death: is in the future"};
+  }
+  if (auto s = server_kit::ValidateText("cause", request->cause(), 1, 500); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  absl::StatusOr<v1::RecordDeathResponse> recorded = death_workflow_.RecordDeath(
+      {request->patient_id(), *time_of_death, request->cause()}, resilience::DeadlineOf(*context));
+  if (!recorded.ok()) return ToGrpcStatus(recorded.status());
+  *response = *std::move(recorded);
+  return grpc::Status::OK;
+}
+
+}  // namespace patients
