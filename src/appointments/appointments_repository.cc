@@ -74,8 +74,8 @@ struct Cancellation {
 
 absl::StatusOr<std::optional<Cancellation>> FindCancellation(Database::Session& session,
                                                              const std::string& workflow_id) {
-  Statement& select = session.Prepare(
-      "SELECT patient_id, state FROM patient_cancellations WHERE workflow_id = ?1");
+  Statement& select =
+      session.Prepare("SELECT patient_id, state FROM patient_cancellations WHERE workflow_id = ?1");
   select.BindText(1, workflow_id);
   absl::StatusOr<bool> row = select.Step();
   if (!row.ok()) return row.status();
@@ -85,8 +85,8 @@ absl::StatusOr<std::optional<Cancellation>> FindCancellation(Database::Session& 
 }
 
 absl::Status WrongPatient(const std::string& workflow_id) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "workflow_id: workflow \"", workflow_id, "\" belongs to another patient"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("workflow_id: workflow \"", workflow_id, "\" belongs to another patient"));
 }
 
 }  // namespace
@@ -136,9 +136,9 @@ absl::StatusOr<Appointment> AppointmentsRepository::Schedule(const NewAppointmen
     absl::StatusOr<bool> is_deceased = deceased.Step();
     if (!is_deceased.ok()) return is_deceased.status();
     if (*is_deceased) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "patient_id: patient \"", appointment.patient_id,
-          "\" is deceased; no appointments can be scheduled"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("patient_id: patient \"", appointment.patient_id,
+                       "\" is deceased; no appointments can be scheduled"));
     }
     Statement& insert = session.Prepare(
         "INSERT INTO appointments (appointment_id, patient_id, scheduled_time, clinician, "
@@ -156,8 +156,7 @@ absl::StatusOr<Appointment> AppointmentsRepository::Schedule(const NewAppointmen
       }
       return inserted;
     }
-    absl::StatusOr<std::optional<Appointment>> row =
-        FindById(session, appointment.appointment_id);
+    absl::StatusOr<std::optional<Appointment>> row = FindById(session, appointment.appointment_id);
     if (!row.ok()) return row.status();
     scheduled = **row;
     return absl::OkStatus();
@@ -183,8 +182,7 @@ absl::StatusOr<Appointment> AppointmentsRepository::Get(const std::string& appoi
 }
 
 absl::StatusOr<AppointmentPage> AppointmentsRepository::List(const std::string& patient_id,
-                                                             const std::string& position,
-                                                             int limit,
+                                                             const std::string& position, int limit,
                                                              AppointmentStatus status_filter) {
   // A position is "<scheduled time in Unix microseconds>/<appointment id>".
   std::int64_t after_time = std::numeric_limits<std::int64_t>::min();
@@ -198,11 +196,11 @@ absl::StatusOr<AppointmentPage> AppointmentsRepository::List(const std::string& 
   }
   AppointmentPage page;
   absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
-    Statement& select = session.Prepare(absl::StrCat(
-        "SELECT ", kColumns,
-        " FROM appointments WHERE patient_id = ?1 AND (?4 = 0 OR status = ?4) AND "
-        "(scheduled_time > ?2 OR (scheduled_time = ?2 AND appointment_id > ?3)) "
-        "ORDER BY scheduled_time, appointment_id LIMIT ?5"));
+    Statement& select = session.Prepare(
+        absl::StrCat("SELECT ", kColumns,
+                     " FROM appointments WHERE patient_id = ?1 AND (?4 = 0 OR status = ?4) AND "
+                     "(scheduled_time > ?2 OR (scheduled_time = ?2 AND appointment_id > ?3)) "
+                     "ORDER BY scheduled_time, appointment_id LIMIT ?5"));
     select.BindText(1, patient_id);
     select.BindInt(2, after_time);
     select.BindText(3, after_id);
@@ -217,9 +215,9 @@ absl::StatusOr<AppointmentPage> AppointmentsRepository::List(const std::string& 
   if (static_cast<int>(page.appointments.size()) > limit) {
     page.appointments.pop_back();
     const Appointment& last = page.appointments.back();
-    page.next_position = absl::StrCat(
-        absl::ToUnixMicros(server_kit::FromProtoTime(last.scheduled_time())), "/",
-        last.appointment_id());
+    page.next_position =
+        absl::StrCat(absl::ToUnixMicros(server_kit::FromProtoTime(last.scheduled_time())), "/",
+                     last.appointment_id());
   }
   return page;
 }

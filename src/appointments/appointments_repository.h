@@ -51,8 +51,8 @@ class AppointmentsRepository final {
                                        int limit, AppointmentStatus status);
   // Cancels a scheduled future appointment; an already cancelled one is returned unchanged
   // (`changed` false). NOT_FOUND, or FAILED_PRECONDITION if it has taken place.
-  absl::StatusOr<Appointment> Cancel(bool& changed, const std::string& appointment_id, const std::string& reason,
-                                     absl::Time now);
+  absl::StatusOr<Appointment> Cancel(bool& changed, const std::string& appointment_id,
+                                     const std::string& reason, absl::Time now);
   // Cancels the patient's future appointments on behalf of `workflow_id` (see the proto).
   absl::StatusOr<PatientCancellation> CancelForPatient(const std::string& patient_id,
                                                        const std::string& workflow_id,

@@ -39,8 +39,9 @@ AppointmentsService::AppointmentsService(AppointmentsRepository& repository,
                     .Register(metrics)
                     .Add({})) {}
 
-grpc::Status AppointmentsService::ScheduleAppointment(
-    grpc::ServerContext*, const v1::ScheduleAppointmentRequest* request, Appointment* response) {
+grpc::Status AppointmentsService::ScheduleAppointment(grpc::ServerContext*,
+                                                      const v1::ScheduleAppointmentRequest* request,
+                                                      Appointment* response) {
   NewAppointment appointment;
   appointment.appointment_id =
       request->appointment_id().empty() ? server_kit::NewId() : request->appointment_id();
@@ -146,9 +147,9 @@ grpc::Status AppointmentsService::CancelPatientAppointments(
   if (auto s = server_kit::ValidateText("reason", request->reason(), 1, 500); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  absl::StatusOr<PatientCancellation> result = repository_.CancelForPatient(
-      request->patient_id(), request->workflow_id(), request->reason(),
-      request->patient_deceased(), clock_.Now());
+  absl::StatusOr<PatientCancellation> result =
+      repository_.CancelForPatient(request->patient_id(), request->workflow_id(), request->reason(),
+                                   request->patient_deceased(), clock_.Now());
   if (!result.ok()) return ToGrpcStatus(result.status());
   if (!result->replayed) {
     cancelled_for_patient_.Increment(static_cast<double>(result->cancelled.size()));

@@ -31,9 +31,9 @@ class AppointmentsService final : public v1::AppointmentsService::Service {
   grpc::Status CancelAppointment(grpc::ServerContext* context,
                                  const v1::CancelAppointmentRequest* request,
                                  Appointment* response) override;
-  grpc::Status CancelPatientAppointments(
-      grpc::ServerContext* context, const v1::CancelPatientAppointmentsRequest* request,
-      v1::CancelPatientAppointmentsResponse* response) override;
+  grpc::Status CancelPatientAppointments(grpc::ServerContext* context,
+                                         const v1::CancelPatientAppointmentsRequest* request,
+                                         v1::CancelPatientAppointmentsResponse* response) override;
   grpc::Status RestorePatientAppointments(
       grpc::ServerContext* context, const v1::RestorePatientAppointmentsRequest* request,
       v1::RestorePatientAppointmentsResponse* response) override;

@@ -16,8 +16,8 @@ int main(int argc, char** argv) {
   };
   return server_kit::ServiceMain(
       argc, argv, definition, [](server_kit::ServiceContext& context) -> absl::Status {
-        auto* repository = context.Keep(
-            std::make_unique<appointments::AppointmentsRepository>(context.database));
+        auto* repository =
+            context.Keep(std::make_unique<appointments::AppointmentsRepository>(context.database));
         auto* service = context.Keep(std::make_unique<appointments::AppointmentsService>(
             *repository, resilience::SystemClock(), context.server.metrics()));
         context.server.RegisterService(

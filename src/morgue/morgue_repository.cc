@@ -176,10 +176,10 @@ absl::StatusOr<AdmissionPage> MorgueRepository::List(const std::string& after_id
                                                      AdmissionStatus status_filter) {
   AdmissionPage page;
   absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
-    Statement& select = session.Prepare(absl::StrCat(
-        "SELECT ", kColumns,
-        " FROM admissions WHERE admission_id > ?1 AND (?2 = 0 OR status = ?2) "
-        "ORDER BY admission_id LIMIT ?3"));
+    Statement& select = session.Prepare(
+        absl::StrCat("SELECT ", kColumns,
+                     " FROM admissions WHERE admission_id > ?1 AND (?2 = 0 OR status = ?2) "
+                     "ORDER BY admission_id LIMIT ?3"));
     select.BindText(1, after_id);
     select.BindInt(2, status_filter);
     select.BindInt(3, limit + 1);  // One more tells whether another page exists.
@@ -208,13 +208,12 @@ absl::StatusOr<Admission> MorgueRepository::Release(const std::string& admission
         FindBy(session, "admission_id", admission_id);
     if (!admission.ok()) return admission.status();
     if (!admission->has_value()) {
-      return absl::NotFoundError(
-          absl::StrCat("admission_id: no admission \"", admission_id, "\""));
+      return absl::NotFoundError(absl::StrCat("admission_id: no admission \"", admission_id, "\""));
     }
     if ((*admission)->status() != hospital::morgue::v1::ADMITTED) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("admission \"", admission_id, "\" is ", StatusName((*admission)->status()),
-                       "; only an ADMITTED body can be released"));
+      return absl::FailedPreconditionError(absl::StrCat("admission \"", admission_id, "\" is ",
+                                                        StatusName((*admission)->status()),
+                                                        "; only an ADMITTED body can be released"));
     }
     Statement& update = session.Prepare(
         "UPDATE admissions SET status = 2, funeral_home = ?2, release_time = ?3 "
@@ -250,9 +249,9 @@ absl::StatusOr<bool> MorgueRepository::CancelWorkflow(const std::string& patient
       return absl::OkStatus();  // This workflow admitted nobody: nothing to undo.
     }
     if ((*admission)->status() == hospital::morgue::v1::RELEASED) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "admission \"", (*admission)->admission_id(),
-          "\" was already released to a funeral home and cannot be cancelled"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("admission \"", (*admission)->admission_id(),
+                       "\" was already released to a funeral home and cannot be cancelled"));
     }
     if ((*admission)->status() == hospital::morgue::v1::CANCELLED) return absl::OkStatus();
     Statement& update = session.Prepare(

@@ -51,8 +51,8 @@ class MorgueRepository final {
                                     const std::string& funeral_home, absl::Time now);
   // Undoes the admission made by `workflow_id`, if it stands; remembers the workflow either
   // way. Returns whether an admission was cancelled. FAILED_PRECONDITION if it was released.
-  absl::StatusOr<bool> CancelWorkflow(const std::string& patient_id,
-                                      const std::string& workflow_id, absl::Time now);
+  absl::StatusOr<bool> CancelWorkflow(const std::string& patient_id, const std::string& workflow_id,
+                                      absl::Time now);
 
  private:
   server_kit::Database& database_;

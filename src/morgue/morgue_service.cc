@@ -120,8 +120,7 @@ grpc::Status MorgueService::ReleaseBody(grpc::ServerContext*,
   if (auto s = server_kit::ValidateId("admission_id", request->admission_id()); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  if (auto s = server_kit::ValidateText("funeral_home", request->funeral_home(), 1, 200);
-      !s.ok()) {
+  if (auto s = server_kit::ValidateText("funeral_home", request->funeral_home(), 1, 200); !s.ok()) {
     return ToGrpcStatus(s);
   }
   absl::StatusOr<Admission> released =

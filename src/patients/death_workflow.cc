@@ -25,9 +25,9 @@ struct SynchronousDeathWorkflow::Outcome {
   std::string Failures() const {
     std::vector<std::string> failures;
     if (!morgue_status.ok()) {
-      failures.push_back(absl::StrCat(
-          "morgue (", resilience::StatusCodeName(morgue_status.error_code()).data(), ": ",
-          morgue_status.error_message(), ")"));
+      failures.push_back(absl::StrCat("morgue (",
+                                      resilience::StatusCodeName(morgue_status.error_code()).data(),
+                                      ": ", morgue_status.error_message(), ")"));
     }
     if (!appointments_status.ok()) {
       failures.push_back(absl::StrCat(
@@ -111,8 +111,8 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
   // Marked before the workflow exists, so the background pass never sees it unowned.
   MarkInFlight(workflow_id);
   absl::StatusOr<BeginDeathResult> begun =
-      repository_.BeginDeath(request.patient_id, workflow_id, request.time_of_death,
-                             request.cause, environment_.clock->Now());
+      repository_.BeginDeath(request.patient_id, workflow_id, request.time_of_death, request.cause,
+                             environment_.clock->Now());
   absl::StatusOr<v1::RecordDeathResponse> result;
   if (!begun.ok()) {
     result = begun.status();
@@ -201,10 +201,10 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::Conclude(
       deaths_.Add({{"result", "error"}}).Increment();
       Log(LogLevel::kError, "death_result_not_stored",
           {{"workflow_id", workflow_id}, {"error", stored.ToString()}});
-      return absl::UnavailableError(absl::StrCat(
-          "the death of patient \"", request.patient_id,
-          "\" reached every service but could not be stored here (", stored.message(),
-          "); it will complete in the background, retry to read the result"));
+      return absl::UnavailableError(
+          absl::StrCat("the death of patient \"", request.patient_id,
+                       "\" reached every service but could not be stored here (", stored.message(),
+                       "); it will complete in the background, retry to read the result"));
     }
     deaths_.Add({{"result", "completed"}}).Increment();
     return response;
@@ -278,8 +278,8 @@ void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
     } else {
       compensations_.Add({{"action", action_name}, {"result", "retry"}}).Increment();
       absl::Duration backoff = options_.compensation_initial_backoff;
-      for (int attempt = 0; attempt < owed[i].attempts && backoff < options_.compensation_max_backoff;
-           ++attempt) {
+      for (int attempt = 0;
+           attempt < owed[i].attempts && backoff < options_.compensation_max_backoff; ++attempt) {
         backoff *= 2;
       }
       backoff = std::min(backoff, options_.compensation_max_backoff) *

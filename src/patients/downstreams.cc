@@ -23,9 +23,9 @@ GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
                                  resilience::TargetRegistry& targets)
     : morgue_(morgue_v1::MorgueService::NewStub(morgue)),
       appointments_(appointments_v1::AppointmentsService::NewStub(appointments)),
-      admit_(targets.GetTarget(kMorgueTarget)
-                 .Method(MethodName(morgue_v1::MorgueService::service_full_name(),
-                                    "AdmitDeceased"))),
+      admit_(
+          targets.GetTarget(kMorgueTarget)
+              .Method(MethodName(morgue_v1::MorgueService::service_full_name(), "AdmitDeceased"))),
       cancel_admission_(targets.GetTarget(kMorgueTarget)
                             .Method(MethodName(morgue_v1::MorgueService::service_full_name(),
                                                "CancelAdmission"))),
@@ -43,10 +43,9 @@ void GrpcDownstreams::AdmitDeceased(
     std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done) {
   resilience::CallUnary<morgue_v1::AdmitDeceasedRequest, morgue_v1::AdmitDeceasedResponse>(
       admit_,
-      [stub = morgue_.get()](grpc::ClientContext* context,
-                             const morgue_v1::AdmitDeceasedRequest* req,
-                             morgue_v1::AdmitDeceasedResponse* resp,
-                             std::function<void(grpc::Status)> callback) {
+      [stub = morgue_.get()](
+          grpc::ClientContext* context, const morgue_v1::AdmitDeceasedRequest* req,
+          morgue_v1::AdmitDeceasedResponse* resp, std::function<void(grpc::Status)> callback) {
         stub->async()->AdmitDeceased(context, req, resp, std::move(callback));
       },
       request, WithKey(parent_deadline, request.workflow_id()),
@@ -82,10 +81,9 @@ void GrpcDownstreams::CancelAdmission(const morgue_v1::CancelAdmissionRequest& r
                                       std::function<void(const grpc::Status&)> done) {
   resilience::CallUnary<morgue_v1::CancelAdmissionRequest, morgue_v1::CancelAdmissionResponse>(
       cancel_admission_,
-      [stub = morgue_.get()](grpc::ClientContext* context,
-                             const morgue_v1::CancelAdmissionRequest* req,
-                             morgue_v1::CancelAdmissionResponse* resp,
-                             std::function<void(grpc::Status)> callback) {
+      [stub = morgue_.get()](
+          grpc::ClientContext* context, const morgue_v1::CancelAdmissionRequest* req,
+          morgue_v1::CancelAdmissionResponse* resp, std::function<void(grpc::Status)> callback) {
         stub->async()->CancelAdmission(context, req, resp, std::move(callback));
       },
       request, WithKey(parent_deadline, request.workflow_id()),

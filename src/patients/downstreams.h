@@ -42,16 +42,16 @@ class Downstreams {
                                absl::Time parent_deadline,
                                std::function<void(const grpc::Status&)> done) = 0;
   virtual void RestorePatientAppointments(
-      const appointments_v1::RestorePatientAppointmentsRequest& request,
-      absl::Time parent_deadline, std::function<void(const grpc::Status&)> done) = 0;
+      const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
+      std::function<void(const grpc::Status&)> done) = 0;
 };
 
 // Downstreams over gRPC, every call through the resilience library (targets "morgue" and
 // "appointments" of `targets`).
 class GrpcDownstreams final : public Downstreams {
  public:
-  GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue, std::shared_ptr<grpc::Channel> appointments,
-                  resilience::TargetRegistry& targets);
+  GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
+                  std::shared_ptr<grpc::Channel> appointments, resilience::TargetRegistry& targets);
 
   void AdmitDeceased(
       const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
@@ -62,8 +62,7 @@ class GrpcDownstreams final : public Downstreams {
       std::function<void(const grpc::Status&,
                          const appointments_v1::CancelPatientAppointmentsResponse&)>
           done) override;
-  void CancelAdmission(const morgue_v1::CancelAdmissionRequest& request,
-                       absl::Time parent_deadline,
+  void CancelAdmission(const morgue_v1::CancelAdmissionRequest& request, absl::Time parent_deadline,
                        std::function<void(const grpc::Status&)> done) override;
   void RestorePatientAppointments(const appointments_v1::RestorePatientAppointmentsRequest& request,
                                   absl::Time parent_deadline,

@@ -45,9 +45,8 @@ struct PatientsRuntime {
 
 absl::Status Setup(server_kit::ServiceContext& context) {
   if (absl::GetFlag(FLAGS_death_workflow) != "sync") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--death_workflow: must be sync, got \"",
-                     absl::GetFlag(FLAGS_death_workflow), "\""));
+    return absl::InvalidArgumentError(absl::StrCat("--death_workflow: must be sync, got \"",
+                                                   absl::GetFlag(FLAGS_death_workflow), "\""));
   }
   resilience::Policy policy;
   const std::string policy_path = absl::GetFlag(FLAGS_resilience_policy);

@@ -38,7 +38,7 @@ v1::Patient ReadPatient(const Statement& row) {
 }
 
 absl::StatusOr<std::optional<v1::Patient>> FindPatient(Database::Session& session,
-                                                      const std::string& patient_id) {
+                                                       const std::string& patient_id) {
   Statement& select = session.Prepare(absl::StrCat(kPatientSelect, "WHERE p.patient_id = ?1"));
   select.BindText(1, patient_id);
   absl::StatusOr<bool> row = select.Step();
@@ -125,8 +125,7 @@ const std::vector<std::string>& Migrations() {
   return *migrations;
 }
 
-absl::StatusOr<v1::Patient> PatientsRepository::Create(const v1::Patient& patient,
-                                                       absl::Time now) {
+absl::StatusOr<v1::Patient> PatientsRepository::Create(const v1::Patient& patient, absl::Time now) {
   v1::Patient created;
   absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
     Statement& insert = session.Prepare(
@@ -262,9 +261,8 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::strin
     const std::string date_of_birth = (*patient)->date_of_birth();
     std::string death_date = absl::FormatTime("%Y-%m-%d", time_of_death, absl::UTCTimeZone());
     if (death_date < date_of_birth) {
-      return absl::InvalidArgumentError(absl::StrCat("time_of_death: ", death_date,
-                                                     " is before the date of birth ",
-                                                     date_of_birth));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "time_of_death: ", death_date, " is before the date of birth ", date_of_birth));
     }
     Statement& insert = session.Prepare(
         "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "
@@ -275,8 +273,8 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::strin
     insert.BindText(4, cause);
     insert.BindTime(5, now);
     if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
-    Statement& mark = session.Prepare(
-        "UPDATE patients SET status = 2, update_time = ?2 WHERE patient_id = ?1");
+    Statement& mark =
+        session.Prepare("UPDATE patients SET status = 2, update_time = ?2 WHERE patient_id = ?1");
     mark.BindText(1, patient_id);
     mark.BindTime(2, now);
     if (absl::Status marked = mark.Run(); !marked.ok()) return marked;

@@ -21,9 +21,9 @@ absl::Status ValidateContact(const v1::ContactDetails& contact) {
   }
   for (char c : contact.phone()) {
     if (!((c >= '0' && c <= '9') || c == ' ' || c == '+' || c == '-' || c == '(' || c == ')')) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "contact.phone: may hold only digits, spaces and \"+-()\", got ",
-          server_kit::Quote(contact.phone())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("contact.phone: may hold only digits, spaces and \"+-()\", got ",
+                       server_kit::Quote(contact.phone())));
     }
   }
   if (!contact.email().empty()) {
@@ -34,8 +34,8 @@ absl::Status ValidateContact(const v1::ContactDetails& contact) {
     if (at == std::string::npos || at == 0 || at + 1 == contact.email().size() ||
         contact.email().find('@', at + 1) != std::string::npos ||
         contact.email().find_first_of(" \t\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "contact.email: not an e-mail address: ", server_kit::Quote(contact.email())));
+      return absl::InvalidArgumentError(absl::StrCat("contact.email: not an e-mail address: ",
+                                                     server_kit::Quote(contact.email())));
     }
   }
   return server_kit::ValidateText("contact.address", contact.address(), 0, 500);
@@ -55,8 +55,8 @@ absl::Status ValidateDateOfBirth(const std::string& date_of_birth, absl::Time no
         absl::StrCat("date_of_birth: ", date_of_birth, " is in the future"));
   }
   if (absl::ToCivilYear(parsed, absl::UTCTimeZone()).year() < kEarliestBirthYear) {
-    return absl::InvalidArgumentError(absl::StrCat("date_of_birth: ", date_of_birth,
-                                                   " is before ", kEarliestBirthYear));
+    return absl::InvalidArgumentError(
+        absl::StrCat("date_of_birth: ", date_of_birth, " is before ", kEarliestBirthYear));
   }
   return absl::OkStatus();
 }
@@ -103,8 +103,7 @@ grpc::Status PatientsService::CreatePatient(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status PatientsService::GetPatient(grpc::ServerContext*,
-                                         const v1::GetPatientRequest* request,
+grpc::Status PatientsService::GetPatient(grpc::ServerContext*, const v1::GetPatientRequest* request,
                                          v1::Patient* response) {
   if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
     return ToGrpcStatus(s);

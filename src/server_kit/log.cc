@@ -78,8 +78,8 @@ void Log(LogLevel level, absl::string_view event,
       JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone())),
       ",\"level\":", JsonQuote(LevelName(level)));
   resilience::MutexLock lock(&LogMutex());
-  absl::StrAppend(&line, ",\"service\":", JsonQuote(ServiceName()), ",\"event\":",
-                  JsonQuote(event));
+  absl::StrAppend(&line, ",\"service\":", JsonQuote(ServiceName()),
+                  ",\"event\":", JsonQuote(event));
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&line, ",", JsonQuote(key), ":", JsonQuote(value));
   }

@@ -35,8 +35,10 @@ class RpcObserver final : public grpc::experimental::Interceptor {
  public:
   RpcObserver(RpcObserverFactory& factory, std::string method)
       : factory_(factory), method_(std::move(method)), start_(absl::Now()) {
+    factory_.CallStarted();
     factory_.RecordStart(method_);
   }
+  ~RpcObserver() override { factory_.CallEnded(); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(

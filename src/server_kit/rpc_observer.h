@@ -10,6 +10,7 @@
 #ifndef HOSPITAL_SRC_SERVER_KIT_RPC_OBSERVER_H_
 #define HOSPITAL_SRC_SERVER_KIT_RPC_OBSERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -33,12 +34,17 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
   // Records one finished RPC. Public for the interceptor.
   void Record(const std::string& full_method, const grpc::Status& status, double seconds);
   void RecordStart(const std::string& full_method);
+  // Calls started and not yet finished (their interceptor not yet destroyed).
+  int in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  void CallStarted() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
+  void CallEnded() { in_flight_.fetch_sub(1, std::memory_order_release); }
 
  private:
   prometheus::Family<prometheus::Counter>& started_;
   prometheus::Family<prometheus::Counter>& handled_;
   prometheus::Family<prometheus::Histogram>& handling_seconds_;
   const RpcLogging logging_;
+  std::atomic<int> in_flight_{0};
 };
 
 // Parses "error", "all" or "none".

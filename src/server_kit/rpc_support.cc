@@ -65,13 +65,13 @@ absl::Status ValidateId(absl::string_view field, absl::string_view value) {
   if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": is required"));
   bool valid = value.size() <= 64;
   for (char c : value) {
-    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '-' || c == '_');
+    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_');
   }
   if (!valid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be 1 to 64 letters, digits, '-' or '_', got ", Quote(value),
-        value.size() > 64 ? absl::StrCat(" (", value.size(), " characters)") : ""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be 1 to 64 letters, digits, '-' or '_', got ", Quote(value),
+                     value.size() > 64 ? absl::StrCat(" (", value.size(), " characters)") : ""));
   }
   return absl::OkStatus();
 }
@@ -84,8 +84,8 @@ absl::Status ValidateText(absl::string_view field, absl::string_view value, std:
                         : absl::StrCat(field, ": must be at least ", min_length, " bytes"));
   }
   if (value.size() > max_length) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must be at most ", max_length,
-                                                   " bytes, got ", value.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most ", max_length, " bytes, got ", value.size()));
   }
   if (!IsValidUtf8(value)) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": is not valid UTF-8"));

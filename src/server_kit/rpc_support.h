@@ -10,9 +10,9 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/support/status.h>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace server_kit {

@@ -1,9 +1,11 @@
 #include "server_kit/server.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -61,11 +63,12 @@ absl::Status Server::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(),
-                           &grpc_port_);
+  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-  creators.push_back(std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging));
+  auto observer = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
+  observer_ = observer.get();
+  creators.push_back(std::move(observer));
   for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
   builder.experimental().SetInterceptorCreators(std::move(creators));
   server_ = builder.BuildAndStart();
@@ -85,8 +88,8 @@ absl::Status Server::Start() {
     try {
       exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_address);
     } catch (const std::exception& error) {
-      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
-                                                 options_.metrics_address, ": ", error.what()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options_.metrics_address, ": ", error.what()));
     }
     exposer_->RegisterCollectable(registry_);
     const std::vector<int> ports = exposer_->GetListeningPorts();
@@ -147,8 +150,21 @@ void Server::Shutdown() {
   if (server_ == nullptr) return;
   SetReady(false);
   Log(LogLevel::kInfo, "draining", {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
-  // Refuses new calls at once; waits for in-flight calls until the deadline, then cancels them.
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  // Shutdown refuses new calls at once and waits for in-flight ones until the deadline, then
+  // cancels them. It also waits for clients to close their connections, which an idle client
+  // holding a channel does not do; so once no call is in flight, the connections are closed
+  // from here instead of waiting out the grace period.
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  std::atomic<bool> shut_down{false};
+  std::thread shutter([&] {
+    server_->Shutdown(absl::ToChronoTime(deadline));
+    shut_down.store(true);
+  });
+  while (!shut_down.load() && observer_->in_flight() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (!shut_down.load()) grpc_server_cancel_all_calls(server_->c_server());
+  shutter.join();
   server_->GetHealthCheckService()->SetServingStatus(kLiveness, false);
   server_->Wait();
   exposer_.reset();

@@ -93,6 +93,7 @@ class Server final {
       interceptor_factories_;
   std::function<absl::Status()> readiness_check_;
   std::unique_ptr<grpc::Server> server_;
+  RpcObserverFactory* observer_ = nullptr;  // Owned by server_.
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;

@@ -8,11 +8,15 @@
 #include "absl/strings/str_cat.h"
 #include "server_kit/log.h"
 
-ABSL_FLAG(std::string, listen, "", "gRPC address, host:port; port 0 picks a free port "
-          "(default: the service's own, 0.0.0.0:50051 patients, :50052 morgue, :50053 appointments)");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port; \"none\" "
+ABSL_FLAG(
+    std::string, listen, "",
+    "gRPC address, host:port; port 0 picks a free port "
+    "(default: the service's own, 0.0.0.0:50051 patients, :50052 morgue, :50053 appointments)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address, host:port; \"none\" "
           "disables it (default: 0.0.0.0:9091 patients, :9092 morgue, :9093 appointments)");
-ABSL_FLAG(std::string, db, "", "SQLite database file, created if missing "
+ABSL_FLAG(std::string, db, "",
+          "SQLite database file, created if missing "
           "(default: <service>.db in the working directory)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "After SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled");
@@ -57,16 +61,16 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
   options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
   options.port_file = absl::GetFlag(FLAGS_port_file);
   if (!ParseRpcLogging(absl::GetFlag(FLAGS_rpc_logging), options.rpc_logging)) {
-    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
-                                "--rpc_logging: must be none, errors or all, got \"",
-                                absl::GetFlag(FLAGS_rpc_logging), "\"")));
+    return Fail("bad_flag", absl::InvalidArgumentError(
+                                absl::StrCat("--rpc_logging: must be none, errors or all, got \"",
+                                             absl::GetFlag(FLAGS_rpc_logging), "\"")));
   }
   DatabaseOptions database_options;
   database_options.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
   if (database_options.synchronous != "FULL" && database_options.synchronous != "NORMAL") {
-    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
-                                "--sqlite_synchronous: must be FULL or NORMAL, got \"",
-                                database_options.synchronous, "\"")));
+    return Fail("bad_flag", absl::InvalidArgumentError(
+                                absl::StrCat("--sqlite_synchronous: must be FULL or NORMAL, got \"",
+                                             database_options.synchronous, "\"")));
   }
   const std::string db_path = Or(absl::GetFlag(FLAGS_db), definition.default_db);
 

@@ -8,7 +8,8 @@
 
 namespace server_kit {
 
-absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message, absl::string_view context) {
+absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
+                      absl::string_view context) {
   const std::string message =
       absl::StrCat(context, ": ", sqlite_message, " (", sqlite3_errstr(sqlite_code), ")");
   switch (sqlite_code & 0xff) {
@@ -88,9 +89,7 @@ std::int64_t Statement::ColumnInt(int index) const {
 bool Statement::ColumnIsNull(int index) const {
   return sqlite3_column_type(statement_, index) == SQLITE_NULL;
 }
-absl::Time Statement::ColumnTime(int index) const {
-  return absl::FromUnixMicros(ColumnInt(index));
-}
+absl::Time Statement::ColumnTime(int index) const { return absl::FromUnixMicros(ColumnInt(index)); }
 int Statement::changes() const { return sqlite3_changes(db_); }
 
 void Statement::Reset() {
@@ -118,14 +117,13 @@ Database::~Database() {
   sqlite3_close(db_);
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(
-    const std::string& path, const std::vector<std::string>& migrations,
-    const DatabaseOptions& options) {
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                         const std::vector<std::string>& migrations,
+                                                         const DatabaseOptions& options) {
   sqlite3* raw = nullptr;
-  const int code = sqlite3_open_v2(path.c_str(), &raw,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                       SQLITE_OPEN_NOMUTEX,
-                                   nullptr);
+  const int code =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (code != SQLITE_OK) {
     absl::Status status =
         ToStatus(code, raw ? sqlite3_errmsg(raw) : "cannot open", absl::StrCat("open ", path));
@@ -152,9 +150,8 @@ Statement& Database::PrepareLocked(absl::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* raw = nullptr;
-    const int code =
-        sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
-                           SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    const int code = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                        SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
     if (code != SQLITE_OK) {
       // Every statement is a constant in the code: failing to prepare one is a programming error
       // that tests catch, not a condition to handle at run time.

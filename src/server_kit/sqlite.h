@@ -24,9 +24,9 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "resilience/sync.h"
 
@@ -105,9 +105,9 @@ class Database final {
 
   // Opens (creating if needed) the database at `path` and applies the migrations it has not
   // yet seen: migration i brings user_version from i to i + 1, each in its own transaction.
-  static absl::StatusOr<std::unique_ptr<Database>> Open(
-      const std::string& path, const std::vector<std::string>& migrations,
-      const DatabaseOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const std::vector<std::string>& migrations,
+                                                        const DatabaseOptions& options = {});
   ~Database();
 
   // Runs `work` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it returns an error.

@@ -1,0 +1,292 @@
+// What operators see: reflection and health as grpcurl uses them, and clear errors for bad
+// input that change nothing.
+#include <grpcpp/create_channel.h>
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "server_kit/rpc_support.h"
+#include "support/hospital_fixture.h"
+
+namespace {
+
+using testing_support::ContextWithTimeout;
+using testing_support::Hospital;
+namespace patients_v1 = hospital::patients::v1;
+namespace morgue_v1 = hospital::morgue::v1;
+namespace appointments_v1 = hospital::appointments::v1;
+namespace reflection = grpc::reflection::v1alpha;
+
+// One reflection request and its answer, as grpcurl sends them.
+reflection::ServerReflectionResponse Reflect(const std::string& address,
+                                             const reflection::ServerReflectionRequest& request) {
+  auto stub = reflection::ServerReflection::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto context = ContextWithTimeout(absl::Seconds(10));
+  auto stream = stub->ServerReflectionInfo(context.get());
+  REQUIRE(stream->Write(request));
+  stream->WritesDone();
+  reflection::ServerReflectionResponse response;
+  REQUIRE(stream->Read(&response));
+  reflection::ServerReflectionResponse extra;
+  while (stream->Read(&extra)) {
+  }
+  REQUIRE(stream->Finish().ok());
+  return response;
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& address,
+                                                            const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  auto context = ContextWithTimeout(absl::Seconds(10));
+  const grpc::Status status = stub->Check(context.get(), request, &response);
+  INFO(service << ": " << status.error_message());
+  REQUIRE(status.ok());
+  return response.status();
+}
+
+TEST_CASE("reflection lists and describes every service, health included", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  for (testing_support::ServiceProcess* process :
+       {&hospital.patients_process(), &hospital.morgue_process(),
+        &hospital.appointments_process()}) {
+    reflection::ServerReflectionRequest list;
+    list.set_list_services("*");
+    const reflection::ServerReflectionResponse listed = Reflect(process->address(), list);
+    std::vector<std::string> names;
+    for (const auto& service : listed.list_services_response().service()) {
+      names.push_back(service.name());
+    }
+    CHECK_THAT(names, Catch::VectorContains(std::string("grpc.health.v1.Health")));
+    CHECK_THAT(names,
+               Catch::VectorContains(std::string("grpc.reflection.v1alpha.ServerReflection")));
+
+    // `grpcurl describe grpc.health.v1.Health` needs the file that defines it.
+    reflection::ServerReflectionRequest describe;
+    describe.set_file_containing_symbol("grpc.health.v1.Health");
+    const reflection::ServerReflectionResponse described = Reflect(process->address(), describe);
+    INFO(described.error_response().error_message());
+    CHECK(described.has_file_descriptor_response());
+  }
+  reflection::ServerReflectionRequest list;
+  list.set_list_services("*");
+  const reflection::ServerReflectionResponse listed =
+      Reflect(hospital.patients_process().address(), list);
+  std::vector<std::string> names;
+  for (const auto& service : listed.list_services_response().service()) {
+    names.push_back(service.name());
+  }
+  CHECK_THAT(names, Catch::VectorContains(std::string("hospital.patients.v1.PatientsService")));
+  CHECK_THAT(names, Catch::VectorContains(std::string("resilience.v1.ResilienceAdmin")));
+
+  reflection::ServerReflectionRequest describe;
+  describe.set_file_containing_symbol("hospital.patients.v1.PatientsService.RecordDeath");
+  CHECK(Reflect(hospital.patients_process().address(), describe).has_file_descriptor_response());
+}
+
+TEST_CASE("health reports liveness, readiness and each service", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  using Status = grpc::health::v1::HealthCheckResponse;
+  const std::string address = hospital.morgue_process().address();
+  CHECK(testing_support::Eventually([&] { return Health(address, "readiness") == Status::SERVING; },
+                                    absl::Seconds(5)));
+  CHECK(Health(address, "") == Status::SERVING);
+  CHECK(Health(address, "liveness") == Status::SERVING);
+  CHECK(Health(address, "hospital.morgue.v1.MorgueService") == Status::SERVING);
+  CHECK(Health(hospital.patients_process().address(), "hospital.patients.v1.PatientsService") ==
+        Status::SERVING);
+  CHECK(Health(hospital.appointments_process().address(),
+               "hospital.appointments.v1.AppointmentsService") == Status::SERVING);
+}
+
+TEST_CASE("bad input gets a clear error naming the field and changes nothing", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  auto expect = [](const grpc::Status& status, grpc::StatusCode code, const std::string& field) {
+    INFO(status.error_message());
+    CHECK(status.error_code() == code);
+    CHECK_THAT(status.error_message(), Catch::StartsWith(field));
+  };
+
+  patients_v1::Patient patient;
+  patients_v1::CreatePatientRequest create;
+  create.set_given_name("Ada");
+  create.set_family_name("Lovelace");
+  create.set_date_of_birth("1990-12-10");
+  create.set_patient_id(std::string(65, 'x'));
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "patient_id");
+  create.set_patient_id("p-2");
+  create.set_given_name("");
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "given_name");
+  create.set_given_name(std::string(101, 'a'));
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "given_name");
+  create.set_given_name("Ada");
+  create.set_date_of_birth("1990-02-30");
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "date_of_birth");
+  create.set_date_of_birth("1990-12-10");
+  create.mutable_contact()->set_email("not-an-address");
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "contact.email");
+  create.clear_contact();
+  create.set_patient_id("p-1");
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::ALREADY_EXISTS, "patient_id");
+
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id("nobody");
+  expect(hospital.patients().GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &patient),
+         grpc::StatusCode::NOT_FOUND, "patient_id");
+
+  patients_v1::RecordDeathRequest death;
+  patients_v1::RecordDeathResponse died;
+  death.set_patient_id("p-1");
+  death.set_cause("unknown");
+  *death.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() + absl::Hours(1));
+  expect(hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &died),
+         grpc::StatusCode::INVALID_ARGUMENT, "time_of_death");
+  death.clear_time_of_death();
+  expect(hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &died),
+         grpc::StatusCode::INVALID_ARGUMENT, "time_of_death");
+  *death.mutable_time_of_death() = server_kit::ToProtoTime(absl::FromUnixSeconds(0));
+  expect(hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &died),
+         grpc::StatusCode::INVALID_ARGUMENT, "time_of_death");  // Before the date of birth.
+  *death.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
+  death.set_cause("");
+  expect(hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &died),
+         grpc::StatusCode::INVALID_ARGUMENT, "cause");
+  death.set_cause("unknown");
+  death.set_patient_id("nobody");
+  expect(hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &died),
+         grpc::StatusCode::NOT_FOUND, "patient_id");
+
+  patients_v1::ListPatientsRequest list;
+  patients_v1::ListPatientsResponse listed;
+  list.set_page_token("garbage!");
+  expect(
+      hospital.patients().ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed),
+      grpc::StatusCode::INVALID_ARGUMENT, "page_token");
+  list.set_page_token("");
+  list.set_page_size(-1);
+  expect(
+      hospital.patients().ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed),
+      grpc::StatusCode::INVALID_ARGUMENT, "page_size");
+
+  appointments_v1::ScheduleAppointmentRequest book;
+  appointments_v1::Appointment booked;
+  book.set_patient_id("p-1");
+  book.set_clinician("Dr. Snow");
+  *book.mutable_scheduled_time() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  expect(hospital.appointments().ScheduleAppointment(ContextWithTimeout(absl::Seconds(5)).get(),
+                                                     book, &booked),
+         grpc::StatusCode::INVALID_ARGUMENT, "scheduled_time");
+
+  morgue_v1::ReleaseBodyRequest release;
+  morgue_v1::Admission released;
+  release.set_admission_id("nope");
+  release.set_funeral_home("Hill & Sons");
+  expect(
+      hospital.morgue().ReleaseBody(ContextWithTimeout(absl::Seconds(5)).get(), release, &released),
+      grpc::StatusCode::NOT_FOUND, "admission_id");
+
+  // None of it was written: p-1 is the only patient, alive, with no appointments.
+  list.set_page_size(0);
+  REQUIRE(hospital.patients()
+              .ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+              .ok());
+  REQUIRE(listed.patients_size() == 1);
+  CHECK(listed.patients(0).status() == patients_v1::ALIVE);
+}
+
+TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  for (int i = 0; i < 7; ++i) hospital.CreatePatient(absl::StrCat("p-", i));
+  patients_v1::ListPatientsRequest list;
+  list.set_page_size(3);
+  std::vector<std::string> seen;
+  int pages = 0;
+  do {
+    patients_v1::ListPatientsResponse page;
+    REQUIRE(hospital.patients()
+                .ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &page)
+                .ok());
+    ++pages;
+    for (const auto& patient : page.patients()) seen.push_back(patient.patient_id());
+    list.set_page_token(page.next_page_token());
+  } while (!list.page_token().empty());
+  CHECK(pages == 3);
+  CHECK(seen == std::vector<std::string>{"p-0", "p-1", "p-2", "p-3", "p-4", "p-5", "p-6"});
+
+  list.set_page_size(0);
+  list.set_status(patients_v1::DECEASED);
+  patients_v1::ListPatientsResponse deceased;
+  REQUIRE(hospital.patients()
+              .ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &deceased)
+              .ok());
+  CHECK(deceased.patients_size() == 0);
+}
+
+TEST_CASE("a body is released only once, to a named funeral home", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  morgue_v1::AdmitDeceasedRequest admit;
+  admit.set_patient_id("p-9");
+  admit.set_workflow_id("w-9");
+  admit.set_cause("old age");
+  *admit.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  morgue_v1::AdmitDeceasedResponse admitted;
+  REQUIRE(hospital.morgue()
+              .AdmitDeceased(ContextWithTimeout(absl::Seconds(5)).get(), admit, &admitted)
+              .ok());
+  morgue_v1::AdmitDeceasedResponse again;
+  REQUIRE(hospital.morgue()
+              .AdmitDeceased(ContextWithTimeout(absl::Seconds(5)).get(), admit, &again)
+              .ok());
+  CHECK(again.already_admitted());
+  CHECK(again.admission().admission_id() == admitted.admission().admission_id());
+
+  morgue_v1::ReleaseBodyRequest release;
+  release.set_admission_id(admitted.admission().admission_id());
+  morgue_v1::Admission released;
+  REQUIRE_FALSE(hospital.morgue()
+                    .ReleaseBody(ContextWithTimeout(absl::Seconds(5)).get(), release,
+                                 &released)
+                    .ok());  // No funeral home.
+  release.set_funeral_home("Hill & Sons");
+  REQUIRE(hospital.morgue()
+              .ReleaseBody(ContextWithTimeout(absl::Seconds(5)).get(), release, &released)
+              .ok());
+  CHECK(released.status() == morgue_v1::RELEASED);
+  const grpc::Status twice =
+      hospital.morgue().ReleaseBody(ContextWithTimeout(absl::Seconds(5)).get(), release, &released);
+  CHECK(twice.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  // Compensation cannot undo a released body.
+  morgue_v1::CancelAdmissionRequest cancel;
+  cancel.set_patient_id("p-9");
+  cancel.set_workflow_id("w-9");
+  morgue_v1::CancelAdmissionResponse cancelled;
+  CHECK(hospital.morgue()
+            .CancelAdmission(ContextWithTimeout(absl::Seconds(5)).get(), cancel, &cancelled)
+            .error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+}  // namespace

@@ -1,0 +1,141 @@
+#include "support/hospital_fixture.h"
+
+#include <fstream>
+
+#include <grpcpp/create_channel.h>
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server_kit/rpc_support.h"
+
+namespace testing_support {
+
+const char kTestPolicy[] = R"({
+  "defaultTarget": {
+    "methodConfig": [{"name": [{}], "timeout": "1s",
+      "retryPolicy": {"maxAttempts": 2, "initialBackoff": "0.02s", "maxBackoff": "0.05s",
+                      "backoffMultiplier": 2}}],
+    "retryBudget": {"ratio": 0.2, "minRetriesPerSecond": 5, "maxTokens": 10},
+    "circuitBreaker": {"slidingWindowSize": 20, "minimumNumberOfCalls": 10,
+                       "failureRateThreshold": 50, "waitDurationInOpenState": "0.5s",
+                       "permittedNumberOfCallsInHalfOpenState": 2},
+    "bulkhead": {"maxConcurrentCalls": 64}
+  }
+})";
+
+std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
+                                                        bool wait_for_ready) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context->set_wait_for_ready(wait_for_ready);
+  return context;
+}
+
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return condition();
+}
+
+Hospital::Hospital(HospitalOptions options) {
+  const std::string policy_path = dir_.path() + "/policy.json";
+  std::ofstream(policy_path) << options.policy_json;
+  auto make = [&](const std::string& name, std::vector<std::string> flags) {
+    flags.push_back(absl::StrCat("--db=", dir_.path(), "/", name, ".db"));
+    flags.push_back("--shutdown_grace=5s");
+    return std::make_unique<ServiceProcess>(
+        BinaryPath(name), std::move(flags), absl::StrCat(dir_.path(), "/", name, ".log"),
+        absl::StrCat(dir_.path(), "/", name, ".ports"), options.with_metrics);
+  };
+  morgue_ = make("morgue", {});
+  appointments_ = make("appointments", {});
+  std::vector<std::string> patients_flags = {absl::StrCat("--resilience_policy=", policy_path),
+                                             "--reconcile_interval=0.1s"};
+  patients_flags.insert(patients_flags.end(), options.patients_flags.begin(),
+                        options.patients_flags.end());
+  // Downstream addresses are added in Start, once their ports are known.
+  patients_ = nullptr;
+  patients_flags_ = std::move(patients_flags);
+  make_patients_ = [make, this] {
+    std::vector<std::string> flags = patients_flags_;
+    flags.push_back(absl::StrCat("--morgue_address=", morgue_->address()));
+    flags.push_back(absl::StrCat("--appointments_address=", appointments_->address()));
+    return make("patients", flags);
+  };
+}
+
+Hospital::~Hospital() { Stop(); }
+
+void Hospital::Start() {
+  {
+    const absl::Status status = morgue_->Start();
+    INFO(status.ToString());
+    REQUIRE(status.ok());
+  }
+  {
+    const absl::Status status = appointments_->Start();
+    INFO(status.ToString());
+    REQUIRE(status.ok());
+  }
+  if (patients_ == nullptr) patients_ = make_patients_();
+  const absl::Status status = patients_->Start();
+  INFO(status.ToString());
+  REQUIRE(status.ok());
+  Connect();
+}
+
+void Hospital::Stop() {
+  for (ServiceProcess* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+    if (process != nullptr) process->SendTerminate();
+  }
+  for (ServiceProcess* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+    if (process != nullptr) process->WaitForExit();
+  }
+}
+
+void Hospital::Connect() {
+  auto channel = [](const std::string& address) {
+    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  };
+  patients_stub_ = hospital::patients::v1::PatientsService::NewStub(channel(patients_->address()));
+  morgue_stub_ = hospital::morgue::v1::MorgueService::NewStub(channel(morgue_->address()));
+  appointments_stub_ =
+      hospital::appointments::v1::AppointmentsService::NewStub(channel(appointments_->address()));
+}
+
+hospital::patients::v1::Patient Hospital::CreatePatient(const std::string& patient_id) {
+  hospital::patients::v1::CreatePatientRequest request;
+  request.set_patient_id(patient_id);
+  request.set_given_name("Ada");
+  request.set_family_name("Lovelace");
+  request.set_date_of_birth("1990-12-10");
+  request.mutable_contact()->set_email("ada@example.org");
+  hospital::patients::v1::Patient patient;
+  auto context = ContextWithTimeout(absl::Seconds(10));
+  const grpc::Status status = patients().CreatePatient(context.get(), request, &patient);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  return patient;
+}
+
+hospital::appointments::v1::Appointment Hospital::Schedule(const std::string& patient_id,
+                                                           absl::Duration from_now) {
+  hospital::appointments::v1::ScheduleAppointmentRequest request;
+  request.set_patient_id(patient_id);
+  *request.mutable_scheduled_time() = server_kit::ToProtoTime(absl::Now() + from_now);
+  request.set_clinician("Dr. Snow");
+  request.set_purpose("check-up");
+  hospital::appointments::v1::Appointment appointment;
+  auto context = ContextWithTimeout(absl::Seconds(10));
+  const grpc::Status status =
+      appointments().ScheduleAppointment(context.get(), request, &appointment);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  return appointment;
+}
+
+}  // namespace testing_support

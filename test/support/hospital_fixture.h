@@ -1,0 +1,77 @@
+// The three services as child processes on loopback, each with a fresh database in one
+// temporary directory, and clients for them.
+#ifndef HOSPITAL_TEST_SUPPORT_HOSPITAL_FIXTURE_H_
+#define HOSPITAL_TEST_SUPPORT_HOSPITAL_FIXTURE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hospital/appointments/v1/appointments.grpc.pb.h"
+#include "hospital/morgue/v1/morgue.grpc.pb.h"
+#include "hospital/patients/v1/patients.grpc.pb.h"
+#include "support/service_process.h"
+
+namespace testing_support {
+
+// A policy for tests: short deadlines and backoff, a breaker that opens after a few failures.
+extern const char kTestPolicy[];
+
+struct HospitalOptions {
+  std::string policy_json = kTestPolicy;
+  bool with_metrics = false;
+  std::vector<std::string> patients_flags;
+};
+
+class Hospital final {
+ public:
+  explicit Hospital(HospitalOptions options = {});
+  ~Hospital();
+
+  // Starts all three; REQUIREs success.
+  void Start();
+  // SIGTERM to all three at once, then waits.
+  void Stop();
+
+  ServiceProcess& patients_process() { return *patients_; }
+  ServiceProcess& morgue_process() { return *morgue_; }
+  ServiceProcess& appointments_process() { return *appointments_; }
+
+  hospital::patients::v1::PatientsService::Stub& patients() { return *patients_stub_; }
+  hospital::morgue::v1::MorgueService::Stub& morgue() { return *morgue_stub_; }
+  hospital::appointments::v1::AppointmentsService::Stub& appointments() {
+    return *appointments_stub_;
+  }
+  const std::string& dir() const { return dir_.path(); }
+
+  // Convenience calls with a 10 s deadline; REQUIRE success.
+  hospital::patients::v1::Patient CreatePatient(const std::string& patient_id);
+  hospital::appointments::v1::Appointment Schedule(const std::string& patient_id,
+                                                   absl::Duration from_now);
+
+ private:
+  void Connect();
+
+  TempDir dir_;
+  std::vector<std::string> patients_flags_;
+  std::function<std::unique_ptr<ServiceProcess>()> make_patients_;
+  std::unique_ptr<ServiceProcess> patients_;
+  std::unique_ptr<ServiceProcess> morgue_;
+  std::unique_ptr<ServiceProcess> appointments_;
+  std::unique_ptr<hospital::patients::v1::PatientsService::Stub> patients_stub_;
+  std::unique_ptr<hospital::morgue::v1::MorgueService::Stub> morgue_stub_;
+  std::unique_ptr<hospital::appointments::v1::AppointmentsService::Stub> appointments_stub_;
+};
+
+// A client context with a deadline `timeout` from now. With `wait_for_ready`, a call to a
+// server that is (re)starting waits for it instead of failing at once.
+std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
+                                                        bool wait_for_ready = false);
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout);
+
+}  // namespace testing_support
+
+#endif  // HOSPITAL_TEST_SUPPORT_HOSPITAL_FIXTURE_H_

@@ -1,0 +1,164 @@
+#include "support/service_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace testing_support {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/hospital-test-XXXXXX");
+  if (mkdtemp(pattern.data()) == nullptr) std::abort();
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string BinaryPath(const std::string& name) {
+  return absl::StrCat(HOSPITAL_BINARY_DIR, "/src/", name, "/", name);
+}
+
+ServiceProcess::ServiceProcess(std::string binary, std::vector<std::string> arguments,
+                               std::string log_path, std::string port_file, bool with_metrics)
+    : binary_(std::move(binary)),
+      arguments_(std::move(arguments)),
+      log_path_(std::move(log_path)),
+      port_file_(std::move(port_file)),
+      with_metrics_(with_metrics) {}
+
+ServiceProcess::~ServiceProcess() {
+  if (pid_ > 0) Kill();
+}
+
+std::string ServiceProcess::address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
+
+std::string ServiceProcess::log() const {
+  std::ifstream file(log_path_);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+absl::Status ServiceProcess::Start(absl::Duration timeout) {
+  std::remove(port_file_.c_str());
+  std::vector<std::string> argv_strings = {binary_};
+  argv_strings.insert(argv_strings.end(), arguments_.begin(), arguments_.end());
+  argv_strings.push_back(absl::StrCat("--listen=127.0.0.1:", grpc_port_));
+  argv_strings.push_back(with_metrics_ ? absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)
+                                       : std::string("--metrics_listen=none"));
+  argv_strings.push_back(absl::StrCat("--port_file=", port_file_));
+  std::vector<char*> argv;
+  for (std::string& argument : argv_strings) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path_.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // The child must not inherit a blocked SIGTERM from the test process.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigmask(&attributes, &empty);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  const int error =
+      posix_spawn(&pid_, binary_.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) {
+    pid_ = -1;
+    return absl::InternalError(absl::StrCat("cannot start ", binary_, ": error ", error));
+  }
+
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    std::ifstream file(port_file_);
+    std::string line;
+    int grpc = 0;
+    int metrics = 0;
+    while (std::getline(file, line)) {
+      std::pair<std::string, std::string> parts = absl::StrSplit(line, '=');
+      if (parts.first == "grpc") (void)absl::SimpleAtoi(parts.second, &grpc);
+      if (parts.first == "metrics") (void)absl::SimpleAtoi(parts.second, &metrics);
+    }
+    if (grpc > 0) {
+      grpc_port_ = grpc;
+      metrics_port_ = metrics;
+      return absl::OkStatus();
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat(binary_, " exited during start-up:\n", log()));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(binary_, " did not start:\n", log()));
+}
+
+int ServiceProcess::Wait(absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  const absl::Time give_up = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (absl::Now() > give_up) {
+      Kill();
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+int ServiceProcess::Terminate(absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  SendTerminate();
+  return Wait(timeout);
+}
+
+void ServiceProcess::SendTerminate() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGCONT);
+  kill(pid_, SIGTERM);
+}
+
+void ServiceProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+void ServiceProcess::Freeze() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
+}
+
+void ServiceProcess::Unfreeze() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
+}  // namespace testing_support

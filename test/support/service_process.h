@@ -1,0 +1,77 @@
+// Runs a service binary as a child process for integration tests: fresh temporary directory,
+// ports picked by the system (read back from --port_file), and control over its life (SIGTERM,
+// SIGKILL, SIGSTOP/SIGCONT, restart with the same data).
+#ifndef HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
+#define HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace testing_support {
+
+// A directory under $TMPDIR (or /tmp) removed with everything in it on destruction.
+class TempDir final {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class ServiceProcess final {
+ public:
+  // `binary` is started with `arguments` plus --listen, --metrics_listen (when `with_metrics`;
+  // otherwise none), --port_file (and the caller passes --db). Logs go to `log_path`.
+  ServiceProcess(std::string binary, std::vector<std::string> arguments, std::string log_path,
+                 std::string port_file, bool with_metrics = false);
+  ~ServiceProcess();
+  ServiceProcess(const ServiceProcess&) = delete;
+  ServiceProcess& operator=(const ServiceProcess&) = delete;
+
+  // Starts the process and waits (polling, up to `timeout`) until it has written its ports.
+  // On a restart the same ports are asked for again, so clients keep working.
+  absl::Status Start(absl::Duration timeout = absl::Seconds(20));
+  // Sends SIGTERM and waits for the exit; returns the exit code (or 128 + signal).
+  int Terminate(absl::Duration timeout = absl::Seconds(30));
+  // Sends SIGTERM without waiting; WaitForExit collects the result.
+  void SendTerminate();
+  int WaitForExit(absl::Duration timeout = absl::Seconds(30)) { return Wait(timeout); }
+  // Sends SIGKILL and reaps the process.
+  void Kill();
+  void Freeze();    // SIGSTOP
+  void Unfreeze();  // SIGCONT
+  bool running() const { return pid_ > 0; }
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string address() const;
+  std::string log() const;
+
+ private:
+  int Wait(absl::Duration timeout);
+
+  const std::string binary_;
+  const std::vector<std::string> arguments_;
+  const std::string log_path_;
+  const std::string port_file_;
+  const bool with_metrics_;
+  pid_t pid_ = -1;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+// Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
+std::string BinaryPath(const std::string& name);
+
+}  // namespace testing_support
+
+#endif  // HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
