@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOSPITAL_BUILD_TESTS=ON \
+  -DHOSPITAL_BUILD_BENCH=ON
 cmake --build build -j2
 ctest --test-dir build -j2 --output-on-failure
 

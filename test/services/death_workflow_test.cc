@@ -1,0 +1,203 @@
+// The synchronous death workflow's decisions, with scripted downstreams and a real database in
+// a temporary directory.
+#include "patients/death_workflow.h"
+
+#include <deque>
+#include <optional>
+
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "resilience/testing/fake_environment.h"
+#include "support/service_process.h"
+
+namespace patients {
+namespace {
+
+// Answers each call at once with the next scripted status for its method (OK when none).
+class ScriptedDownstreams final : public Downstreams {
+ public:
+  std::deque<grpc::Status> admit;
+  std::deque<grpc::Status> cancel;
+  std::deque<grpc::Status> undo_admit;
+  std::deque<grpc::Status> undo_cancel;
+  int admit_calls = 0;
+  int cancel_calls = 0;
+  int undo_admit_calls = 0;
+  int undo_cancel_calls = 0;
+
+  void AdmitDeceased(
+      const morgue_v1::AdmitDeceasedRequest& request, absl::Time,
+      std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done)
+      override {
+    ++admit_calls;
+    morgue_v1::AdmitDeceasedResponse response;
+    response.mutable_admission()->set_admission_id(absl::StrCat("adm-", request.patient_id()));
+    done(Next(admit), response);
+  }
+  void CancelPatientAppointments(
+      const appointments_v1::CancelPatientAppointmentsRequest&, absl::Time,
+      std::function<void(const grpc::Status&,
+                         const appointments_v1::CancelPatientAppointmentsResponse&)>
+          done) override {
+    ++cancel_calls;
+    appointments_v1::CancelPatientAppointmentsResponse response;
+    response.add_cancelled()->set_appointment_id("apt-1");
+    done(Next(cancel), response);
+  }
+  void CancelAdmission(const morgue_v1::CancelAdmissionRequest&, absl::Time,
+                       std::function<void(const grpc::Status&)> done) override {
+    ++undo_admit_calls;
+    done(Next(undo_admit));
+  }
+  void RestorePatientAppointments(const appointments_v1::RestorePatientAppointmentsRequest&,
+                                  absl::Time,
+                                  std::function<void(const grpc::Status&)> done) override {
+    ++undo_cancel_calls;
+    done(Next(undo_cancel));
+  }
+
+ private:
+  static grpc::Status Next(std::deque<grpc::Status>& script) {
+    if (script.empty()) return grpc::Status::OK;
+    grpc::Status status = script.front();
+    script.pop_front();
+    return status;
+  }
+};
+
+const grpc::Status kDown(grpc::StatusCode::UNAVAILABLE, "connection refused");
+
+struct Fixture {
+  Fixture() {
+    absl::StatusOr<std::unique_ptr<server_kit::Database>> opened =
+        server_kit::Database::Open(dir.path() + "/patients.db", Migrations());
+    REQUIRE(opened.ok());
+    database = *std::move(opened);
+    repository.emplace(*database);
+    workflow.emplace(*repository, downstreams, env.environment(), registry);
+    v1::Patient patient;
+    patient.set_patient_id("p-1");
+    patient.set_given_name("Ada");
+    patient.set_family_name("Lovelace");
+    patient.set_date_of_birth("1990-12-10");
+    REQUIRE(repository->Create(patient, env.Now()).ok());
+  }
+
+  absl::StatusOr<v1::RecordDeathResponse> Record() {
+    return workflow->RecordDeath({"p-1", env.Now() - absl::Hours(1), "stroke"},
+                                 absl::InfiniteFuture());
+  }
+  v1::PatientStatus Status() { return repository->Get("p-1")->status(); }
+  int Pending() { return *repository->PendingCompensationCount(); }
+
+  testing_support::TempDir dir;
+  resilience::testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  std::unique_ptr<server_kit::Database> database;
+  std::optional<PatientsRepository> repository;
+  ScriptedDownstreams downstreams;
+  std::optional<SynchronousDeathWorkflow> workflow;
+};
+
+TEST_CASE("both downstreams succeed: the death is completed and replayed", "[workflow]") {
+  Fixture f;
+  absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
+  REQUIRE(recorded.ok());
+  CHECK(recorded->morgue().admission_id() == "adm-p-1");
+  CHECK(recorded->cancelled_appointments_size() == 1);
+  CHECK(f.Status() == v1::DECEASED);
+  absl::StatusOr<v1::RecordDeathResponse> again = f.Record();
+  REQUIRE(again.ok());
+  CHECK(again->replayed());
+  CHECK(again->workflow_id() == recorded->workflow_id());
+  CHECK(f.downstreams.admit_calls == 1);  // The replay did not call anyone.
+}
+
+TEST_CASE("a failed downstream compensates both sides and restores the patient", "[workflow]") {
+  Fixture f;
+  f.downstreams.admit.push_back(kDown);
+  absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
+  REQUIRE_FALSE(recorded.ok());
+  CHECK(recorded.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(recorded.status().message()), Catch::Contains("morgue"));
+  CHECK_THAT(std::string(recorded.status().message()),
+             !Catch::Contains("appointments ("));  // Only the failed one is named.
+  CHECK(f.Status() == v1::ALIVE);
+  CHECK(f.downstreams.undo_admit_calls == 1);
+  CHECK(f.downstreams.undo_cancel_calls == 1);
+  CHECK(f.Pending() == 0);
+  // A new attempt is allowed and succeeds.
+  REQUIRE(f.Record().ok());
+  CHECK(f.Status() == v1::DECEASED);
+}
+
+TEST_CASE("a failed undo call is kept and retried in the background with backoff", "[workflow]") {
+  Fixture f;
+  f.downstreams.cancel.push_back(kDown);
+  f.downstreams.undo_admit = {kDown, kDown};
+  f.env.random().Push(0.5);  // Backoff factor 1.0.
+  REQUIRE_FALSE(f.Record().ok());
+  CHECK(f.Pending() == 1);
+  // A new RecordDeath must wait for the undo, or a late undo could cancel its admission.
+  absl::StatusOr<v1::RecordDeathResponse> blocked = f.Record();
+  CHECK(blocked.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(blocked.status().message()), Catch::Contains("still being undone"));
+
+  f.env.Advance(absl::Milliseconds(400));
+  f.workflow->ReconcileOnce();  // Not due yet (500 ms backoff).
+  CHECK(f.downstreams.undo_admit_calls == 1);
+  f.env.Advance(absl::Milliseconds(100));
+  f.workflow->ReconcileOnce();  // Due; fails again; next backoff 1 s.
+  CHECK(f.downstreams.undo_admit_calls == 2);
+  CHECK(f.Pending() == 1);
+  f.env.Advance(absl::Milliseconds(999));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.undo_admit_calls == 2);
+  f.env.Advance(absl::Milliseconds(1));
+  f.workflow->ReconcileOnce();  // Succeeds.
+  CHECK(f.downstreams.undo_admit_calls == 3);
+  CHECK(f.Pending() == 0);
+  REQUIRE(f.Record().ok());
+}
+
+TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]") {
+  Fixture f;
+  f.downstreams.cancel.push_back(kDown);
+  f.downstreams.undo_admit.push_back(
+      grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "body released"));
+  REQUIRE_FALSE(f.Record().ok());
+  CHECK(f.Pending() == 0);
+}
+
+TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]") {
+  Fixture f;
+  // What a process that died after step 1 leaves behind.
+  absl::StatusOr<BeginDeathResult> begun = f.repository->BeginDeath(
+      "p-1", "w-orphan", f.env.Now() - absl::Hours(1), "stroke", f.env.Now());
+  REQUIRE(begun.ok());
+  REQUIRE(begun->kind == BeginDeathResult::Kind::kStarted);
+  absl::StatusOr<v1::RecordDeathResponse> while_pending = f.Record();
+  CHECK(while_pending.status().code() == absl::StatusCode::kAborted);
+
+  f.env.Advance(absl::Seconds(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.admit_calls == 1);
+  absl::StatusOr<v1::RecordDeathResponse> replayed = f.Record();
+  REQUIRE(replayed.ok());
+  CHECK(replayed->replayed());
+  CHECK(replayed->workflow_id() == "w-orphan");
+}
+
+TEST_CASE("a death before the date of birth is refused and changes nothing", "[workflow]") {
+  Fixture f;
+  absl::StatusOr<v1::RecordDeathResponse> recorded =
+      f.workflow->RecordDeath({"p-1", absl::FromUnixSeconds(0), "stroke"}, absl::InfiniteFuture());
+  CHECK(recorded.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(recorded.status().message()), Catch::StartsWith("time_of_death"));
+  CHECK(f.Status() == v1::ALIVE);
+  CHECK(f.downstreams.admit_calls == 0);
+}
+
+}  // namespace
+}  // namespace patients

@@ -1,0 +1,189 @@
+// The SQLite layer and the repositories, on temporary files.
+#include <catch2/catch.hpp>
+
+#include "appointments/appointments_repository.h"
+#include "morgue/morgue_repository.h"
+#include "server_kit/rpc_support.h"
+#include "server_kit/sqlite.h"
+#include "support/service_process.h"
+
+namespace {
+
+using server_kit::Database;
+
+std::unique_ptr<Database> Open(const std::string& path,
+                               const std::vector<std::string>& migrations) {
+  absl::StatusOr<std::unique_ptr<Database>> database = Database::Open(path, migrations);
+  INFO(database.status().ToString());
+  REQUIRE(database.ok());
+  return *std::move(database);
+}
+
+TEST_CASE("migrations run once each and record the schema version", "[storage]") {
+  testing_support::TempDir dir;
+  const std::string path = dir.path() + "/test.db";
+  std::vector<std::string> migrations = {"CREATE TABLE a (x INTEGER)"};
+  CHECK(*Open(path, migrations)->SchemaVersion() == 1);
+  migrations.push_back("CREATE TABLE b (y INTEGER)");
+  CHECK(*Open(path, migrations)->SchemaVersion() == 2);  // Only the new one ran.
+  CHECK(*Open(path, migrations)->SchemaVersion() == 2);
+}
+
+TEST_CASE("an older binary refuses a newer schema", "[storage]") {
+  testing_support::TempDir dir;
+  const std::string path = dir.path() + "/test.db";
+  Open(path, {"CREATE TABLE a (x)", "CREATE TABLE b (y)"});
+  absl::StatusOr<std::unique_ptr<Database>> old = Database::Open(path, {"CREATE TABLE a (x)"});
+  CHECK(old.status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("a failed migration leaves the version where it was", "[storage]") {
+  testing_support::TempDir dir;
+  const std::string path = dir.path() + "/test.db";
+  Open(path, {"CREATE TABLE a (x)"});
+  absl::StatusOr<std::unique_ptr<Database>> broken =
+      Database::Open(path, {"CREATE TABLE a (x)", "THIS IS NOT SQL"});
+  REQUIRE_FALSE(broken.ok());
+  CHECK_THAT(std::string(broken.status().message()), Catch::Contains("migration 2"));
+  CHECK(*Open(path, {"CREATE TABLE a (x)"})->SchemaVersion() == 1);
+}
+
+TEST_CASE("SQLite errors map to status codes once", "[storage]") {
+  testing_support::TempDir dir;
+  auto database =
+      Open(dir.path() + "/test.db",
+           {"CREATE TABLE parent (id TEXT PRIMARY KEY);"
+            "CREATE TABLE child (id TEXT PRIMARY KEY, parent TEXT REFERENCES parent(id),"
+            " n INTEGER CHECK (n > 0))"});
+  auto run = [&](const std::string& sql) {
+    return database->InTransaction(
+        [&](Database::Session& session) { return session.Prepare(sql).Run(); });
+  };
+  REQUIRE(run("INSERT INTO parent VALUES ('a')").ok());
+  CHECK(run("INSERT INTO parent VALUES ('a')").code() == absl::StatusCode::kAlreadyExists);
+  CHECK(run("INSERT INTO child VALUES ('c', 'missing', 1)").code() ==
+        absl::StatusCode::kFailedPrecondition);  // Foreign keys are on.
+  CHECK(run("INSERT INTO child VALUES ('c', 'a', 0)").code() == absl::StatusCode::kInvalidArgument);
+  CHECK(server_kit::ToStatus(5 /* SQLITE_BUSY */, "locked", "write").code() ==
+        absl::StatusCode::kUnavailable);
+  CHECK(server_kit::ToStatus(11 /* SQLITE_CORRUPT */, "bad", "read").code() ==
+        absl::StatusCode::kDataLoss);
+}
+
+TEST_CASE("a failed transaction writes nothing", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  const absl::Status failed = database->InTransaction([](Database::Session& session) {
+    if (auto s = session.Prepare("INSERT INTO t VALUES ('x')").Run(); !s.ok()) return s;
+    return absl::AbortedError("changed my mind");
+  });
+  CHECK(failed.code() == absl::StatusCode::kAborted);
+  int rows = -1;
+  REQUIRE(database
+              ->WithSession([&](Database::Session& session) -> absl::Status {
+                server_kit::Statement& count = session.Prepare("SELECT count(*) FROM t");
+                if (auto row = count.Step(); !row.ok()) return row.status();
+                rows = static_cast<int>(count.ColumnInt(0));
+                return absl::OkStatus();
+              })
+              .ok());
+  CHECK(rows == 0);
+}
+
+TEST_CASE("the database is in WAL mode with foreign keys on", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {});
+  std::string mode;
+  std::int64_t foreign_keys = 0;
+  REQUIRE(database
+              ->WithSession([&](Database::Session& session) -> absl::Status {
+                server_kit::Statement& journal = session.Prepare("PRAGMA journal_mode");
+                if (auto row = journal.Step(); !row.ok()) return row.status();
+                mode = journal.ColumnText(0);
+                server_kit::Statement& keys = session.Prepare("PRAGMA foreign_keys");
+                if (auto row = keys.Step(); !row.ok()) return row.status();
+                foreign_keys = keys.ColumnInt(0);
+                return absl::OkStatus();
+              })
+              .ok());
+  CHECK(mode == "wal");
+  CHECK(foreign_keys == 1);
+}
+
+TEST_CASE("morgue: one admission per patient, reopened for a new workflow after a cancel",
+          "[storage][morgue]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+  morgue::MorgueRepository repository(*database);
+  const absl::Time now = absl::Now();
+  auto first = repository.Admit("p", "w1", now, "cause", now);
+  REQUIRE(first.ok());
+  auto repeat = repository.Admit("p", "w2", now, "cause", now);
+  REQUIRE(repeat.ok());
+  CHECK(repeat->already_admitted);
+  CHECK(repeat->admission.workflow_id() == "w1");
+  CHECK(*repository.CancelWorkflow("p", "w2", now) == false);  // Not w2's admission.
+  CHECK(*repository.CancelWorkflow("p", "w1", now) == true);
+  CHECK(*repository.CancelWorkflow("p", "w1", now) == false);  // Idempotent.
+  CHECK(repository.Admit("p", "w1", now, "cause", now).status().code() ==
+        absl::StatusCode::kAborted);  // A late request of the undone workflow.
+  auto reopened = repository.Admit("p", "w3", now, "cause", now);
+  REQUIRE(reopened.ok());
+  CHECK(reopened->admission.admission_id() == first->admission.admission_id());
+  CHECK(reopened->admission.status() == hospital::morgue::v1::ADMITTED);
+  auto page = repository.List("", 10, hospital::morgue::v1::ADMISSION_STATUS_UNSPECIFIED);
+  CHECK(page->admissions.size() == 1);
+}
+
+TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/appointments.db", appointments::Migrations());
+  appointments::AppointmentsRepository repository(*database);
+  const absl::Time now = absl::Now();
+  for (int i = 1; i <= 3; ++i) {
+    REQUIRE(
+        repository.Schedule({absl::StrCat("a", i), "p", now + absl::Hours(i), "Dr. Snow", ""}, now)
+            .ok());
+  }
+  REQUIRE(repository.Schedule({"past", "p", now + absl::Minutes(1), "Dr. Snow", ""}, now).ok());
+  const absl::Time later = now + absl::Minutes(30);  // "past" is now in the past.
+  auto cancelled = repository.CancelForPatient("p", "w1", "deceased", true, later);
+  REQUIRE(cancelled.ok());
+  CHECK(cancelled->cancelled.size() == 3);
+  auto again = repository.CancelForPatient("p", "w1", "deceased", true, later);
+  CHECK(again->replayed);
+  CHECK(again->cancelled.size() == 3);
+  CHECK(repository.Schedule({"new", "p", later + absl::Hours(9), "Dr. Snow", ""}, later)
+            .status()
+            .code() == absl::StatusCode::kFailedPrecondition);
+  auto restored = repository.RestoreForPatient("p", "w1", later);
+  REQUIRE(restored.ok());
+  CHECK(restored->size() == 3);
+  CHECK(repository.Schedule({"new", "p", later + absl::Hours(9), "Dr. Snow", ""}, later).ok());
+  CHECK(repository.CancelForPatient("p", "w1", "deceased", true, later).status().code() ==
+        absl::StatusCode::kAborted);
+  // An undo that arrives before its cancellation blocks the cancellation.
+  CHECK(repository.RestoreForPatient("p", "w2", later)->empty());
+  CHECK(repository.CancelForPatient("p", "w2", "deceased", true, later).status().code() ==
+        absl::StatusCode::kAborted);
+}
+
+TEST_CASE("validation names the field", "[validation]") {
+  CHECK(server_kit::ValidateId("patient_id", "").message() == "patient_id: is required");
+  CHECK_THAT(std::string(server_kit::ValidateId("patient_id", "a b").message()),
+             Catch::StartsWith("patient_id: must be 1 to 64"));
+  CHECK(server_kit::ValidateId("patient_id", std::string(64, 'a')).ok());
+  CHECK_FALSE(server_kit::ValidateId("patient_id", std::string(65, 'a')).ok());
+  CHECK(server_kit::ValidateText("cause", "ok", 1, 10).ok());
+  CHECK_FALSE(server_kit::ValidateText("cause", "\xff\xfe", 1, 10).ok());
+  CHECK_FALSE(server_kit::ValidateText("cause", std::string("a\0b", 3), 1, 10).ok());
+  CHECK(server_kit::DecodePageToken("page_token", "").value().empty());
+  CHECK(server_kit::DecodePageToken("page_token", server_kit::EncodePageToken("p-7")).value() ==
+        "p-7");
+  CHECK(server_kit::DecodePageToken("page_token", "bm9wZQ").status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(server_kit::ValidatePageSize("page_size", 0).value() == 50);
+  CHECK_FALSE(server_kit::ValidatePageSize("page_size", 501).ok());
+}
+
+}  // namespace
