@@ -85,14 +85,18 @@ int main(int argc, char** argv) {
   EchoRequest request;
   request.set_message("ping");
 
+  // An asynchronous call must keep its request alive until it completes, so both variants copy
+  // the request into per-call state.
   struct RawCall {
     grpc::ClientContext context;
+    EchoRequest request;
     EchoResponse response;
   };
   auto issue_raw = [&](std::function<void(bool)>& done) {
     auto* call = new RawCall;
+    call->request = request;
     call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    stub->async()->Echo(&call->context, &request, &call->response,
+    stub->async()->Echo(&call->context, &call->request, &call->response,
                         [call, &done](grpc::Status status) {
                           delete call;
                           done(status.ok());

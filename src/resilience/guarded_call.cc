@@ -11,8 +11,13 @@ void GuardedCall::Start(absl::Time parent_deadline) {
   const MethodPolicy& policy = method_.policy();
   call_start_ = environment_.clock->Now();
   deadline_ = std::min(call_start_ + policy.timeout, parent_deadline - policy.deadline_margin);
-  const double tokens = target_.budget().RecordCall();
-  if (target_.budget().enabled()) target_.metrics().budget_tokens->Set(tokens);
+  RetryBudget& budget = target_.budget();
+  if (budget.enabled()) {
+    const double tokens = budget.RecordCall();
+    // Written only when it moved, for the same reason as in RecordCall.
+    prometheus::Gauge& gauge = *target_.metrics().budget_tokens;
+    if (gauge.Value() != tokens) gauge.Set(tokens);
+  }
   Attempt(call_start_);
 }
 

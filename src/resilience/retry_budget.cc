@@ -42,6 +42,10 @@ void RetryBudget::Refill(absl::Time now) {
 
 double RetryBudget::RecordCall() {
   if (!config_.enabled) return -1.0;
+  // A full bucket (the healthy case) is only read, so that calls on many threads do not fight
+  // over the cache line.
+  const std::int64_t current = micro_tokens_.load(std::memory_order_relaxed);
+  if (current >= max_micro_) return static_cast<double>(current) / kMicro;
   return static_cast<double>(Deposit(ratio_micro_)) / kMicro;
 }
 
