@@ -19,6 +19,8 @@
 ABSL_FLAG(int, rounds, 6, "Rounds of each variant; they alternate raw, wrapped, raw, ...");
 ABSL_FLAG(double, seconds, 2.0, "Length of one round in seconds");
 ABSL_FLAG(int, concurrency, 32, "Calls kept outstanding");
+ABSL_FLAG(std::string, only, "",
+          "Run only \"raw\" or \"wrapped\" (for profiling one variant with perf)");
 
 namespace {
 
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   const int rounds = absl::GetFlag(FLAGS_rounds);
   const absl::Duration round_length = absl::Seconds(absl::GetFlag(FLAGS_seconds));
   const int concurrency = absl::GetFlag(FLAGS_concurrency);
+  const std::string only = absl::GetFlag(FLAGS_only);
 
   testing_support::EchoServer server;
   // Both variants use a channel made the same way, so only the wrapping differs.
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
     // speed does not favour one of them.
     const bool wrapped_first = round % 2 == 1;
     for (bool wrapped : {wrapped_first, !wrapped_first}) {
+      if (!only.empty() && only != (wrapped ? "wrapped" : "raw")) continue;
       const absl::Time start = absl::Now();
       const long calls = wrapped ? RunClosedLoop(concurrency, start + round_length, issue_wrapped)
                                  : RunClosedLoop(concurrency, start + round_length, issue_raw);
@@ -128,6 +132,7 @@ int main(int argc, char** argv) {
       std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? "wrapped" : "raw", rate);
     }
   }
+  if (!only.empty()) return 0;
   const double raw = Median(raw_rates);
   const double wrapped = Median(wrapped_rates);
   std::printf("median raw %.0f calls/s, wrapped %.0f calls/s, ratio wrapped/raw %.3f\n", raw,

@@ -88,9 +88,10 @@ void BM_RawCall(benchmark::State& state) {
 }
 BENCHMARK(BM_RawCall)->ThreadRange(1, 2)->UseRealTime();
 
-void BM_PipelineSuccess(benchmark::State& state) {
+// Makes one call per iteration through the shared pipeline, its breaker set up by `prepare`.
+void RunCalls(benchmark::State& state, void (CircuitBreaker::*prepare)()) {
   Pipeline& pipeline = SharedPipeline();
-  pipeline.targets->GetTarget("downstream").breaker().Reset();
+  (pipeline.targets->GetTarget("downstream").breaker().*prepare)();
   const long before = g_allocations.load();
   for (auto _ : state) {
     InstantCall call(*pipeline.method);
@@ -99,18 +100,12 @@ void BM_PipelineSuccess(benchmark::State& state) {
   }
   ReportAllocations(state, before);
 }
+
+void BM_PipelineSuccess(benchmark::State& state) { RunCalls(state, &CircuitBreaker::Reset); }
 BENCHMARK(BM_PipelineSuccess)->ThreadRange(1, 2)->UseRealTime();
 
 void BM_OpenBreakerRejection(benchmark::State& state) {
-  Pipeline& pipeline = SharedPipeline();
-  pipeline.targets->GetTarget("downstream").breaker().ForceOpen();
-  const long before = g_allocations.load();
-  for (auto _ : state) {
-    InstantCall call(*pipeline.method);
-    call.Start();
-    benchmark::DoNotOptimize(call.last_code);
-  }
-  ReportAllocations(state, before);
+  RunCalls(state, &CircuitBreaker::ForceOpen);
 }
 BENCHMARK(BM_OpenBreakerRejection)->ThreadRange(1, 2)->UseRealTime();
 

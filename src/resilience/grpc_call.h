@@ -93,7 +93,7 @@ class UnaryCall final : public GuardedCall {
   void StartAttempt(absl::Time attempt_deadline) override {
     context_.emplace();
     // Converted through the remaining time, so the pipeline may run on any Clock.
-    const absl::Duration remaining = attempt_deadline - clock().Now();
+    const absl::Duration remaining = attempt_deadline - attempt_start();
     if (remaining < absl::InfiniteDuration()) {
       context_->set_deadline(std::chrono::system_clock::now() +
                              absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
@@ -105,9 +105,16 @@ class UnaryCall final : public GuardedCall {
   }
 
   void OnDone(const grpc::Status& status) override {
-    const bool delete_when_done = delete_when_done_;
-    done_(status, response_);
-    if (delete_when_done) delete this;
+    if (!delete_when_done_) {
+      done_(status, response_);
+      return;
+    }
+    // The call (its ClientContext and gRPC call) is freed before the continuation runs, which
+    // often starts the next call. `status` never points into this object.
+    Done done = std::move(done_);
+    Response response = std::move(response_);
+    delete this;
+    done(status, response);
   }
 
   UnarySender<Request, Response> sender_;

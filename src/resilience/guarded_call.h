@@ -67,6 +67,8 @@ class GuardedCall : private Bulkhead::Waiter {
 
   // The clock the call is timed with.
   Clock& clock() const { return *environment_.clock; }
+  // When the attempt being started was sent, by clock(); valid inside StartAttempt.
+  absl::Time attempt_start() const { return attempt_start_; }
   // Reports the outcome of the attempt started last.
   void FinishAttempt(const grpc::Status& status, Pushback pushback = {});
 

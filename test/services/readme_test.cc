@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
+#include <catch2/catch.hpp>
 
 #include "hospital/appointments/v1/appointments.pb.h"
 #include "hospital/morgue/v1/morgue.pb.h"
