@@ -65,11 +65,13 @@ absl::Status Server::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
+  // The extra interceptors come first, so that the observer records the status a fault
+  // interceptor substitutes, and the time it adds.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
   auto observer = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
   observer_ = observer.get();
   creators.push_back(std::move(observer));
-  for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
   builder.experimental().SetInterceptorCreators(std::move(creators));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {

@@ -64,7 +64,7 @@ class Server final {
   // Before Start. `full_name` is the service's name for health checks, e.g.
   // MyService::service_full_name(). Services must outlive the server.
   void RegisterService(grpc::Service* service, std::string full_name);
-  // Before Start. Extra interceptors, run after the built-in observer.
+  // Before Start. Extra interceptors, placed before the built-in observer.
   void AddInterceptorFactory(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
   // Before Start. The check that decides readiness; OK when absent.

@@ -1,11 +1,16 @@
 #include "server_kit/service_main.h"
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "resilience/clock.h"
+#include "server_kit/fault_injection.h"
 #include "server_kit/log.h"
 
 ABSL_FLAG(
@@ -25,6 +30,13 @@ ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(1),
 ABSL_FLAG(std::string, port_file, "",
           "If set, \"grpc=<port>\\nmetrics=<port>\\n\" is written here once serving");
 ABSL_FLAG(std::string, rpc_logging, "errors", "Which RPCs to log: none, errors or all");
+ABSL_FLAG(std::string, faults_file, "",
+          "JSON fault rules (hospital.faults.v1.FaultSet) to inject from start-up");
+ABSL_FLAG(bool, fault_admin, false,
+          "Serve hospital.faults.v1.FaultInjection, guarded by the token in "
+          "--fault_admin_token_file");
+ABSL_FLAG(std::string, fault_admin_token_file, "",
+          "File holding the bearer token that FaultInjection calls must send");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous: FULL (commits survive power loss) or NORMAL (survive a "
           "process crash)");
@@ -34,6 +46,23 @@ namespace {
 
 std::string Or(const std::string& value, const std::string& fallback) {
   return value.empty() ? fallback : value;
+}
+
+// The token in `path`, without surrounding white space; it must not be empty.
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "--fault_admin_token_file: required with --fault_admin (a file holding the token)");
+  }
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  const std::string token(absl::StripAsciiWhitespace(text.str()));
+  if (!file || token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--fault_admin_token_file: cannot read a token from \"", path, "\""));
+  }
+  return token;
 }
 
 int Fail(const std::string& event, const absl::Status& status) {
@@ -85,11 +114,34 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
   std::vector<std::shared_ptr<void>> owned;
   {
     Server server(options);
+    auto injector = std::make_shared<FaultInjector>(
+        resilience::Environment{&resilience::SystemClock(), nullptr, &resilience::SystemRandom()},
+        server.metrics());
+    owned.push_back(injector);
+    if (const std::string path = absl::GetFlag(FLAGS_faults_file); !path.empty()) {
+      if (absl::Status status = LoadFaultsFile(path, *injector); !status.ok()) {
+        return Fail("bad_flag",
+                    absl::InvalidArgumentError(absl::StrCat("--faults_file: ", status.message())));
+      }
+    }
+    server.AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(*injector));
+    if (absl::GetFlag(FLAGS_fault_admin)) {
+      absl::StatusOr<std::string> token = ReadToken(absl::GetFlag(FLAGS_fault_admin_token_file));
+      if (!token.ok()) return Fail("bad_flag", token.status());
+      auto admin = std::make_shared<FaultInjectionService>(*injector, *std::move(token));
+      owned.push_back(admin);
+      server.RegisterService(admin.get(), faults_v1::FaultInjection::service_full_name());
+    }
+
     ServiceContext context{**database, server, {}, {}};
     absl::Status status = setup(context);
-    owned = context.owned;  // Outlive the server, which refers to the services among them.
+    // Outlive the server, which refers to the services among them.
+    owned.insert(owned.end(), context.owned.begin(), context.owned.end());
     if (!status.ok()) return Fail("setup_failed", status);
-    server.SetReadinessCheck([&db = **database] { return db.Ping(); });
+    server.SetReadinessCheck([&db = **database, injector]() -> absl::Status {
+      if (injector->NotServing()) return absl::UnavailableError("fault injected: not_serving");
+      return db.Ping();
+    });
     if (status = server.Start(); !status.ok()) {
       for (auto& hook : context.on_shutdown) hook();
       return Fail("start_failed", status);

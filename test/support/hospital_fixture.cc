@@ -44,9 +44,18 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
 Hospital::Hospital(HospitalOptions options) {
   const std::string policy_path = dir_.path() + "/policy.json";
   std::ofstream(policy_path) << options.policy_json;
-  auto make = [&](const std::string& name, std::vector<std::string> flags) {
+  std::vector<std::string> common = {
+      "--shutdown_grace=5s",
+      absl::StrCat("--health_check_interval=", options.health_check_interval)};
+  if (!options.fault_admin_token.empty()) {
+    const std::string token_path = dir_.path() + "/fault-token";
+    std::ofstream(token_path) << options.fault_admin_token << "\n";
+    common.push_back("--fault_admin");
+    common.push_back(absl::StrCat("--fault_admin_token_file=", token_path));
+  }
+  auto make = [&, common](const std::string& name, std::vector<std::string> flags) {
     flags.push_back(absl::StrCat("--db=", dir_.path(), "/", name, ".db"));
-    flags.push_back("--shutdown_grace=5s");
+    flags.insert(flags.end(), common.begin(), common.end());
     return std::make_unique<ServiceProcess>(
         BinaryPath(name), std::move(flags), absl::StrCat(dir_.path(), "/", name, ".log"),
         absl::StrCat(dir_.path(), "/", name, ".ports"), options.with_metrics);

@@ -22,6 +22,10 @@ struct HospitalOptions {
   std::string policy_json = kTestPolicy;
   bool with_metrics = false;
   std::vector<std::string> patients_flags;
+  // When set, every service serves FaultInjection with this token.
+  std::string fault_admin_token;
+  // Health re-checked this often (readiness, and not_serving faults).
+  std::string health_check_interval = "1s";
 };
 
 class Hospital final {

@@ -1,0 +1,360 @@
+#include "server_kit/fault_injection.h"
+
+#include <google/protobuf/message.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "resilience/status_codes.h"
+#include "server_kit/log.h"
+#include "server_kit/rpc_support.h"
+
+namespace server_kit {
+namespace {
+
+constexpr absl::Duration kMaxDelay = absl::Hours(1);
+constexpr char kFaultService[] = "/hospital.faults.v1.FaultInjection/";
+
+absl::Duration ToDuration(const google::protobuf::Duration& duration) {
+  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+}
+
+// Whether `pattern` ("*", "pkg.Service/*" or "pkg.Service/Method") covers `full_method`.
+bool Matches(const std::string& pattern, absl::string_view full_method) {
+  if (pattern == "*") return true;
+  absl::string_view method = full_method;
+  if (absl::StartsWith(method, "/")) method.remove_prefix(1);
+  if (absl::EndsWith(pattern, "/*")) {
+    return absl::StartsWith(method, absl::string_view(pattern).substr(0, pattern.size() - 1));
+  }
+  return method == pattern;
+}
+
+absl::Status CheckDelay(const google::protobuf::Duration& value, absl::string_view field) {
+  const absl::Duration duration = ToDuration(value);
+  if (duration < absl::ZeroDuration() || duration > kMaxDelay) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be 0s to 3600s, got ", absl::FormatDuration(duration)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const faults_v1::Fault& fault) {
+  if (auto s = ValidateId("fault.id", fault.id()); !s.ok()) return s;
+  if (fault.kind_case() == faults_v1::Fault::KIND_NOT_SET) {
+    return absl::InvalidArgumentError("fault: set one of abort, delay, hang or not_serving");
+  }
+  if (fault.kind_case() != faults_v1::Fault::kNotServing) {
+    const std::string& method = fault.method();
+    const std::size_t slash = method.find('/');
+    if (method != "*" && (slash == std::string::npos || slash == 0 || slash + 1 == method.size() ||
+                          method.find('/', slash + 1) != std::string::npos)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fault.method: must be \"*\", \"package.Service/*\" or \"package.Service/Method\", "
+          "got ",
+          Quote(method)));
+    }
+  }
+  if (!(fault.percentage() >= 0 && fault.percentage() <= 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fault.percentage: must be in (0, 100], got ", fault.percentage()));
+  }
+  if (fault.has_expire_after() && ToDuration(fault.expire_after()) <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("fault.expire_after: must be positive");
+  }
+  if (fault.has_abort()) {
+    const std::optional<grpc::StatusCode> code =
+        resilience::StatusCodeFromName(fault.abort().code());
+    if (!code || *code == grpc::StatusCode::OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fault.abort.code: must name an error code such as \"UNAVAILABLE\", got ",
+                       Quote(fault.abort().code())));
+    }
+  }
+  if (fault.has_delay()) {
+    if (auto s = CheckDelay(fault.delay().fixed(), "fault.delay.fixed"); !s.ok()) return s;
+    if (auto s = CheckDelay(fault.delay().jitter(), "fault.delay.jitter"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+const char* KindName(FaultDecision::Kind kind) {
+  switch (kind) {
+    case FaultDecision::Kind::kAbort:
+      return "abort";
+    case FaultDecision::Kind::kDelay:
+      return "delay";
+    case FaultDecision::Kind::kHang:
+      return "hang";
+    case FaultDecision::Kind::kNone:
+      break;
+  }
+  return "none";
+}
+
+class FaultInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  FaultInterceptor(FaultInjector& injector, grpc::experimental::ServerRpcInfo* info)
+      : injector_(injector), info_(info) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      Apply(methods);
+    }
+    if (override_status_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      methods->ModifySendStatus(*override_status_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  void Apply(grpc::experimental::InterceptorBatchMethods* methods) {
+    const FaultDecision decision = injector_.Decide(info_->method());
+    grpc::ServerContextBase* context = info_->server_context();
+    switch (decision.kind) {
+      case FaultDecision::Kind::kNone:
+        return;
+      case FaultDecision::Kind::kDelay:
+        WaitUntil(context, absl::Now() + decision.delay);
+        return;
+      case FaultDecision::Kind::kHang:
+        WaitUntil(context, absl::InfiniteFuture());
+        Neutralise(methods,
+                   grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "fault injected: hang"));
+        return;
+      case FaultDecision::Kind::kAbort:
+        Neutralise(methods, decision.abort_status);
+        return;
+    }
+  }
+
+  // Sleeps on the serving thread until `until`, the caller's deadline or its cancellation.
+  static void WaitUntil(grpc::ServerContextBase* context, absl::Time until) {
+    const auto deadline = context->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      until = std::min(until, absl::FromChrono(deadline));
+    }
+    while (absl::Now() < until && !context->IsCancelled()) {
+      absl::SleepFor(std::min(absl::Milliseconds(5), until - absl::Now()));
+    }
+  }
+
+  // Keeps the method from acting (an empty request is rejected before any write) and sends
+  // `status` instead of its answer.
+  void Neutralise(grpc::experimental::InterceptorBatchMethods* methods, grpc::Status status) {
+    // The generated handlers hand interceptors their request message; every request type is a
+    // protobuf message.
+    if (void* message = methods->GetRecvMessage(); message != nullptr) {
+      static_cast<google::protobuf::Message*>(message)->Clear();
+    }
+    override_status_ = std::move(status);
+  }
+
+  FaultInjector& injector_;
+  grpc::experimental::ServerRpcInfo* const info_;
+  std::optional<grpc::Status> override_status_;
+};
+
+}  // namespace
+
+FaultInjector::FaultInjector(resilience::Environment environment, prometheus::Registry& metrics)
+    : environment_(environment),
+      injected_(prometheus::BuildCounter()
+                    .Name("hospital_faults_injected_total")
+                    .Help("Calls that received an injected fault, by kind (abort, delay, hang).")
+                    .Register(metrics)),
+      active_(prometheus::BuildGauge()
+                  .Name("hospital_faults_active")
+                  .Help("Fault rules in force, including not_serving.")
+                  .Register(metrics)
+                  .Add({})) {}
+
+absl::StatusOr<faults_v1::Fault> FaultInjector::Set(faults_v1::Fault fault) {
+  if (fault.id().empty()) fault.set_id(NewId());
+  if (absl::Status status = Validate(fault); !status.ok()) return status;
+  if (fault.percentage() == 0) fault.set_percentage(100);
+  const absl::Time now = environment_.clock->Now();
+  fault.clear_expire_time();
+  if (fault.has_expire_after()) {
+    *fault.mutable_expire_time() = ToProtoTime(now + ToDuration(fault.expire_after()));
+  }
+  resilience::MutexLock lock(&mutex_);
+  DropExpiredLocked(now);
+  auto same = std::find_if(rules_.begin(), rules_.end(),
+                           [&](const faults_v1::Fault& rule) { return rule.id() == fault.id(); });
+  if (same != rules_.end()) {
+    *same = fault;
+  } else {
+    rules_.push_back(fault);
+  }
+  active_.Set(static_cast<double>(rules_.size()));
+  Log(LogLevel::kWarning, "fault_set", {{"id", fault.id()}, {"method", fault.method()}});
+  return fault;
+}
+
+std::vector<faults_v1::Fault> FaultInjector::List() {
+  resilience::MutexLock lock(&mutex_);
+  DropExpiredLocked(environment_.clock->Now());
+  return rules_;
+}
+
+int FaultInjector::Clear(const std::string& id) {
+  resilience::MutexLock lock(&mutex_);
+  const std::size_t before = rules_.size();
+  rules_.erase(
+      std::remove_if(rules_.begin(), rules_.end(),
+                     [&](const faults_v1::Fault& rule) { return id.empty() || rule.id() == id; }),
+      rules_.end());
+  active_.Set(static_cast<double>(rules_.size()));
+  return static_cast<int>(before - rules_.size());
+}
+
+void FaultInjector::DropExpiredLocked(absl::Time now) {
+  const std::size_t before = rules_.size();
+  rules_.erase(std::remove_if(rules_.begin(), rules_.end(),
+                              [&](const faults_v1::Fault& rule) {
+                                return rule.has_expire_time() &&
+                                       FromProtoTime(rule.expire_time()) <= now;
+                              }),
+               rules_.end());
+  if (rules_.size() != before) active_.Set(static_cast<double>(rules_.size()));
+}
+
+FaultDecision FaultInjector::Decide(absl::string_view full_method) {
+  FaultDecision decision;
+  if (absl::StartsWith(full_method, "/grpc.") || absl::StartsWith(full_method, kFaultService)) {
+    return decision;
+  }
+  {
+    resilience::MutexLock lock(&mutex_);
+    if (rules_.empty()) return decision;
+    DropExpiredLocked(environment_.clock->Now());
+    for (const faults_v1::Fault& rule : rules_) {
+      if (rule.has_not_serving() || !Matches(rule.method(), full_method)) continue;
+      if (environment_.random->Uniform01() * 100 >= rule.percentage()) return decision;
+      switch (rule.kind_case()) {
+        case faults_v1::Fault::kAbort:
+          decision.kind = FaultDecision::Kind::kAbort;
+          decision.abort_status = grpc::Status(
+              *resilience::StatusCodeFromName(rule.abort().code()),
+              rule.abort().message().empty() ? "fault injected" : rule.abort().message());
+          break;
+        case faults_v1::Fault::kDelay:
+          decision.kind = FaultDecision::Kind::kDelay;
+          decision.delay = ToDuration(rule.delay().fixed()) +
+                           ToDuration(rule.delay().jitter()) * environment_.random->Uniform01();
+          break;
+        case faults_v1::Fault::kHang:
+          decision.kind = FaultDecision::Kind::kHang;
+          break;
+        default:
+          break;
+      }
+      break;
+    }
+  }
+  if (decision.kind != FaultDecision::Kind::kNone) {
+    injected_.Add({{"kind", KindName(decision.kind)}}).Increment();
+  }
+  return decision;
+}
+
+bool FaultInjector::NotServing() {
+  resilience::MutexLock lock(&mutex_);
+  DropExpiredLocked(environment_.clock->Now());
+  return std::any_of(rules_.begin(), rules_.end(),
+                     [](const faults_v1::Fault& rule) { return rule.has_not_serving(); });
+}
+
+absl::Status LoadFaultsFile(const std::string& path, FaultInjector& injector) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot read faults file ", path));
+  std::stringstream text;
+  text << file.rdbuf();
+  faults_v1::FaultSet set;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &set);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a valid fault set: ", parsed.message().as_string()));
+  }
+  for (int i = 0; i < set.faults_size(); ++i) {
+    absl::StatusOr<faults_v1::Fault> stored = injector.Set(set.faults(i));
+    if (!stored.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": faults[", i, "]: ", stored.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::experimental::Interceptor* FaultInterceptorFactory::CreateServerInterceptor(
+    grpc::experimental::ServerRpcInfo* info) {
+  return new FaultInterceptor(injector_, info);
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  // Every byte of the longer input is visited whatever the contents, so the time taken says
+  // nothing about where the first difference is.
+  const std::size_t length = std::max(a.size(), b.size());
+  unsigned char difference = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < length; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    difference = static_cast<unsigned char>(difference | (x ^ y));
+  }
+  return difference == 0;
+}
+
+FaultInjectionService::FaultInjectionService(FaultInjector& injector, std::string token)
+    : injector_(injector), token_(std::move(token)) {}
+
+grpc::Status FaultInjectionService::Authenticate(const grpc::ServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  const auto header = metadata.find("authorization");
+  static constexpr absl::string_view kBearer = "Bearer ";
+  if (header == metadata.end()) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "authorization: missing; send \"authorization: Bearer <token>\""};
+  }
+  const absl::string_view value(header->second.data(), header->second.size());
+  if (!absl::StartsWith(value, kBearer) ||
+      !ConstantTimeEquals(value.substr(kBearer.size()), token_)) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "authorization: wrong token"};
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FaultInjectionService::SetFault(grpc::ServerContext* context,
+                                             const faults_v1::SetFaultRequest* request,
+                                             faults_v1::Fault* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
+  absl::StatusOr<faults_v1::Fault> stored = injector_.Set(request->fault());
+  if (!stored.ok()) return ToGrpcStatus(stored.status());
+  *response = *std::move(stored);
+  return grpc::Status::OK;
+}
+
+grpc::Status FaultInjectionService::ListFaults(grpc::ServerContext* context,
+                                               const faults_v1::ListFaultsRequest*,
+                                               faults_v1::ListFaultsResponse* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
+  for (faults_v1::Fault& fault : injector_.List()) *response->add_faults() = std::move(fault);
+  return grpc::Status::OK;
+}
+
+grpc::Status FaultInjectionService::ClearFaults(grpc::ServerContext* context,
+                                                const faults_v1::ClearFaultsRequest* request,
+                                                faults_v1::ClearFaultsResponse* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
+  response->set_cleared(injector_.Clear(request->id()));
+  return grpc::Status::OK;
+}
+
+}  // namespace server_kit

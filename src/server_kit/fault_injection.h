@@ -1,0 +1,117 @@
+// Fault injection into the calls a service serves, modelled on Envoy's fault filter and Polly's
+// chaos strategies: rules abort a share of calls with a status, delay them, make them hang until
+// the caller's deadline, or turn health NOT_SERVING; each rule may expire by itself.
+// See protos/hospital/faults/v1/faults.proto for the rule format.
+//
+//   FaultInjector injector(environment, registry);
+//   LoadFaultsFile("faults.json", injector);                    // optional, at start-up
+//   builder: AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(injector));
+//   FaultInjectionService admin(injector, token);                // only with --fault_admin
+//
+// How a fault reaches a call: the interceptor decides when the request has been received. A
+// delay sleeps on the serving thread before the method runs (the sync server's thread is busy,
+// as it would be in a slow service). For an abort or a hang, the method must not act: the
+// interceptor empties the request (every method of these services rejects an empty request
+// before touching its database, which tests check) and replaces the status sent with the
+// fault's. Calls to grpc.* services and to FaultInjection itself are never faulted.
+//
+// Thread-safe.
+#ifndef HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_
+#define HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_
+
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/server_interceptor.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "hospital/faults/v1/faults.grpc.pb.h"
+#include "resilience/clock.h"
+#include "resilience/sync.h"
+
+namespace server_kit {
+
+namespace faults_v1 = hospital::faults::v1;
+
+// What to do with one call.
+struct FaultDecision {
+  enum class Kind { kNone, kAbort, kDelay, kHang };
+  Kind kind = Kind::kNone;
+  grpc::Status abort_status;
+  absl::Duration delay = absl::ZeroDuration();
+};
+
+class FaultInjector final {
+ public:
+  // Uses the environment's clock (for expiry) and random source (for percentages and jitter).
+  FaultInjector(resilience::Environment environment, prometheus::Registry& metrics);
+
+  // Validates `fault` (INVALID_ARGUMENT naming the field) and adds it, replacing a rule with the
+  // same id. Returns the stored rule, with its id and expire_time.
+  absl::StatusOr<faults_v1::Fault> Set(faults_v1::Fault fault);
+  // The rules still active.
+  std::vector<faults_v1::Fault> List();
+  // Removes the rule `id`, or every rule when `id` is empty; returns how many went.
+  int Clear(const std::string& id);
+
+  // Decides the fate of a call of `full_method` ("/package.Service/Method"): the first active
+  // rule that matches decides, with its percentage.
+  FaultDecision Decide(absl::string_view full_method);
+  // Whether a NotServing rule is active.
+  bool NotServing();
+
+ private:
+  void DropExpiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  const resilience::Environment environment_;
+  prometheus::Family<prometheus::Counter>& injected_;
+  prometheus::Gauge& active_;
+  resilience::Mutex mutex_;
+  std::vector<faults_v1::Fault> rules_ ABSL_GUARDED_BY(mutex_);
+};
+
+// Reads a FaultSet as JSON from `path` and sets each rule. The error names the file and field.
+absl::Status LoadFaultsFile(const std::string& path, FaultInjector& injector);
+
+// The server interceptor that applies the injector's decisions.
+class FaultInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit FaultInterceptorFactory(FaultInjector& injector) : injector_(injector) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  FaultInjector& injector_;
+};
+
+// hospital.faults.v1.FaultInjection, guarded by a bearer token compared in constant time.
+class FaultInjectionService final : public faults_v1::FaultInjection::Service {
+ public:
+  // `token` must not be empty.
+  FaultInjectionService(FaultInjector& injector, std::string token);
+
+  grpc::Status SetFault(grpc::ServerContext* context, const faults_v1::SetFaultRequest* request,
+                        faults_v1::Fault* response) override;
+  grpc::Status ListFaults(grpc::ServerContext* context, const faults_v1::ListFaultsRequest* request,
+                          faults_v1::ListFaultsResponse* response) override;
+  grpc::Status ClearFaults(grpc::ServerContext* context,
+                           const faults_v1::ClearFaultsRequest* request,
+                           faults_v1::ClearFaultsResponse* response) override;
+
+ private:
+  grpc::Status Authenticate(const grpc::ServerContext& context) const;
+
+  FaultInjector& injector_;
+  const std::string token_;
+};
+
+// Whether `a` equals `b`, in time that depends only on their lengths.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+}  // namespace server_kit
+
+#endif  // HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_

@@ -1,0 +1,253 @@
+// Fault injection: the rules on a fake clock, and their effect on the real services.
+#include "server_kit/fault_injection.h"
+
+#include <grpcpp/create_channel.h>
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "resilience/testing/fake_environment.h"
+#include "server_kit/rpc_support.h"
+#include "support/hospital_fixture.h"
+#include "support/metrics_reader.h"
+
+namespace {
+
+using server_kit::FaultDecision;
+using server_kit::FaultInjector;
+using testing_support::ContextWithTimeout;
+using testing_support::Eventually;
+using testing_support::Hospital;
+namespace faults_v1 = hospital::faults::v1;
+namespace patients_v1 = hospital::patients::v1;
+
+faults_v1::Fault Abort(const std::string& method, const std::string& code) {
+  faults_v1::Fault fault;
+  fault.set_method(method);
+  fault.mutable_abort()->set_code(code);
+  return fault;
+}
+
+TEST_CASE("rules match by method, service or everything, first match deciding", "[faults]") {
+  resilience::testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  FaultInjector injector(env.environment(), registry);
+  REQUIRE(injector.Set(Abort("a.v1.S/Get", "NOT_FOUND")).ok());
+  REQUIRE(injector.Set(Abort("a.v1.S/*", "UNAVAILABLE")).ok());
+  CHECK(injector.Decide("/a.v1.S/Get").abort_status.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(injector.Decide("/a.v1.S/Put").abort_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(injector.Decide("/b.v1.T/Get").kind == FaultDecision::Kind::kNone);
+  REQUIRE(injector.Set(Abort("*", "INTERNAL")).ok());
+  CHECK(injector.Decide("/b.v1.T/Get").kind == FaultDecision::Kind::kAbort);
+  // Never the health, reflection or fault admin services.
+  CHECK(injector.Decide("/grpc.health.v1.Health/Check").kind == FaultDecision::Kind::kNone);
+  CHECK(injector.Decide("/hospital.faults.v1.FaultInjection/ClearFaults").kind ==
+        FaultDecision::Kind::kNone);
+  CHECK(testing_support::MetricValue(registry, "hospital_faults_injected_total",
+                                     {{"kind", "abort"}}) == 3);
+}
+
+TEST_CASE("a rule affects its percentage of calls", "[faults]") {
+  resilience::testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  FaultInjector injector(env.environment(), registry);
+  faults_v1::Fault fault = Abort("*", "UNAVAILABLE");
+  fault.set_percentage(30);
+  REQUIRE(injector.Set(fault).ok());
+  env.random().Push(0.29);
+  env.random().Push(0.30);
+  CHECK(injector.Decide("/a.v1.S/Get").kind == FaultDecision::Kind::kAbort);
+  CHECK(injector.Decide("/a.v1.S/Get").kind == FaultDecision::Kind::kNone);
+}
+
+TEST_CASE("delays are fixed plus jittered, and rules expire by themselves", "[faults]") {
+  resilience::testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  FaultInjector injector(env.environment(), registry);
+  faults_v1::Fault fault;
+  fault.set_method("*");
+  fault.mutable_delay()->mutable_fixed()->set_nanos(100'000'000);
+  fault.mutable_delay()->mutable_jitter()->set_nanos(50'000'000);
+  fault.mutable_expire_after()->set_seconds(10);
+  REQUIRE(injector.Set(fault).ok());
+  env.random().Push(0.0);  // Percentage draw.
+  env.random().Push(0.5);  // Jitter draw.
+  const FaultDecision decision = injector.Decide("/a.v1.S/Get");
+  CHECK(decision.kind == FaultDecision::Kind::kDelay);
+  CHECK(decision.delay == absl::Milliseconds(125));
+  env.Advance(absl::Seconds(10));
+  CHECK(injector.Decide("/a.v1.S/Get").kind == FaultDecision::Kind::kNone);
+  CHECK(injector.List().empty());
+}
+
+TEST_CASE("invalid rules are refused, naming the field", "[faults]") {
+  resilience::testing::FakeEnvironment env;
+  prometheus::Registry registry;
+  FaultInjector injector(env.environment(), registry);
+  auto error = [&](const faults_v1::Fault& fault) {
+    absl::StatusOr<faults_v1::Fault> stored = injector.Set(fault);
+    REQUIRE_FALSE(stored.ok());
+    CHECK(stored.status().code() == absl::StatusCode::kInvalidArgument);
+    return std::string(stored.status().message());
+  };
+  CHECK_THAT(error(Abort("*", "NOPE")), Catch::StartsWith("fault.abort.code"));
+  CHECK_THAT(error(Abort("*", "OK")), Catch::StartsWith("fault.abort.code"));
+  CHECK_THAT(error(Abort("no-slash", "UNAVAILABLE")), Catch::StartsWith("fault.method"));
+  faults_v1::Fault fault = Abort("*", "UNAVAILABLE");
+  fault.set_percentage(120);
+  CHECK_THAT(error(fault), Catch::StartsWith("fault.percentage"));
+  faults_v1::Fault empty;
+  empty.set_method("*");
+  CHECK_THAT(error(empty), Catch::StartsWith("fault:"));
+  CHECK(injector.List().empty());
+}
+
+TEST_CASE("tokens are compared in full", "[faults]") {
+  CHECK(server_kit::ConstantTimeEquals("secret", "secret"));
+  CHECK_FALSE(server_kit::ConstantTimeEquals("secret", "secreT"));
+  CHECK_FALSE(server_kit::ConstantTimeEquals("secret", "secret!"));
+  CHECK_FALSE(server_kit::ConstantTimeEquals("", "x"));
+}
+
+// A client of the FaultInjection service of `address`.
+struct FaultAdmin {
+  explicit FaultAdmin(const std::string& address)
+      : stub(faults_v1::FaultInjection::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+
+  grpc::Status Set(const faults_v1::Fault& fault, const std::string& token = "s3cret") {
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
+    faults_v1::SetFaultRequest request;
+    *request.mutable_fault() = fault;
+    faults_v1::Fault stored;
+    return stub->SetFault(context.get(), request, &stored);
+  }
+  grpc::Status Clear(const std::string& token = "s3cret") {
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    context->AddMetadata("authorization", "Bearer " + token);
+    faults_v1::ClearFaultsResponse response;
+    return stub->ClearFaults(context.get(), {}, &response);
+  }
+  std::unique_ptr<faults_v1::FaultInjection::Stub> stub;
+};
+
+patients_v1::CreatePatientRequest NewPatient(const std::string& id) {
+  patients_v1::CreatePatientRequest request;
+  request.set_patient_id(id);
+  request.set_given_name("Ada");
+  request.set_family_name("Lovelace");
+  request.set_date_of_birth("1990-12-10");
+  return request;
+}
+
+TEST_CASE("the fault admin service demands the token and changes nothing without it",
+          "[faults][hospital]") {
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  Hospital hospital(options);
+  hospital.Start();
+  FaultAdmin admin(hospital.patients_process().address());
+  const faults_v1::Fault abort = Abort("hospital.patients.v1.PatientsService/*", "UNAVAILABLE");
+  CHECK(admin.Set(abort, "").error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(admin.Set(abort, "wrong").error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  hospital.CreatePatient("p-1");  // No fault was set.
+
+  REQUIRE(admin.Set(abort).ok());
+  patients_v1::Patient patient;
+  const grpc::Status aborted = hospital.patients().CreatePatient(
+      ContextWithTimeout(absl::Seconds(5)).get(), NewPatient("p-2"), &patient);
+  CHECK(aborted.error_code() == grpc::StatusCode::UNAVAILABLE);
+  REQUIRE(admin.Clear().ok());
+  // The aborted call did not act: p-2 does not exist and can be created now.
+  hospital.CreatePatient("p-2");
+}
+
+TEST_CASE("a fault in the morgue is compensated by the death workflow", "[faults][hospital]") {
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  options.with_metrics = true;
+  Hospital hospital(options);
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  hospital.Schedule("p-1", absl::Hours(24));
+  FaultAdmin morgue_admin(hospital.morgue_process().address());
+  REQUIRE(morgue_admin.Set(Abort("hospital.morgue.v1.MorgueService/AdmitDeceased", "UNAVAILABLE"))
+              .ok());
+  patients_v1::RecordDeathRequest request;
+  request.set_patient_id("p-1");
+  request.set_cause("stroke");
+  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  patients_v1::RecordDeathResponse response;
+  const grpc::Status status = hospital.patients().RecordDeath(
+      ContextWithTimeout(absl::Seconds(10)).get(), request, &response);
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(status.error_message(), Catch::Contains("morgue (UNAVAILABLE: fault injected)"));
+
+  REQUIRE(morgue_admin.Clear().ok());
+  CHECK(Eventually(
+      [&] {
+        return hospital.patients()
+            .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), request, &response)
+            .ok();
+      },
+      absl::Seconds(10)));
+}
+
+TEST_CASE("delay, hang and not_serving faults", "[faults][hospital]") {
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  options.health_check_interval = "0.05s";
+  Hospital hospital(options);
+  hospital.Start();
+  FaultAdmin admin(hospital.appointments_process().address());
+  hospital::appointments::v1::ListAppointmentsRequest list;
+  list.set_patient_id("p-1");
+  hospital::appointments::v1::ListAppointmentsResponse listed;
+
+  faults_v1::Fault delay;
+  delay.set_method("hospital.appointments.v1.AppointmentsService/ListAppointments");
+  delay.mutable_delay()->mutable_fixed()->set_nanos(300'000'000);
+  REQUIRE(admin.Set(delay).ok());
+  absl::Time start = absl::Now();
+  CHECK(hospital.appointments()
+            .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+            .ok());
+  CHECK(absl::Now() - start >= absl::Milliseconds(300));
+
+  faults_v1::Fault hang;
+  hang.set_id(delay.id());
+  hang.set_method(delay.method());
+  hang.mutable_hang();
+  REQUIRE(admin.Clear().ok());
+  REQUIRE(admin.Set(hang).ok());
+  start = absl::Now();
+  CHECK(hospital.appointments()
+            .ListAppointments(ContextWithTimeout(absl::Milliseconds(400)).get(), list, &listed)
+            .error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(absl::Now() - start >= absl::Milliseconds(400));
+
+  REQUIRE(admin.Clear().ok());
+  faults_v1::Fault down;
+  down.mutable_not_serving();
+  down.mutable_expire_after()->set_seconds(1);
+  REQUIRE(admin.Set(down).ok());
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      hospital.appointments_process().address(), grpc::InsecureChannelCredentials()));
+  auto readiness = [&] {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("readiness");
+    grpc::health::v1::HealthCheckResponse response;
+    health->Check(ContextWithTimeout(absl::Seconds(5)).get(), request, &response);
+    return response.status();
+  };
+  CHECK(
+      Eventually([&] { return readiness() == grpc::health::v1::HealthCheckResponse::NOT_SERVING; },
+                 absl::Seconds(5)));
+  // The rule expires after a second and readiness comes back by itself.
+  CHECK(Eventually([&] { return readiness() == grpc::health::v1::HealthCheckResponse::SERVING; },
+                   absl::Seconds(5)));
+}
+
+}  // namespace
