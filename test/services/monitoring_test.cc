@@ -1,0 +1,159 @@
+// The monitoring in k8s/monitoring names only metrics the services really export, and a live
+// scrape of each service passes `promtool check metrics`.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <grpcpp/create_channel.h>
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "hospital/faults/v1/faults.grpc.pb.h"
+#include "resilience/v1/admin.grpc.pb.h"
+#include "server_kit/rpc_support.h"
+#include "support/hospital_fixture.h"
+
+namespace {
+
+using testing_support::ContextWithTimeout;
+using testing_support::Hospital;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// GET http://127.0.0.1:<port>/metrics, body only.
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
+    response.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  const std::size_t body = response.find("\r\n\r\n");
+  REQUIRE(body != std::string::npos);
+  return response.substr(body + 4);
+}
+
+// Names of the series in a scrape.
+std::set<std::string> SeriesNames(const std::string& scrape) {
+  std::set<std::string> names;
+  std::istringstream lines(scrape);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    names.insert(line.substr(0, line.find_first_of("{ ")));
+  }
+  return names;
+}
+
+// Metric names the monitoring files use (our prefixes only).
+std::set<std::string> ReferencedNames(const std::string& text) {
+  static const std::regex kName(R"(\b((?:hospital|resilience|grpc_server)_[a-z_]+)\b)");
+  std::set<std::string> names;
+  for (std::sregex_iterator it(text.begin(), text.end(), kName), end; it != end; ++it) {
+    names.insert((*it)[1]);
+  }
+  return names;
+}
+
+TEST_CASE("alerts and dashboard name only exported metrics; scrapes pass promtool",
+          "[monitoring]") {
+  testing_support::HospitalOptions options;
+  options.with_metrics = true;
+  options.fault_admin_token = "s3cret";
+  Hospital hospital(options);
+  hospital.Start();
+  // Traffic that creates every labelled series: a death, a failed one, a fault.
+  hospital.CreatePatient("p-1");
+  hospital.CreatePatient("p-2");
+  hospital::patients::v1::RecordDeathRequest death;
+  death.set_patient_id("p-1");
+  death.set_cause("stroke");
+  *death.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  hospital::patients::v1::RecordDeathResponse recorded;
+  REQUIRE(hospital.patients()
+              .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+              .ok());
+  {
+    auto admin = hospital::faults::v1::FaultInjection::NewStub(grpc::CreateChannel(
+        hospital.morgue_process().address(), grpc::InsecureChannelCredentials()));
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    context->AddMetadata("authorization", "Bearer s3cret");
+    hospital::faults::v1::SetFaultRequest request;
+    request.mutable_fault()->set_method("*");
+    request.mutable_fault()->mutable_abort()->set_code("UNAVAILABLE");
+    hospital::faults::v1::Fault fault;
+    REQUIRE(admin->SetFault(context.get(), request, &fault).ok());
+  }
+  death.set_patient_id("p-2");
+  CHECK_FALSE(hospital.patients()
+                  .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+                  .ok());
+  {
+    // A breaker transition, so that its counter has a series.
+    auto admin = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
+        hospital.patients_process().address(), grpc::InsecureChannelCredentials()));
+    resilience::v1::CircuitBreakerRequest request;
+    request.set_target("morgue");
+    resilience::v1::CircuitBreakerStatus status;
+    REQUIRE(
+        admin->ForceOpenCircuitBreaker(ContextWithTimeout(absl::Seconds(5)).get(), request, &status)
+            .ok());
+  }
+  CHECK_FALSE(hospital.patients()
+                  .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+                  .ok());
+
+  std::set<std::string> exported;
+  const testing_support::TempDir dir;
+  for (testing_support::ServiceProcess* process :
+       {&hospital.patients_process(), &hospital.morgue_process(),
+        &hospital.appointments_process()}) {
+    const std::string scrape = Scrape(process->metrics_port());
+    const std::set<std::string> names = SeriesNames(scrape);
+    exported.insert(names.begin(), names.end());
+    const std::string path = absl::StrCat(dir.path(), "/scrape-", process->metrics_port());
+    std::ofstream(path) << scrape;
+    const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+    const int status = pclose(pipe);
+    INFO("promtool check metrics on port " << process->metrics_port() << ":\n" << output);
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+
+  const std::string files =
+      ReadFile(absl::StrCat(HOSPITAL_SOURCE_DIR, "/k8s/monitoring/prometheus-rule.yaml")) +
+      ReadFile(absl::StrCat(HOSPITAL_SOURCE_DIR, "/k8s/monitoring/dashboard.json"));
+  const std::set<std::string> referenced = ReferencedNames(files);
+  REQUIRE(referenced.size() >= 10);
+  for (const std::string& name : referenced) {
+    INFO("metric named in k8s/monitoring: " << name);
+    CHECK(exported.count(name) == 1);
+  }
+}
+
+}  // namespace
