@@ -39,12 +39,10 @@ Appointment ReadAppointment(const Statement& row) {
 // Runs `select` (already bound) and collects every row.
 absl::StatusOr<std::vector<Appointment>> ReadAll(Statement& select) {
   std::vector<Appointment> rows;
-  while (true) {
-    absl::StatusOr<bool> row = select.Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return rows;
-    rows.push_back(ReadAppointment(select));
-  }
+  absl::Status status =
+      select.ForEachRow([&](const Statement& row) { rows.push_back(ReadAppointment(row)); });
+  if (!status.ok()) return status;
+  return rows;
 }
 
 absl::StatusOr<std::optional<Appointment>> FindById(Database::Session& session,

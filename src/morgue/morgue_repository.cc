@@ -183,13 +183,8 @@ absl::StatusOr<AdmissionPage> MorgueRepository::List(const std::string& after_id
     select.BindText(1, after_id);
     select.BindInt(2, status_filter);
     select.BindInt(3, limit + 1);  // One more tells whether another page exists.
-    while (true) {
-      absl::StatusOr<bool> row = select.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      page.admissions.push_back(ReadAdmission(select));
-    }
-    return absl::OkStatus();
+    return select.ForEachRow(
+        [&](const Statement& row) { page.admissions.push_back(ReadAdmission(row)); });
   });
   if (!status.ok()) return status;
   if (static_cast<int>(page.admissions.size()) > limit) {

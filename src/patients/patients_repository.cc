@@ -179,13 +179,8 @@ absl::StatusOr<PatientPage> PatientsRepository::List(const std::string& after_id
     select.BindText(1, after_id);
     select.BindInt(2, status_filter);
     select.BindInt(3, limit + 1);
-    while (true) {
-      absl::StatusOr<bool> row = select.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      page.patients.push_back(ReadPatient(select));
-    }
-    return absl::OkStatus();
+    return select.ForEachRow(
+        [&](const Statement& row) { page.patients.push_back(ReadPatient(row)); });
   });
   if (!status.ok()) return status;
   if (static_cast<int>(page.patients.size()) > limit) {
@@ -382,14 +377,11 @@ absl::StatusOr<std::vector<DueCompensation>> PatientsRepository::DueCompensation
         "ORDER BY c.next_attempt_time LIMIT ?2");
     select.BindTime(1, now);
     select.BindInt(2, limit);
-    while (true) {
-      absl::StatusOr<bool> row = select.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) return absl::OkStatus();
-      due.push_back({select.ColumnText(0), select.ColumnText(1),
-                     static_cast<CompensationAction>(select.ColumnInt(2)),
-                     static_cast<int>(select.ColumnInt(3))});
-    }
+    return select.ForEachRow([&](const Statement& row) {
+      due.push_back({row.ColumnText(0), row.ColumnText(1),
+                     static_cast<CompensationAction>(row.ColumnInt(2)),
+                     static_cast<int>(row.ColumnInt(3))});
+    });
   });
   if (!status.ok()) return status;
   return due;
@@ -417,18 +409,15 @@ absl::StatusOr<std::vector<DeathWorkflowRow>> PatientsRepository::PendingWorkflo
         "SELECT workflow_id, patient_id, time_of_death, cause, update_time FROM death_workflows "
         "WHERE state = 1 AND update_time < ?1 ORDER BY update_time LIMIT 100");
     select.BindTime(1, older_than);
-    while (true) {
-      absl::StatusOr<bool> row = select.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) return absl::OkStatus();
+    return select.ForEachRow([&](const Statement& row) {
       DeathWorkflowRow workflow;
-      workflow.workflow_id = select.ColumnText(0);
-      workflow.patient_id = select.ColumnText(1);
-      workflow.time_of_death = select.ColumnTime(2);
-      workflow.cause = select.ColumnText(3);
-      workflow.update_time = select.ColumnTime(4);
+      workflow.workflow_id = row.ColumnText(0);
+      workflow.patient_id = row.ColumnText(1);
+      workflow.time_of_death = row.ColumnTime(2);
+      workflow.cause = row.ColumnText(3);
+      workflow.update_time = row.ColumnTime(4);
       rows.push_back(std::move(workflow));
-    }
+    });
   });
   if (!status.ok()) return status;
   return rows;

@@ -71,6 +71,15 @@ absl::Status Statement::Run() {
   return absl::OkStatus();
 }
 
+absl::Status Statement::ForEachRow(const std::function<void(const Statement&)>& read) {
+  while (true) {
+    absl::StatusOr<bool> row = Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    read(*this);
+  }
+}
+
 std::string Statement::ColumnText(int index) const {
   const unsigned char* text = sqlite3_column_text(statement_, index);
   if (text == nullptr) return {};

@@ -60,6 +60,8 @@ class Statement final {
   absl::StatusOr<bool> Step();
   // Runs a statement that returns no rows.
   absl::Status Run();
+  // Steps through every row, handing each to `read`; returns the first error.
+  absl::Status ForEachRow(const std::function<void(const Statement&)>& read);
 
   std::string ColumnText(int index) const;
   std::string ColumnBlob(int index) const;
