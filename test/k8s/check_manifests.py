@@ -26,7 +26,8 @@ import yaml
 
 OVERLAYS = ["dev", "prod"]
 PROBE_SERVICES = {"liveness", "readiness"}  # Registered by server_kit::Server.
-KNOWN_CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+KNOWN_CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
+                      ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 failures = []
 
@@ -35,12 +36,12 @@ def fail(where, message):
     failures.append(f"{where}: {message}")
 
 
-def render(root, overlay):
+def render(root, overlay, directory=None):
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         sys.exit("kubectl is not installed: it is needed to render the overlays (kubectl kustomize)")
-    result = subprocess.run([kubectl, "kustomize", os.path.join(root, "k8s", "overlays", overlay)],
-                            capture_output=True, text=True)
+    path = directory or os.path.join(root, "k8s", "overlays", overlay)
+    result = subprocess.run([kubectl, "kustomize", path], capture_output=True, text=True)
     if result.returncode != 0:
         fail(f"overlay {overlay}", f"kubectl kustomize failed:\n{result.stderr}")
         return []
@@ -263,6 +264,16 @@ def main():
             if fault_admin != (overlay == "dev"):
                 fail(overlay, "the fault admin service must be on in dev and only there")
             print(f"overlay {overlay}: {len(objects)} objects checked")
+        # The monitoring kustomization (PrometheusRule and the dashboard's ConfigMap).
+        monitoring = render(root, "monitoring", os.path.join(root, "k8s", "monitoring"))
+        for obj in monitoring:
+            validate_schema(root, "monitoring", obj)
+        dashboards = [o for o in monitoring if o["kind"] == "ConfigMap"]
+        if not dashboards or "dashboard.json" not in dashboards[0].get("data", {}):
+            fail("monitoring", "renders no ConfigMap with dashboard.json")
+        else:
+            json.loads(dashboards[0]["data"]["dashboard.json"])
+        print(f"monitoring: {len(monitoring)} objects checked")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for failure in failures:
