@@ -1,9 +1,5 @@
 // The monitoring in k8s/monitoring names only metrics the services really export, and a live
 // scrape of each service passes `promtool check metrics`.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -31,28 +27,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream text;
   text << file.rdbuf();
   return text.str();
-}
-
-// GET http://127.0.0.1:<port>/metrics, body only.
-std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
-    response.append(buffer, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  const std::size_t body = response.find("\r\n\r\n");
-  REQUIRE(body != std::string::npos);
-  return response.substr(body + 4);
 }
 
 // Names of the series in a scrape.
@@ -129,7 +103,10 @@ TEST_CASE("alerts and dashboard name only exported metrics; scrapes pass promtoo
   for (testing_support::ServiceProcess* process :
        {&hospital.patients_process(), &hospital.morgue_process(),
         &hospital.appointments_process()}) {
-    const std::string scrape = Scrape(process->metrics_port());
+    const absl::StatusOr<std::string> scraped =
+        testing_support::ScrapeMetrics(process->metrics_port());
+    REQUIRE(scraped.ok());
+    const std::string& scrape = *scraped;
     const std::set<std::string> names = SeriesNames(scrape);
     exported.insert(names.begin(), names.end());
     const std::string path = absl::StrCat(dir.path(), "/scrape-", process->metrics_port());

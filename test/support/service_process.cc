@@ -1,8 +1,11 @@
 #include "support/service_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -159,6 +163,63 @@ void ServiceProcess::Freeze() {
 
 void ServiceProcess::Unfreeze() {
   if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
+absl::StatusOr<std::string> ScrapeMetrics(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot connect to metrics port ", port));
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return absl::UnavailableError("cannot send the metrics request");
+  }
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
+    response.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  const std::size_t body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return absl::UnavailableError("malformed metrics response");
+  return response.substr(body + 4);
+}
+
+double SumSamples(const std::string& scrape, const std::string& name,
+                  const std::vector<std::string>& labels) {
+  double sum = 0;
+  std::istringstream lines(scrape);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t end = line.find_first_of("{ ");
+    if (line.compare(0, end, name) != 0 || end != name.size()) continue;
+    bool matches = true;
+    for (const std::string& label : labels)
+      matches = matches && line.find(label) != std::string::npos;
+    if (!matches) continue;
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) sum += value;
+  }
+  return sum;
+}
+
+long PeakResidentBytes(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  for (std::string line; std::getline(status, line);) {
+    long kilobytes = 0;
+    if (line.rfind("VmHWM:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kilobytes)) {
+      return kilobytes * 1024;
+    }
+  }
+  return -1;
 }
 
 }  // namespace testing_support

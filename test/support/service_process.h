@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace testing_support {
@@ -52,6 +53,7 @@ class ServiceProcess final {
   bool running() const { return pid_ > 0; }
 
   int grpc_port() const { return grpc_port_; }
+  pid_t pid() const { return pid_; }
   int metrics_port() const { return metrics_port_; }
   std::string address() const;
   std::string log() const;
@@ -71,6 +73,17 @@ class ServiceProcess final {
 
 // Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
 std::string BinaryPath(const std::string& name);
+
+// The body of GET http://127.0.0.1:<port>/metrics.
+absl::StatusOr<std::string> ScrapeMetrics(int port);
+
+// The sum of the samples of `name` in a Prometheus text scrape whose labels include every
+// `label="value"` in `labels` (e.g. {"target=\"morgue\""}).
+double SumSamples(const std::string& scrape, const std::string& name,
+                  const std::vector<std::string>& labels = {});
+
+// Peak resident memory of a process in bytes (VmHWM), or -1.
+long PeakResidentBytes(pid_t pid);
 
 }  // namespace testing_support
 

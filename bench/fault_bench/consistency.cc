@@ -1,0 +1,86 @@
+#include "fault_bench/consistency.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace fault_bench {
+namespace {
+
+namespace patients_v1 = hospital::patients::v1;
+namespace morgue_v1 = hospital::morgue::v1;
+namespace appointments_v1 = hospital::appointments::v1;
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  return context;
+}
+
+}  // namespace
+
+Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
+                             morgue_v1::MorgueService::Stub& morgue,
+                             appointments_v1::AppointmentsService::Stub& appointments,
+                             const std::vector<std::string>& patient_ids,
+                             const std::set<std::string>& acknowledged_deaths) {
+  Consistency result;
+  auto violation = [&](const std::string& what) {
+    ++result.violations;
+    if (result.examples.size() < 5) result.examples.push_back(what);
+  };
+  // Admissions per patient, from the full list (the unique index should make this 1 at most).
+  std::map<std::string, int> admissions;
+  morgue_v1::ListAdmissionsRequest list;
+  list.set_page_size(500);
+  do {
+    morgue_v1::ListAdmissionsResponse page;
+    if (!morgue.ListAdmissions(Context().get(), list, &page).ok()) {
+      result.incomplete = true;
+      return result;
+    }
+    for (const auto& admission : page.admissions()) {
+      if (admission.status() != morgue_v1::CANCELLED) ++admissions[admission.patient_id()];
+    }
+    list.set_page_token(page.next_page_token());
+  } while (!list.page_token().empty());
+
+  for (const std::string& id : patient_ids) {
+    patients_v1::GetPatientRequest get;
+    get.set_patient_id(id);
+    patients_v1::Patient patient;
+    appointments_v1::ListAppointmentsRequest booked;
+    booked.set_patient_id(id);
+    booked.set_page_size(500);
+    appointments_v1::ListAppointmentsResponse visits;
+    if (!patients.GetPatient(Context().get(), get, &patient).ok() ||
+        !appointments.ListAppointments(Context().get(), booked, &visits).ok()) {
+      result.incomplete = true;
+      return result;
+    }
+    ++result.patients_checked;
+    const bool dead = patient.status() == patients_v1::DECEASED;
+    const int admitted = admissions.count(id) ? admissions[id] : 0;
+    int scheduled = 0;
+    int cancelled = 0;
+    for (const auto& visit : visits.appointments()) {
+      (visit.status() == appointments_v1::SCHEDULED ? scheduled : cancelled) += 1;
+    }
+    if (admitted > 1) violation(absl::StrCat(id, ": ", admitted, " admissions"));
+    if (dead && admitted == 0) violation(absl::StrCat(id, ": dead but not in the morgue"));
+    if (dead && scheduled > 0) {
+      violation(absl::StrCat(id, ": dead with ", scheduled, " scheduled appointments"));
+    }
+    if (!dead && admitted > 0) violation(absl::StrCat(id, ": alive but in the morgue"));
+    if (!dead && cancelled > 0) {
+      violation(absl::StrCat(id, ": alive with ", cancelled, " cancelled appointments"));
+    }
+    if (!dead && acknowledged_deaths.count(id) != 0) {
+      violation(absl::StrCat(id, ": RecordDeath succeeded but the patient is alive"));
+    }
+  }
+  return result;
+}
+
+}  // namespace fault_bench

@@ -1,0 +1,36 @@
+// The end-of-run consistency check: after faults clear, the three services must agree.
+//   - every patient recorded dead is ADMITTED in the morgue and has no scheduled appointment;
+//   - no living patient is admitted, or has appointments cancelled (only deaths cancel here);
+//   - no patient has two admissions;
+//   - every RecordDeath the caller saw succeed left the patient dead (no acknowledged write lost).
+#ifndef HOSPITAL_BENCH_FAULT_BENCH_CONSISTENCY_H_
+#define HOSPITAL_BENCH_FAULT_BENCH_CONSISTENCY_H_
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hospital/appointments/v1/appointments.grpc.pb.h"
+#include "hospital/morgue/v1/morgue.grpc.pb.h"
+#include "hospital/patients/v1/patients.grpc.pb.h"
+
+namespace fault_bench {
+
+struct Consistency {
+  int patients_checked = 0;
+  int violations = 0;
+  // The first few violations, described.
+  std::vector<std::string> examples;
+  // True when a service could not be asked; the counts are then incomplete.
+  bool incomplete = false;
+};
+
+Consistency CheckConsistency(hospital::patients::v1::PatientsService::Stub& patients,
+                             hospital::morgue::v1::MorgueService::Stub& morgue,
+                             hospital::appointments::v1::AppointmentsService::Stub& appointments,
+                             const std::vector<std::string>& patient_ids,
+                             const std::set<std::string>& acknowledged_deaths);
+
+}  // namespace fault_bench
+
+#endif  // HOSPITAL_BENCH_FAULT_BENCH_CONSISTENCY_H_

@@ -1,0 +1,262 @@
+// fault_bench: runs fault scenarios against integration variants of the hospital and reports
+// latency, availability, amplification and consistency side by side.
+//
+//   fault_bench --out=bench/report                      # every scenario x every variant
+//   fault_bench --scenarios=morgue_down --variants=naive,resilient --out=/tmp/report
+//
+// Each run starts fresh copies of the three services (separate processes, fresh databases),
+// seeds patients with appointments, drives an open-loop load of RecordDeath plus background
+// GetPatient reads, applies the scenario's fault timeline, then checks that the services agree.
+// Output: report.md (side-by-side table and a paragraph per claim) and results.json (raw data).
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "fault_bench/run.h"
+#include "fault_bench/scenario.h"
+#include "resilience/status_codes.h"
+
+ABSL_FLAG(std::string, scenarios, "all", "Comma-separated scenario names, or all");
+ABSL_FLAG(std::string, variants, "naive,retries,resilient",
+          "Comma-separated variants; each is a policy file <policy_dir>/<name>.json");
+ABSL_FLAG(std::string, out, "fault-report", "Directory for report.md and results.json");
+ABSL_FLAG(std::string, binary_dir, HOSPITAL_BINARY_DIR "/src", "Where the service binaries are");
+ABSL_FLAG(std::string, policy_dir, HOSPITAL_SOURCE_DIR "/bench/policies",
+          "Where the variants' policy files are");
+ABSL_FLAG(double, rate_scale, 1.0, "Multiplies every scenario's request rates");
+ABSL_FLAG(double, time_scale, 1.0, "Multiplies every scenario's duration and fault times");
+ABSL_FLAG(std::string, machine, "", "Description of the machine, for the report");
+
+namespace {
+
+using fault_bench::CallSample;
+using fault_bench::RunResult;
+
+double Percentile(std::vector<double> values, double quantile) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const std::size_t index = std::min(
+      values.size() - 1, static_cast<std::size_t>(quantile * static_cast<double>(values.size())));
+  return values[index];
+}
+
+struct Summary {
+  int calls = 0;
+  int ok = 0;
+  double throughput = 0;                                // Successful calls per second.
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;  // Milliseconds.
+  double failed_p99 = 0;                                // Milliseconds, failed calls only.
+};
+
+Summary Summarise(const std::vector<CallSample>& samples, absl::Duration duration) {
+  Summary summary;
+  std::vector<double> all;
+  std::vector<double> failed;
+  for (const CallSample& sample : samples) {
+    const double ms = absl::ToDoubleMilliseconds(sample.latency);
+    all.push_back(ms);
+    ++summary.calls;
+    if (sample.code == grpc::StatusCode::OK) {
+      ++summary.ok;
+    } else {
+      failed.push_back(ms);
+    }
+  }
+  summary.throughput = summary.ok / absl::ToDoubleSeconds(duration);
+  summary.p50 = Percentile(all, 0.5);
+  summary.p90 = Percentile(all, 0.9);
+  summary.p99 = Percentile(all, 0.99);
+  summary.p999 = Percentile(all, 0.999);
+  summary.max = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  summary.failed_p99 = Percentile(failed, 0.99);
+  return summary;
+}
+
+std::string Json(const RunResult& run) {
+  const Summary deaths = Summarise(run.deaths, run.duration);
+  const Summary reads = Summarise(run.reads, run.duration);
+  std::string samples;
+  for (const CallSample& sample : run.deaths) {
+    absl::StrAppend(
+        &samples, samples.empty() ? "" : ",",
+        absl::StrFormat("[%.4f,%.3f,%d]", absl::ToDoubleSeconds(sample.intended_offset),
+                        absl::ToDoubleMilliseconds(sample.latency), static_cast<int>(sample.code)));
+  }
+  std::string breakers;
+  for (const auto& sample : run.breakers) {
+    absl::StrAppend(&breakers, breakers.empty() ? "" : ",",
+                    absl::StrFormat("[%.2f,\"%s\",\"%s\"]", absl::ToDoubleSeconds(sample.offset),
+                                    sample.target, sample.state));
+  }
+  std::string open;
+  for (const auto& [target, seconds] : run.breaker_open_seconds) {
+    absl::StrAppend(&open, open.empty() ? "" : ",",
+                    absl::StrFormat("\"%s\":%.1f", target, seconds));
+  }
+  std::string rss;
+  for (const auto& [service, bytes] : run.peak_resident_bytes) {
+    absl::StrAppend(&rss, rss.empty() ? "" : ",", absl::StrFormat("\"%s\":%d", service, bytes));
+  }
+  return absl::StrFormat(
+      "{\"scenario\":\"%s\",\"variant\":\"%s\",\"duration_s\":%.1f,"
+      "\"deaths\":{\"calls\":%d,\"ok\":%d,\"throughput\":%.2f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
+      "\"p99_ms\":%.2f,\"p999_ms\":%.2f,\"max_ms\":%.2f,\"failed_p99_ms\":%.2f},"
+      "\"reads\":{\"calls\":%d,\"ok\":%d,\"p99_ms\":%.2f},"
+      "\"morgue_attempts_per_death\":%.3f,\"appointments_attempts_per_death\":%.3f,"
+      "\"breaker_open_s\":{%s},\"violations\":%d,\"consistency_incomplete\":%s,"
+      "\"time_to_consistency_s\":%.2f,\"peak_rss_bytes\":{%s},"
+      "\"death_samples\":[%s],\"breaker_samples\":[%s]}",
+      run.scenario, run.variant, absl::ToDoubleSeconds(run.duration), deaths.calls, deaths.ok,
+      deaths.throughput, deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max,
+      deaths.failed_p99, reads.calls, reads.ok, reads.p99, run.morgue_attempts_per_death,
+      run.appointments_attempts_per_death, open, run.consistency.violations,
+      run.consistency.incomplete ? "true" : "false", absl::ToDoubleSeconds(run.time_to_consistency),
+      rss, samples, breakers);
+}
+
+std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
+                   const std::vector<RunResult>& runs, const std::string& machine,
+                   absl::Duration elapsed) {
+  std::string report = "# Fault-injection benchmark\n\n";
+  absl::StrAppend(&report, "Machine: ", machine.empty() ? "not stated" : machine,
+                  ". Suite time: ", absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
+                  ".\n\nLatencies are measured from each call's intended send time (open-loop "
+                  "load), so a stalled system cannot hide its delay. Attempts per death count "
+                  "what the patients service sent to the morgue's AdmitDeceased per RecordDeath "
+                  "call. Time to consistency runs from the end of the load to the first check "
+                  "that found the three services in agreement.\n\n");
+  for (const fault_bench::Scenario& scenario : scenarios) {
+    absl::StrAppend(&report, "## ", scenario.name, "\n\n", scenario.claim, "\n\n");
+    std::vector<std::string> windows;
+    for (const auto& [from, to] : scenario.FaultWindows()) {
+      windows.push_back(
+          absl::StrFormat("%.1f-%.1f s", absl::ToDoubleSeconds(from), absl::ToDoubleSeconds(to)));
+    }
+    absl::StrAppendFormat(&report,
+                          "Load: %.0f deaths/s and %.0f reads/s for %.0f s. Faults: %s.\n\n",
+                          scenario.deaths_per_second, scenario.reads_per_second,
+                          absl::ToDoubleSeconds(scenario.duration),
+                          windows.empty() ? "none" : absl::StrJoin(windows, ", "));
+    absl::StrAppend(
+        &report,
+        "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+        "| failed p99 ms | read p99 ms | morgue attempts/death | breaker open s | "
+        "violations | consistent after s | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- | --- |\n");
+    for (const RunResult& run : runs) {
+      if (run.scenario != scenario.name) continue;
+      const Summary deaths = Summarise(run.deaths, run.duration);
+      const Summary reads = Summarise(run.reads, run.duration);
+      double open = 0;
+      for (const auto& [target, seconds] : run.breaker_open_seconds) open += seconds;
+      long rss = 0;
+      for (const auto& [service, bytes] : run.peak_resident_bytes) rss = std::max(rss, bytes);
+      absl::StrAppendFormat(
+          &report,
+          "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | "
+          "%.1f | %d%s | %.1f | %.1f |\n",
+          run.variant, deaths.ok, deaths.calls,
+          deaths.calls ? 100.0 * deaths.ok / deaths.calls : 0.0, deaths.throughput, deaths.p50,
+          deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99, reads.p99,
+          run.morgue_attempts_per_death, open, run.consistency.violations,
+          run.consistency.incomplete ? " (incomplete)" : "",
+          absl::ToDoubleSeconds(run.time_to_consistency), static_cast<double>(rss) / 1048576.0);
+    }
+    absl::StrAppend(&report, "\n");
+  }
+  return report;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Runs fault scenarios against integration variants of the hospital services.\n"
+      "Usage: fault_bench [--scenarios=all] [--variants=naive,retries,resilient] [--out=DIR]");
+  absl::ParseCommandLine(argc, argv);
+  const double time_scale = absl::GetFlag(FLAGS_time_scale);
+  std::vector<fault_bench::Scenario> scenarios;
+  const std::string wanted = absl::GetFlag(FLAGS_scenarios);
+  for (fault_bench::Scenario& scenario :
+       fault_bench::Scenarios(absl::GetFlag(FLAGS_rate_scale), time_scale)) {
+    const std::vector<std::string> names = absl::StrSplit(wanted, ',');
+    if (wanted == "all" || std::find(names.begin(), names.end(), scenario.name) != names.end()) {
+      scenarios.push_back(std::move(scenario));
+    }
+  }
+  if (scenarios.empty()) {
+    std::fprintf(stderr, "--scenarios: no scenario named %s\n", wanted.c_str());
+    return 2;
+  }
+  std::vector<fault_bench::Variant> variants;
+  const std::vector<std::string> variant_names = absl::StrSplit(absl::GetFlag(FLAGS_variants), ',');
+  for (const std::string& name : variant_names) {
+    variants.push_back({name, absl::StrCat(absl::GetFlag(FLAGS_policy_dir), "/", name, ".json")});
+    if (!std::ifstream(variants.back().policy_file)) {
+      std::fprintf(stderr, "--variants: no policy file %s\n", variants.back().policy_file.c_str());
+      return 2;
+    }
+  }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  std::filesystem::create_directories(out);
+
+  fault_bench::RunOptions options;
+  options.binary_dir = absl::GetFlag(FLAGS_binary_dir);
+  options.work_dir = out + "/work";
+  std::vector<RunResult> runs;
+  const absl::Time began = absl::Now();
+  const int total = static_cast<int>(scenarios.size() * variants.size());
+  int index = 0;
+  for (const fault_bench::Scenario& scenario : scenarios) {
+    for (const fault_bench::Variant& variant : variants) {
+      ++index;
+      int shown = -1;
+      options.progress = [&](double done) {
+        done = std::clamp(done, 0.0, 1.0);
+        if (static_cast<int>(done * 100) == shown) return;
+        shown = static_cast<int>(done * 100);
+        const int width = 30;
+        const int filled = static_cast<int>(done * width);
+        std::fprintf(stderr, "\r[%d/%d] %-22s %-10s [%s%s] %3.0f%%", index, total,
+                     scenario.name.c_str(), variant.name.c_str(), std::string(filled, '#').c_str(),
+                     std::string(width - filled, '.').c_str(), done * 100);
+      };
+      absl::StatusOr<RunResult> run = fault_bench::RunScenario(scenario, variant, options);
+      std::fprintf(stderr, "\n");
+      if (!run.ok()) {
+        std::fprintf(stderr, "%s/%s failed: %s\n", scenario.name.c_str(), variant.name.c_str(),
+                     run.status().ToString().c_str());
+        return 1;
+      }
+      runs.push_back(*std::move(run));
+    }
+  }
+  std::filesystem::remove_all(out + "/work");
+
+  std::ofstream json(out + "/results.json");
+  json << "[\n";
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    json << Json(runs[i]) << (i + 1 < runs.size() ? ",\n" : "\n");
+  }
+  json << "]\n";
+  std::ofstream(out + "/report.md")
+      << Report(scenarios, runs, absl::GetFlag(FLAGS_machine), absl::Now() - began);
+  int violations = 0;
+  for (const RunResult& run : runs) {
+    violations += run.consistency.violations + (run.consistency.incomplete ? 1 : 0);
+  }
+  std::fprintf(stderr, "report: %s/report.md; consistency violations: %d\n", out.c_str(),
+               violations);
+  return violations == 0 ? 0 : 3;
+}

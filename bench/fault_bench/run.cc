@@ -1,0 +1,374 @@
+#include "fault_bench/run.h"
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/create_channel.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "hospital/faults/v1/faults.grpc.pb.h"
+#include "resilience/sync.h"
+#include "resilience/v1/admin.grpc.pb.h"
+#include "server_kit/rpc_support.h"
+#include "support/service_process.h"
+
+namespace fault_bench {
+namespace {
+
+namespace patients_v1 = hospital::patients::v1;
+namespace morgue_v1 = hospital::morgue::v1;
+namespace appointments_v1 = hospital::appointments::v1;
+namespace faults_v1 = hospital::faults::v1;
+
+constexpr char kToken[] = "bench-token";
+
+std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
+std::shared_ptr<grpc::Channel> Channel(const testing_support::ServiceProcess& process) {
+  return grpc::CreateChannel(process.address(), grpc::InsecureChannelCredentials());
+}
+
+// The three services of one run.
+class System {
+ public:
+  System(const RunOptions& options, const Variant& variant, const std::string& dir) {
+    std::ofstream(dir + "/token") << kToken;
+    auto make = [&](const std::string& name, std::vector<std::string> flags) {
+      flags.push_back(absl::StrCat("--db=", dir, "/", name, ".db"));
+      flags.push_back("--fault_admin");
+      flags.push_back(absl::StrCat("--fault_admin_token_file=", dir, "/token"));
+      flags.push_back("--rpc_logging=none");
+      flags.push_back("--shutdown_grace=2s");
+      return std::make_unique<testing_support::ServiceProcess>(
+          absl::StrCat(options.binary_dir, "/", name, "/", name), std::move(flags),
+          absl::StrCat(dir, "/", name, ".log"), absl::StrCat(dir, "/", name, ".ports"),
+          /*with_metrics=*/true);
+    };
+    morgue_ = make("morgue", {});
+    appointments_ = make("appointments", {});
+    variant_policy_ = variant.policy_file;
+    make_patients_ = [make, this] {
+      return make("patients", {absl::StrCat("--resilience_policy=", variant_policy_),
+                               absl::StrCat("--morgue_address=", morgue_->address()),
+                               absl::StrCat("--appointments_address=", appointments_->address()),
+                               "--reconcile_interval=0.2s"});
+    };
+  }
+
+  absl::Status Start() {
+    if (auto s = morgue_->Start(); !s.ok()) return s;
+    if (auto s = appointments_->Start(); !s.ok()) return s;
+    patients_ = make_patients_();
+    return patients_->Start();
+  }
+
+  void Stop() {
+    for (auto* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+      if (process != nullptr) process->SendTerminate();
+    }
+    for (auto* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+      if (process != nullptr) process->WaitForExit();
+    }
+  }
+
+  testing_support::ServiceProcess& process(Service service) {
+    switch (service) {
+      case Service::kPatients:
+        return *patients_;
+      case Service::kMorgue:
+        return *morgue_;
+      case Service::kAppointments:
+        return *appointments_;
+    }
+    return *patients_;
+  }
+
+ private:
+  std::string variant_policy_;
+  std::unique_ptr<testing_support::ServiceProcess> morgue_;
+  std::unique_ptr<testing_support::ServiceProcess> appointments_;
+  std::unique_ptr<testing_support::ServiceProcess> patients_;
+  std::function<std::unique_ptr<testing_support::ServiceProcess>()> make_patients_;
+};
+
+absl::Status Seed(System& system, int patients, int appointments_each,
+                  std::vector<std::string>& ids) {
+  auto patient_stub =
+      patients_v1::PatientsService::NewStub(Channel(system.process(Service::kPatients)));
+  auto appointment_stub = appointments_v1::AppointmentsService::NewStub(
+      Channel(system.process(Service::kAppointments)));
+  for (int i = 0; i < patients; ++i) {
+    patients_v1::CreatePatientRequest create;
+    create.set_patient_id(absl::StrCat("patient-", i));
+    create.set_given_name("Bench");
+    create.set_family_name(absl::StrCat("Patient ", i));
+    create.set_date_of_birth("1950-01-01");
+    patients_v1::Patient patient;
+    grpc::Status status =
+        patient_stub->CreatePatient(Context(absl::Seconds(10)).get(), create, &patient);
+    if (!status.ok()) return server_kit::FromGrpcStatus(status);
+    ids.push_back(create.patient_id());
+    for (int k = 0; k < appointments_each; ++k) {
+      appointments_v1::ScheduleAppointmentRequest book;
+      book.set_patient_id(create.patient_id());
+      *book.mutable_scheduled_time() =
+          server_kit::ToProtoTime(absl::Now() + absl::Hours(24 * (k + 1)));
+      book.set_clinician("Dr. Bench");
+      appointments_v1::Appointment appointment;
+      status = appointment_stub->ScheduleAppointment(Context(absl::Seconds(10)).get(), book,
+                                                     &appointment);
+      if (!status.ok()) return server_kit::FromGrpcStatus(status);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Records calls made by callback threads.
+class Recorder {
+ public:
+  void Add(std::vector<CallSample>& into, CallSample sample) {
+    resilience::MutexLock lock(&mutex_);
+    into.push_back(sample);
+    --outstanding_;
+    done_.SignalAll();
+  }
+  void Started() {
+    resilience::MutexLock lock(&mutex_);
+    ++outstanding_;
+  }
+  void WaitForAll() {
+    resilience::MutexLock lock(&mutex_);
+    while (outstanding_ > 0) done_.Wait(&mutex_);
+  }
+
+ private:
+  resilience::Mutex mutex_;
+  resilience::CondVar done_;
+  int outstanding_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+void SleepUntil(absl::Time when) {
+  const absl::Duration wait = when - absl::Now();
+  if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
+}
+
+absl::Status ApplyStep(System& system, const Step& step) {
+  testing_support::ServiceProcess& process = system.process(step.service);
+  switch (step.kind) {
+    case Step::Kind::kFreeze:
+      process.Freeze();
+      return absl::OkStatus();
+    case Step::Kind::kUnfreeze:
+      process.Unfreeze();
+      return absl::OkStatus();
+    case Step::Kind::kKill:
+      process.Kill();
+      return absl::OkStatus();
+    case Step::Kind::kRestart:
+      return process.Start();
+    case Step::Kind::kSetFault:
+    case Step::Kind::kClearFaults:
+      break;
+  }
+  auto admin = faults_v1::FaultInjection::NewStub(Channel(process));
+  auto context = Context(absl::Seconds(5));
+  context->AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
+  if (step.kind == Step::Kind::kClearFaults) {
+    faults_v1::ClearFaultsResponse cleared;
+    return server_kit::FromGrpcStatus(admin->ClearFaults(context.get(), {}, &cleared));
+  }
+  faults_v1::SetFaultRequest request;
+  const auto parsed =
+      google::protobuf::util::JsonStringToMessage(step.fault_json, request.mutable_fault());
+  if (!parsed.ok()) return absl::InvalidArgumentError(parsed.message().as_string());
+  faults_v1::Fault stored;
+  return server_kit::FromGrpcStatus(admin->SetFault(context.get(), request, &stored));
+}
+
+double AttemptsOf(const std::string& scrape, const std::string& method) {
+  return testing_support::SumSamples(scrape, "resilience_attempts_total",
+                                     {absl::StrCat("method=\"", method, "\"")});
+}
+
+}  // namespace
+
+absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
+                                      const RunOptions& options) {
+  RunResult result;
+  result.scenario = scenario.name;
+  result.variant = variant.name;
+  result.duration = scenario.duration;
+  const std::string dir = absl::StrCat(options.work_dir, "/", scenario.name, "-", variant.name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  System system(options, variant, dir);
+  if (absl::Status started = system.Start(); !started.ok()) return started;
+  auto stop = [&system] { system.Stop(); };
+  struct Stopper {
+    std::function<void()> stop;
+    ~Stopper() { stop(); }
+  } stopper{stop};
+
+  const int deaths =
+      static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
+  std::vector<std::string> ids;
+  if (absl::Status seeded = Seed(system, deaths, options.appointments_per_patient, ids);
+      !seeded.ok()) {
+    return seeded;
+  }
+  auto patients =
+      patients_v1::PatientsService::NewStub(Channel(system.process(Service::kPatients)));
+  auto admin =
+      resilience::v1::ResilienceAdmin::NewStub(Channel(system.process(Service::kPatients)));
+  const absl::StatusOr<std::string> before =
+      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
+
+  Recorder recorder;
+  resilience::Mutex acknowledged_mutex;
+  std::set<std::string> acknowledged;
+  const absl::Time start = absl::Now() + absl::Milliseconds(100);
+  std::atomic<bool> load_done{false};
+
+  std::thread deaths_thread([&] {
+    for (int i = 0; i < deaths; ++i) {
+      const absl::Duration offset = absl::Seconds(i / scenario.deaths_per_second);
+      SleepUntil(start + offset);
+      struct Call {
+        grpc::ClientContext context;
+        patients_v1::RecordDeathRequest request;
+        patients_v1::RecordDeathResponse response;
+      };
+      auto* call = new Call;
+      call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
+      call->request.set_patient_id(ids[static_cast<std::size_t>(i)]);
+      call->request.set_cause("benchmark");
+      *call->request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
+      recorder.Started();
+      patients->async()->RecordDeath(
+          &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
+            if (status.ok()) {
+              resilience::MutexLock lock(&acknowledged_mutex);
+              acknowledged.insert(call->request.patient_id());
+            }
+            recorder.Add(result.deaths,
+                         {offset, absl::Now() - (start + offset), status.error_code()});
+            delete call;
+          });
+    }
+  });
+  std::thread reads_thread([&] {
+    std::mt19937 random(42);
+    const int reads =
+        static_cast<int>(scenario.reads_per_second * absl::ToDoubleSeconds(scenario.duration));
+    for (int i = 0; i < reads; ++i) {
+      const absl::Duration offset = absl::Seconds(i / scenario.reads_per_second);
+      SleepUntil(start + offset);
+      struct Call {
+        grpc::ClientContext context;
+        patients_v1::GetPatientRequest request;
+        patients_v1::Patient response;
+      };
+      auto* call = new Call;
+      call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
+      call->request.set_patient_id(
+          ids[std::uniform_int_distribution<std::size_t>(0, ids.size() - 1)(random)]);
+      recorder.Started();
+      patients->async()->GetPatient(
+          &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
+            recorder.Add(result.reads,
+                         {offset, absl::Now() - (start + offset), status.error_code()});
+            delete call;
+          });
+    }
+  });
+  absl::Status timeline_status;
+  std::thread timeline_thread([&] {
+    for (const Step& step : scenario.timeline) {
+      SleepUntil(start + step.at);
+      if (absl::Status applied = ApplyStep(system, step); !applied.ok() && timeline_status.ok()) {
+        timeline_status = applied;
+      }
+    }
+  });
+  std::thread sampler([&] {
+    while (!load_done.load()) {
+      resilience::v1::ListCircuitBreakersResponse breakers;
+      if (admin->ListCircuitBreakers(Context(absl::Milliseconds(500)).get(), {}, &breakers).ok()) {
+        for (const auto& breaker : breakers.circuit_breakers()) {
+          result.breakers.push_back(
+              {absl::Now() - start, breaker.target(),
+               resilience::v1::CircuitBreakerStatus::State_Name(breaker.state())});
+        }
+      }
+      if (options.progress) {
+        options.progress(std::min(1.0, absl::ToDoubleSeconds(absl::Now() - start) /
+                                           absl::ToDoubleSeconds(scenario.duration)));
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+
+  deaths_thread.join();
+  reads_thread.join();
+  timeline_thread.join();
+  recorder.WaitForAll();
+  const absl::Time load_end = absl::Now();
+  load_done.store(true);
+  sampler.join();
+  if (!timeline_status.ok()) return timeline_status;
+
+  // Amplification, from the patients service's own attempt counters.
+  const absl::StatusOr<std::string> after =
+      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
+  if (before.ok() && after.ok() && deaths > 0) {
+    const std::string admit = "/hospital.morgue.v1.MorgueService/AdmitDeceased";
+    const std::string cancel =
+        "/hospital.appointments.v1.AppointmentsService/CancelPatientAppointments";
+    result.morgue_attempts_per_death =
+        (AttemptsOf(*after, admit) - AttemptsOf(*before, admit)) / deaths;
+    result.appointments_attempts_per_death =
+        (AttemptsOf(*after, cancel) - AttemptsOf(*before, cancel)) / deaths;
+  }
+  for (std::size_t i = 0; i < result.breakers.size(); ++i) {
+    const BreakerSample& sample = result.breakers[i];
+    if (sample.state == "OPEN" || sample.state == "FORCED_OPEN") {
+      result.breaker_open_seconds[sample.target] += 0.1;
+    } else {
+      result.breaker_open_seconds[sample.target] += 0;
+    }
+  }
+  for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+    result.peak_resident_bytes[ServiceName(service)] =
+        testing_support::PeakResidentBytes(system.process(service).pid());
+  }
+
+  // Consistency: checked until it holds (background compensations may still be running).
+  auto morgue = morgue_v1::MorgueService::NewStub(Channel(system.process(Service::kMorgue)));
+  auto appointments = appointments_v1::AppointmentsService::NewStub(
+      Channel(system.process(Service::kAppointments)));
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  result.time_to_consistency = absl::Seconds(-1);
+  while (true) {
+    result.consistency = CheckConsistency(*patients, *morgue, *appointments, ids, acknowledged);
+    const absl::Time checked = absl::Now();
+    if (!result.consistency.incomplete && result.consistency.violations == 0) {
+      result.time_to_consistency = checked - load_end;
+      break;
+    }
+    if (checked > give_up) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  return result;
+}
+
+}  // namespace fault_bench

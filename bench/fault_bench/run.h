@@ -1,0 +1,72 @@
+// One run of the benchmark: a scenario against one integration variant, on fresh services.
+#ifndef HOSPITAL_BENCH_FAULT_BENCH_RUN_H_
+#define HOSPITAL_BENCH_FAULT_BENCH_RUN_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fault_bench/consistency.h"
+#include "fault_bench/scenario.h"
+
+namespace fault_bench {
+
+// An integration variant: how the patients service calls the others.
+struct Variant {
+  std::string name;         // "naive"
+  std::string policy_file;  // A resilience policy (protos/resilience/v1/policy.proto).
+};
+
+struct RunOptions {
+  std::string binary_dir;  // Holds patients/patients, morgue/morgue, appointments/appointments.
+  std::string work_dir;    // Fresh databases and logs go below it.
+  int appointments_per_patient = 3;
+  absl::Duration client_deadline = absl::Seconds(10);
+  // Called now and then with the share of the run done, for a progress bar.
+  std::function<void(double)> progress;
+};
+
+// One call, timed from when it was meant to be sent (open loop: a stalled system cannot hide
+// its delay by slowing the sender down).
+struct CallSample {
+  absl::Duration intended_offset;  // From the start of the load.
+  absl::Duration latency;
+  grpc::StatusCode code;
+};
+
+struct BreakerSample {
+  absl::Duration offset;
+  std::string target;
+  std::string state;
+};
+
+struct RunResult {
+  std::string scenario;
+  std::string variant;
+  absl::Duration duration;
+  std::vector<CallSample> deaths;
+  std::vector<CallSample> reads;
+  std::vector<BreakerSample> breakers;
+  // Attempts the patients service sent to each downstream's forward method, per RecordDeath.
+  double morgue_attempts_per_death = 0;
+  double appointments_attempts_per_death = 0;
+  // Seconds each breaker spent OPEN or FORCED_OPEN.
+  std::map<std::string, double> breaker_open_seconds;
+  Consistency consistency;
+  // From the end of the load (every call answered) to the end of the first check that found
+  // the services consistent; negative if they were not within 60 s.
+  absl::Duration time_to_consistency = absl::ZeroDuration();
+  std::map<std::string, long> peak_resident_bytes;
+};
+
+absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
+                                      const RunOptions& options);
+
+}  // namespace fault_bench
+
+#endif  // HOSPITAL_BENCH_FAULT_BENCH_RUN_H_

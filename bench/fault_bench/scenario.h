@@ -1,0 +1,46 @@
+// The fault scenarios of the benchmark: a load (deaths and background reads per second, for a
+// duration) and a timeline of faults applied while it runs, through the FaultInjection admin
+// service or to the processes themselves (SIGSTOP/SIGCONT, kill -9 and restart).
+#ifndef HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
+#define HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace fault_bench {
+
+enum class Service { kPatients, kMorgue, kAppointments };
+const char* ServiceName(Service service);
+
+struct Step {
+  enum class Kind { kSetFault, kClearFaults, kFreeze, kUnfreeze, kKill, kRestart };
+  absl::Duration at;
+  Kind kind;
+  Service service;
+  // For kSetFault: a hospital.faults.v1.Fault in protobuf's JSON form.
+  std::string fault_json;
+};
+
+struct Scenario {
+  std::string name;
+  // One sentence: what the scenario shows.
+  std::string claim;
+  absl::Duration duration;
+  double deaths_per_second;
+  double reads_per_second;
+  std::vector<Step> timeline;
+
+  // When the last fault ends (zero when there is none).
+  absl::Duration FaultsEnd() const;
+  // The windows during which a fault is in force, for shading charts.
+  std::vector<std::pair<absl::Duration, absl::Duration>> FaultWindows() const;
+};
+
+// Every scenario, with its load scaled by `rate_scale` and its timeline by `time_scale`.
+std::vector<Scenario> Scenarios(double rate_scale, double time_scale);
+
+}  // namespace fault_bench
+
+#endif  // HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
