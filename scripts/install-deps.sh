@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev
-  catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
+  catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus gnuplot-nox
 )
 
 missing=()

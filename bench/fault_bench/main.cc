@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "fault_bench/charts.h"
 #include "fault_bench/run.h"
 #include "fault_bench/scenario.h"
 #include "resilience/status_codes.h"
@@ -126,7 +127,7 @@ std::string Json(const RunResult& run) {
 
 std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
                    const std::vector<RunResult>& runs, const std::string& machine,
-                   absl::Duration elapsed) {
+                   absl::Duration elapsed, bool charts) {
   std::string report = "# Fault-injection benchmark\n\n";
   absl::StrAppend(&report, "Machine: ", machine.empty() ? "not stated" : machine,
                   ". Suite time: ", absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
@@ -172,6 +173,9 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
           run.morgue_attempts_per_death, open, run.consistency.violations,
           run.consistency.incomplete ? " (incomplete)" : "",
           absl::ToDoubleSeconds(run.time_to_consistency), static_cast<double>(rss) / 1048576.0);
+    }
+    if (charts) {
+      absl::StrAppend(&report, "\n![", scenario.name, "](", scenario.name, ".png)\n");
     }
     absl::StrAppend(&report, "\n");
   }
@@ -250,8 +254,16 @@ int main(int argc, char** argv) {
     json << Json(runs[i]) << (i + 1 < runs.size() ? ",\n" : "\n");
   }
   json << "]\n";
+  bool charts = true;
+  for (const fault_bench::Scenario& scenario : scenarios) {
+    if (absl::Status drawn = fault_bench::DrawScenario(scenario, runs, out); !drawn.ok()) {
+      std::fprintf(stderr, "no charts: %s\n", drawn.ToString().c_str());
+      charts = false;
+      break;
+    }
+  }
   std::ofstream(out + "/report.md")
-      << Report(scenarios, runs, absl::GetFlag(FLAGS_machine), absl::Now() - began);
+      << Report(scenarios, runs, absl::GetFlag(FLAGS_machine), absl::Now() - began, charts);
   int violations = 0;
   for (const RunResult& run : runs) {
     violations += run.consistency.violations + (run.consistency.incomplete ? 1 : 0);
