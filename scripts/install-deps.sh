@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs, if any are missing.
+#   scripts/install-deps.sh          everything: build, tests, benchmarks
+#   scripts/install-deps.sh build    only what building the services needs (the image uses this)
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build pkg-config clang
+build_packages=(
+  build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev
-  catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus gnuplot-nox
 )
+# Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
+test_packages=(
+  clang catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus gnuplot-nox
+)
+
+packages=("${build_packages[@]}")
+if [[ "${1:-all}" != build ]]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
 for package in "${packages[@]}"; do
