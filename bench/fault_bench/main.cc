@@ -37,6 +37,13 @@ ABSL_FLAG(std::string, policy_dir, HOSPITAL_SOURCE_DIR "/bench/policies",
 ABSL_FLAG(double, rate_scale, 1.0, "Multiplies every scenario's request rates");
 ABSL_FLAG(double, time_scale, 1.0, "Multiplies every scenario's duration and fault times");
 ABSL_FLAG(std::string, machine, "", "Description of the machine, for the report");
+ABSL_FLAG(bool, capacity, false,
+          "Also find the highest RecordDeath rate the healthy system holds with p99 under "
+          "--p99_limit_ms (variant --capacity_variant), and the same for a one-hop echo");
+ABSL_FLAG(double, p99_limit_ms, 50, "The capacity criterion: p99 below this, no failed call");
+ABSL_FLAG(std::string, capacity_variant, "resilient", "Variant of the capacity run");
+ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/test/echo_server",
+          "The echo server of the capacity baseline");
 
 namespace {
 
@@ -127,7 +134,7 @@ std::string Json(const RunResult& run) {
 
 std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
                    const std::vector<RunResult>& runs, const std::string& machine,
-                   absl::Duration elapsed, bool charts) {
+                   absl::Duration elapsed, bool charts, const std::string& capacity) {
   std::string report = "# Fault-injection benchmark\n\n";
   absl::StrAppend(&report, "Machine: ", machine.empty() ? "not stated" : machine,
                   ". Suite time: ", absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
@@ -136,6 +143,7 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
                   "what the patients service sent to the morgue's AdmitDeceased per RecordDeath "
                   "call. Time to consistency runs from the end of the load to the first check "
                   "that found the three services in agreement.\n\n");
+  report += capacity;
   for (const fault_bench::Scenario& scenario : scenarios) {
     absl::StrAppend(&report, "## ", scenario.name, "\n\n", scenario.claim, "\n\n");
     std::vector<std::string> windows;
@@ -182,6 +190,68 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
   return report;
 }
 
+// Doubles the offered rate from `first` until a step fails the criterion, then tries the
+// midpoint between the last rate that held and the first that did not. Returns every step; the
+// capacity is the highest rate that held.
+template <typename StepFunction>
+absl::StatusOr<std::vector<fault_bench::CapacityStep>> SearchCapacity(double first, double last,
+                                                                      double limit_ms,
+                                                                      StepFunction step) {
+  std::vector<fault_bench::CapacityStep> steps;
+  double held = 0;
+  double failed = 0;
+  for (double rate = first; rate <= last; rate *= 2) {
+    absl::StatusOr<fault_bench::CapacityStep> result = step(rate);
+    if (!result.ok()) return result.status();
+    steps.push_back(*result);
+    if (!result->Holds(limit_ms)) {
+      failed = rate;
+      break;
+    }
+    held = rate;
+  }
+  if (held > 0 && failed > 0) {
+    absl::StatusOr<fault_bench::CapacityStep> result = step((held + failed) / 2);
+    if (!result.ok()) return result.status();
+    steps.push_back(*result);
+  }
+  return steps;
+}
+
+double Capacity(const std::vector<fault_bench::CapacityStep>& steps, double limit_ms) {
+  double best = 0;
+  for (const auto& step : steps) {
+    if (step.Holds(limit_ms)) best = std::max(best, step.rate);
+  }
+  return best;
+}
+
+std::string CapacityReport(const std::vector<fault_bench::CapacityStep>& echo,
+                           const std::vector<fault_bench::CapacityStep>& deaths,
+                           const std::string& variant, double limit_ms) {
+  const double echo_capacity = Capacity(echo, limit_ms);
+  const double death_capacity = Capacity(deaths, limit_ms);
+  std::string report = absl::StrFormat(
+      "## Capacity\n\nThe highest offered rate held with every call succeeding and p99 (from "
+      "intended send time) below %.0f ms, doubling the rate and then trying one midpoint. "
+      "Healthy system, variant `%s`, fresh services and databases for every step; the echo is "
+      "one RPC to a separate process with no storage, on the same machine.\n\n"
+      "| load | capacity (calls/s) |\n| --- | --- |\n| RecordDeath | %.0f |\n| one-hop echo | "
+      "%.0f |\n| ratio (deaths / echoes) | %.3f |\n\n"
+      "| load | offered/s | calls | ok | p99 ms |\n| --- | --- | --- | --- | --- |\n",
+      limit_ms, variant, death_capacity, echo_capacity,
+      echo_capacity > 0 ? death_capacity / echo_capacity : 0.0);
+  for (const auto& step : echo) {
+    absl::StrAppendFormat(&report, "| echo | %.0f | %d | %d | %.1f |\n", step.rate, step.calls,
+                          step.ok, step.p99_ms);
+  }
+  for (const auto& step : deaths) {
+    absl::StrAppendFormat(&report, "| RecordDeath | %.0f | %d | %d | %.1f |\n", step.rate,
+                          step.calls, step.ok, step.p99_ms);
+  }
+  return report + "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -199,7 +269,7 @@ int main(int argc, char** argv) {
       scenarios.push_back(std::move(scenario));
     }
   }
-  if (scenarios.empty()) {
+  if (scenarios.empty() && wanted != "none") {
     std::fprintf(stderr, "--scenarios: no scenario named %s\n", wanted.c_str());
     return 2;
   }
@@ -246,6 +316,32 @@ int main(int argc, char** argv) {
       runs.push_back(*std::move(run));
     }
   }
+  std::string capacity_report;
+  if (absl::GetFlag(FLAGS_capacity)) {
+    const double limit = absl::GetFlag(FLAGS_p99_limit_ms);
+    const fault_bench::Variant variant{
+        absl::GetFlag(FLAGS_capacity_variant),
+        absl::StrCat(absl::GetFlag(FLAGS_policy_dir), "/", absl::GetFlag(FLAGS_capacity_variant),
+                     ".json")};
+    options.progress = nullptr;
+    std::fprintf(stderr, "capacity: echo...\n");
+    absl::StatusOr<std::vector<fault_bench::CapacityStep>> echo =
+        SearchCapacity(1000, 256000, limit, [&](double rate) {
+          return fault_bench::EchoStep(options, absl::GetFlag(FLAGS_echo_binary), rate,
+                                       absl::Seconds(2));
+        });
+    std::fprintf(stderr, "capacity: RecordDeath...\n");
+    absl::StatusOr<std::vector<fault_bench::CapacityStep>> deaths =
+        SearchCapacity(25, 12800, limit, [&](double rate) {
+          return fault_bench::DeathStep(options, variant, rate, absl::Seconds(3));
+        });
+    if (!echo.ok() || !deaths.ok()) {
+      std::fprintf(stderr, "capacity run failed: %s %s\n", echo.status().ToString().c_str(),
+                   deaths.status().ToString().c_str());
+      return 1;
+    }
+    capacity_report = CapacityReport(*echo, *deaths, variant.name, limit);
+  }
   std::filesystem::remove_all(out + "/work");
 
   std::ofstream json(out + "/results.json");
@@ -262,8 +358,8 @@ int main(int argc, char** argv) {
       break;
     }
   }
-  std::ofstream(out + "/report.md")
-      << Report(scenarios, runs, absl::GetFlag(FLAGS_machine), absl::Now() - began, charts);
+  std::ofstream(out + "/report.md") << Report(scenarios, runs, absl::GetFlag(FLAGS_machine),
+                                              absl::Now() - began, charts, capacity_report);
   int violations = 0;
   for (const RunResult& run : runs) {
     violations += run.consistency.violations + (run.consistency.incomplete ? 1 : 0);

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "echo/v1/echo.grpc.pb.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
 #include "resilience/sync.h"
 #include "resilience/v1/admin.grpc.pb.h"
@@ -369,6 +370,73 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
     absl::SleepFor(absl::Milliseconds(500));
   }
   return result;
+}
+
+namespace {
+
+double P99Ms(std::vector<CallSample> samples) {
+  if (samples.empty()) return 0;
+  std::vector<double> latencies;
+  for (const CallSample& sample : samples)
+    latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
+  std::sort(latencies.begin(), latencies.end());
+  return latencies[std::min(
+      latencies.size() - 1,
+      static_cast<std::size_t>(0.99 * static_cast<double>(latencies.size())))];
+}
+
+CapacityStep Summarise(double rate, const std::vector<CallSample>& samples) {
+  CapacityStep step;
+  step.rate = rate;
+  step.calls = static_cast<int>(samples.size());
+  for (const CallSample& sample : samples) step.ok += sample.code == grpc::StatusCode::OK ? 1 : 0;
+  step.p99_ms = P99Ms(samples);
+  return step;
+}
+
+}  // namespace
+
+absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
+                                      double rate, absl::Duration duration) {
+  const std::string dir = absl::StrCat(options.work_dir, "/echo-", static_cast<int>(rate));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  testing_support::ServiceProcess echo(echo_binary, {}, dir + "/echo.log", dir + "/echo.ports");
+  if (absl::Status started = echo.Start(); !started.ok()) return started;
+  auto stub = echo::v1::EchoService::NewStub(Channel(echo));
+  Recorder recorder;
+  std::vector<CallSample> samples;
+  const int calls = static_cast<int>(rate * absl::ToDoubleSeconds(duration));
+  const absl::Time start = absl::Now() + absl::Milliseconds(100);
+  for (int i = 0; i < calls; ++i) {
+    const absl::Duration offset = absl::Seconds(i / rate);
+    SleepUntil(start + offset);
+    struct Call {
+      grpc::ClientContext context;
+      echo::v1::EchoRequest request;
+      echo::v1::EchoResponse response;
+    };
+    auto* call = new Call;
+    call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
+    call->request.set_message("ping");
+    recorder.Started();
+    stub->async()->Echo(
+        &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
+          recorder.Add(samples, {offset, absl::Now() - (start + offset), status.error_code()});
+          delete call;
+        });
+  }
+  recorder.WaitForAll();
+  echo.Terminate();
+  return Summarise(rate, samples);
+}
+
+absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,
+                                       double rate, absl::Duration duration) {
+  Scenario scenario{absl::StrCat("capacity-", static_cast<int>(rate)), "", duration, rate, 0, {}};
+  absl::StatusOr<RunResult> run = RunScenario(scenario, variant, options);
+  if (!run.ok()) return run.status();
+  return Summarise(rate, run->deaths);
 }
 
 }  // namespace fault_bench

@@ -67,6 +67,26 @@ struct RunResult {
 absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
                                       const RunOptions& options);
 
+// One step of a capacity search: an open-loop load at a fixed rate.
+struct CapacityStep {
+  double rate = 0;  // Calls per second offered.
+  int calls = 0;
+  int ok = 0;
+  double p99_ms = 0;
+  bool Holds(double p99_limit_ms) const {
+    return ok == calls && calls > 0 && p99_ms < p99_limit_ms;
+  }
+};
+
+// Offers `rate` echo calls per second for `duration` to a fresh echo_server process (the one-hop
+// baseline: one RPC, no storage).
+absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
+                                      double rate, absl::Duration duration);
+
+// Offers `rate` RecordDeath calls per second for `duration` to fresh services on `variant`.
+absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,
+                                       double rate, absl::Duration duration);
+
 }  // namespace fault_bench
 
 #endif  // HOSPITAL_BENCH_FAULT_BENCH_RUN_H_

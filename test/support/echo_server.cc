@@ -13,6 +13,7 @@ namespace testing_support {
 class EchoServer::Service final : public echo::v1::EchoService::CallbackService {
  public:
   std::atomic<int> requests{0};
+  bool record_metadata = true;
   mutable resilience::Mutex mutex;
   std::vector<std::multimap<std::string, std::string>> metadata ABSL_GUARDED_BY(mutex);
 
@@ -20,7 +21,7 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
                                  const echo::v1::EchoRequest* request,
                                  echo::v1::EchoResponse* response) override {
     requests.fetch_add(1);
-    {
+    if (record_metadata) {
       std::multimap<std::string, std::string> received;
       for (const auto& [key, value] : context->client_metadata()) {
         received.emplace(std::string(key.data(), key.size()),
@@ -50,10 +51,13 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
   }
 };
 
-EchoServer::EchoServer(grpc::Service* extra_service) : service_(std::make_unique<Service>()) {
+EchoServer::EchoServer(grpc::Service* extra_service, const std::string& address,
+                       bool record_metadata)
+    : service_(std::make_unique<Service>()) {
+  service_->record_metadata = record_metadata;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service_.get());
   if (extra_service != nullptr) builder.RegisterService(extra_service);
   server_ = builder.BuildAndStart();

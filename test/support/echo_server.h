@@ -16,8 +16,12 @@ namespace testing_support {
 
 class EchoServer final {
  public:
-  // Starts on 127.0.0.1 with a port picked by the system. Extra services, if any, are served too.
-  explicit EchoServer(grpc::Service* extra_service = nullptr);
+  // Starts on `address` (by default 127.0.0.1 with a port picked by the system). Extra
+  // services, if any, are served too.
+  // With `record_metadata` false it keeps nothing per request (MetadataSeen stays empty), for
+  // load tests.
+  explicit EchoServer(grpc::Service* extra_service = nullptr,
+                      const std::string& address = "127.0.0.1:0", bool record_metadata = true);
   ~EchoServer();
 
   std::string address() const { return address_; }
