@@ -90,6 +90,28 @@ Summary Summarise(const std::vector<CallSample>& samples, absl::Duration duratio
   return summary;
 }
 
+// p99 latency (ms) of the RecordDeath calls that failed while the morgue's breaker was OPEN or
+// FORCED_OPEN at their intended send time (by the latest breaker sample before it); -1 when
+// there were none. This is the fail-fast figure: calls the breaker turned away.
+double FailedWhileOpenP99(const RunResult& run) {
+  std::vector<std::pair<absl::Duration, bool>> open;  // Sample time, morgue open.
+  for (const auto& sample : run.breakers) {
+    if (sample.target == "morgue") {
+      open.emplace_back(sample.offset, sample.state == "OPEN" || sample.state == "FORCED_OPEN");
+    }
+  }
+  std::vector<double> latencies;
+  for (const CallSample& sample : run.deaths) {
+    if (sample.code == grpc::StatusCode::OK) continue;
+    auto after = std::upper_bound(
+        open.begin(), open.end(), sample.intended_offset,
+        [](absl::Duration offset, const auto& entry) { return offset < entry.first; });
+    if (after == open.begin() || !std::prev(after)->second) continue;
+    latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
+  }
+  return latencies.empty() ? -1 : Percentile(latencies, 0.99);
+}
+
 std::string Json(const RunResult& run) {
   const Summary deaths = Summarise(run.deaths, run.duration);
   const Summary reads = Summarise(run.reads, run.duration);
@@ -120,16 +142,17 @@ std::string Json(const RunResult& run) {
       "\"deaths\":{\"calls\":%d,\"ok\":%d,\"throughput\":%.2f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"p999_ms\":%.2f,\"max_ms\":%.2f,\"failed_p99_ms\":%.2f},"
       "\"reads\":{\"calls\":%d,\"ok\":%d,\"p99_ms\":%.2f},"
+      "\"failed_while_breaker_open_p99_ms\":%.2f,"
       "\"morgue_attempts_per_death\":%.3f,\"appointments_attempts_per_death\":%.3f,"
       "\"breaker_open_s\":{%s},\"violations\":%d,\"consistency_incomplete\":%s,"
       "\"time_to_consistency_s\":%.2f,\"peak_rss_bytes\":{%s},"
       "\"death_samples\":[%s],\"breaker_samples\":[%s]}",
       run.scenario, run.variant, absl::ToDoubleSeconds(run.duration), deaths.calls, deaths.ok,
       deaths.throughput, deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max,
-      deaths.failed_p99, reads.calls, reads.ok, reads.p99, run.morgue_attempts_per_death,
-      run.appointments_attempts_per_death, open, run.consistency.violations,
-      run.consistency.incomplete ? "true" : "false", absl::ToDoubleSeconds(run.time_to_consistency),
-      rss, samples, breakers);
+      deaths.failed_p99, reads.calls, reads.ok, reads.p99, FailedWhileOpenP99(run),
+      run.morgue_attempts_per_death, run.appointments_attempts_per_death, open,
+      run.consistency.violations, run.consistency.incomplete ? "true" : "false",
+      absl::ToDoubleSeconds(run.time_to_consistency), rss, samples, breakers);
 }
 
 std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
@@ -159,10 +182,10 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
     absl::StrAppend(
         &report,
         "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
-        "| failed p99 ms | read p99 ms | morgue attempts/death | breaker open s | "
-        "violations | consistent after s | peak RSS MiB |\n"
+        "| failed p99 ms | failed while open p99 ms | read p99 ms | morgue attempts/death "
+        "| breaker open s | violations | consistent after s | peak RSS MiB |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-        "| --- | --- |\n");
+        "| --- | --- | --- |\n");
     for (const RunResult& run : runs) {
       if (run.scenario != scenario.name) continue;
       const Summary deaths = Summarise(run.deaths, run.duration);
@@ -173,12 +196,14 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
       for (const auto& [service, bytes] : run.peak_resident_bytes) rss = std::max(rss, bytes);
       absl::StrAppendFormat(
           &report,
-          "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | "
-          "%.1f | %d%s | %.1f | %.1f |\n",
+          "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %.1f | "
+          "%.2f | %.1f | %d%s | %.1f | %.1f |\n",
           run.variant, deaths.ok, deaths.calls,
           deaths.calls ? 100.0 * deaths.ok / deaths.calls : 0.0, deaths.throughput, deaths.p50,
-          deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99, reads.p99,
-          run.morgue_attempts_per_death, open, run.consistency.violations,
+          deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
+          FailedWhileOpenP99(run) < 0 ? std::string("-")
+                                      : absl::StrFormat("%.1f", FailedWhileOpenP99(run)),
+          reads.p99, run.morgue_attempts_per_death, open, run.consistency.violations,
           run.consistency.incomplete ? " (incomplete)" : "",
           absl::ToDoubleSeconds(run.time_to_consistency), static_cast<double>(rss) / 1048576.0);
     }

@@ -75,7 +75,8 @@ SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repositor
       deaths_(prometheus::BuildCounter()
                   .Name("hospital_deaths_recorded_total")
                   .Help("RecordDeath results: completed, replayed (already recorded), "
-                        "in_progress, compensated (a downstream failed), error.")
+                        "in_progress, compensated (a downstream failed), rejected_fast (a "
+                        "downstream's breaker was open), error.")
                   .Register(metrics)),
       compensations_(prometheus::BuildCounter()
                          .Name("hospital_death_compensations_total")
@@ -107,6 +108,14 @@ void SynchronousDeathWorkflow::ClearInFlight(const std::string& workflow_id) {
 
 absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
     const DeathRequest& request, absl::Time parent_deadline) {
+  // A downstream whose breaker is open would fail the workflow anyway, after the local
+  // transaction, the other call and the undo calls: fail now, having changed nothing.
+  if (const std::string rejecting = downstreams_.RejectingTarget(); !rejecting.empty()) {
+    deaths_.Add({{"result", "rejected_fast"}}).Increment();
+    return absl::UnavailableError(absl::StrCat(
+        "could not record the death of patient \"", request.patient_id, "\": ", rejecting,
+        " is unavailable (circuit breaker open); nothing was changed, retry later"));
+  }
   const std::string workflow_id = server_kit::NewId();
   // Marked before the workflow exists, so the background pass never sees it unowned.
   MarkInFlight(workflow_id);

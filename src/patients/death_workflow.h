@@ -6,6 +6,8 @@
 // implement the same interface and be chosen by the --death_workflow flag.
 //
 // The synchronous saga, step by step:
+//   0. If a downstream's circuit breaker is open, the call fails at once with UNAVAILABLE
+//      naming it, and nothing changes anywhere.
 //   1. One local transaction marks the patient DECEASED and records a PENDING workflow with a
 //      fresh workflow id (a partial unique index allows one pending-or-completed death per
 //      patient, so concurrent requests cannot both start).

@@ -38,6 +38,14 @@ GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
               .Method(MethodName(appointments_v1::AppointmentsService::service_full_name(),
                                  "RestorePatientAppointments"))) {}
 
+std::string GrpcDownstreams::RejectingTarget() {
+  for (resilience::GuardedMethod* method : {&admit_, &cancel_appointments_}) {
+    resilience::Target& target = method->target();
+    if (target.breaker().IsRejecting(target.environment().clock->Now())) return target.name();
+  }
+  return "";
+}
+
 void GrpcDownstreams::AdmitDeceased(
     const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
     std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done) {

@@ -30,6 +30,10 @@ class Downstreams {
  public:
   virtual ~Downstreams() = default;
 
+  // The name of a downstream whose circuit breaker rejects calls right now, or "" when both
+  // would be tried: lets the workflow fail fast before it changes anything.
+  virtual std::string RejectingTarget() = 0;
+
   virtual void AdmitDeceased(
       const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
       std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done) = 0;
@@ -52,6 +56,8 @@ class GrpcDownstreams final : public Downstreams {
  public:
   GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
                   std::shared_ptr<grpc::Channel> appointments, resilience::TargetRegistry& targets);
+
+  std::string RejectingTarget() override;
 
   void AdmitDeceased(
       const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,

@@ -233,6 +233,18 @@ void CircuitBreaker::Reset() {
   Notify(transition);
 }
 
+bool CircuitBreaker::IsRejecting(absl::Time now) const {
+  const std::uint64_t word = state_word_.load(std::memory_order_acquire);
+  switch (StateOf(word)) {
+    case BreakerState::kForcedOpen:
+      return true;
+    case BreakerState::kOpen:
+      return absl::ToUnixNanos(now) < open_until_nanos_.load(std::memory_order_relaxed);
+    default:
+      return false;
+  }
+}
+
 BreakerState CircuitBreaker::state() {
   MutexLock lock(&mutex_);
   return state_;

@@ -117,6 +117,11 @@ class CircuitBreaker final {
   // Back to CLOSED (or DISABLED when the config disables the breaker), with an empty window.
   void Reset();
 
+  // Whether a call made at `now` would be rejected (FORCED_OPEN, or OPEN with its wait not
+  // over). Takes no permission and no lock: for callers that want to fail before doing work
+  // the call would need.
+  bool IsRejecting(absl::Time now) const;
+
   BreakerState state();
   BreakerSnapshot Snapshot();
   const std::string& name() const { return name_; }

@@ -235,6 +235,20 @@ TEST_CASE("half-open with many concurrent callers lets exactly the probes throug
   CHECK(permitted.load() == 3);
 }
 
+TEST_CASE("IsRejecting tells without taking a permit", "[breaker]") {
+  Fixture f(SmallCountWindow());
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  CHECK(f.breaker.IsRejecting(f.env.Now()));
+  f.env.Advance(absl::Seconds(5));
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));  // A probe would be let through.
+  CHECK(f.breaker.state() == BreakerState::kOpen);  // Asking moved nothing.
+  f.breaker.ForceOpen();
+  CHECK(f.breaker.IsRejecting(f.env.Now()));
+  f.breaker.Disable();
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
+}
+
 TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-open]") {
   Fixture f(SmallCountWindow());
   for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);

@@ -21,10 +21,13 @@ class ScriptedDownstreams final : public Downstreams {
   std::deque<grpc::Status> cancel;
   std::deque<grpc::Status> undo_admit;
   std::deque<grpc::Status> undo_cancel;
+  std::string rejecting;  // What RejectingTarget reports.
   int admit_calls = 0;
   int cancel_calls = 0;
   int undo_admit_calls = 0;
   int undo_cancel_calls = 0;
+
+  std::string RejectingTarget() override { return rejecting; }
 
   void AdmitDeceased(
       const morgue_v1::AdmitDeceasedRequest& request, absl::Time,
@@ -187,6 +190,19 @@ TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]") 
   REQUIRE(replayed.ok());
   CHECK(replayed->replayed());
   CHECK(replayed->workflow_id() == "w-orphan");
+}
+
+TEST_CASE("an open breaker fails the death at once and changes nothing", "[workflow]") {
+  Fixture f;
+  f.downstreams.rejecting = "morgue";
+  absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
+  CHECK(recorded.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(recorded.status().message()), Catch::Contains("morgue is unavailable"));
+  CHECK(f.Status() == v1::ALIVE);
+  CHECK(f.downstreams.admit_calls + f.downstreams.cancel_calls == 0);
+  CHECK(f.Pending() == 0);
+  f.downstreams.rejecting.clear();
+  CHECK(f.Record().ok());
 }
 
 TEST_CASE("a death before the date of birth is refused and changes nothing", "[workflow]") {
