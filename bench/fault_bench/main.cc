@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, policy_dir, HOSPITAL_SOURCE_DIR "/bench/policies",
 ABSL_FLAG(double, rate_scale, 1.0, "Multiplies every scenario's request rates");
 ABSL_FLAG(double, time_scale, 1.0, "Multiplies every scenario's duration and fault times");
 ABSL_FLAG(std::string, machine, "", "Description of the machine, for the report");
+ABSL_FLAG(std::vector<std::string>, service_flags, {},
+          "Comma-separated extra flags for all three services, e.g. "
+          "--service_flags=--sqlite_synchronous=NORMAL");
 ABSL_FLAG(bool, capacity, false,
           "Also find the highest RecordDeath rate the healthy system holds with p99 under "
           "--p99_limit_ms (variant --capacity_variant), and the same for a one-hop echo");
@@ -313,6 +316,7 @@ int main(int argc, char** argv) {
   fault_bench::RunOptions options;
   options.binary_dir = absl::GetFlag(FLAGS_binary_dir);
   options.work_dir = out + "/work";
+  options.service_flags = absl::GetFlag(FLAGS_service_flags);
   std::vector<RunResult> runs;
   const absl::Time began = absl::Now();
   const int total = static_cast<int>(scenarios.size() * variants.size());

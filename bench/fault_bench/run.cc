@@ -49,6 +49,7 @@ class System {
       flags.push_back("--fault_admin");
       flags.push_back(absl::StrCat("--fault_admin_token_file=", dir, "/token"));
       flags.push_back("--rpc_logging=none");
+      flags.insert(flags.end(), options.service_flags.begin(), options.service_flags.end());
       flags.push_back("--shutdown_grace=2s");
       return std::make_unique<testing_support::ServiceProcess>(
           absl::StrCat(options.binary_dir, "/", name, "/", name), std::move(flags),

@@ -25,6 +25,8 @@ struct Variant {
 struct RunOptions {
   std::string binary_dir;  // Holds patients/patients, morgue/morgue, appointments/appointments.
   std::string work_dir;    // Fresh databases and logs go below it.
+  // Extra flags for all three services, e.g. --sqlite_synchronous=NORMAL.
+  std::vector<std::string> service_flags;
   int appointments_per_patient = 3;
   absl::Duration client_deadline = absl::Seconds(10);
   // Called now and then with the share of the run done, for a progress bar.
