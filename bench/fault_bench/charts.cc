@@ -15,13 +15,6 @@ namespace {
 
 constexpr double kBucketSeconds = 0.5;
 
-double Quantile(std::vector<double> values, double quantile) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1,
-                         static_cast<std::size_t>(quantile * static_cast<double>(values.size())))];
-}
-
 // One row per half second of intended send time: p50 and p99 latency (ms), error share (%), and
 // whether each breaker was open (1) for most of the bucket's samples.
 void WriteSeries(const RunResult& run, const std::string& path) {

@@ -53,14 +53,6 @@ namespace {
 using fault_bench::CallSample;
 using fault_bench::RunResult;
 
-double Percentile(std::vector<double> values, double quantile) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const std::size_t index = std::min(
-      values.size() - 1, static_cast<std::size_t>(quantile * static_cast<double>(values.size())));
-  return values[index];
-}
-
 struct Summary {
   int calls = 0;
   int ok = 0;
@@ -84,12 +76,12 @@ Summary Summarise(const std::vector<CallSample>& samples, absl::Duration duratio
     }
   }
   summary.throughput = summary.ok / absl::ToDoubleSeconds(duration);
-  summary.p50 = Percentile(all, 0.5);
-  summary.p90 = Percentile(all, 0.9);
-  summary.p99 = Percentile(all, 0.99);
-  summary.p999 = Percentile(all, 0.999);
+  summary.p50 = fault_bench::Quantile(all, 0.5);
+  summary.p90 = fault_bench::Quantile(all, 0.9);
+  summary.p99 = fault_bench::Quantile(all, 0.99);
+  summary.p999 = fault_bench::Quantile(all, 0.999);
   summary.max = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
-  summary.failed_p99 = Percentile(failed, 0.99);
+  summary.failed_p99 = fault_bench::Quantile(failed, 0.99);
   return summary;
 }
 
@@ -112,7 +104,7 @@ double FailedWhileOpenP99(const RunResult& run) {
     if (after == open.begin() || !std::prev(after)->second) continue;
     latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
   }
-  return latencies.empty() ? -1 : Percentile(latencies, 0.99);
+  return latencies.empty() ? -1 : fault_bench::Quantile(latencies, 0.99);
 }
 
 std::string Json(const RunResult& run) {

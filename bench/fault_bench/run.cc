@@ -204,6 +204,13 @@ double AttemptsOf(const std::string& scrape, const std::string& method) {
 
 }  // namespace
 
+double Quantile(std::vector<double> values, double quantile) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1,
+                         static_cast<std::size_t>(quantile * static_cast<double>(values.size())))];
+}
+
 absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
                                       const RunOptions& options) {
   RunResult result;
@@ -341,13 +348,10 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
     result.appointments_attempts_per_death =
         (AttemptsOf(*after, cancel) - AttemptsOf(*before, cancel)) / deaths;
   }
-  for (std::size_t i = 0; i < result.breakers.size(); ++i) {
-    const BreakerSample& sample = result.breakers[i];
-    if (sample.state == "OPEN" || sample.state == "FORCED_OPEN") {
-      result.breaker_open_seconds[sample.target] += 0.1;
-    } else {
-      result.breaker_open_seconds[sample.target] += 0;
-    }
+  // Each sample stands for the 100 ms until the next one; every sampled target gets an entry.
+  for (const BreakerSample& sample : result.breakers) {
+    double& open_seconds = result.breaker_open_seconds[sample.target];
+    if (sample.state == "OPEN" || sample.state == "FORCED_OPEN") open_seconds += 0.1;
   }
   for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
     result.peak_resident_bytes[ServiceName(service)] =
@@ -375,23 +379,16 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
 
 namespace {
 
-double P99Ms(std::vector<CallSample> samples) {
-  if (samples.empty()) return 0;
-  std::vector<double> latencies;
-  for (const CallSample& sample : samples)
-    latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
-  std::sort(latencies.begin(), latencies.end());
-  return latencies[std::min(
-      latencies.size() - 1,
-      static_cast<std::size_t>(0.99 * static_cast<double>(latencies.size())))];
-}
-
 CapacityStep Summarise(double rate, const std::vector<CallSample>& samples) {
   CapacityStep step;
   step.rate = rate;
   step.calls = static_cast<int>(samples.size());
   for (const CallSample& sample : samples) step.ok += sample.code == grpc::StatusCode::OK ? 1 : 0;
-  step.p99_ms = P99Ms(samples);
+  std::vector<double> latencies;
+  for (const CallSample& sample : samples) {
+    latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
+  }
+  step.p99_ms = Quantile(std::move(latencies), 0.99);
   return step;
 }
 

@@ -66,6 +66,9 @@ struct RunResult {
   std::map<std::string, long> peak_resident_bytes;
 };
 
+// The value below which `quantile` (0 to 1) of `values` fall (nearest rank); 0 when empty.
+double Quantile(std::vector<double> values, double quantile);
+
 absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
                                       const RunOptions& options);
 

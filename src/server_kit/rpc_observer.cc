@@ -12,13 +12,8 @@
 namespace server_kit {
 namespace {
 
-struct MethodLabels {
-  std::string service;
-  std::string method;
-};
-
 // Splits "/package.Service/Method", keeping only methods the binary knows.
-MethodLabels LabelsOf(const std::string& full_method) {
+RpcObserverFactory::Labels LabelsOf(const std::string& full_method) {
   const std::size_t slash = full_method.rfind('/');
   if (full_method.size() > 1 && full_method[0] == '/' && slash != std::string::npos && slash > 1) {
     std::string service = full_method.substr(1, slash - 1);
@@ -34,16 +29,18 @@ MethodLabels LabelsOf(const std::string& full_method) {
 class RpcObserver final : public grpc::experimental::Interceptor {
  public:
   RpcObserver(RpcObserverFactory& factory, std::string method)
-      : factory_(factory), method_(std::move(method)), start_(absl::Now()) {
+      : factory_(factory),
+        method_(std::move(method)),
+        labels_(factory_.RecordStart(method_)),
+        start_(absl::Now()) {
     factory_.CallStarted();
-    factory_.RecordStart(method_);
   }
   ~RpcObserver() override { factory_.CallEnded(); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      factory_.Record(method_, methods->GetSendStatus(),
+      factory_.Record(method_, labels_, methods->GetSendStatus(),
                       absl::ToDoubleSeconds(absl::Now() - start_));
     }
     methods->Proceed();
@@ -52,6 +49,7 @@ class RpcObserver final : public grpc::experimental::Interceptor {
  private:
   RpcObserverFactory& factory_;
   const std::string method_;
+  const RpcObserverFactory::Labels labels_;  // Resolved once per call.
   const absl::Time start_;
 };
 
@@ -90,14 +88,14 @@ grpc::experimental::Interceptor* RpcObserverFactory::CreateServerInterceptor(
   return new RpcObserver(*this, info->method());
 }
 
-void RpcObserverFactory::RecordStart(const std::string& full_method) {
-  const MethodLabels labels = LabelsOf(full_method);
+RpcObserverFactory::Labels RpcObserverFactory::RecordStart(const std::string& full_method) {
+  Labels labels = LabelsOf(full_method);
   started_.Add({{"grpc_service", labels.service}, {"grpc_method", labels.method}}).Increment();
+  return labels;
 }
 
-void RpcObserverFactory::Record(const std::string& full_method, const grpc::Status& status,
-                                double seconds) {
-  const MethodLabels labels = LabelsOf(full_method);
+void RpcObserverFactory::Record(const std::string& full_method, const Labels& labels,
+                                const grpc::Status& status, double seconds) {
   const std::string code(resilience::StatusCodeName(status.error_code()));
   handled_
       .Add({{"grpc_service", labels.service}, {"grpc_method", labels.method}, {"grpc_code", code}})

@@ -31,9 +31,17 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
-  // Records one finished RPC. Public for the interceptor.
-  void Record(const std::string& full_method, const grpc::Status& status, double seconds);
-  void RecordStart(const std::string& full_method);
+  // The label values of a method: its service and name if the binary knows it, else
+  // "unknown" for both.
+  struct Labels {
+    std::string service;
+    std::string method;
+  };
+  // Counts a started RPC and returns its labels, for Record. Public for the interceptor.
+  Labels RecordStart(const std::string& full_method);
+  // Records one finished RPC.
+  void Record(const std::string& full_method, const Labels& labels, const grpc::Status& status,
+              double seconds);
   // Calls started and not yet finished (their interceptor not yet destroyed).
   int in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   void CallStarted() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
