@@ -121,6 +121,12 @@ const std::vector<std::string>& Migrations() {
         CREATE INDEX compensations_due ON compensations (next_attempt_time)
           WHERE done_time IS NULL;
       )sql",
+      // v2: BeginDeath looks up a patient's workflows in states 1-3, which the partial unique
+      // index above cannot serve; without this index SQLite walked every completed workflow,
+      // and RecordDeath slowed down as deaths accumulated.
+      R"sql(
+        CREATE INDEX workflows_by_patient ON death_workflows (patient_id, state);
+      )sql",
   };
   return *migrations;
 }

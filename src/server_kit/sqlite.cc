@@ -108,7 +108,13 @@ void Statement::Reset() {
 
 Statement& Database::Session::Prepare(absl::string_view sql) {
   database_.mutex_.AssertHeld();
-  return database_.PrepareLocked(sql);
+  Statement& statement = database_.PrepareLocked(sql);
+  used_.push_back(&statement);
+  return statement;
+}
+
+Database::Session::~Session() {
+  for (Statement* statement : used_) statement->Reset();
 }
 
 absl::Status Database::Session::Exec(absl::string_view sql) {
@@ -189,8 +195,11 @@ absl::Status Database::ExecLocked(absl::string_view sql) {
 absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
   resilience::MutexLock lock(&mutex_);
   if (absl::Status status = ExecLocked("BEGIN IMMEDIATE"); !status.ok()) return status;
-  Session session(*this);
-  absl::Status status = work(session);
+  absl::Status status;
+  {
+    Session session(*this);  // Its statements are reset before COMMIT.
+    status = work(session);
+  }
   if (status.ok()) {
     status = ExecLocked("COMMIT");
     if (status.ok()) return status;

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -72,7 +73,8 @@ class Statement final {
   // Rows changed by the last Run.
   int changes() const;
 
-  // Clears bindings and rewinds, ready for the next use.
+  // Clears bindings and rewinds, ready for the next use; ends the statement's read of the
+  // database.
   void Reset();
 
  private:
@@ -92,7 +94,10 @@ struct DatabaseOptions {
 class Database final {
  public:
   // Access to the connection for one unit of work; obtained from Database::WithSession or
-  // InTransaction. Prepared statements are cached for the life of the connection.
+  // InTransaction. Prepared statements are cached for the life of the connection; every
+  // statement prepared in a session is reset when the session ends, so that no half-read
+  // SELECT keeps a read transaction open (which would stop checkpoints from ever restarting
+  // the WAL, and the WAL file would grow without bound).
   class Session final {
    public:
     Statement& Prepare(absl::string_view sql);
@@ -102,7 +107,12 @@ class Database final {
    private:
     friend class Database;
     explicit Session(Database& database) : database_(database) {}
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
     Database& database_;
+    absl::InlinedVector<Statement*, 8> used_;
   };
 
   // Opens (creating if needed) the database at `path` and applies the migrations it has not

@@ -1,8 +1,11 @@
 // The SQLite layer and the repositories, on temporary files.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include "appointments/appointments_repository.h"
 #include "morgue/morgue_repository.h"
+#include "patients/patients_repository.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
 #include "support/service_process.h"
@@ -108,6 +111,48 @@ TEST_CASE("the database is in WAL mode with foreign keys on", "[storage]") {
               .ok());
   CHECK(mode == "wal");
   CHECK(foreign_keys == 1);
+}
+
+TEST_CASE("a half-read SELECT does not stop checkpoints from reusing the WAL", "[storage]") {
+  // A statement stepped once and left unreset holds a read transaction open; SQLite then can
+  // never restart the WAL, which grows with every commit (we saw 600 MB in a 30 s benchmark).
+  testing_support::TempDir dir;
+  server_kit::DatabaseOptions options;
+  options.synchronous = "NORMAL";  // The test is about WAL size, not durability.
+  absl::StatusOr<std::unique_ptr<Database>> database =
+      Database::Open(dir.path() + "/test.db", {"CREATE TABLE t (payload BLOB)"}, options);
+  REQUIRE(database.ok());
+  REQUIRE((*database)->Ping().ok());  // Steps "SELECT count(*)" once and stops reading.
+  const std::string megabyte(1 << 20, 'x');
+  for (int i = 0; i < 24; ++i) {  // About 6,000 pages, six automatic checkpoints' worth.
+    REQUIRE((*database)
+                ->InTransaction([&](Database::Session& session) {
+                  server_kit::Statement& insert = session.Prepare("INSERT INTO t VALUES (?1)");
+                  insert.BindBlob(1, megabyte);
+                  return insert.Run();
+                })
+                .ok());
+    REQUIRE((*database)->Ping().ok());
+  }
+  const auto wal_bytes = std::filesystem::file_size(dir.path() + "/test.db-wal");
+  CHECK(wal_bytes < 8u << 20);  // One checkpoint interval (1,000 pages) plus a transaction.
+}
+
+TEST_CASE("the death workflow finds a patient's workflows through an index", "[storage]") {
+  // Without one, SQLite walked every completed workflow on each RecordDeath.
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/patients.db", patients::Migrations());
+  std::string plan;
+  REQUIRE(database
+              ->WithSession([&](Database::Session& session) -> absl::Status {
+                server_kit::Statement& explain = session.Prepare(
+                    "EXPLAIN QUERY PLAN SELECT state, result FROM death_workflows "
+                    "WHERE patient_id = ?1 AND state IN (1, 2, 3)");
+                return explain.ForEachRow(
+                    [&](const server_kit::Statement& row) { plan += row.ColumnText(3); });
+              })
+              .ok());
+  CHECK_THAT(plan, Catch::Contains("workflows_by_patient (patient_id=?"));
 }
 
 TEST_CASE("morgue: one admission per patient, reopened for a new workflow after a cancel",
