@@ -48,6 +48,12 @@ struct ServerOptions {
   // If set, "grpc=<port>\nmetrics=<port>\n" is written here once the server is serving.
   std::string port_file;
   RpcLogging rpc_logging = RpcLogging::kErrors;
+  // Most threads the gRPC server may use (its pollers and the handlers they run). The server
+  // handles each call on a thread of its own, so without a bound a stalled downstream makes it
+  // start a thread per waiting call; at the bound, gRPC fails new calls at once with
+  // RESOURCE_EXHAUSTED ("Server Threadpool Exhausted").
+  int max_threads = 100;
+  static constexpr int kMinThreads = 4;
 };
 
 class Server final {

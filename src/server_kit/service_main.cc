@@ -37,6 +37,10 @@ ABSL_FLAG(bool, fault_admin, false,
           "--fault_admin_token_file");
 ABSL_FLAG(std::string, fault_admin_token_file, "",
           "File holding the bearer token that FaultInjection calls must send");
+ABSL_FLAG(int, max_threads, 100,
+          "Most threads the gRPC server may use; calls beyond them fail at once with "
+          "RESOURCE_EXHAUSTED instead of piling up (and memory with them) when the service is "
+          "overloaded or stalled");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous: FULL (commits survive power loss) or NORMAL (survive a "
           "process crash)");
@@ -93,6 +97,12 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
     return Fail("bad_flag", absl::InvalidArgumentError(
                                 absl::StrCat("--rpc_logging: must be none, errors or all, got \"",
                                              absl::GetFlag(FLAGS_rpc_logging), "\"")));
+  }
+  options.max_threads = absl::GetFlag(FLAGS_max_threads);
+  if (options.max_threads < ServerOptions::kMinThreads) {
+    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
+                                "--max_threads: must be at least ", ServerOptions::kMinThreads,
+                                ", got ", options.max_threads)));
   }
   DatabaseOptions database_options;
   database_options.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);

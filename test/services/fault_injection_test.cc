@@ -1,12 +1,15 @@
 // Fault injection: the rules on a fake clock, and their effect on the real services.
 #include "server_kit/fault_injection.h"
 
+#include <filesystem>
+
 #include <grpcpp/create_channel.h>
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "resilience/sync.h"
 #include "resilience/testing/fake_environment.h"
 #include "server_kit/rpc_support.h"
 #include "support/hospital_fixture.h"
@@ -248,6 +251,72 @@ TEST_CASE("delay, hang and not_serving faults", "[faults][hospital]") {
   // The rule expires after a second and readiness comes back by itself.
   CHECK(Eventually([&] { return readiness() == grpc::health::v1::HealthCheckResponse::SERVING; },
                    absl::Seconds(5)));
+}
+
+TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") {
+  // Without a bound the synchronous server starts a thread for every call that waits, and its
+  // memory grows with them. With one, calls wait in gRPC's queue (and fail when their deadline
+  // passes) or are refused with RESOURCE_EXHAUSTED when no thread is left to poll.
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  options.patients_flags = {"--max_threads=8"};
+  Hospital hospital(options);
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  const auto threads = [&] {
+    return std::distance(std::filesystem::directory_iterator(
+                             absl::StrCat("/proc/", hospital.patients_process().pid(), "/task")),
+                         std::filesystem::directory_iterator());
+  };
+  const auto idle_threads = threads();
+  FaultAdmin admin(hospital.patients_process().address());
+  faults_v1::Fault hang;
+  hang.set_method("hospital.patients.v1.PatientsService/GetPatient");
+  hang.mutable_hang();
+  REQUIRE(admin.Set(hang).ok());
+
+  // 32 calls that would each hold a serving thread for 1.5 s.
+  struct Call {
+    grpc::ClientContext context;
+    patients_v1::GetPatientRequest request;
+    patients_v1::Patient response;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  resilience::Mutex mutex;
+  resilience::CondVar finished_changed;
+  int finished = 0;
+  for (int i = 0; i < 32; ++i) {
+    auto& call = *calls.emplace_back(std::make_unique<Call>());
+    call.context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(1500)));
+    call.request.set_patient_id("p-1");
+    hospital.patients().async()->GetPatient(&call.context, &call.request, &call.response,
+                                            [&, c = &call](grpc::Status status) {
+                                              resilience::MutexLock lock(&mutex);
+                                              c->status = std::move(status);
+                                              ++finished;
+                                              finished_changed.SignalAll();
+                                            });
+  }
+  absl::SleepFor(absl::Milliseconds(700));
+  const auto stalled_threads = threads();
+  {
+    resilience::MutexLock lock(&mutex);
+    while (finished < 32) finished_changed.Wait(&mutex);
+  }
+  for (const auto& call : calls) {
+    CHECK((call->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+           call->status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED));
+  }
+  CHECK(stalled_threads <= idle_threads + 8);
+  // The service answers again once the stall is over.
+  CHECK(Eventually([&] { return admin.Clear().ok(); }, absl::Seconds(5)));
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id("p-1");
+  patients_v1::Patient patient;
+  CHECK(hospital.patients()
+            .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &patient)
+            .ok());
 }
 
 }  // namespace
