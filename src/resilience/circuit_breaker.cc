@@ -100,7 +100,7 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
         }
         break;
     }
-    if (permitted) permit = Permit{generation_, true};
+    if (permitted) permit = Permit{generation_, true, state_ == BreakerState::kHalfOpen};
   }
   Notify(transition);
   return permitted;

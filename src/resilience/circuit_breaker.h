@@ -97,6 +97,7 @@ class CircuitBreaker final {
   struct Permit {
     std::uint64_t generation = 0;
     bool judged = false;  // False when DISABLED: the outcome is not recorded.
+    bool probe = false;   // One of the HALF_OPEN state's permitted calls.
   };
 
   // `name` appears in the rejection message. `listener` may be null.

@@ -87,6 +87,9 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
   outcome = code == grpc::StatusCode::DEADLINE_EXCEEDED ? CallOutcome::kDeadlineExceeded
                                                         : CallOutcome::kFailure;
   if (attempts_ >= policy.max_attempts || !policy.idempotent) return false;
+  // A failed half-open probe is the breaker's answer; retrying it would spend the probes the
+  // breaker allows a recovering downstream, and the caller's time, on the same question.
+  if (permit_.probe) return false;
   if (pushback.kind == Pushback::Kind::kDoNotRetry) return false;
   // An attempt cut short by its own timeout, with call time left, is worth another try.
   const bool attempt_timed_out = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
@@ -102,6 +105,9 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
           : FullJitterBackoff(policy.backoff, attempts_, *environment_.random);
   // Never wait past the deadline: a retry that could not be sent in time only adds latency.
   if (now + delay >= deadline_) return false;
+  // Nor wait for a retry that the breaker (opened by this very failure, say) would turn away:
+  // the caller gets the downstream's own error now instead of a rejection after the backoff.
+  if (target_.breaker().IsRejecting(now + delay)) return false;
   RetryBudget& budget = target_.budget();
   const bool withdrawn = budget.TryWithdrawRetry();
   if (budget.enabled()) target_.metrics().budget_tokens->Set(budget.tokens());

@@ -15,11 +15,13 @@
 //   if it took long enough, a slow call) in the breaker's window.
 //
 // Retry rules: an attempt is retried only if attempts remain, the method is idempotent (a
-// non-idempotent method is never retried once an attempt was sent), its status code is
+// non-idempotent method is never retried once an attempt was sent), it was not a half-open
+// probe of the breaker, its status code is
 // retryable (RESOURCE_EXHAUSTED only together with valid server pushback) or the attempt ran
 // out of its per-attempt timeout, the server did not push back with "do not retry", the delay
-// (pushback, else full-jitter backoff) ends before the deadline, and the retry budget has a
-// token. Waiting for a retry holds no thread: the next attempt is scheduled on the Scheduler.
+// (pushback, else full-jitter backoff) ends before the deadline and before which the breaker
+// would still reject the retry, and the retry budget has a token. Waiting for a retry holds no
+// thread: the next attempt is scheduled on the Scheduler.
 //
 // Usage: subclass, implement StartAttempt and OnDone, then call Start. resilience::UnaryCall
 // (grpc_call.h) does this for gRPC unary methods.

@@ -259,6 +259,7 @@ TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-op
   REQUIRE(f.Acquire(a));
   REQUIRE(f.Acquire(b));
   REQUIRE_FALSE(f.Acquire(c));
+  CHECK(a.probe);  // Permits of the half-open state say so (a failed probe is not retried).
   f.breaker.Release(b);
   CHECK(f.Acquire(c));
 }
@@ -267,6 +268,7 @@ TEST_CASE("outcomes of calls admitted under an earlier state are ignored", "[bre
   Fixture f(SmallCountWindow());
   CircuitBreaker::Permit stale;
   REQUIRE(f.Acquire(stale));  // Admitted while CLOSED.
+  CHECK_FALSE(stale.probe);
   for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
   f.env.Advance(absl::Seconds(5));
   CircuitBreaker::Permit probe;

@@ -279,27 +279,72 @@ TEST_CASE("the breaker rejects fast and stops retries once it opens", "[call][br
       "circuitBreaker": {"slidingWindowSize": 4, "minimumNumberOfCalls": 4,
                          "failureRateThreshold": 50, "waitDurationInOpenState": "5s"},
       "methodConfig": [{"retryPolicy": {"maxAttempts": 10, "initialBackoff": "0.01s"}}]}})");
-  f.env.random().Push(0.0);
+  for (int i = 0; i < 3; ++i) f.env.random().Push(0.5);
   ScriptedCall call(*f.method);
   call.Start();
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 3; ++i) {
     call.Answer(StatusCode::UNAVAILABLE);
-    f.env.Advance(absl::ZeroDuration());
+    f.env.Advance(absl::Milliseconds(10));
   }
-  REQUIRE(call.result);  // The fifth attempt was rejected by the now-open breaker.
+  const absl::Time opened = f.env.Now();
+  call.Answer(StatusCode::UNAVAILABLE);  // The fourth failure opens the breaker.
+  // The retry would be rejected, so the call ends now, with the downstream's error, instead of
+  // waiting out the backoff to be turned away.
+  REQUIRE(call.result);
+  CHECK(f.env.Now() == opened);
   CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
-  CHECK_THAT(call.result->error_message(), Catch::Contains("circuit breaker 'downstream'"));
+  CHECK(call.result->error_message() == "scripted");
   CHECK(call.attempt_times.size() == 4);
-  CHECK(f.Calls("circuit_open") == 1);
+  CHECK(f.Calls("failure") == 1);
 
   ScriptedCall rejected(*f.method);
   rejected.Start();
   REQUIRE(rejected.result);
   CHECK(rejected.attempt_times.empty());
+  CHECK_THAT(rejected.result->error_message(), Catch::Contains("circuit breaker 'downstream'"));
+  CHECK(f.Calls("circuit_open") == 1);
   CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_state",
                                      {{"target", "downstream"}, {"state", "OPEN"}}) == 1);
   CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_transitions_total",
                                      {{"from", "CLOSED"}, {"to", "OPEN"}}) == 1);
+}
+
+TEST_CASE("a retry due after the breaker's open wait is still made, as a probe",
+          "[call][breaker]") {
+  Fixture f(R"({"defaultTarget": {
+      "circuitBreaker": {"slidingWindowSize": 1, "minimumNumberOfCalls": 1,
+                         "failureRateThreshold": 50, "waitDurationInOpenState": "0.05s",
+                         "permittedNumberOfCallsInHalfOpenState": 1},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s"}}]}})");
+  f.env.random().Push(0.5);  // A 0.5 s backoff: the breaker is half-open by then.
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::UNAVAILABLE);  // Opens the breaker for 50 ms.
+  CHECK_FALSE(call.result);
+  f.env.Advance(absl::Milliseconds(500));
+  REQUIRE(call.attempt_in_flight);
+  call.Answer(StatusCode::OK);
+  REQUIRE(call.result);
+  CHECK(call.result->ok());
+}
+
+TEST_CASE("a failed half-open probe is not retried", "[call][breaker]") {
+  Fixture f(R"({"defaultTarget": {
+      "circuitBreaker": {"slidingWindowSize": 1, "minimumNumberOfCalls": 1,
+                         "failureRateThreshold": 50, "waitDurationInOpenState": "1s",
+                         "permittedNumberOfCallsInHalfOpenState": 3},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s"}}]}})");
+  ScriptedCall opener(*f.method);
+  opener.Start();
+  opener.Answer(StatusCode::UNAVAILABLE);  // Opens the breaker; the retry would be rejected.
+  REQUIRE(opener.result);
+  f.env.Advance(absl::Seconds(1));
+  ScriptedCall probe(*f.method);
+  probe.Start();  // The first of three probes.
+  probe.Answer(StatusCode::UNAVAILABLE);
+  REQUIRE(probe.result);  // Ended at once: two probes are left for other callers.
+  CHECK(probe.attempt_times.size() == 1);
+  CHECK(probe.result->error_message() == "scripted");
 }
 
 TEST_CASE("a full bulkhead rejects with RESOURCE_EXHAUSTED and spares the breaker",
