@@ -23,8 +23,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "fault_bench/charts.h"
+#include "fault_bench/findings.h"
 #include "fault_bench/run.h"
 #include "fault_bench/scenario.h"
+#include "fault_bench/summary.h"
 #include "resilience/status_codes.h"
 
 ABSL_FLAG(std::string, scenarios, "all", "Comma-separated scenario names, or all");
@@ -51,61 +53,10 @@ ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/test/echo_server",
 namespace {
 
 using fault_bench::CallSample;
+using fault_bench::FailedWhileOpenP99;
 using fault_bench::RunResult;
-
-struct Summary {
-  int calls = 0;
-  int ok = 0;
-  double throughput = 0;                                // Successful calls per second.
-  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;  // Milliseconds.
-  double failed_p99 = 0;                                // Milliseconds, failed calls only.
-};
-
-Summary Summarise(const std::vector<CallSample>& samples, absl::Duration duration) {
-  Summary summary;
-  std::vector<double> all;
-  std::vector<double> failed;
-  for (const CallSample& sample : samples) {
-    const double ms = absl::ToDoubleMilliseconds(sample.latency);
-    all.push_back(ms);
-    ++summary.calls;
-    if (sample.code == grpc::StatusCode::OK) {
-      ++summary.ok;
-    } else {
-      failed.push_back(ms);
-    }
-  }
-  summary.throughput = summary.ok / absl::ToDoubleSeconds(duration);
-  summary.p50 = fault_bench::Quantile(all, 0.5);
-  summary.p90 = fault_bench::Quantile(all, 0.9);
-  summary.p99 = fault_bench::Quantile(all, 0.99);
-  summary.p999 = fault_bench::Quantile(all, 0.999);
-  summary.max = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
-  summary.failed_p99 = fault_bench::Quantile(failed, 0.99);
-  return summary;
-}
-
-// p99 latency (ms) of the RecordDeath calls that failed while the morgue's breaker was OPEN or
-// FORCED_OPEN at their intended send time (by the latest breaker sample before it); -1 when
-// there were none. This is the fail-fast figure: calls the breaker turned away.
-double FailedWhileOpenP99(const RunResult& run) {
-  std::vector<std::pair<absl::Duration, bool>> open;  // Sample time, morgue open.
-  for (const auto& sample : run.breakers) {
-    if (sample.target == "morgue") {
-      open.emplace_back(sample.offset, sample.state == "OPEN" || sample.state == "FORCED_OPEN");
-    }
-  }
-  std::vector<double> latencies;
-  for (const CallSample& sample : run.deaths) {
-    if (sample.code == grpc::StatusCode::OK) continue;
-    auto after = std::upper_bound(
-        open.begin(), open.end(), sample.intended_offset,
-        [](absl::Duration offset, const auto& entry) { return offset < entry.first; });
-    if (after == open.begin() || !std::prev(after)->second) continue;
-    latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
-  }
-  return latencies.empty() ? -1 : fault_bench::Quantile(latencies, 0.99);
-}
+using fault_bench::Summarise;
+using fault_bench::Summary;
 
 std::string Json(const RunResult& run) {
   const Summary deaths = Summarise(run.deaths, run.duration);
@@ -159,8 +110,10 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
                   ".\n\nLatencies are measured from each call's intended send time (open-loop "
                   "load), so a stalled system cannot hide its delay. Attempts per death count "
                   "what the patients service sent to the morgue's AdmitDeceased per RecordDeath "
-                  "call. Time to consistency runs from the end of the load to the first check "
-                  "that found the three services in agreement.\n\n");
+                  "call. Time to consistency runs from the end of the last fault (of the load, "
+                  "if there is none) until the three services agree: until the patients "
+                  "service owes no more undo calls (sampled every 100 ms), confirmed by a full "
+                  "check after the load, or until the first full check that passes.\n\n");
   report += capacity;
   for (const fault_bench::Scenario& scenario : scenarios) {
     absl::StrAppend(&report, "## ", scenario.name, "\n\n", scenario.claim, "\n\n");
@@ -181,27 +134,25 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
         "| breaker open s | violations | consistent after s | peak RSS MiB |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- | --- | --- |\n");
+    std::vector<const RunResult*> scenario_runs;
     for (const RunResult& run : runs) {
       if (run.scenario != scenario.name) continue;
+      scenario_runs.push_back(&run);
       const Summary deaths = Summarise(run.deaths, run.duration);
       const Summary reads = Summarise(run.reads, run.duration);
-      double open = 0;
-      for (const auto& [target, seconds] : run.breaker_open_seconds) open += seconds;
-      long rss = 0;
-      for (const auto& [service, bytes] : run.peak_resident_bytes) rss = std::max(rss, bytes);
+      const double failed_while_open = FailedWhileOpenP99(run);
       absl::StrAppendFormat(
           &report,
           "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %.1f | "
           "%.2f | %.1f | %d%s | %.1f | %.1f |\n",
-          run.variant, deaths.ok, deaths.calls,
-          deaths.calls ? 100.0 * deaths.ok / deaths.calls : 0.0, deaths.throughput, deaths.p50,
-          deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
-          FailedWhileOpenP99(run) < 0 ? std::string("-")
-                                      : absl::StrFormat("%.1f", FailedWhileOpenP99(run)),
-          reads.p99, run.morgue_attempts_per_death, open, run.consistency.violations,
-          run.consistency.incomplete ? " (incomplete)" : "",
-          absl::ToDoubleSeconds(run.time_to_consistency), static_cast<double>(rss) / 1048576.0);
+          run.variant, deaths.ok, deaths.calls, deaths.success_percent, deaths.throughput,
+          deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
+          failed_while_open < 0 ? std::string("-") : absl::StrFormat("%.1f", failed_while_open),
+          reads.p99, run.morgue_attempts_per_death, fault_bench::BreakerOpenSeconds(run),
+          run.consistency.violations, run.consistency.incomplete ? " (incomplete)" : "",
+          absl::ToDoubleSeconds(run.time_to_consistency), fault_bench::PeakResidentMiB(run));
     }
+    absl::StrAppend(&report, "\n", fault_bench::Findings(scenario, scenario_runs), "\n");
     if (charts) {
       absl::StrAppend(&report, "\n![", scenario.name, "](", scenario.name, ".png)\n");
     }

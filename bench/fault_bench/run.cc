@@ -312,6 +312,13 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
   std::thread sampler([&] {
     while (!load_done.load()) {
       resilience::v1::ListCircuitBreakersResponse breakers;
+      if (const absl::StatusOr<std::string> scrape =
+              testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
+          scrape.ok()) {
+        result.pending_compensations.emplace_back(
+            absl::Now() - start,
+            testing_support::SumSamples(*scrape, "hospital_death_compensations_pending", {}));
+      }
       if (admin->ListCircuitBreakers(Context(absl::Milliseconds(500)).get(), {}, &breakers).ok()) {
         for (const auto& breaker : breakers.circuit_breakers()) {
           result.breakers.push_back(
@@ -363,16 +370,33 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
   auto appointments = appointments_v1::AppointmentsService::NewStub(
       Channel(system.process(Service::kAppointments)));
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  absl::Duration last_fault_end = load_end - start;
+  if (const auto windows = scenario.FaultWindows(); !windows.empty()) {
+    last_fault_end = absl::ZeroDuration();
+    for (const auto& window : windows) last_fault_end = std::max(last_fault_end, window.second);
+  }
   result.time_to_consistency = absl::Seconds(-1);
-  while (true) {
+  for (bool first_check = true;; first_check = false) {
     result.consistency = CheckConsistency(*patients, *morgue, *appointments, ids, acknowledged);
     const absl::Time checked = absl::Now();
     if (!result.consistency.incomplete && result.consistency.violations == 0) {
-      result.time_to_consistency = checked - load_end;
+      absl::Duration converged = checked - start;
+      if (first_check) {
+        // Agreement was reached during the load: at the first sample that found no owed undo
+        // call after the last that found some.
+        converged = last_fault_end;
+        bool owed = false;
+        for (const auto& [offset, pending] : result.pending_compensations) {
+          if (owed && pending == 0) converged = std::max(converged, offset);
+          owed = pending > 0;
+        }
+        if (owed) converged = checked - start;
+      }
+      result.time_to_consistency = std::max(absl::ZeroDuration(), converged - last_fault_end);
       break;
     }
     if (checked > give_up) break;
-    absl::SleepFor(absl::Milliseconds(500));
+    absl::SleepFor(absl::Milliseconds(100));
   }
   return result;
 }

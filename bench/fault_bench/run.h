@@ -59,9 +59,14 @@ struct RunResult {
   double appointments_attempts_per_death = 0;
   // Seconds each breaker spent OPEN or FORCED_OPEN.
   std::map<std::string, double> breaker_open_seconds;
+  // The patients service's owed undo calls (hospital_death_compensations_pending), sampled
+  // with the breakers: offset from the load's start, count.
+  std::vector<std::pair<absl::Duration, double>> pending_compensations;
   Consistency consistency;
-  // From the end of the load (every call answered) to the end of the first check that found
-  // the services consistent; negative if they were not within 60 s.
+  // From the end of the last fault (the end of the load when the scenario has none) until the
+  // services agree: until the owed undo calls were drained for good, or, if the check after the
+  // load still found disagreement, until the first check that found none. Negative if they did
+  // not agree within 60 s.
   absl::Duration time_to_consistency = absl::ZeroDuration();
   std::map<std::string, long> peak_resident_bytes;
 };
