@@ -1,5 +1,7 @@
 #include "resilience/grpc_call.h"
 
+#include <cstring>
+
 #include <grpc/grpc.h>
 #include <grpcpp/create_channel.h>
 
@@ -8,7 +10,22 @@ namespace resilience {
 std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address,
                                              std::shared_ptr<grpc::ChannelCredentials> credentials,
                                              grpc::ChannelArguments arguments) {
+  const auto is_set = [&arguments](const char* key) {
+    // c_channel_args() points into `arguments`: read it before any Set call.
+    const grpc_channel_args given = arguments.c_channel_args();
+    for (std::size_t i = 0; i < given.num_args; ++i) {
+      if (std::strcmp(given.args[i].key, key) == 0) return true;
+    }
+    return false;
+  };
+  const bool initial_backoff_set = is_set(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS);
+  const bool max_backoff_set = is_set(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS);
   arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  if (!initial_backoff_set) arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  if (!max_backoff_set) {
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                     static_cast<int>(absl::ToInt64Milliseconds(kMaxReconnectBackoff)));
+  }
   return grpc::CreateCustomChannel(address, credentials, arguments);
 }
 

@@ -1,6 +1,7 @@
 // The pipeline against a real gRPC server on loopback that fails, stalls or pushes back as each
 // request asks.
 #include <atomic>
+#include <optional>
 #include <vector>
 
 #include <grpcpp/create_channel.h>
@@ -157,6 +158,33 @@ TEST_CASE("two calls made asynchronously run concurrently", "[grpc][async]") {
   REQUIRE(both.WaitForNotificationWithTimeout(absl::Seconds(10)));
   // The slower of the two, not their sum.
   CHECK(absl::Now() - start < absl::Milliseconds(390));
+}
+
+TEST_CASE("a restarted server is reached again within the reconnect backoff cap",
+          "[grpc][reconnect]") {
+  // With gRPC's default schedule (1 s, growing 1.6 times to 120 s) a channel whose server was
+  // gone for 2.5 s would next try to connect about 2.7 s after the server came back.
+  std::string address;
+  {
+    testing_support::EchoServer first;
+    address = first.address();
+  }
+  std::optional<testing_support::EchoServer> server(std::in_place, nullptr, address);
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"timeout": "1s"}]}})", &*server);
+  EchoRequest request;
+  REQUIRE(f.Call(request).ok());
+  server.reset();
+  const absl::Time down_until = absl::Now() + absl::Milliseconds(2500);
+  while (absl::Now() < down_until) {  // Failed connection attempts grow the backoff.
+    CHECK(f.Call(request).error_code() == grpc::StatusCode::UNAVAILABLE);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  server.emplace(nullptr, address);
+  const absl::Time restarted = absl::Now();
+  while (!f.Call(request).ok() && absl::Now() - restarted < absl::Seconds(5)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  CHECK(absl::Now() - restarted < kMaxReconnectBackoff + absl::Milliseconds(500));
 }
 
 TEST_CASE("an open breaker rejects without reaching the server", "[grpc][breaker]") {
