@@ -161,8 +161,8 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
   return report;
 }
 
-// Doubles the offered rate from `first` until a step fails the criterion, then tries the
-// midpoint between the last rate that held and the first that did not. Returns every step; the
+// Doubles the offered rate from `first` until a step fails the criterion, then bisects twice
+// between the last rate that held and the first that did not. Returns every step; the
 // capacity is the highest rate that held.
 template <typename StepFunction>
 absl::StatusOr<std::vector<fault_bench::CapacityStep>> SearchCapacity(double first, double last,
@@ -181,10 +181,12 @@ absl::StatusOr<std::vector<fault_bench::CapacityStep>> SearchCapacity(double fir
     }
     held = rate;
   }
-  if (held > 0 && failed > 0) {
-    absl::StatusOr<fault_bench::CapacityStep> result = step((held + failed) / 2);
+  for (int bisection = 0; bisection < 2 && held > 0 && failed > 0; ++bisection) {
+    const double rate = (held + failed) / 2;
+    absl::StatusOr<fault_bench::CapacityStep> result = step(rate);
     if (!result.ok()) return result.status();
     steps.push_back(*result);
+    (result->Holds(limit_ms) ? held : failed) = rate;
   }
   return steps;
 }
@@ -204,21 +206,22 @@ std::string CapacityReport(const std::vector<fault_bench::CapacityStep>& echo,
   const double death_capacity = Capacity(deaths, limit_ms);
   std::string report = absl::StrFormat(
       "## Capacity\n\nThe highest offered rate held with every call succeeding and p99 (from "
-      "intended send time) below %.0f ms, doubling the rate and then trying one midpoint. "
+      "intended send time) below %.0f ms, doubling the rate and then bisecting twice. "
       "Healthy system, variant `%s`, fresh services and databases for every step; the echo is "
       "one RPC to a separate process with no storage, on the same machine.\n\n"
       "| load | capacity (calls/s) |\n| --- | --- |\n| RecordDeath | %.0f |\n| one-hop echo | "
       "%.0f |\n| ratio (deaths / echoes) | %.3f |\n\n"
-      "| load | offered/s | calls | ok | p99 ms |\n| --- | --- | --- | --- | --- |\n",
+      "| load | offered/s | calls | ok | p99 ms | peak RSS MiB (largest service) |\n"
+      "| --- | --- | --- | --- | --- | --- |\n",
       limit_ms, variant, death_capacity, echo_capacity,
       echo_capacity > 0 ? death_capacity / echo_capacity : 0.0);
   for (const auto& step : echo) {
-    absl::StrAppendFormat(&report, "| echo | %.0f | %d | %d | %.1f |\n", step.rate, step.calls,
+    absl::StrAppendFormat(&report, "| echo | %.0f | %d | %d | %.1f | - |\n", step.rate, step.calls,
                           step.ok, step.p99_ms);
   }
   for (const auto& step : deaths) {
-    absl::StrAppendFormat(&report, "| RecordDeath | %.0f | %d | %d | %.1f |\n", step.rate,
-                          step.calls, step.ok, step.p99_ms);
+    absl::StrAppendFormat(&report, "| RecordDeath | %.0f | %d | %d | %.1f | %.1f |\n", step.rate,
+                          step.calls, step.ok, step.p99_ms, step.peak_rss_mib);
   }
   return report + "\n";
 }

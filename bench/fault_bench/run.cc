@@ -458,7 +458,11 @@ absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant&
   Scenario scenario{absl::StrCat("capacity-", static_cast<int>(rate)), "", duration, rate, 0, {}};
   absl::StatusOr<RunResult> run = RunScenario(scenario, variant, options);
   if (!run.ok()) return run.status();
-  return Summarise(rate, run->deaths);
+  CapacityStep step = Summarise(rate, run->deaths);
+  for (const auto& [service, bytes] : run->peak_resident_bytes) {
+    step.peak_rss_mib = std::max(step.peak_rss_mib, static_cast<double>(bytes) / 1048576.0);
+  }
+  return step;
 }
 
 }  // namespace fault_bench

@@ -83,6 +83,9 @@ struct CapacityStep {
   int calls = 0;
   int ok = 0;
   double p99_ms = 0;
+  // The largest peak resident set among the processes under test, MiB (RecordDeath steps:
+  // the three services).
+  double peak_rss_mib = 0;
   bool Holds(double p99_limit_ms) const {
     return ok == calls && calls > 0 && p99_ms < p99_limit_ms;
   }

@@ -194,19 +194,27 @@ absl::Status Database::ExecLocked(absl::string_view sql) {
 
 absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
   resilience::MutexLock lock(&mutex_);
-  if (absl::Status status = ExecLocked("BEGIN IMMEDIATE"); !status.ok()) return status;
+  // Prepared once and cached like every other statement: sqlite3_exec would parse them anew for
+  // every transaction.
+  const auto run = [this](absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    Statement& statement = PrepareLocked(sql);
+    absl::Status status = statement.Run();
+    statement.Reset();
+    return status;
+  };
+  if (absl::Status status = run("BEGIN IMMEDIATE"); !status.ok()) return status;
   absl::Status status;
   {
     Session session(*this);  // Its statements are reset before COMMIT.
     status = work(session);
   }
   if (status.ok()) {
-    status = ExecLocked("COMMIT");
+    status = run("COMMIT");
     if (status.ok()) return status;
   }
   // ROLLBACK may fail if SQLite already rolled back (e.g. after SQLITE_FULL); the original error
   // is the one to report.
-  ExecLocked("ROLLBACK").IgnoreError();
+  run("ROLLBACK").IgnoreError();
   return status;
 }
 
