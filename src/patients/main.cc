@@ -64,6 +64,7 @@ absl::Status Setup(server_kit::ServiceContext& context) {
   auto* runtime = context.Keep(std::make_unique<PatientsRuntime>());
   runtime->targets = std::make_unique<resilience::TargetRegistry>(
       std::move(policy), runtime->environment.environment(), context.server.metrics());
+  context.server.AddCollectable(runtime->targets->call_metrics());
   runtime->downstreams = std::make_unique<patients::GrpcDownstreams>(
       resilience::CreateChannel(absl::GetFlag(FLAGS_morgue_address)),
       resilience::CreateChannel(absl::GetFlag(FLAGS_appointments_address)), *runtime->targets);

@@ -12,12 +12,7 @@ void GuardedCall::Start(absl::Time parent_deadline) {
   call_start_ = environment_.clock->Now();
   deadline_ = std::min(call_start_ + policy.timeout, parent_deadline - policy.deadline_margin);
   RetryBudget& budget = target_.budget();
-  if (budget.enabled()) {
-    const double tokens = budget.RecordCall();
-    // Written only when it moved, for the same reason as in RecordCall.
-    prometheus::Gauge& gauge = *target_.metrics().budget_tokens;
-    if (gauge.Value() != tokens) gauge.Set(tokens);
-  }
+  if (budget.enabled()) budget.RecordCall();
   Attempt(call_start_);
 }
 
@@ -55,10 +50,9 @@ void GuardedCall::OnBulkheadDecision(bool acquired) {
 }
 
 void GuardedCall::Send(absl::Time now) {
-  const MethodMetrics& metrics = method_.metrics();
-  target_.metrics().bulkhead_in_flight->Increment();
-  metrics.attempts->Increment();
-  if (attempts_ > 0) metrics.retries->Increment();
+  MethodMetrics& metrics = method_.metrics();
+  metrics.attempts.Increment();
+  if (attempts_ > 0) metrics.retries.Increment();
   ++attempts_;
   attempt_start_ = now;
   attempt_deadline_ = std::min(deadline_, attempt_start_ + method_.policy().per_attempt_timeout);
@@ -69,9 +63,8 @@ void GuardedCall::FinishAttempt(const grpc::Status& status, Pushback pushback) {
   const absl::Time now = environment_.clock->Now();
   const absl::Duration elapsed = now - attempt_start_;
   target_.bulkhead().Release();
-  target_.metrics().bulkhead_in_flight->Decrement();
   target_.breaker().Record(permit_, status.error_code(), elapsed, now);
-  method_.metrics().attempt_duration->Observe(absl::ToDoubleSeconds(elapsed));
+  method_.metrics().attempt_duration.Observe(elapsed);
   if (status.ok()) {
     Finish(status, CallOutcome::kSuccess, now);
     return;
@@ -109,9 +102,7 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
   // the caller gets the downstream's own error now instead of a rejection after the backoff.
   if (target_.breaker().IsRejecting(now + delay)) return false;
   RetryBudget& budget = target_.budget();
-  const bool withdrawn = budget.TryWithdrawRetry();
-  if (budget.enabled()) target_.metrics().budget_tokens->Set(budget.tokens());
-  if (!withdrawn) {
+  if (!budget.TryWithdrawRetry()) {
     outcome = CallOutcome::kRetryBudgetExhausted;
     return false;
   }
@@ -120,9 +111,9 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
 }
 
 void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome, absl::Time now) {
-  const MethodMetrics& metrics = method_.metrics();
-  metrics.calls[static_cast<std::size_t>(outcome)]->Increment();
-  metrics.call_duration->Observe(absl::ToDoubleSeconds(now - call_start_));
+  MethodMetrics& metrics = method_.metrics();
+  metrics.calls[static_cast<std::size_t>(outcome)].Increment();
+  metrics.call_duration.Observe(now - call_start_);
   OnDone(status);  // Last: may destroy this object.
 }
 

@@ -1,5 +1,7 @@
 #include "resilience/metrics.h"
 
+#include <limits>
+
 namespace resilience {
 
 std::string_view CallOutcomeName(CallOutcome outcome) {
@@ -15,60 +17,41 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return *buckets;
 }
 
+void LatencyHistogram::Observe(absl::Duration duration) {
+  const double seconds = absl::ToDoubleSeconds(duration);
+  const auto& bounds = LatencyBuckets();
+  std::size_t bucket = 0;
+  while (bucket < kBuckets && seconds > bounds[bucket]) ++bucket;
+  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(absl::ToInt64Nanoseconds(duration), std::memory_order_relaxed);
+}
+
+prometheus::ClientMetric::Histogram LatencyHistogram::Snapshot() const {
+  prometheus::ClientMetric::Histogram histogram;
+  const auto& bounds = LatencyBuckets();
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= kBuckets; ++i) {
+    cumulative += counts_[i].load(std::memory_order_relaxed);
+    prometheus::ClientMetric::Bucket bucket;
+    bucket.cumulative_count = cumulative;
+    bucket.upper_bound = i < kBuckets ? bounds[i] : std::numeric_limits<double>::infinity();
+    histogram.bucket.push_back(bucket);
+  }
+  histogram.sample_count = cumulative;
+  histogram.sample_sum =
+      static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / 1'000'000'000.0;
+  return histogram;
+}
+
 Metrics::Metrics(prometheus::Registry& registry)
-    : calls_(prometheus::BuildCounter()
-                 .Name("resilience_calls_total")
-                 .Help("Calls through the resilience pipeline, by outcome.")
-                 .Register(registry)),
-      attempts_(prometheus::BuildCounter()
-                    .Name("resilience_attempts_total")
-                    .Help("Attempts sent to the downstream, first attempts and retries.")
-                    .Register(registry)),
-      retries_(prometheus::BuildCounter()
-                   .Name("resilience_retries_total")
-                   .Help("Attempts after the first one of a call.")
-                   .Register(registry)),
-      call_duration_(prometheus::BuildHistogram()
-                         .Name("resilience_call_duration_seconds")
-                         .Help("Duration of whole calls, including retries and backoff.")
-                         .Register(registry)),
-      attempt_duration_(prometheus::BuildHistogram()
-                            .Name("resilience_attempt_duration_seconds")
-                            .Help("Duration of single attempts.")
-                            .Register(registry)),
-      breaker_state_(prometheus::BuildGauge()
+    : breaker_state_(prometheus::BuildGauge()
                          .Name("resilience_circuit_breaker_state")
                          .Help("1 for the circuit breaker's current state, 0 for the others.")
                          .Register(registry)),
       breaker_transitions_(prometheus::BuildCounter()
                                .Name("resilience_circuit_breaker_transitions_total")
                                .Help("Circuit breaker state changes.")
-                               .Register(registry)),
-      bulkhead_in_flight_(prometheus::BuildGauge()
-                              .Name("resilience_bulkhead_in_flight")
-                              .Help("Attempts holding a bulkhead slot.")
-                              .Register(registry)),
-      budget_tokens_(prometheus::BuildGauge()
-                         .Name("resilience_retry_budget_tokens")
-                         .Help("Tokens left in the retry budget; -1 when there is no budget.")
-                         .Register(registry)) {}
-
-MethodMetrics Metrics::ForMethod(const std::string& target, const std::string& method) {
-  MethodMetrics metrics;
-  for (int i = 0; i < kCallOutcomeCount; ++i) {
-    metrics.calls[static_cast<std::size_t>(i)] =
-        &calls_.Add({{"target", target},
-                     {"method", method},
-                     {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))}});
-  }
-  metrics.attempts = &attempts_.Add({{"target", target}, {"method", method}});
-  metrics.retries = &retries_.Add({{"target", target}, {"method", method}});
-  metrics.call_duration =
-      &call_duration_.Add({{"target", target}, {"method", method}}, LatencyBuckets());
-  metrics.attempt_duration =
-      &attempt_duration_.Add({{"target", target}, {"method", method}}, LatencyBuckets());
-  return metrics;
-}
+                               .Register(registry)) {}
 
 TargetMetrics Metrics::ForTarget(const std::string& target) {
   TargetMetrics metrics;
@@ -77,8 +60,6 @@ TargetMetrics Metrics::ForTarget(const std::string& target) {
         {{"target", target},
          {"state", std::string(BreakerStateName(static_cast<BreakerState>(i)))}});
   }
-  metrics.bulkhead_in_flight = &bulkhead_in_flight_.Add({{"target", target}});
-  metrics.budget_tokens = &budget_tokens_.Add({{"target", target}});
   return metrics;
 }
 

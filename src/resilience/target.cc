@@ -6,12 +6,10 @@
 
 namespace resilience {
 
-GuardedMethod::GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy,
-                             const MethodMetrics& metrics)
+GuardedMethod::GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy)
     : target_(target),
       full_name_(std::move(full_name)),
       policy_(policy),
-      metrics_(metrics),
       deadline_spent_status_(grpc::StatusCode::DEADLINE_EXCEEDED,
                              absl::StrCat("deadline of call to '", target.name(), "' ", full_name_,
                                           " was spent before an attempt could be sent")),
@@ -30,7 +28,6 @@ Target::Target(std::string name, const TargetPolicy& policy, Environment environ
       budget_(policy.budget, *environment.clock),
       bulkhead_(policy.bulkhead, environment) {
   target_metrics_.breaker_state[static_cast<std::size_t>(breaker_.state())]->Set(1);
-  target_metrics_.budget_tokens->Set(budget_.tokens());
 }
 
 GuardedMethod& Target::Method(std::string_view full_name) {
@@ -38,11 +35,18 @@ GuardedMethod& Target::Method(std::string_view full_name) {
   auto it = methods_.find(full_name);
   if (it == methods_.end()) {
     std::string name(full_name);
-    auto method = std::make_unique<GuardedMethod>(*this, name, policy_.ForMethod(full_name),
-                                                  metrics_.ForMethod(name_, name));
+    auto method = std::make_unique<GuardedMethod>(*this, name, policy_.ForMethod(full_name));
     it = methods_.emplace(std::move(name), std::move(method)).first;
   }
   return *it->second;
+}
+
+std::vector<GuardedMethod*> Target::methods() {
+  MutexLock lock(&mutex_);
+  std::vector<GuardedMethod*> result;
+  result.reserve(methods_.size());
+  for (auto& [name, method] : methods_) result.push_back(method.get());
+  return result;
 }
 
 void Target::OnStateChange(BreakerState from, BreakerState to) {
@@ -56,9 +60,102 @@ void Target::OnStateChange(BreakerState from, BreakerState to) {
   }
 }
 
+// Builds the per-call metric families from the targets' atomics on each scrape. Holds the
+// registry by pointer under a lock, so that a scrape racing with the registry's destruction
+// either finishes first or finds nothing.
+class TargetRegistry::Collector final : public prometheus::Collectable {
+ public:
+  explicit Collector(TargetRegistry* registry) : registry_(registry) {}
+
+  void Detach() {
+    MutexLock lock(&mutex_);
+    registry_ = nullptr;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    MutexLock lock(&mutex_);
+    if (registry_ == nullptr) return {};
+    prometheus::MetricFamily calls{"resilience_calls_total",
+                                   "Calls through the resilience pipeline, by outcome.",
+                                   prometheus::MetricType::Counter,
+                                   {}};
+    prometheus::MetricFamily attempts{
+        "resilience_attempts_total",
+        "Attempts sent to the downstream, first attempts and retries.",
+        prometheus::MetricType::Counter,
+        {}};
+    prometheus::MetricFamily retries{"resilience_retries_total",
+                                     "Attempts after the first one of a call.",
+                                     prometheus::MetricType::Counter,
+                                     {}};
+    prometheus::MetricFamily call_duration{
+        "resilience_call_duration_seconds",
+        "Duration of whole calls, including retries and backoff.",
+        prometheus::MetricType::Histogram,
+        {}};
+    prometheus::MetricFamily attempt_duration{"resilience_attempt_duration_seconds",
+                                              "Duration of single attempts.",
+                                              prometheus::MetricType::Histogram,
+                                              {}};
+    prometheus::MetricFamily in_flight{"resilience_bulkhead_in_flight",
+                                       "Attempts holding a bulkhead slot.",
+                                       prometheus::MetricType::Gauge,
+                                       {}};
+    prometheus::MetricFamily tokens{
+        "resilience_retry_budget_tokens",
+        "Tokens left in the retry budget; -1 when there is no budget.",
+        prometheus::MetricType::Gauge,
+        {}};
+    for (Target* target : registry_->targets()) {
+      prometheus::ClientMetric gauge;
+      gauge.label = {{"target", target->name()}};
+      gauge.gauge.value = target->bulkhead().in_flight();
+      in_flight.metric.push_back(gauge);
+      gauge.gauge.value = target->budget().tokens();
+      tokens.metric.push_back(gauge);
+      for (GuardedMethod* method : target->methods()) {
+        const MethodMetrics& recorded = method->metrics();
+        prometheus::ClientMetric metric;
+        metric.label = {{"method", method->full_name()}, {"target", target->name()}};
+        for (int i = 0; i < kCallOutcomeCount; ++i) {
+          prometheus::ClientMetric outcome = metric;
+          outcome.label.push_back(
+              {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))});
+          outcome.counter.value =
+              static_cast<double>(recorded.calls[static_cast<std::size_t>(i)].value());
+          calls.metric.push_back(std::move(outcome));
+        }
+        metric.counter.value = static_cast<double>(recorded.attempts.value());
+        attempts.metric.push_back(metric);
+        metric.counter.value = static_cast<double>(recorded.retries.value());
+        retries.metric.push_back(metric);
+        metric.counter.value = 0;
+        metric.histogram = recorded.call_duration.Snapshot();
+        call_duration.metric.push_back(metric);
+        metric.histogram = recorded.attempt_duration.Snapshot();
+        attempt_duration.metric.push_back(metric);
+      }
+    }
+    return {calls, attempts, retries, call_duration, attempt_duration, in_flight, tokens};
+  }
+
+ private:
+  mutable Mutex mutex_;
+  TargetRegistry* registry_ ABSL_GUARDED_BY(mutex_);
+};
+
 TargetRegistry::TargetRegistry(Policy policy, Environment environment,
                                prometheus::Registry& registry)
-    : policy_(std::move(policy)), environment_(environment), metrics_(registry) {}
+    : policy_(std::move(policy)),
+      environment_(environment),
+      metrics_(registry),
+      collector_(std::make_shared<Collector>(this)) {}
+
+TargetRegistry::~TargetRegistry() { collector_->Detach(); }
+
+std::shared_ptr<prometheus::Collectable> TargetRegistry::call_metrics() const {
+  return collector_;
+}
 
 Target& TargetRegistry::GetTarget(std::string_view name) {
   MutexLock lock(&mutex_);

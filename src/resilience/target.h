@@ -11,6 +11,8 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_TARGET_H_
 #define HOSPITAL_SRC_RESILIENCE_TARGET_H_
 
+#include <prometheus/collectable.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -35,13 +37,13 @@ class Target;
 // One method of a target: its policy, metrics and prebuilt error statuses.
 class GuardedMethod final {
  public:
-  GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy,
-                const MethodMetrics& metrics);
+  GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy);
 
   Target& target() const { return target_; }
   const std::string& full_name() const { return full_name_; }
   const MethodPolicy& policy() const { return policy_; }
-  const MethodMetrics& metrics() const { return metrics_; }
+  // Recorded by the pipeline on every call; read by TargetRegistry::call_metrics().
+  MethodMetrics& metrics() { return metrics_; }
   // DEADLINE_EXCEEDED for a call whose time was spent before an attempt could be sent.
   const grpc::Status& deadline_spent_status() const { return deadline_spent_status_; }
   // RESOURCE_EXHAUSTED for a call the bulkhead turned away.
@@ -51,7 +53,7 @@ class GuardedMethod final {
   Target& target_;
   const std::string full_name_;
   const MethodPolicy policy_;
-  const MethodMetrics metrics_;
+  MethodMetrics metrics_;
   const grpc::Status deadline_spent_status_;
   const grpc::Status bulkhead_full_status_;
 };
@@ -64,6 +66,8 @@ class Target final : private CircuitBreaker::Listener {
 
   // The method named "/package.Service/Method", created on first use.
   GuardedMethod& Method(std::string_view full_name);
+  // Every method created so far, sorted by name.
+  std::vector<GuardedMethod*> methods();
 
   const std::string& name() const { return name_; }
   CircuitBreaker& breaker() { return breaker_; }
@@ -92,8 +96,18 @@ class Target final : private CircuitBreaker::Listener {
 // All targets of a process, created from one policy.
 class TargetRegistry final {
  public:
-  // `environment`'s members and `registry` must outlive this object.
+  // `environment`'s members and `registry` must outlive this object. The breaker series go to
+  // `registry`; register call_metrics() with the same exposer for the per-call series.
   TargetRegistry(Policy policy, Environment environment, prometheus::Registry& registry);
+  ~TargetRegistry();
+  TargetRegistry(const TargetRegistry&) = delete;
+  TargetRegistry& operator=(const TargetRegistry&) = delete;
+
+  // The per-call series (see metrics.h), read from the pipeline's atomics when collected:
+  //   exposer.RegisterCollectable(registry);                // the breaker series
+  //   exposer.RegisterCollectable(targets.call_metrics());  // calls, attempts, durations, ...
+  // It may outlive the TargetRegistry, and then collects nothing.
+  std::shared_ptr<prometheus::Collectable> call_metrics() const;
 
   // The target named `name`, created with its policy on first use.
   Target& GetTarget(std::string_view name);
@@ -103,11 +117,14 @@ class TargetRegistry final {
   std::vector<Target*> targets();
 
  private:
+  class Collector;
+
   const Policy policy_;
   const Environment environment_;
   Metrics metrics_;
   Mutex mutex_;
   std::map<std::string, std::unique_ptr<Target>, std::less<>> targets_ ABSL_GUARDED_BY(mutex_);
+  const std::shared_ptr<Collector> collector_;
 };
 
 }  // namespace resilience

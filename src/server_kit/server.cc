@@ -52,6 +52,10 @@ void Server::AddInterceptorFactory(
   interceptor_factories_.push_back(std::move(factory));
 }
 
+void Server::AddCollectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  collectables_.push_back(std::move(collectable));
+}
+
 void Server::SetReadinessCheck(std::function<absl::Status()> check) {
   readiness_check_ = std::move(check);
 }
@@ -98,6 +102,7 @@ absl::Status Server::Start() {
           absl::StrCat("cannot serve metrics on ", options_.metrics_address, ": ", error.what()));
     }
     exposer_->RegisterCollectable(registry_);
+    for (const auto& collectable : collectables_) exposer_->RegisterCollectable(collectable);
     const std::vector<int> ports = exposer_->GetListeningPorts();
     if (!ports.empty()) metrics_port_ = ports.front();
   }

@@ -73,6 +73,9 @@ class Server final {
   // Before Start. Extra interceptors, placed before the built-in observer.
   void AddInterceptorFactory(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
+  // Before Start. More metrics to serve on /metrics beside metrics(), such as
+  // resilience::TargetRegistry::call_metrics().
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
   // Before Start. The check that decides readiness; OK when absent.
   void SetReadinessCheck(std::function<absl::Status()> check);
 
@@ -93,6 +96,7 @@ class Server final {
 
   const ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   std::vector<grpc::Service*> services_;
   std::vector<std::string> registered_names_;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>

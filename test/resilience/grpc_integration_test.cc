@@ -114,7 +114,7 @@ TEST_CASE("a stalled server is cut off at the deadline", "[grpc][deadline]") {
   CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
   CHECK(elapsed >= absl::Milliseconds(100));
   CHECK(elapsed < absl::Seconds(2));
-  CHECK(testing_support::MetricValue(f.registry, "resilience_calls_total",
+  CHECK(testing_support::MetricValue(*f.targets->call_metrics(), "resilience_calls_total",
                                      {{"outcome", "deadline_exceeded"}}) == 1);
 }
 

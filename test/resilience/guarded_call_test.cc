@@ -1,8 +1,10 @@
 #include "resilience/guarded_call.h"
 
+#include <cmath>
 #include <optional>
 #include <vector>
 
+#include <prometheus/metric_family.h>
 #include <catch2/catch.hpp>
 
 #include "resilience/testing/fake_environment.h"
@@ -52,11 +54,11 @@ struct Fixture {
   }
 
   double Calls(const std::string& outcome) {
-    return testing_support::MetricValue(registry, "resilience_calls_total",
+    return testing_support::MetricValue(*targets->call_metrics(), "resilience_calls_total",
                                         {{"target", "downstream"}, {"outcome", outcome}});
   }
   double Metric(const std::string& name) {
-    return testing_support::MetricValue(registry, name, {{"target", "downstream"}});
+    return testing_support::MetricValue(*targets->call_metrics(), name, {{"target", "downstream"}});
   }
 
   std::string policy_json_;
@@ -345,6 +347,35 @@ TEST_CASE("a failed half-open probe is not retried", "[call][breaker]") {
   REQUIRE(probe.result);  // Ended at once: two probes are left for other callers.
   CHECK(probe.attempt_times.size() == 1);
   CHECK(probe.result->error_message() == "scripted");
+}
+
+TEST_CASE("call metrics are collected from the pipeline's atomics, and outlive the registry",
+          "[call][metrics]") {
+  Fixture f(kRetryPolicy);
+  CHECK(LatencyBuckets().size() == LatencyHistogram::kBuckets);
+  ScriptedCall call(*f.method);
+  call.Start();
+  f.env.Advance(absl::Microseconds(700));
+  call.Answer(StatusCode::OK);
+  std::shared_ptr<prometheus::Collectable> collectable = f.targets->call_metrics();
+  const prometheus::ClientMetric::Histogram* histogram = nullptr;
+  const std::vector<prometheus::MetricFamily> families = collectable->Collect();
+  for (const prometheus::MetricFamily& family : families) {
+    if (family.name == "resilience_call_duration_seconds") {
+      REQUIRE(family.metric.size() == 1);
+      histogram = &family.metric[0].histogram;
+    }
+  }
+  REQUIRE(histogram != nullptr);
+  CHECK(histogram->sample_count == 1);
+  CHECK(histogram->sample_sum == Approx(0.0007));
+  REQUIRE(histogram->bucket.size() == LatencyHistogram::kBuckets + 1);
+  CHECK(histogram->bucket[0].cumulative_count == 0);  // le 0.0005
+  CHECK(histogram->bucket[1].cumulative_count == 1);  // le 0.001
+  CHECK(histogram->bucket.back().cumulative_count == 1);
+  CHECK(std::isinf(histogram->bucket.back().upper_bound));
+  f.targets.reset();
+  CHECK(collectable->Collect().empty());  // A scrape after the registry is gone finds nothing.
 }
 
 TEST_CASE("a full bulkhead rejects with RESOURCE_EXHAUSTED and spares the breaker",

@@ -75,14 +75,17 @@ TEST_CASE("concurrent calls keep the pipeline's books balanced", "[stress]") {
   double calls = 0;
   for (const char* outcome : {"success", "failure", "circuit_open", "bulkhead_full",
                               "deadline_exceeded", "budget_exhausted"}) {
-    calls +=
-        testing_support::MetricValue(registry, "resilience_calls_total", {{"outcome", outcome}});
+    calls += testing_support::MetricValue(*targets.call_metrics(), "resilience_calls_total",
+                                          {{"outcome", outcome}});
   }
   CHECK(calls == kThreads * kCallsPerThread);
-  CHECK(testing_support::MetricValue(registry, "resilience_bulkhead_in_flight", {}) == 0);
+  CHECK(testing_support::MetricValue(*targets.call_metrics(), "resilience_bulkhead_in_flight",
+                                     {}) == 0);
   CHECK(targets.GetTarget("downstream").bulkhead().in_flight() == 0);
-  const double attempts = testing_support::MetricValue(registry, "resilience_attempts_total", {});
-  const double retries = testing_support::MetricValue(registry, "resilience_retries_total", {});
+  const double attempts =
+      testing_support::MetricValue(*targets.call_metrics(), "resilience_attempts_total", {});
+  const double retries =
+      testing_support::MetricValue(*targets.call_metrics(), "resilience_retries_total", {});
   CHECK(attempts <= 3 * calls);
   CHECK(retries <= attempts);
 }

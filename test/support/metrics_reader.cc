@@ -1,11 +1,13 @@
 #include "support/metrics_reader.h"
 
+#include <prometheus/metric_family.h>
+
 namespace testing_support {
 
-double MetricValue(prometheus::Registry& registry, const std::string& name,
+double MetricValue(const prometheus::Collectable& source, const std::string& name,
                    const std::map<std::string, std::string>& labels) {
   double total = 0;
-  for (const prometheus::MetricFamily& family : registry.Collect()) {
+  for (const prometheus::MetricFamily& family : source.Collect()) {
     if (family.name != name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
       bool matches = true;
