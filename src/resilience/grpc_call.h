@@ -105,8 +105,11 @@ class UnaryCall final : public GuardedCall {
     }
     for (const auto& [key, value] : options_.metadata) context_->AddMetadata(key, value);
     response_.Clear();
-    sender_(&*context_, &request_, &response_,
-            [this](grpc::Status status) { FinishAttempt(status, PushbackOf(*context_)); });
+    sender_(&*context_, &request_, &response_, [this](grpc::Status status) {
+      // Pushback only matters to a failed attempt; a success skips the metadata lookup.
+      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context_);
+      FinishAttempt(status, pushback);
+    });
   }
 
   void OnDone(const grpc::Status& status) override {
