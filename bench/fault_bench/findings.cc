@@ -16,6 +16,7 @@ struct Figures {
   Summary reads;
   double attempts_per_death = 0;
   double failed_while_open_p99 = -1;
+  BreakerRejections rejected;
   double breaker_open_seconds = 0;
   int violations = 0;
   double consistent_after = 0;
@@ -53,6 +54,7 @@ std::string Findings(const Scenario& scenario, const std::vector<const RunResult
     figures.reads = Summarise(run->reads, run->duration);
     figures.attempts_per_death = run->morgue_attempts_per_death;
     figures.failed_while_open_p99 = FailedWhileOpenP99(*run);
+    figures.rejected = RejectedByBreaker(*run);
     figures.breaker_open_seconds = BreakerOpenSeconds(*run);
     figures.violations = run->consistency.violations + (run->consistency.incomplete ? 1 : 0);
     figures.consistent_after = absl::ToDoubleSeconds(run->time_to_consistency);
@@ -93,13 +95,15 @@ std::string Findings(const Scenario& scenario, const std::vector<const RunResult
         Each(all, "%.2f", [](const Figures& f) { return f.attempts_per_death; }),
         ". Failed calls' p99: ",
         Each(all, "%.1f ms", [](const Figures& f) { return f.deaths.failed_p99; }),
-        absl::StrFormat(". The resilient variant's breaker was open %.1f s; the calls that "
-                        "failed while it was open had a p99 of %.1f ms (target: under 5 ms) and "
-                        "it sent %.2f attempts per death (target: at most 1.1), against %.2f "
-                        "with retries alone. ",
-                        resilient->breaker_open_seconds, resilient->failed_while_open_p99,
+        absl::StrFormat(". The resilient variant's breaker was open %.1f s; the %d calls it "
+                        "refused failed with a p99 of %.1f ms (target: under 5 ms), and all the "
+                        "calls that failed while it was sampled open, half-open probes "
+                        "included, with %.1f ms. It sent %.2f attempts per death (target: at "
+                        "most 1.1), against %.2f with retries alone. ",
+                        resilient->breaker_open_seconds, resilient->rejected.calls,
+                        resilient->rejected.p99, resilient->failed_while_open_p99,
                         resilient->attempts_per_death, retries->attempts_per_death));
-    text += Verdict(resilient->failed_while_open_p99 >= 0 && resilient->failed_while_open_p99 < 5 &&
+    text += Verdict(resilient->rejected.calls > 0 && resilient->rejected.p99 < 5 &&
                     resilient->attempts_per_death <= 1.1 &&
                     resilient->attempts_per_death < retries->attempts_per_death);
   } else if (name == "appointments_slow" && naive && resilient) {

@@ -88,7 +88,8 @@ std::string Json(const RunResult& run) {
       "\"deaths\":{\"calls\":%d,\"ok\":%d,\"throughput\":%.2f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"p999_ms\":%.2f,\"max_ms\":%.2f,\"failed_p99_ms\":%.2f},"
       "\"reads\":{\"calls\":%d,\"ok\":%d,\"p99_ms\":%.2f},"
-      "\"failed_while_breaker_open_p99_ms\":%.2f,"
+      "\"failed_while_breaker_open_p99_ms\":%.2f,\"rejected_by_breaker\":%d,"
+      "\"rejected_by_breaker_p99_ms\":%.2f,"
       "\"morgue_attempts_per_death\":%.3f,\"appointments_attempts_per_death\":%.3f,"
       "\"breaker_open_s\":{%s},\"violations\":%d,\"consistency_incomplete\":%s,"
       "\"time_to_consistency_s\":%.2f,\"peak_rss_bytes\":{%s},"
@@ -96,6 +97,7 @@ std::string Json(const RunResult& run) {
       run.scenario, run.variant, absl::ToDoubleSeconds(run.duration), deaths.calls, deaths.ok,
       deaths.throughput, deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max,
       deaths.failed_p99, reads.calls, reads.ok, reads.p99, FailedWhileOpenP99(run),
+      fault_bench::RejectedByBreaker(run).calls, fault_bench::RejectedByBreaker(run).p99,
       run.morgue_attempts_per_death, run.appointments_attempts_per_death, open,
       run.consistency.violations, run.consistency.incomplete ? "true" : "false",
       absl::ToDoubleSeconds(run.time_to_consistency), rss, samples, breakers);
@@ -105,15 +107,20 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
                    const std::vector<RunResult>& runs, const std::string& machine,
                    absl::Duration elapsed, bool charts, const std::string& capacity) {
   std::string report = "# Fault-injection benchmark\n\n";
-  absl::StrAppend(&report, "Machine: ", machine.empty() ? "not stated" : machine,
-                  ". Suite time: ", absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
-                  ".\n\nLatencies are measured from each call's intended send time (open-loop "
-                  "load), so a stalled system cannot hide its delay. Attempts per death count "
-                  "what the patients service sent to the morgue's AdmitDeceased per RecordDeath "
-                  "call. Time to consistency runs from the end of the last fault (of the load, "
-                  "if there is none) until the three services agree: until the patients "
-                  "service owes no more undo calls (sampled every 100 ms), confirmed by a full "
-                  "check after the load, or until the first full check that passes.\n\n");
+  absl::StrAppend(
+      &report, "Machine: ", machine.empty() ? "not stated" : machine,
+      ". Suite time: ", absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
+      ".\n\nLatencies are measured from each call's intended send time (open-loop "
+      "load), so a stalled system cannot hide its delay. Attempts per death count "
+      "what the patients service sent to the morgue's AdmitDeceased per RecordDeath "
+      "call. \"Failed while open\" counts failed calls sent while the morgue's breaker was "
+      "sampled OPEN (every 100 ms), so half-open probes between samples are among "
+      "them; \"rejected by breaker\" counts only the calls the patients service "
+      "refused because a breaker was open. Time to consistency runs from the end of the last fault "
+      "(of the load, "
+      "if there is none) until the three services agree: until the patients "
+      "service owes no more undo calls (sampled every 100 ms), confirmed by a full "
+      "check after the load, or until the first full check that passes.\n\n");
   report += capacity;
   for (const fault_bench::Scenario& scenario : scenarios) {
     absl::StrAppend(&report, "## ", scenario.name, "\n\n", scenario.claim, "\n\n");
@@ -130,9 +137,10 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
     absl::StrAppend(
         &report,
         "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
-        "| failed p99 ms | failed while open p99 ms | read p99 ms | morgue attempts/death "
-        "| breaker open s | violations | consistent after s | peak RSS MiB |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| failed p99 ms | failed while open p99 ms | rejected by breaker: calls, p99 ms "
+        "| read p99 ms | morgue attempts/death | breaker open s | violations "
+        "| consistent after s | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- | --- | --- |\n");
     std::vector<const RunResult*> scenario_runs;
     for (const RunResult& run : runs) {
@@ -141,13 +149,16 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
       const Summary deaths = Summarise(run.deaths, run.duration);
       const Summary reads = Summarise(run.reads, run.duration);
       const double failed_while_open = FailedWhileOpenP99(run);
+      const fault_bench::BreakerRejections rejected = fault_bench::RejectedByBreaker(run);
       absl::StrAppendFormat(
           &report,
-          "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %.1f | "
-          "%.2f | %.1f | %d%s | %.1f | %.1f |\n",
+          "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s | "
+          "%.1f | %.2f | %.1f | %d%s | %.1f | %.1f |\n",
           run.variant, deaths.ok, deaths.calls, deaths.success_percent, deaths.throughput,
           deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
           failed_while_open < 0 ? std::string("-") : absl::StrFormat("%.1f", failed_while_open),
+          rejected.calls == 0 ? std::string("-")
+                              : absl::StrFormat("%d, %.1f", rejected.calls, rejected.p99),
           reads.p99, run.morgue_attempts_per_death, fault_bench::BreakerOpenSeconds(run),
           run.consistency.violations, run.consistency.incomplete ? " (incomplete)" : "",
           absl::ToDoubleSeconds(run.time_to_consistency), fault_bench::PeakResidentMiB(run));

@@ -269,8 +269,10 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
               resilience::MutexLock lock(&acknowledged_mutex);
               acknowledged.insert(call->request.patient_id());
             }
-            recorder.Add(result.deaths,
-                         {offset, absl::Now() - (start + offset), status.error_code()});
+            const bool rejected_by_breaker =
+                status.error_message().find("(circuit breaker open)") != std::string::npos;
+            recorder.Add(result.deaths, {offset, absl::Now() - (start + offset),
+                                         status.error_code(), rejected_by_breaker});
             delete call;
           });
     }

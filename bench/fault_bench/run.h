@@ -39,6 +39,9 @@ struct CallSample {
   absl::Duration intended_offset;  // From the start of the load.
   absl::Duration latency;
   grpc::StatusCode code;
+  // RecordDeath only: refused before any work because a downstream's breaker was open (the
+  // patients service says "(circuit breaker open)").
+  bool rejected_by_breaker = false;
 };
 
 struct BreakerSample {

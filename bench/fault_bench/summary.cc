@@ -48,6 +48,17 @@ double FailedWhileOpenP99(const RunResult& run) {
   return latencies.empty() ? -1 : Quantile(latencies, 0.99);
 }
 
+BreakerRejections RejectedByBreaker(const RunResult& run) {
+  std::vector<double> latencies;
+  for (const CallSample& sample : run.deaths) {
+    if (sample.rejected_by_breaker) latencies.push_back(absl::ToDoubleMilliseconds(sample.latency));
+  }
+  BreakerRejections rejections;
+  rejections.calls = static_cast<int>(latencies.size());
+  if (!latencies.empty()) rejections.p99 = Quantile(latencies, 0.99);
+  return rejections;
+}
+
 double BreakerOpenSeconds(const RunResult& run) {
   double open = 0;
   for (const auto& [target, seconds] : run.breaker_open_seconds) open += seconds;

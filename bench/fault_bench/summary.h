@@ -26,6 +26,14 @@ Summary Summarise(const std::vector<CallSample>& samples, absl::Duration duratio
 // half-open probes among them.
 double FailedWhileOpenP99(const RunResult& run);
 
+// p99 latency (ms) and number of the RecordDeath calls refused at once because a downstream's
+// breaker was open; p99 -1 when there were none.
+struct BreakerRejections {
+  int calls = 0;
+  double p99 = -1;
+};
+BreakerRejections RejectedByBreaker(const RunResult& run);
+
 // Seconds any breaker spent open.
 double BreakerOpenSeconds(const RunResult& run);
 
