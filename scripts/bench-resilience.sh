@@ -11,4 +11,4 @@ cmake --build build -j2 --target resilience_bench loopback_bench
 
 build/bench/resilience_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
   --benchmark_display_aggregates_only=true
-build/bench/loopback_bench --rounds=8 --seconds=3 --concurrency=32
+build/bench/loopback_bench --rounds=10 --seconds=3 --concurrency=32

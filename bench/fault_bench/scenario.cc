@@ -71,7 +71,7 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
           "abort": {"code": "UNAVAILABLE", "message": "injected outage"}})";
   constexpr char kAppointmentsSlow[] =
       R"({"id": "slow", "method": "hospital.appointments.v1.AppointmentsService/*",
-          "delay": {"fixed": "0.3s", "jitter": "0.1s"}})";
+          "delay": {"fixed": "1s", "jitter": "0.2s"}})";
   constexpr char kMorgueFlaky[] =
       R"({"id": "flaky", "method": "hospital.morgue.v1.MorgueService/*", "percentage": 50,
           "abort": {"code": "UNAVAILABLE", "message": "injected burst"}})";

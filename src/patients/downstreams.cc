@@ -36,7 +36,11 @@ GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
       restore_appointments_(
           targets.GetTarget(kAppointmentsTarget)
               .Method(MethodName(appointments_v1::AppointmentsService::service_full_name(),
-                                 "RestorePatientAppointments"))) {}
+                                 "RestorePatientAppointments"))) {
+  resilience::ReconnectBeforeProbes(targets.GetTarget(kMorgueTarget), std::move(morgue));
+  resilience::ReconnectBeforeProbes(targets.GetTarget(kAppointmentsTarget),
+                                    std::move(appointments));
+}
 
 std::string GrpcDownstreams::RejectingTarget() {
   for (resilience::GuardedMethod* method : {&admit_, &cancel_appointments_}) {

@@ -1,5 +1,6 @@
 #include "resilience/grpc_call.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <grpc/grpc.h>
@@ -27,6 +28,19 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address,
                      static_cast<int>(absl::ToInt64Milliseconds(kMaxReconnectBackoff)));
   }
   return grpc::CreateCustomChannel(address, credentials, arguments);
+}
+
+void ReconnectBeforeProbes(Target& target, std::shared_ptr<grpc::Channel> channel) {
+  Environment environment = target.environment();
+  target.AddStateListener([&target, environment, channel = std::move(channel)](BreakerState,
+                                                                               BreakerState to) {
+    if (to != BreakerState::kOpen) return;
+    const absl::Time now = environment.clock->Now();
+    const absl::Time open_until = target.breaker().Snapshot().open_until;
+    const absl::Time reset_at = open_until - std::min(kReconnectLead, (open_until - now) / 2);
+    environment.scheduler->RunAt(
+        reset_at, [channel] { grpc::experimental::ChannelResetConnectionBackoff(channel.get()); });
+  });
 }
 
 absl::Time DeadlineOf(const grpc::ServerContextBase& context) {

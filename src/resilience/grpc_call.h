@@ -57,6 +57,16 @@ std::shared_ptr<grpc::Channel> CreateChannel(
     std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials(),
     grpc::ChannelArguments arguments = {});
 
+// Makes the breaker's half-open probes find `channel` connected. A channel whose downstream was
+// gone waits between connection attempts (up to kMaxReconnectBackoff, or gRPC's 120 s on a
+// channel made elsewhere) and fails calls at once while it waits, so the first probes after a
+// restart would fail and reopen the breaker. Each time the breaker opens, a timer resets the
+// channel's backoff shortly (kReconnectLead, or half the wait if shorter) before the wait ends,
+// so the channel has tried again by the time the probes go. Call once per channel; the timer
+// runs on `target`'s scheduler and keeps the channel alive until it fires.
+void ReconnectBeforeProbes(Target& target, std::shared_ptr<grpc::Channel> channel);
+inline constexpr absl::Duration kReconnectLead = absl::Milliseconds(50);
+
 // The deadline of a request being served, for CallOptions::parent_deadline.
 absl::Time DeadlineOf(const grpc::ServerContextBase& context);
 

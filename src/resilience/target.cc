@@ -49,7 +49,18 @@ std::vector<GuardedMethod*> Target::methods() {
   return result;
 }
 
+void Target::AddStateListener(std::function<void(BreakerState from, BreakerState to)> listener) {
+  MutexLock lock(&mutex_);
+  state_listeners_.push_back(std::move(listener));
+}
+
 void Target::OnStateChange(BreakerState from, BreakerState to) {
+  std::vector<std::function<void(BreakerState, BreakerState)>> listeners;
+  {
+    MutexLock lock(&mutex_);
+    listeners = state_listeners_;  // Copied: a listener may reach code that takes mutex_.
+  }
+  for (const auto& listener : listeners) listener(from, to);
   metrics_.CountTransition(name_, from, to);
   // Reads the state afresh instead of trusting `to`: notifications of two quick transitions can
   // arrive out of order, and the last reader must leave the gauge on the real state.
@@ -101,11 +112,10 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
                                        "Attempts holding a bulkhead slot.",
                                        prometheus::MetricType::Gauge,
                                        {}};
-    prometheus::MetricFamily tokens{
-        "resilience_retry_budget_tokens",
-        "Tokens left in the retry budget; -1 when there is no budget.",
-        prometheus::MetricType::Gauge,
-        {}};
+    prometheus::MetricFamily tokens{"resilience_retry_budget_tokens",
+                                    "Tokens left in the retry budget; -1 when there is no budget.",
+                                    prometheus::MetricType::Gauge,
+                                    {}};
     for (Target* target : registry_->targets()) {
       prometheus::ClientMetric gauge;
       gauge.label = {{"target", target->name()}};
@@ -153,9 +163,7 @@ TargetRegistry::TargetRegistry(Policy policy, Environment environment,
 
 TargetRegistry::~TargetRegistry() { collector_->Detach(); }
 
-std::shared_ptr<prometheus::Collectable> TargetRegistry::call_metrics() const {
-  return collector_;
-}
+std::shared_ptr<prometheus::Collectable> TargetRegistry::call_metrics() const { return collector_; }
 
 Target& TargetRegistry::GetTarget(std::string_view name) {
   MutexLock lock(&mutex_);

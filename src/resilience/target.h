@@ -11,6 +11,8 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_TARGET_H_
 #define HOSPITAL_SRC_RESILIENCE_TARGET_H_
 
+#include <functional>
+
 #include <prometheus/collectable.h>
 
 #include <map>
@@ -68,6 +70,10 @@ class Target final : private CircuitBreaker::Listener {
   GuardedMethod& Method(std::string_view full_name);
   // Every method created so far, sorted by name.
   std::vector<GuardedMethod*> methods();
+  // Calls `listener` after every breaker transition, on the thread that caused it (for a move
+  // to HALF_OPEN: the first probe's, before the probe is sent), with no lock of the target or
+  // the breaker held. It must not block. Listeners are kept for the target's life.
+  void AddStateListener(std::function<void(BreakerState from, BreakerState to)> listener);
 
   const std::string& name() const { return name_; }
   CircuitBreaker& breaker() { return breaker_; }
@@ -90,6 +96,8 @@ class Target final : private CircuitBreaker::Listener {
 
   Mutex mutex_;
   std::map<std::string, std::unique_ptr<GuardedMethod>, std::less<>> methods_
+      ABSL_GUARDED_BY(mutex_);
+  std::vector<std::function<void(BreakerState, BreakerState)>> state_listeners_
       ABSL_GUARDED_BY(mutex_);
 };
 

@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include <grpc/grpc.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/server_builder.h>
 #include <catch2/catch.hpp>
@@ -185,6 +186,55 @@ TEST_CASE("a restarted server is reached again within the reconnect backoff cap"
     absl::SleepFor(absl::Milliseconds(20));
   }
   CHECK(absl::Now() - restarted < kMaxReconnectBackoff + absl::Milliseconds(500));
+}
+
+TEST_CASE("a half-open probe finds the channel reconnected", "[grpc][reconnect][breaker]") {
+  // The channel is told to wait 10 s between connection attempts: without the reset before the
+  // breaker's wait ends, the probe would fail on a channel still waiting, and the breaker would
+  // reopen.
+  std::string address;
+  {
+    testing_support::EchoServer first;
+    address = first.address();
+  }
+  std::optional<testing_support::EchoServer> server(std::in_place, nullptr, address);
+  RealEnvironment env;
+  prometheus::Registry registry;
+  TargetRegistry targets(*ParsePolicyJson(R"({"defaultTarget": {
+      "circuitBreaker": {"slidingWindowSize": 2, "minimumNumberOfCalls": 2,
+                         "failureRateThreshold": 50, "waitDurationInOpenState": "0.3s",
+                         "permittedNumberOfCallsInHalfOpenState": 1},
+      "methodConfig": [{"timeout": "1s"}]}})"),
+                         env.environment(), registry);
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10000);
+  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10000);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
+  auto channel = CreateChannel(address, grpc::InsecureChannelCredentials(), arguments);
+  Target& target = targets.GetTarget("echo");
+  ReconnectBeforeProbes(target, channel);
+  auto stub = EchoService::NewStub(channel);
+  UnarySender<EchoRequest, EchoResponse> sender =
+      [s = stub.get()](grpc::ClientContext* context, const EchoRequest* request,
+                       EchoResponse* response, std::function<void(grpc::Status)> done) {
+        s->async()->Echo(context, request, response, std::move(done));
+      };
+  GuardedMethod& method = target.Method(kEchoMethod);
+  const auto call = [&] {
+    EchoResponse response;
+    return CallUnaryBlocking<EchoRequest, EchoResponse>(method, sender, EchoRequest(), &response);
+  };
+  REQUIRE(call().ok());
+  server.reset();
+  CHECK_FALSE(call().ok());
+  CHECK_FALSE(call().ok());
+  REQUIRE(target.breaker().state() == BreakerState::kOpen);
+  server.emplace(nullptr, address);
+  absl::SleepFor(absl::Milliseconds(400));  // The breaker's wait is over.
+  const grpc::Status probe = call();
+  INFO(probe.error_message());
+  CHECK(probe.ok());
+  CHECK(target.breaker().state() == BreakerState::kClosed);
 }
 
 TEST_CASE("an open breaker rejects without reaching the server", "[grpc][breaker]") {
