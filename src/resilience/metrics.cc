@@ -43,6 +43,29 @@ prometheus::ClientMetric::Histogram LatencyHistogram::Snapshot() const {
   return histogram;
 }
 
+std::vector<prometheus::MetricFamily> EmptyCallFamilies() {
+  using prometheus::MetricType;
+  const auto family = [](const char* name, const char* help, MetricType type) {
+    return prometheus::MetricFamily{name, help, type, {}};
+  };
+  return {
+      family("resilience_calls_total", "Calls through the resilience pipeline, by outcome.",
+             MetricType::Counter),
+      family("resilience_attempts_total",
+             "Attempts sent to the downstream, first attempts and retries.", MetricType::Counter),
+      family("resilience_retries_total", "Attempts after the first one of a call.",
+             MetricType::Counter),
+      family("resilience_call_duration_seconds",
+             "Duration of whole calls, including retries and backoff.", MetricType::Histogram),
+      family("resilience_attempt_duration_seconds", "Duration of single attempts.",
+             MetricType::Histogram),
+      family("resilience_bulkhead_in_flight", "Attempts holding a bulkhead slot.",
+             MetricType::Gauge),
+      family("resilience_retry_budget_tokens",
+             "Tokens left in the retry budget; -1 when there is no budget.", MetricType::Gauge),
+  };
+}
+
 Metrics::Metrics(prometheus::Registry& registry)
     : breaker_state_(prometheus::BuildGauge()
                          .Name("resilience_circuit_breaker_state")

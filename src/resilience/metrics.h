@@ -28,12 +28,14 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <prometheus/client_metric.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 #include "absl/time/time.h"
@@ -92,6 +94,19 @@ struct MethodMetrics {
 struct TargetMetrics {
   std::array<prometheus::Gauge*, kBreakerStateCount> breaker_state{};
 };
+
+// The per-call series as metric families without samples, indexed by CallFamily; filled by
+// TargetRegistry::call_metrics() on each scrape.
+enum class CallFamily {
+  kCalls,
+  kAttempts,
+  kRetries,
+  kCallDuration,
+  kAttemptDuration,
+  kBulkheadInFlight,
+  kBudgetTokens,
+};
+std::vector<prometheus::MetricFamily> EmptyCallFamilies();
 
 // The breaker series, in a prometheus::Registry.
 class Metrics final {

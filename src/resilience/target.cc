@@ -86,43 +86,17 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     MutexLock lock(&mutex_);
     if (registry_ == nullptr) return {};
-    prometheus::MetricFamily calls{"resilience_calls_total",
-                                   "Calls through the resilience pipeline, by outcome.",
-                                   prometheus::MetricType::Counter,
-                                   {}};
-    prometheus::MetricFamily attempts{
-        "resilience_attempts_total",
-        "Attempts sent to the downstream, first attempts and retries.",
-        prometheus::MetricType::Counter,
-        {}};
-    prometheus::MetricFamily retries{"resilience_retries_total",
-                                     "Attempts after the first one of a call.",
-                                     prometheus::MetricType::Counter,
-                                     {}};
-    prometheus::MetricFamily call_duration{
-        "resilience_call_duration_seconds",
-        "Duration of whole calls, including retries and backoff.",
-        prometheus::MetricType::Histogram,
-        {}};
-    prometheus::MetricFamily attempt_duration{"resilience_attempt_duration_seconds",
-                                              "Duration of single attempts.",
-                                              prometheus::MetricType::Histogram,
-                                              {}};
-    prometheus::MetricFamily in_flight{"resilience_bulkhead_in_flight",
-                                       "Attempts holding a bulkhead slot.",
-                                       prometheus::MetricType::Gauge,
-                                       {}};
-    prometheus::MetricFamily tokens{"resilience_retry_budget_tokens",
-                                    "Tokens left in the retry budget; -1 when there is no budget.",
-                                    prometheus::MetricType::Gauge,
-                                    {}};
+    std::vector<prometheus::MetricFamily> families = EmptyCallFamilies();
+    const auto add = [&families](CallFamily family, prometheus::ClientMetric metric) {
+      families[static_cast<std::size_t>(family)].metric.push_back(std::move(metric));
+    };
     for (Target* target : registry_->targets()) {
       prometheus::ClientMetric gauge;
       gauge.label = {{"target", target->name()}};
       gauge.gauge.value = target->bulkhead().in_flight();
-      in_flight.metric.push_back(gauge);
+      add(CallFamily::kBulkheadInFlight, gauge);
       gauge.gauge.value = target->budget().tokens();
-      tokens.metric.push_back(gauge);
+      add(CallFamily::kBudgetTokens, gauge);
       for (GuardedMethod* method : target->methods()) {
         const MethodMetrics& recorded = method->metrics();
         prometheus::ClientMetric metric;
@@ -133,20 +107,20 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
               {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))});
           outcome.counter.value =
               static_cast<double>(recorded.calls[static_cast<std::size_t>(i)].value());
-          calls.metric.push_back(std::move(outcome));
+          add(CallFamily::kCalls, std::move(outcome));
         }
         metric.counter.value = static_cast<double>(recorded.attempts.value());
-        attempts.metric.push_back(metric);
+        add(CallFamily::kAttempts, metric);
         metric.counter.value = static_cast<double>(recorded.retries.value());
-        retries.metric.push_back(metric);
+        add(CallFamily::kRetries, metric);
         metric.counter.value = 0;
         metric.histogram = recorded.call_duration.Snapshot();
-        call_duration.metric.push_back(metric);
+        add(CallFamily::kCallDuration, metric);
         metric.histogram = recorded.attempt_duration.Snapshot();
-        attempt_duration.metric.push_back(metric);
+        add(CallFamily::kAttemptDuration, metric);
       }
     }
-    return {calls, attempts, retries, call_duration, attempt_duration, in_flight, tokens};
+    return families;
   }
 
  private:
