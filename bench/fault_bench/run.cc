@@ -231,7 +231,8 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
   const int deaths =
       static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
   std::vector<std::string> ids;
-  if (absl::Status seeded = Seed(system, deaths, options.appointments_per_patient, ids);
+  if (absl::Status seeded =
+          Seed(system, deaths + options.warmup_deaths, options.appointments_per_patient, ids);
       !seeded.ok()) {
     return seeded;
   }
@@ -239,12 +240,39 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
       patients_v1::PatientsService::NewStub(Channel(system.process(Service::kPatients)));
   auto admin =
       resilience::v1::ResilienceAdmin::NewStub(Channel(system.process(Service::kPatients)));
-  const absl::StatusOr<std::string> before =
-      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
 
   Recorder recorder;
   resilience::Mutex acknowledged_mutex;
   std::set<std::string> acknowledged;
+  {
+    // The warm-up: the last patients seeded, all at once; their deaths are checked with the rest.
+    std::vector<CallSample> ignored;
+    for (int i = deaths; i < deaths + options.warmup_deaths; ++i) {
+      struct Call {
+        grpc::ClientContext context;
+        patients_v1::RecordDeathRequest request;
+        patients_v1::RecordDeathResponse response;
+      };
+      auto* call = new Call;
+      call->context.set_deadline(absl::ToChronoTime(absl::Now() + options.client_deadline));
+      call->request.set_patient_id(ids[static_cast<std::size_t>(i)]);
+      call->request.set_cause("benchmark warm-up");
+      *call->request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
+      recorder.Started();
+      patients->async()->RecordDeath(&call->context, &call->request, &call->response,
+                                     [&, call](grpc::Status status) {
+                                       if (status.ok()) {
+                                         resilience::MutexLock lock(&acknowledged_mutex);
+                                         acknowledged.insert(call->request.patient_id());
+                                       }
+                                       recorder.Add(ignored, {});
+                                       delete call;
+                                     });
+    }
+    recorder.WaitForAll();
+  }
+  const absl::StatusOr<std::string> before =
+      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
   const absl::Time start = absl::Now() + absl::Milliseconds(100);
   std::atomic<bool> load_done{false};
 
@@ -421,11 +449,14 @@ CapacityStep Summarise(double rate, const std::vector<CallSample>& samples) {
 }  // namespace
 
 absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
-                                      double rate, absl::Duration duration) {
-  const std::string dir = absl::StrCat(options.work_dir, "/echo-", static_cast<int>(rate));
+                                      const std::string& api, double rate,
+                                      absl::Duration duration) {
+  const std::string dir =
+      absl::StrCat(options.work_dir, "/echo-", api, "-", static_cast<int>(rate));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  testing_support::ServiceProcess echo(echo_binary, {}, dir + "/echo.log", dir + "/echo.ports");
+  testing_support::ServiceProcess echo(echo_binary, {absl::StrCat("--api=", api)},
+                                       dir + "/echo.log", dir + "/echo.ports");
   if (absl::Status started = echo.Start(); !started.ok()) return started;
   auto stub = echo::v1::EchoService::NewStub(Channel(echo));
   Recorder recorder;

@@ -28,6 +28,9 @@ struct RunOptions {
   // Extra flags for all three services, e.g. --sqlite_synchronous=NORMAL.
   std::vector<std::string> service_flags;
   int appointments_per_patient = 3;
+  // RecordDeath calls sent all at once before the load, on patients of their own, so that the
+  // measured load does not include the first calls' cold start (connections, server threads).
+  int warmup_deaths = 24;
   absl::Duration client_deadline = absl::Seconds(10);
   // Called now and then with the share of the run done, for a progress bar.
   std::function<void(double)> progress;
@@ -95,9 +98,9 @@ struct CapacityStep {
 };
 
 // Offers `rate` echo calls per second for `duration` to a fresh echo_server process (the one-hop
-// baseline: one RPC, no storage).
+// baseline: one RPC, no storage), served with gRPC's `api`: "callback" or "sync".
 absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
-                                      double rate, absl::Duration duration);
+                                      const std::string& api, double rate, absl::Duration duration);
 
 // Offers `rate` RecordDeath calls per second for `duration` to fresh services on `variant`.
 absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,
