@@ -14,6 +14,7 @@ struct Figures {
   std::string variant;
   Summary deaths;
   Summary reads;
+  Summary appointment_reads;
   double attempts_per_death = 0;
   double failed_while_open_p99 = -1;
   BreakerRejections rejected;
@@ -52,6 +53,7 @@ std::string Findings(const Scenario& scenario, const std::vector<const RunResult
     figures.variant = run->variant;
     figures.deaths = Summarise(run->deaths, run->duration);
     figures.reads = Summarise(run->reads, run->duration);
+    figures.appointment_reads = Summarise(run->appointment_reads, run->duration);
     figures.attempts_per_death = run->morgue_attempts_per_death;
     figures.failed_while_open_p99 = FailedWhileOpenP99(*run);
     figures.rejected = RejectedByBreaker(*run);
@@ -72,7 +74,9 @@ std::string Findings(const Scenario& scenario, const std::vector<const RunResult
       Each(all, "%.1f %%", [](const Figures& f) { return f.deaths.success_percent; }),
       ". RecordDeath p99: ", Each(all, "%.1f ms", [](const Figures& f) { return f.deaths.p99; }),
       ". Background GetPatient p99: ",
-      Each(all, "%.1f ms", [](const Figures& f) { return f.reads.p99; }), ". ");
+      Each(all, "%.1f ms", [](const Figures& f) { return f.reads.p99; }),
+      "; ListAppointments p99: ",
+      Each(all, "%.1f ms", [](const Figures& f) { return f.appointment_reads.p99; }), ". ");
   const std::string& name = scenario.name;
   if (name == "baseline") {
     // Judged on p90: with a few hundred calls a p99 is one or two samples, and on a shared

@@ -6,7 +6,8 @@
 //
 // Each run starts fresh copies of the three services (separate processes, fresh databases),
 // seeds patients with appointments, drives an open-loop load of RecordDeath plus background
-// GetPatient reads, applies the scenario's fault timeline, then checks that the services agree.
+// GetPatient and ListAppointments reads, applies the scenario's fault timeline, then checks that
+// the services agree.
 // Output: report.md (side-by-side table and a paragraph per claim) and results.json (raw data).
 #include <algorithm>
 #include <cstdio>
@@ -61,6 +62,7 @@ using fault_bench::Summary;
 std::string Json(const RunResult& run) {
   const Summary deaths = Summarise(run.deaths, run.duration);
   const Summary reads = Summarise(run.reads, run.duration);
+  const Summary appointment_reads = Summarise(run.appointment_reads, run.duration);
   std::string samples;
   for (const CallSample& sample : run.deaths) {
     absl::StrAppend(
@@ -88,6 +90,7 @@ std::string Json(const RunResult& run) {
       "\"deaths\":{\"calls\":%d,\"ok\":%d,\"throughput\":%.2f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"p999_ms\":%.2f,\"max_ms\":%.2f,\"failed_p99_ms\":%.2f},"
       "\"reads\":{\"calls\":%d,\"ok\":%d,\"p99_ms\":%.2f},"
+      "\"appointment_reads\":{\"calls\":%d,\"ok\":%d,\"p99_ms\":%.2f},"
       "\"failed_while_breaker_open_p99_ms\":%.2f,\"rejected_by_breaker\":%d,"
       "\"rejected_by_breaker_p99_ms\":%.2f,"
       "\"morgue_attempts_per_death\":%.3f,\"appointments_attempts_per_death\":%.3f,"
@@ -96,7 +99,8 @@ std::string Json(const RunResult& run) {
       "\"death_samples\":[%s],\"breaker_samples\":[%s]}",
       run.scenario, run.variant, absl::ToDoubleSeconds(run.duration), deaths.calls, deaths.ok,
       deaths.throughput, deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max,
-      deaths.failed_p99, reads.calls, reads.ok, reads.p99, FailedWhileOpenP99(run),
+      deaths.failed_p99, reads.calls, reads.ok, reads.p99, appointment_reads.calls,
+      appointment_reads.ok, appointment_reads.p99, FailedWhileOpenP99(run),
       fault_bench::RejectedByBreaker(run).calls, fault_bench::RejectedByBreaker(run).p99,
       run.morgue_attempts_per_death, run.appointments_attempts_per_death, open,
       run.consistency.violations, run.consistency.incomplete ? "true" : "false",
@@ -129,38 +133,43 @@ std::string Report(const std::vector<fault_bench::Scenario>& scenarios,
       windows.push_back(
           absl::StrFormat("%.1f-%.1f s", absl::ToDoubleSeconds(from), absl::ToDoubleSeconds(to)));
     }
-    absl::StrAppendFormat(&report,
-                          "Load: %.0f deaths/s and %.0f reads/s for %.0f s. Faults: %s.\n\n",
-                          scenario.deaths_per_second, scenario.reads_per_second,
-                          absl::ToDoubleSeconds(scenario.duration),
-                          windows.empty() ? "none" : absl::StrJoin(windows, ", "));
+    absl::StrAppendFormat(
+        &report,
+        "Load: %.0f deaths/s and %.0f reads/s (GetPatient and ListAppointments in turn) "
+        "for %.0f s. Faults: %s.\n\n",
+        scenario.deaths_per_second, scenario.reads_per_second,
+        absl::ToDoubleSeconds(scenario.duration),
+        windows.empty() ? "none" : absl::StrJoin(windows, ", "));
     absl::StrAppend(
         &report,
         "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
         "| failed p99 ms | failed while open p99 ms | rejected by breaker: calls, p99 ms "
-        "| read p99 ms | morgue attempts/death | breaker open s | violations "
+        "| GetPatient p99 ms | ListAppointments p99 ms | morgue attempts/death | breaker open s "
+        "| violations "
         "| consistent after s | peak RSS MiB |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-        "| --- | --- | --- |\n");
+        "| --- | --- | --- | --- |\n");
     std::vector<const RunResult*> scenario_runs;
     for (const RunResult& run : runs) {
       if (run.scenario != scenario.name) continue;
       scenario_runs.push_back(&run);
       const Summary deaths = Summarise(run.deaths, run.duration);
       const Summary reads = Summarise(run.reads, run.duration);
+      const Summary appointment_reads = Summarise(run.appointment_reads, run.duration);
       const double failed_while_open = FailedWhileOpenP99(run);
       const fault_bench::BreakerRejections rejected = fault_bench::RejectedByBreaker(run);
       absl::StrAppendFormat(
           &report,
           "| %s | %d/%d (%.1f%%) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s | "
-          "%.1f | %.2f | %.1f | %d%s | %.1f | %.1f |\n",
+          "%.1f | %.1f | %.2f | %.1f | %d%s | %.1f | %.1f |\n",
           run.variant, deaths.ok, deaths.calls, deaths.success_percent, deaths.throughput,
           deaths.p50, deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
           failed_while_open < 0 ? std::string("-") : absl::StrFormat("%.1f", failed_while_open),
           rejected.calls == 0 ? std::string("-")
                               : absl::StrFormat("%d, %.1f", rejected.calls, rejected.p99),
-          reads.p99, run.morgue_attempts_per_death, fault_bench::BreakerOpenSeconds(run),
-          run.consistency.violations, run.consistency.incomplete ? " (incomplete)" : "",
+          reads.p99, appointment_reads.p99, run.morgue_attempts_per_death,
+          fault_bench::BreakerOpenSeconds(run), run.consistency.violations,
+          run.consistency.incomplete ? " (incomplete)" : "",
           absl::ToDoubleSeconds(run.time_to_consistency), fault_bench::PeakResidentMiB(run));
     }
     absl::StrAppend(&report, "\n", fault_bench::Findings(scenario, scenario_runs), "\n");

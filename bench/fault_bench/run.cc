@@ -305,6 +305,10 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
           });
     }
   });
+  // Background reads, alternating GetPatient (patients) and ListAppointments (appointments):
+  // what a fault does to callers that never record a death.
+  auto appointments_reader = appointments_v1::AppointmentsService::NewStub(
+      Channel(system.process(Service::kAppointments)));
   std::thread reads_thread([&] {
     std::mt19937 random(42);
     const int reads =
@@ -312,22 +316,43 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
     for (int i = 0; i < reads; ++i) {
       const absl::Duration offset = absl::Seconds(i / scenario.reads_per_second);
       SleepUntil(start + offset);
-      struct Call {
-        grpc::ClientContext context;
-        patients_v1::GetPatientRequest request;
-        patients_v1::Patient response;
-      };
-      auto* call = new Call;
-      call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
-      call->request.set_patient_id(
-          ids[std::uniform_int_distribution<std::size_t>(0, ids.size() - 1)(random)]);
+      const std::string& patient_id =
+          ids[std::uniform_int_distribution<std::size_t>(0, ids.size() - 1)(random)];
+      const absl::Time deadline = start + offset + options.client_deadline;
       recorder.Started();
-      patients->async()->GetPatient(
-          &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
-            recorder.Add(result.reads,
-                         {offset, absl::Now() - (start + offset), status.error_code()});
-            delete call;
-          });
+      if (i % 2 == 0) {
+        struct Call {
+          grpc::ClientContext context;
+          patients_v1::GetPatientRequest request;
+          patients_v1::Patient response;
+        };
+        auto* call = new Call;
+        call->context.set_deadline(absl::ToChronoTime(deadline));
+        call->request.set_patient_id(patient_id);
+        patients->async()->GetPatient(
+            &call->context, &call->request, &call->response,
+            [&, call, offset](grpc::Status status) {
+              recorder.Add(result.reads,
+                           {offset, absl::Now() - (start + offset), status.error_code()});
+              delete call;
+            });
+      } else {
+        struct Call {
+          grpc::ClientContext context;
+          appointments_v1::ListAppointmentsRequest request;
+          appointments_v1::ListAppointmentsResponse response;
+        };
+        auto* call = new Call;
+        call->context.set_deadline(absl::ToChronoTime(deadline));
+        call->request.set_patient_id(patient_id);
+        appointments_reader->async()->ListAppointments(
+            &call->context, &call->request, &call->response,
+            [&, call, offset](grpc::Status status) {
+              recorder.Add(result.appointment_reads,
+                           {offset, absl::Now() - (start + offset), status.error_code()});
+              delete call;
+            });
+      }
     }
   });
   absl::Status timeline_status;

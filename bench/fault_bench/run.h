@@ -58,7 +58,8 @@ struct RunResult {
   std::string variant;
   absl::Duration duration;
   std::vector<CallSample> deaths;
-  std::vector<CallSample> reads;
+  std::vector<CallSample> reads;              // Background GetPatient calls.
+  std::vector<CallSample> appointment_reads;  // Background ListAppointments calls.
   std::vector<BreakerSample> breakers;
   // Attempts the patients service sent to each downstream's forward method, per RecordDeath.
   double morgue_attempts_per_death = 0;
