@@ -159,6 +159,24 @@ class Recorder {
   int outstanding_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
+// Sends one unary call asynchronously. `method` forwards its four arguments to a stub's async
+// method; `done(status, request)` runs on a gRPC thread when the call ends.
+template <typename Response, typename Request, typename Method, typename Done>
+void CallAsync(Method method, Request request, absl::Time deadline, Done done) {
+  struct Call {
+    grpc::ClientContext context;
+    Request request;
+    Response response;
+  };
+  auto* call = new Call;
+  call->context.set_deadline(absl::ToChronoTime(deadline));
+  call->request = std::move(request);
+  method(&call->context, &call->request, &call->response, [call, done](grpc::Status status) {
+    done(status, call->request);
+    delete call;
+  });
+}
+
 void SleepUntil(absl::Time when) {
   const absl::Duration wait = when - absl::Now();
   if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
@@ -244,30 +262,33 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
   Recorder recorder;
   resilience::Mutex acknowledged_mutex;
   std::set<std::string> acknowledged;
+  const auto record_death = [&](const std::string& patient_id, const char* cause,
+                                absl::Time deadline, auto on_done) {
+    patients_v1::RecordDeathRequest request;
+    request.set_patient_id(patient_id);
+    request.set_cause(cause);
+    *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
+    recorder.Started();
+    CallAsync<patients_v1::RecordDeathResponse>(
+        [&](auto&&... args) {
+          patients->async()->RecordDeath(std::forward<decltype(args)>(args)...);
+        },
+        std::move(request), deadline,
+        [&, on_done](const grpc::Status& status, const patients_v1::RecordDeathRequest& sent) {
+          if (status.ok()) {
+            resilience::MutexLock lock(&acknowledged_mutex);
+            acknowledged.insert(sent.patient_id());
+          }
+          on_done(status);
+        });
+  };
   {
     // The warm-up: the last patients seeded, all at once; their deaths are checked with the rest.
     std::vector<CallSample> ignored;
     for (int i = deaths; i < deaths + options.warmup_deaths; ++i) {
-      struct Call {
-        grpc::ClientContext context;
-        patients_v1::RecordDeathRequest request;
-        patients_v1::RecordDeathResponse response;
-      };
-      auto* call = new Call;
-      call->context.set_deadline(absl::ToChronoTime(absl::Now() + options.client_deadline));
-      call->request.set_patient_id(ids[static_cast<std::size_t>(i)]);
-      call->request.set_cause("benchmark warm-up");
-      *call->request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
-      recorder.Started();
-      patients->async()->RecordDeath(&call->context, &call->request, &call->response,
-                                     [&, call](grpc::Status status) {
-                                       if (status.ok()) {
-                                         resilience::MutexLock lock(&acknowledged_mutex);
-                                         acknowledged.insert(call->request.patient_id());
-                                       }
-                                       recorder.Add(ignored, {});
-                                       delete call;
-                                     });
+      record_death(ids[static_cast<std::size_t>(i)], "benchmark warm-up",
+                   absl::Now() + options.client_deadline,
+                   [&](const grpc::Status&) { recorder.Add(ignored, {}); });
     }
     recorder.WaitForAll();
   }
@@ -280,29 +301,14 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
     for (int i = 0; i < deaths; ++i) {
       const absl::Duration offset = absl::Seconds(i / scenario.deaths_per_second);
       SleepUntil(start + offset);
-      struct Call {
-        grpc::ClientContext context;
-        patients_v1::RecordDeathRequest request;
-        patients_v1::RecordDeathResponse response;
-      };
-      auto* call = new Call;
-      call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
-      call->request.set_patient_id(ids[static_cast<std::size_t>(i)]);
-      call->request.set_cause("benchmark");
-      *call->request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
-      recorder.Started();
-      patients->async()->RecordDeath(
-          &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
-            if (status.ok()) {
-              resilience::MutexLock lock(&acknowledged_mutex);
-              acknowledged.insert(call->request.patient_id());
-            }
-            const bool rejected_by_breaker =
-                status.error_message().find("(circuit breaker open)") != std::string::npos;
-            recorder.Add(result.deaths, {offset, absl::Now() - (start + offset),
-                                         status.error_code(), rejected_by_breaker});
-            delete call;
-          });
+      record_death(ids[static_cast<std::size_t>(i)], "benchmark",
+                   start + offset + options.client_deadline,
+                   [&, offset](const grpc::Status& status) {
+                     const bool rejected_by_breaker =
+                         status.error_message().find("(circuit breaker open)") != std::string::npos;
+                     recorder.Add(result.deaths, {offset, absl::Now() - (start + offset),
+                                                  status.error_code(), rejected_by_breaker});
+                   });
     }
   });
   // Background reads, alternating GetPatient (patients) and ListAppointments (appointments):
@@ -320,38 +326,27 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
           ids[std::uniform_int_distribution<std::size_t>(0, ids.size() - 1)(random)];
       const absl::Time deadline = start + offset + options.client_deadline;
       recorder.Started();
+      const auto sample = [&, offset](std::vector<CallSample>* into) {
+        return [&, offset, into](const grpc::Status& status, const auto&) {
+          recorder.Add(*into, {offset, absl::Now() - (start + offset), status.error_code()});
+        };
+      };
       if (i % 2 == 0) {
-        struct Call {
-          grpc::ClientContext context;
-          patients_v1::GetPatientRequest request;
-          patients_v1::Patient response;
-        };
-        auto* call = new Call;
-        call->context.set_deadline(absl::ToChronoTime(deadline));
-        call->request.set_patient_id(patient_id);
-        patients->async()->GetPatient(
-            &call->context, &call->request, &call->response,
-            [&, call, offset](grpc::Status status) {
-              recorder.Add(result.reads,
-                           {offset, absl::Now() - (start + offset), status.error_code()});
-              delete call;
-            });
+        patients_v1::GetPatientRequest request;
+        request.set_patient_id(patient_id);
+        CallAsync<patients_v1::Patient>(
+            [&](auto&&... args) {
+              patients->async()->GetPatient(std::forward<decltype(args)>(args)...);
+            },
+            std::move(request), deadline, sample(&result.reads));
       } else {
-        struct Call {
-          grpc::ClientContext context;
-          appointments_v1::ListAppointmentsRequest request;
-          appointments_v1::ListAppointmentsResponse response;
-        };
-        auto* call = new Call;
-        call->context.set_deadline(absl::ToChronoTime(deadline));
-        call->request.set_patient_id(patient_id);
-        appointments_reader->async()->ListAppointments(
-            &call->context, &call->request, &call->response,
-            [&, call, offset](grpc::Status status) {
-              recorder.Add(result.appointment_reads,
-                           {offset, absl::Now() - (start + offset), status.error_code()});
-              delete call;
-            });
+        appointments_v1::ListAppointmentsRequest request;
+        request.set_patient_id(patient_id);
+        CallAsync<appointments_v1::ListAppointmentsResponse>(
+            [&](auto&&... args) {
+              appointments_reader->async()->ListAppointments(std::forward<decltype(args)>(args)...);
+            },
+            std::move(request), deadline, sample(&result.appointment_reads));
       }
     }
   });
@@ -491,19 +486,14 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
   for (int i = 0; i < calls; ++i) {
     const absl::Duration offset = absl::Seconds(i / rate);
     SleepUntil(start + offset);
-    struct Call {
-      grpc::ClientContext context;
-      echo::v1::EchoRequest request;
-      echo::v1::EchoResponse response;
-    };
-    auto* call = new Call;
-    call->context.set_deadline(absl::ToChronoTime(start + offset + options.client_deadline));
-    call->request.set_message("ping");
+    echo::v1::EchoRequest request;
+    request.set_message("ping");
     recorder.Started();
-    stub->async()->Echo(
-        &call->context, &call->request, &call->response, [&, call, offset](grpc::Status status) {
+    CallAsync<echo::v1::EchoResponse>(
+        [&](auto&&... args) { stub->async()->Echo(std::forward<decltype(args)>(args)...); },
+        std::move(request), start + offset + options.client_deadline,
+        [&, offset](const grpc::Status& status, const echo::v1::EchoRequest&) {
           recorder.Add(samples, {offset, absl::Now() - (start + offset), status.error_code()});
-          delete call;
         });
   }
   recorder.WaitForAll();
