@@ -219,35 +219,40 @@ double Capacity(const std::vector<fault_bench::CapacityStep>& steps, double limi
   return best;
 }
 
-std::string CapacityReport(const std::vector<fault_bench::CapacityStep>& echo,
-                           const std::vector<fault_bench::CapacityStep>& sync_echo,
+// One echo set-up measured beside the deaths, and its steps.
+struct EchoBaseline {
+  std::string name;
+  fault_bench::EchoShape shape;
+  std::vector<fault_bench::CapacityStep> steps;
+};
+
+std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
                            const std::vector<fault_bench::CapacityStep>& deaths,
                            const std::string& variant, double limit_ms) {
-  const double echo_capacity = Capacity(echo, limit_ms);
-  const double sync_echo_capacity = Capacity(sync_echo, limit_ms);
   const double death_capacity = Capacity(deaths, limit_ms);
-  const auto ratio = [death_capacity](double echoes) {
-    return echoes > 0 ? death_capacity / echoes : 0.0;
-  };
   std::string report = absl::StrFormat(
       "## Capacity\n\nThe highest offered rate held with every call succeeding and p99 (from "
       "intended send time) below %.0f ms, doubling the rate and then bisecting twice. "
-      "Healthy system, variant `%s`, fresh services and databases for every step. The echo is "
-      "one RPC to a separate process with no storage, on the same machine, served with gRPC's "
-      "callback API (the plain baseline) and, for comparison, with its synchronous API, which "
-      "the hospital services use.\n\n"
+      "Healthy system, variant `%s`, fresh services and databases for every step. The echoes "
+      "run on the same machine with no storage: one RPC to a separate process served with "
+      "gRPC's callback API (the plain baseline) or its synchronous API (which the hospital "
+      "services use), and the shape of a death without its work: a callback server that "
+      "forwards each call to two more echo servers at once, three RPCs per call.\n\n"
       "| load | capacity (calls/s) | deaths / this |\n| --- | --- | --- |\n"
-      "| RecordDeath | %.0f | |\n| one-hop echo, callback server | %.0f | %.3f |\n"
-      "| one-hop echo, synchronous server | %.0f | %.3f |\n\n"
-      "| load | offered/s | calls | ok | p99 ms | peak RSS MiB (largest service) |\n"
-      "| --- | --- | --- | --- | --- | --- |\n",
-      limit_ms, variant, death_capacity, echo_capacity, ratio(echo_capacity), sync_echo_capacity,
-      ratio(sync_echo_capacity));
-  for (const auto& [name, steps] :
-       {std::pair{"echo, callback", &echo}, std::pair{"echo, synchronous", &sync_echo}}) {
-    for (const auto& step : *steps) {
-      absl::StrAppendFormat(&report, "| %s | %.0f | %d | %d | %.1f | - |\n", name, step.rate,
-                            step.calls, step.ok, step.p99_ms);
+      "| RecordDeath | %.0f | |\n",
+      limit_ms, variant, death_capacity);
+  for (const EchoBaseline& baseline : baselines) {
+    const double capacity = Capacity(baseline.steps, limit_ms);
+    absl::StrAppendFormat(&report, "| %s | %.0f | %.3f |\n", baseline.name, capacity,
+                          capacity > 0 ? death_capacity / capacity : 0.0);
+  }
+  report +=
+      "\n| load | offered/s | calls | ok | p99 ms | peak RSS MiB (largest service) |\n"
+      "| --- | --- | --- | --- | --- | --- |\n";
+  for (const EchoBaseline& baseline : baselines) {
+    for (const auto& step : baseline.steps) {
+      absl::StrAppendFormat(&report, "| %s | %.0f | %d | %d | %.1f | - |\n", baseline.name,
+                            step.rate, step.calls, step.ok, step.p99_ms);
     }
   }
   for (const auto& step : deaths) {
@@ -330,26 +335,33 @@ int main(int argc, char** argv) {
         absl::StrCat(absl::GetFlag(FLAGS_policy_dir), "/", absl::GetFlag(FLAGS_capacity_variant),
                      ".json")};
     options.progress = nullptr;
-    const auto echo_search = [&](const std::string& api) {
-      std::fprintf(stderr, "capacity: echo (%s server)...\n", api.c_str());
-      return SearchCapacity(1000, 256000, limit, [&](double rate) {
-        return fault_bench::EchoStep(options, absl::GetFlag(FLAGS_echo_binary), api, rate,
-                                     absl::Seconds(2));
-      });
-    };
-    absl::StatusOr<std::vector<fault_bench::CapacityStep>> echo = echo_search("callback");
-    absl::StatusOr<std::vector<fault_bench::CapacityStep>> sync_echo = echo_search("sync");
+    std::vector<EchoBaseline> baselines = {
+        {"one-hop echo, callback server", {"callback", 0}, {}},
+        {"one-hop echo, synchronous server", {"sync", 0}, {}},
+        {"fan-out echo (1 + 2 RPCs), callback servers", {"callback", 2}, {}}};
+    for (EchoBaseline& baseline : baselines) {
+      std::fprintf(stderr, "capacity: %s...\n", baseline.name.c_str());
+      absl::StatusOr<std::vector<fault_bench::CapacityStep>> steps =
+          SearchCapacity(1000, 256000, limit, [&](double rate) {
+            return fault_bench::EchoStep(options, absl::GetFlag(FLAGS_echo_binary), baseline.shape,
+                                         rate, absl::Seconds(2));
+          });
+      if (!steps.ok()) {
+        std::fprintf(stderr, "capacity run failed: %s\n", steps.status().ToString().c_str());
+        return 1;
+      }
+      baseline.steps = *std::move(steps);
+    }
     std::fprintf(stderr, "capacity: RecordDeath...\n");
     absl::StatusOr<std::vector<fault_bench::CapacityStep>> deaths =
         SearchCapacity(25, 12800, limit, [&](double rate) {
           return fault_bench::DeathStep(options, variant, rate, absl::Seconds(3));
         });
-    if (!echo.ok() || !sync_echo.ok() || !deaths.ok()) {
-      std::fprintf(stderr, "capacity run failed: %s %s %s\n", echo.status().ToString().c_str(),
-                   sync_echo.status().ToString().c_str(), deaths.status().ToString().c_str());
+    if (!deaths.ok()) {
+      std::fprintf(stderr, "capacity run failed: %s\n", deaths.status().ToString().c_str());
       return 1;
     }
-    capacity_report = CapacityReport(*echo, *sync_echo, *deaths, variant.name, limit);
+    capacity_report = CapacityReport(baselines, *deaths, variant.name, limit);
   }
   std::filesystem::remove_all(out + "/work");
 

@@ -11,6 +11,7 @@
 #include <grpcpp/create_channel.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
@@ -469,14 +470,27 @@ CapacityStep Summarise(double rate, const std::vector<CallSample>& samples) {
 }  // namespace
 
 absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
-                                      const std::string& api, double rate,
+                                      const EchoShape& shape, double rate,
                                       absl::Duration duration) {
-  const std::string dir =
-      absl::StrCat(options.work_dir, "/echo-", api, "-", static_cast<int>(rate));
+  const std::string dir = absl::StrCat(options.work_dir, "/echo-", shape.api, "-", shape.fan_out,
+                                       "-", static_cast<int>(rate));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  testing_support::ServiceProcess echo(echo_binary, {absl::StrCat("--api=", api)},
-                                       dir + "/echo.log", dir + "/echo.ports");
+  // Leaves first, so that the front server's channels find them listening.
+  std::vector<std::unique_ptr<testing_support::ServiceProcess>> leaves;
+  std::vector<std::string> leaf_addresses;
+  for (int i = 0; i < shape.fan_out; ++i) {
+    const std::string name = absl::StrCat(dir, "/leaf-", i);
+    leaves.push_back(std::make_unique<testing_support::ServiceProcess>(
+        echo_binary, std::vector<std::string>{"--api=callback"}, name + ".log", name + ".ports"));
+    if (absl::Status started = leaves.back()->Start(); !started.ok()) return started;
+    leaf_addresses.push_back(leaves.back()->address());
+  }
+  std::vector<std::string> flags = {absl::StrCat("--api=", shape.api)};
+  if (!leaf_addresses.empty()) {
+    flags.push_back(absl::StrCat("--fan_out_to=", absl::StrJoin(leaf_addresses, ",")));
+  }
+  testing_support::ServiceProcess echo(echo_binary, flags, dir + "/echo.log", dir + "/echo.ports");
   if (absl::Status started = echo.Start(); !started.ok()) return started;
   auto stub = echo::v1::EchoService::NewStub(Channel(echo));
   Recorder recorder;
@@ -498,6 +512,7 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
   }
   recorder.WaitForAll();
   echo.Terminate();
+  for (auto& leaf : leaves) leaf->Terminate();
   return Summarise(rate, samples);
 }
 

@@ -98,10 +98,18 @@ struct CapacityStep {
   }
 };
 
-// Offers `rate` echo calls per second for `duration` to a fresh echo_server process (the one-hop
-// baseline: one RPC, no storage), served with gRPC's `api`: "callback" or "sync".
+// The echo server set-up of a capacity baseline.
+struct EchoShape {
+  std::string api = "callback";  // The front server's gRPC API: callback or sync.
+  // 0: one hop. N: the front server forwards each call to N leaf echo servers at once (callback
+  // API), so that a call costs 1 + N RPCs, like a RecordDeath without its database work.
+  int fan_out = 0;
+};
+
+// Offers `rate` echo calls per second for `duration` to fresh echo_server processes set up as
+// `shape` says (no storage anywhere).
 absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::string& echo_binary,
-                                      const std::string& api, double rate, absl::Duration duration);
+                                      const EchoShape& shape, double rate, absl::Duration duration);
 
 // Offers `rate` RecordDeath calls per second for `duration` to fresh services on `variant`.
 absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,

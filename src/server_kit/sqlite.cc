@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -122,7 +123,8 @@ absl::Status Database::Session::Exec(absl::string_view sql) {
   return database_.ExecLocked(sql);
 }
 
-Database::Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+Database::Database(sqlite3* db, std::string path, int max_group_size)
+    : db_(db), path_(std::move(path)), max_group_size_(std::max(1, max_group_size)) {}
 
 Database::~Database() {
   {
@@ -146,7 +148,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     return status;
   }
   sqlite3_extended_result_codes(raw, 1);
-  std::unique_ptr<Database> database(new Database(raw, path));
+  std::unique_ptr<Database> database(new Database(raw, path, options.max_group_size));
   {
     resilience::MutexLock lock(&database->mutex_);
     for (const std::string& pragma :
@@ -192,29 +194,117 @@ absl::Status Database::ExecLocked(absl::string_view sql) {
   return status;
 }
 
-absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
-  resilience::MutexLock lock(&mutex_);
-  // Prepared once and cached like every other statement: sqlite3_exec would parse them anew for
-  // every transaction.
-  const auto run = [this](absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    Statement& statement = PrepareLocked(sql);
-    absl::Status status = statement.Run();
-    statement.Reset();
-    return status;
-  };
-  if (absl::Status status = run("BEGIN IMMEDIATE"); !status.ok()) return status;
+struct Database::QueuedUnit {
+  explicit QueuedUnit(const std::function<absl::Status(Session&)>& unit_work) : work(unit_work) {}
+  const std::function<absl::Status(Session&)>& work;
+  // Written by the leader running the unit, read by its caller once `done`.
   absl::Status status;
+  // Under queue_mutex_: the unit's group has finished, or the unit's caller is to lead the next.
+  bool done = false;
+  bool lead = false;
+  resilience::CondVar wake;
+};
+
+absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
+  QueuedUnit unit(work);
   {
-    Session session(*this);  // Its statements are reset before COMMIT.
-    status = work(session);
+    resilience::MutexLock lock(&queue_mutex_);
+    queue_.push_back(&unit);
+    if (leader_active_) {
+      while (!unit.done && !unit.lead) unit.wake.Wait(&queue_mutex_);
+      if (unit.done) return unit.status;
+    }
+    // Leading: this unit is at the front of the queue (a leader hands over to the front, and a
+    // caller finding no leader found the queue empty), so it is in the group taken next.
+    leader_active_ = true;
   }
-  if (status.ok()) {
-    status = run("COMMIT");
-    if (status.ok()) return status;
+  std::vector<QueuedUnit*> group;
+  {
+    resilience::MutexLock lock(&queue_mutex_);
+    while (!queue_.empty() && static_cast<int>(group.size()) < max_group_size_) {
+      group.push_back(queue_.front());
+      queue_.pop_front();
+    }
   }
-  // ROLLBACK may fail if SQLite already rolled back (e.g. after SQLITE_FULL); the original error
-  // is the one to report.
-  run("ROLLBACK").IgnoreError();
+  {
+    resilience::MutexLock lock(&mutex_);
+    RunGroup(group);
+  }
+  resilience::MutexLock lock(&queue_mutex_);
+  // Signalled under the lock: a woken caller returns and destroys its unit, which it cannot do
+  // before it holds the lock itself.
+  for (QueuedUnit* member : group) {
+    member->done = true;
+    member->wake.Signal();
+  }
+  if (queue_.empty()) {
+    leader_active_ = false;
+  } else {
+    queue_.front()->lead = true;
+    queue_.front()->wake.Signal();
+  }
+  return unit.status;
+}
+
+void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
+  const auto transaction_open = [this] { return sqlite3_get_autocommit(db_) == 0; };
+  std::size_t next = 0;
+  while (next < group.size()) {
+    const std::size_t first = next;
+    if (absl::Status begun = RunCached("BEGIN IMMEDIATE"); !begun.ok()) {
+      for (std::size_t i = first; i < group.size(); ++i) group[i]->status = begun;
+      return;
+    }
+    bool abandoned = false;
+    for (; next < group.size() && !abandoned; ++next) {
+      QueuedUnit& unit = *group[next];
+      unit.status = RunCached("SAVEPOINT unit");
+      if (unit.status.ok()) {
+        Session session(*this);  // Its statements are reset before the unit is released.
+        unit.status = unit.work(session);
+      }
+      if (unit.status.ok() && transaction_open()) unit.status = RunCached("RELEASE unit");
+      if (!transaction_open()) {
+        // SQLite rolled the whole transaction back (a full disk, an I/O error...): the units
+        // already run in it are lost with it.
+        abandoned = true;
+        if (unit.status.ok()) {
+          unit.status = absl::InternalError("a unit of work ended its group's transaction");
+        }
+        for (std::size_t i = first; i < next; ++i) {
+          if (group[i]->status.ok()) {
+            group[i]->status = absl::Status(
+                unit.status.code(),
+                absl::StrCat("rolled back with its transaction: ", unit.status.message()));
+          }
+        }
+      } else if (!unit.status.ok()) {
+        RunCached("ROLLBACK TO unit").IgnoreError();
+        RunCached("RELEASE unit").IgnoreError();
+      }
+    }
+    if (abandoned) continue;  // The rest of the group gets a transaction of its own.
+    if (absl::Status committed = RunCached("COMMIT"); !committed.ok()) {
+      // ROLLBACK may fail if SQLite already rolled back; the COMMIT error is the one to report.
+      RunCached("ROLLBACK").IgnoreError();
+      for (std::size_t i = first; i < next; ++i) {
+        if (group[i]->status.ok()) group[i]->status = committed;
+      }
+      continue;
+    }
+    commits_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+int Database::queued() const {
+  resilience::MutexLock lock(&queue_mutex_);
+  return static_cast<int>(queue_.size());
+}
+
+absl::Status Database::RunCached(absl::string_view sql) {
+  Statement& statement = PrepareLocked(sql);
+  absl::Status status = statement.Run();
+  statement.Reset();
   return status;
 }
 

@@ -2,10 +2,13 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <thread>
 
 #include "appointments/appointments_repository.h"
 #include "morgue/morgue_repository.h"
 #include "patients/patients_repository.h"
+#include "resilience/sync.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
 #include "support/service_process.h"
@@ -91,6 +94,115 @@ TEST_CASE("a failed transaction writes nothing", "[storage]") {
               })
               .ok());
   CHECK(rows == 0);
+}
+
+// The ids in table t, in order.
+std::vector<std::string> Ids(Database& database) {
+  std::vector<std::string> ids;
+  REQUIRE(database
+              .WithSession([&](Database::Session& session) {
+                return session.Prepare("SELECT id FROM t ORDER BY id")
+                    .ForEachRow([&](const server_kit::Statement& row) {
+                      ids.push_back(row.ColumnText(0));
+                    });
+              })
+              .ok());
+  return ids;
+}
+
+absl::Status Insert(Database::Session& session, const std::string& id) {
+  server_kit::Statement& insert = session.Prepare("INSERT INTO t VALUES (?1)");
+  insert.BindText(1, id);
+  return insert.Run();
+}
+
+// Holds the database's running group open until released, so that the units submitted meanwhile
+// queue up and share the next group.
+class HeldGroup {
+ public:
+  explicit HeldGroup(Database& database) : database_(database) {
+    leader_ = std::thread([this] {
+      status_ = database_.InTransaction([this](Database::Session& session) {
+        running_.Notify();
+        release_.WaitForNotification();
+        return Insert(session, "leader");
+      });
+    });
+    running_.WaitForNotification();
+  }
+  // Submits `work` on a thread of its own and returns once it is queued behind the held group.
+  void Submit(std::function<absl::Status(Database::Session&)> work, absl::Status* result) {
+    const int before = database_.queued();
+    followers_.emplace_back(
+        [this, work = std::move(work), result] { *result = database_.InTransaction(work); });
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (database_.queued() == before && absl::Now() < give_up) std::this_thread::yield();
+    REQUIRE(database_.queued() == before + 1);
+  }
+  // Lets the held group and everything queued behind it run; returns the held unit's status.
+  absl::Status Release() {
+    release_.Notify();
+    leader_.join();
+    for (std::thread& follower : followers_) follower.join();
+    return status_;
+  }
+
+ private:
+  Database& database_;
+  resilience::Notification running_;
+  resilience::Notification release_;
+  absl::Status status_;
+  std::thread leader_;
+  std::vector<std::thread> followers_;
+};
+
+TEST_CASE("concurrent transactions share one commit and a failed unit affects no other",
+          "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  const std::int64_t commits_before = database->commits();
+  HeldGroup held(*database);
+  absl::Status first, failing, duplicate, last;
+  held.Submit([](Database::Session& session) { return Insert(session, "a"); }, &first);
+  held.Submit(
+      [](Database::Session& session) {
+        if (absl::Status inserted = Insert(session, "b"); !inserted.ok()) return inserted;
+        return absl::AbortedError("changed my mind");
+      },
+      &failing);
+  held.Submit([](Database::Session& session) { return Insert(session, "a"); }, &duplicate);
+  held.Submit([](Database::Session& session) { return Insert(session, "c"); }, &last);
+  REQUIRE(held.Release().ok());
+  CHECK(first.ok());
+  CHECK(failing.code() == absl::StatusCode::kAborted);
+  CHECK(duplicate.code() == absl::StatusCode::kAlreadyExists);
+  CHECK(last.ok());
+  CHECK(Ids(*database) == std::vector<std::string>{"a", "c", "leader"});
+  // The held group, then the four queued units together.
+  CHECK(database->commits() - commits_before == 2);
+}
+
+TEST_CASE("a unit that loses its group's transaction fails every unit that shared it",
+          "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  HeldGroup held(*database);
+  absl::Status before, losing, after;
+  held.Submit([](Database::Session& session) { return Insert(session, "before"); }, &before);
+  // What SQLite does on a full disk or an I/O error, done by hand: the transaction is gone.
+  held.Submit(
+      [](Database::Session& session) {
+        if (absl::Status inserted = Insert(session, "losing"); !inserted.ok()) return inserted;
+        return session.Exec("ROLLBACK");
+      },
+      &losing);
+  held.Submit([](Database::Session& session) { return Insert(session, "after"); }, &after);
+  REQUIRE(held.Release().ok());
+  CHECK(before.code() == absl::StatusCode::kInternal);
+  CHECK_THAT(std::string(before.message()), Catch::Contains("rolled back with its transaction"));
+  CHECK(losing.code() == absl::StatusCode::kInternal);
+  CHECK(after.ok());  // Run in a transaction of its own.
+  CHECK(Ids(*database) == std::vector<std::string>{"after", "leader"});
 }
 
 TEST_CASE("the database is in WAL mode with foreign keys on", "[storage]") {

@@ -1,0 +1,146 @@
+// The storage work of RecordDeath alone, without gRPC: the four transactions a recorded death
+// costs (patients: BeginDeath and CompleteDeath; morgue: Admit; appointments: CancelForPatient),
+// run on the three services' repositories and fresh databases in one process, by --threads
+// threads at once (so that group commit can share fsyncs, as under load in the services).
+//
+// It reports deaths per second and the CPU (user + system, the whole process, kernel I/O work
+// included) per death, which is the floor that the storage puts under the cost of a death in
+// the capacity run of fault_bench: whatever the RPCs cost comes on top.
+//
+//   storage_bench --deaths=20000 --threads=16 --synchronous=FULL
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "appointments/appointments_repository.h"
+#include "morgue/morgue_repository.h"
+#include "patients/patients_repository.h"
+#include "server_kit/sqlite.h"
+
+ABSL_FLAG(int, deaths, 20000, "Deaths to record (each on a patient of its own)");
+ABSL_FLAG(int, threads, 16, "Threads recording deaths at once");
+ABSL_FLAG(int, appointments_per_patient, 3, "Future appointments seeded per patient");
+ABSL_FLAG(std::string, synchronous, "FULL", "PRAGMA synchronous of the three databases");
+ABSL_FLAG(std::string, dir, "storage-bench", "Directory for the databases (emptied first)");
+
+namespace {
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+std::unique_ptr<server_kit::Database> OpenOrDie(const std::string& path,
+                                                const std::vector<std::string>& migrations,
+                                                const server_kit::DatabaseOptions& options) {
+  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
+      server_kit::Database::Open(path, migrations, options);
+  if (!database.ok()) {
+    std::fprintf(stderr, "%s\n", database.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(database);
+}
+
+void CheckOk(const absl::Status& status, const char* what) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "%s: %s\n", what, status.ToString().c_str());
+  std::exit(1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Measures the storage work of RecordDeath without gRPC.");
+  absl::ParseCommandLine(argc, argv);
+  const int deaths = absl::GetFlag(FLAGS_deaths);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  server_kit::DatabaseOptions options;
+  options.synchronous = absl::GetFlag(FLAGS_synchronous);
+  auto patients_db = OpenOrDie(dir + "/patients.db", patients::Migrations(), options);
+  auto morgue_db = OpenOrDie(dir + "/morgue.db", morgue::Migrations(), options);
+  auto appointments_db = OpenOrDie(dir + "/appointments.db", appointments::Migrations(), options);
+  patients::PatientsRepository patients_repository(*patients_db);
+  morgue::MorgueRepository morgue_repository(*morgue_db);
+  appointments::AppointmentsRepository appointments_repository(*appointments_db);
+
+  const absl::Time now = absl::Now();
+  std::fprintf(stderr, "seeding %d patients...\n", deaths);
+  for (int i = 0; i < deaths; ++i) {
+    patients::v1::Patient patient;
+    patient.set_patient_id(absl::StrCat("p", i));
+    patient.set_given_name("Ada");
+    patient.set_family_name("Lovelace");
+    patient.set_date_of_birth("1960-01-01");
+    CheckOk(patients_repository.Create(patient, now).status(), "create patient");
+    for (int a = 0; a < absl::GetFlag(FLAGS_appointments_per_patient); ++a) {
+      CheckOk(appointments_repository
+                  .Schedule({absl::StrCat("a", i, "-", a), patient.patient_id(),
+                             now + absl::Hours(24 * (a + 1)), "dr-who", "check-up"},
+                            now)
+                  .status(),
+              "schedule");
+    }
+  }
+
+  const std::int64_t commits_before =
+      patients_db->commits() + morgue_db->commits() + appointments_db->commits();
+  std::atomic<int> next{0};
+  const double cpu_before = ProcessCpuSeconds();
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      for (int i = next++; i < deaths; i = next++) {
+        const std::string patient_id = absl::StrCat("p", i);
+        const std::string workflow_id = absl::StrCat("w", i);
+        const absl::Time time_of_death = absl::Now();
+        absl::StatusOr<patients::BeginDeathResult> begun = patients_repository.BeginDeath(
+            patient_id, workflow_id, time_of_death, "old age", absl::Now());
+        CheckOk(begun.status(), "BeginDeath");
+        absl::StatusOr<morgue::AdmitResult> admitted =
+            morgue_repository.Admit(patient_id, workflow_id, time_of_death, "old age", absl::Now());
+        CheckOk(admitted.status(), "Admit");
+        absl::StatusOr<appointments::PatientCancellation> cancelled =
+            appointments_repository.CancelForPatient(patient_id, workflow_id, "patient deceased",
+                                                     true, absl::Now());
+        CheckOk(cancelled.status(), "CancelForPatient");
+        patients::v1::RecordDeathResponse response;
+        *response.mutable_patient() = begun->patient;
+        response.set_workflow_id(workflow_id);
+        CheckOk(patients_repository.CompleteDeath(workflow_id, response, absl::Now()),
+                "CompleteDeath");
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const double cpu = ProcessCpuSeconds() - cpu_before;
+  const std::int64_t commits =
+      patients_db->commits() + morgue_db->commits() + appointments_db->commits() - commits_before;
+  std::printf(
+      "storage_bench: %d deaths, %d threads, synchronous=%s: %.0f deaths/s, CPU %.1f us per "
+      "death (user+system, whole process), %.2f transactions per commit\n",
+      deaths, threads, options.synchronous.c_str(), deaths / seconds, cpu / deaths * 1e6,
+      4.0 * deaths / static_cast<double>(commits));
+  std::filesystem::remove_all(dir);
+  return 0;
+}
