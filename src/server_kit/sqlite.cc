@@ -107,40 +107,10 @@ void Statement::Reset() {
   sqlite3_clear_bindings(statement_);
 }
 
-Statement& Database::Session::Prepare(absl::string_view sql) {
-  database_.mutex_.AssertHeld();
-  Statement& statement = database_.PrepareLocked(sql);
-  used_.push_back(&statement);
-  return statement;
-}
-
-Database::Session::~Session() {
-  for (Statement* statement : used_) statement->Reset();
-}
-
-absl::Status Database::Session::Exec(absl::string_view sql) {
-  database_.mutex_.AssertHeld();
-  return database_.ExecLocked(sql);
-}
-
-Database::Database(sqlite3* db, std::string path, int max_group_size)
-    : db_(db), path_(std::move(path)), max_group_size_(std::max(1, max_group_size)) {}
-
-Database::~Database() {
-  {
-    resilience::MutexLock lock(&mutex_);
-    statements_.clear();  // Finalised before the connection closes.
-  }
-  sqlite3_close(db_);
-}
-
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
-                                                         const std::vector<std::string>& migrations,
-                                                         const DatabaseOptions& options) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
+    const std::string& path, int flags, const std::vector<std::string>& pragmas) {
   sqlite3* raw = nullptr;
-  const int code =
-      sqlite3_open_v2(path.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int code = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (code != SQLITE_OK) {
     absl::Status status =
         ToStatus(code, raw ? sqlite3_errmsg(raw) : "cannot open", absl::StrCat("open ", path));
@@ -148,22 +118,23 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     return status;
   }
   sqlite3_extended_result_codes(raw, 1);
-  std::unique_ptr<Database> database(new Database(raw, path, options.max_group_size));
-  {
-    resilience::MutexLock lock(&database->mutex_);
-    for (const std::string& pragma :
-         {std::string("PRAGMA journal_mode=WAL"),
-          absl::StrCat("PRAGMA busy_timeout=", absl::ToInt64Milliseconds(options.busy_timeout)),
-          std::string("PRAGMA foreign_keys=ON"),
-          absl::StrCat("PRAGMA synchronous=", options.synchronous)}) {
-      if (absl::Status status = database->ExecLocked(pragma); !status.ok()) return status;
-    }
+  std::unique_ptr<Connection> connection(new Connection(raw));
+  resilience::MutexLock lock(&connection->mutex());
+  for (const std::string& pragma : pragmas) {
+    if (absl::Status status = connection->Exec(pragma); !status.ok()) return status;
   }
-  if (absl::Status status = database->Migrate(migrations); !status.ok()) return status;
-  return database;
+  return connection;
 }
 
-Statement& Database::PrepareLocked(absl::string_view sql) {
+Connection::~Connection() {
+  {
+    resilience::MutexLock lock(&mutex_);
+    statements_.clear();  // Finalised before the connection closes.
+  }
+  sqlite3_close(db_);
+}
+
+Statement& Connection::Prepare(absl::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* raw = nullptr;
@@ -184,7 +155,7 @@ Statement& Database::PrepareLocked(absl::string_view sql) {
   return *it->second;
 }
 
-absl::Status Database::ExecLocked(absl::string_view sql) {
+absl::Status Connection::Exec(absl::string_view sql) {
   char* error = nullptr;
   const std::string text(sql);
   const int code = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &error);
@@ -192,6 +163,59 @@ absl::Status Database::ExecLocked(absl::string_view sql) {
   absl::Status status = ToStatus(sqlite3_extended_errcode(db_), error ? error : "", text);
   sqlite3_free(error);
   return status;
+}
+
+absl::Status Connection::RunCached(absl::string_view sql) {
+  Statement& statement = Prepare(sql);
+  absl::Status status = statement.Run();
+  statement.Reset();
+  return status;
+}
+
+bool Connection::TransactionOpen() { return sqlite3_get_autocommit(db_) == 0; }
+
+Statement& Database::Session::Prepare(absl::string_view sql) {
+  connection_.mutex().AssertHeld();
+  Statement& statement = connection_.Prepare(sql);
+  used_.push_back(&statement);
+  return statement;
+}
+
+Database::Session::~Session() {
+  for (Statement* statement : used_) statement->Reset();
+}
+
+absl::Status Database::Session::Exec(absl::string_view sql) {
+  connection_.mutex().AssertHeld();
+  return connection_.Exec(sql);
+}
+
+Database::Database(std::unique_ptr<Connection> writer, std::string path, int max_group_size)
+    : writer_(std::move(writer)),
+      path_(std::move(path)),
+      max_group_size_(std::max(1, max_group_size)) {}
+
+Database::~Database() = default;
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                         const std::vector<std::string>& migrations,
+                                                         const DatabaseOptions& options) {
+  const std::string busy_timeout =
+      absl::StrCat("PRAGMA busy_timeout=", absl::ToInt64Milliseconds(options.busy_timeout));
+  absl::StatusOr<std::unique_ptr<Connection>> writer =
+      Connection::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       {"PRAGMA journal_mode=WAL", busy_timeout, "PRAGMA foreign_keys=ON",
+                        absl::StrCat("PRAGMA synchronous=", options.synchronous)});
+  if (!writer.ok()) return writer.status();
+  std::unique_ptr<Database> database(
+      new Database(*std::move(writer), path, options.max_group_size));
+  if (absl::Status status = database->Migrate(migrations); !status.ok()) return status;
+  // After the migrations, so that it never sees a schema older than this binary's.
+  absl::StatusOr<std::unique_ptr<Connection>> reader =
+      Connection::Open(path, SQLITE_OPEN_READONLY, {busy_timeout});
+  if (!reader.ok()) return reader.status();
+  database->reader_ = *std::move(reader);
+  return database;
 }
 
 struct Database::QueuedUnit {
@@ -227,7 +251,7 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>
     }
   }
   {
-    resilience::MutexLock lock(&mutex_);
+    resilience::MutexLock lock(&writer_->mutex());
     RunGroup(group);
   }
   resilience::MutexLock lock(&queue_mutex_);
@@ -247,24 +271,26 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>
 }
 
 void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
-  const auto transaction_open = [this] { return sqlite3_get_autocommit(db_) == 0; };
+  Connection& writer = *writer_;
+  writer.mutex().AssertHeld();  // The same lock as writer_->mutex(), which the analysis cannot see.
   std::size_t next = 0;
   while (next < group.size()) {
     const std::size_t first = next;
-    if (absl::Status begun = RunCached("BEGIN IMMEDIATE"); !begun.ok()) {
+    if (absl::Status begun = writer.RunCached("BEGIN IMMEDIATE"); !begun.ok()) {
       for (std::size_t i = first; i < group.size(); ++i) group[i]->status = begun;
       return;
     }
     bool abandoned = false;
     for (; next < group.size() && !abandoned; ++next) {
       QueuedUnit& unit = *group[next];
-      unit.status = RunCached("SAVEPOINT unit");
+      unit.status = writer.RunCached("SAVEPOINT unit");
       if (unit.status.ok()) {
-        Session session(*this);  // Its statements are reset before the unit is released.
+        Session session(writer);  // Its statements are reset before the unit is released.
         unit.status = unit.work(session);
       }
-      if (unit.status.ok() && transaction_open()) unit.status = RunCached("RELEASE unit");
-      if (!transaction_open()) {
+      if (unit.status.ok() && writer.TransactionOpen())
+        unit.status = writer.RunCached("RELEASE unit");
+      if (!writer.TransactionOpen()) {
         // SQLite rolled the whole transaction back (a full disk, an I/O error...): the units
         // already run in it are lost with it.
         abandoned = true;
@@ -279,14 +305,14 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
           }
         }
       } else if (!unit.status.ok()) {
-        RunCached("ROLLBACK TO unit").IgnoreError();
-        RunCached("RELEASE unit").IgnoreError();
+        writer.RunCached("ROLLBACK TO unit").IgnoreError();
+        writer.RunCached("RELEASE unit").IgnoreError();
       }
     }
     if (abandoned) continue;  // The rest of the group gets a transaction of its own.
-    if (absl::Status committed = RunCached("COMMIT"); !committed.ok()) {
+    if (absl::Status committed = writer.RunCached("COMMIT"); !committed.ok()) {
       // ROLLBACK may fail if SQLite already rolled back; the COMMIT error is the one to report.
-      RunCached("ROLLBACK").IgnoreError();
+      writer.RunCached("ROLLBACK").IgnoreError();
       for (std::size_t i = first; i < next; ++i) {
         if (group[i]->status.ok()) group[i]->status = committed;
       }
@@ -301,17 +327,17 @@ int Database::queued() const {
   return static_cast<int>(queue_.size());
 }
 
-absl::Status Database::RunCached(absl::string_view sql) {
-  Statement& statement = PrepareLocked(sql);
-  absl::Status status = statement.Run();
-  statement.Reset();
-  return status;
-}
-
 absl::Status Database::WithSession(const std::function<absl::Status(Session&)>& work) {
-  resilience::MutexLock lock(&mutex_);
-  Session session(*this);
-  return work(session);
+  Connection& reader = *reader_;
+  resilience::MutexLock lock(&reader.mutex());
+  if (absl::Status begun = reader.RunCached("BEGIN"); !begun.ok()) return begun;
+  absl::Status status;
+  {
+    Session session(reader);  // Its statements are reset before the read transaction ends.
+    status = work(session);
+  }
+  if (reader.TransactionOpen()) reader.RunCached("COMMIT").IgnoreError();  // Nothing to keep.
+  return status;
 }
 
 absl::Status Database::Ping() {
@@ -322,21 +348,20 @@ absl::Status Database::Ping() {
   });
 }
 
-absl::StatusOr<int> Database::SchemaVersion() {
-  int version = 0;
-  absl::Status status = WithSession([&](Session& session) -> absl::Status {
-    Statement& statement = session.Prepare("PRAGMA user_version");
-    absl::StatusOr<bool> row = statement.Step();
-    if (!row.ok()) return row.status();
-    version = static_cast<int>(statement.ColumnInt(0));
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
+absl::StatusOr<int> Database::SchemaVersion() { return SchemaVersionOf(*reader_); }
+
+absl::StatusOr<int> Database::SchemaVersionOf(Connection& connection) {
+  resilience::MutexLock lock(&connection.mutex());
+  Statement& statement = connection.Prepare("PRAGMA user_version");
+  absl::StatusOr<bool> row = statement.Step();
+  const int version = row.ok() ? static_cast<int>(statement.ColumnInt(0)) : 0;
+  statement.Reset();
+  if (!row.ok()) return row.status();
   return version;
 }
 
 absl::Status Database::Migrate(const std::vector<std::string>& migrations) {
-  absl::StatusOr<int> version = SchemaVersion();
+  absl::StatusOr<int> version = SchemaVersionOf(*writer_);
   if (!version.ok()) return version.status();
   if (*version > static_cast<int>(migrations.size())) {
     return absl::FailedPreconditionError(

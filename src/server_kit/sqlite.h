@@ -9,9 +9,9 @@
 //     return insert.Run();
 //   });
 //
-// Thread-safe: the connection is used by one session at a time (sessions are serialised by a
-// mutex); SQLite itself then needs no locking of its own. The database is opened in WAL mode
-// with a busy timeout and foreign keys on.
+// Thread-safe: each connection is used by one session at a time (serialised by a mutex); SQLite
+// itself then needs no locking of its own. The database is opened in WAL mode with a busy
+// timeout and foreign keys on.
 //
 // Group commit: with synchronous=FULL every COMMIT waits for the disk (an fsync), and while it
 // waits the connection is held, so a busy service would spend its time queueing behind fsyncs.
@@ -105,13 +105,45 @@ struct DatabaseOptions {
   int max_group_size = 64;
 };
 
+// One SQLite connection with its prepared statements, cached for its life. Used by one thread
+// at a time: callers hold mutex() (SQLite is opened without its own locking).
+class Connection final {
+ public:
+  // Opens `path` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is added) and runs `pragmas`.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, int flags,
+                                                          const std::vector<std::string>& pragmas);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  resilience::Mutex& mutex() ABSL_LOCK_RETURNED(mutex_) { return mutex_; }
+  // The cached statement for `sql`, prepared on first use, reset.
+  Statement& Prepare(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Runs SQL that takes no parameters, parsing it every time (schema changes, pragmas).
+  absl::Status Exec(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Runs a parameterless statement through the statement cache (BEGIN, SAVEPOINT, COMMIT...).
+  absl::Status RunCached(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // A transaction is open (SQLite is not in autocommit mode).
+  bool TransactionOpen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+
+  sqlite3* const db_;
+  resilience::Mutex mutex_;
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+// A service's database: a writing connection whose transactions are group-committed (above),
+// and a read-only connection for WithSession, so that reads never wait for a commit's fsync
+// (WAL mode lets readers and the writer run at once, each reader on a snapshot).
 class Database final {
  public:
-  // Access to the connection for one unit of work; obtained from Database::WithSession or
-  // InTransaction. Prepared statements are cached for the life of the connection; every
-  // statement prepared in a session is reset when the session ends, so that no half-read
-  // SELECT keeps a read transaction open (which would stop checkpoints from ever restarting
-  // the WAL, and the WAL file would grow without bound).
+  // Access to a connection for one unit of work; obtained from Database::WithSession or
+  // InTransaction. Every statement prepared in a session is reset when the session ends, so
+  // that no half-read SELECT keeps a read transaction open (which would stop checkpoints from
+  // ever restarting the WAL, and the WAL file would grow without bound).
   class Session final {
    public:
     Statement& Prepare(absl::string_view sql);
@@ -120,12 +152,12 @@ class Database final {
 
    private:
     friend class Database;
-    explicit Session(Database& database) : database_(database) {}
+    explicit Session(Connection& connection) : connection_(connection) {}
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    Database& database_;
+    Connection& connection_;
     absl::InlinedVector<Statement*, 8> used_;
   };
 
@@ -141,7 +173,8 @@ class Database final {
   // its changes are applied and that error is returned. `work` runs on whichever thread leads
   // the group, exactly once, and must not call back into this Database.
   absl::Status InTransaction(const std::function<absl::Status(Session&)>& work);
-  // Runs `work` without a transaction (for single reads).
+  // Runs `work` in a read transaction on the read-only connection: every statement in it sees
+  // the same snapshot, the latest commit when it started. Writes fail (SQLITE_READONLY).
   absl::Status WithSession(const std::function<absl::Status(Session&)>& work);
 
   // Checks that the database answers; for health checks.
@@ -156,30 +189,25 @@ class Database final {
 
  private:
   struct QueuedUnit;
-  Database(sqlite3* db, std::string path, int max_group_size);
+  Database(std::unique_ptr<Connection> writer, std::string path, int max_group_size);
   // Runs every unit of `group`, in order, in as few transactions as SQLite allows, and sets
   // each unit's status.
-  void RunGroup(const std::vector<QueuedUnit*>& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  Statement& PrepareLocked(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  absl::Status ExecLocked(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Runs a parameterless statement through the statement cache (BEGIN, SAVEPOINT, COMMIT...):
-  // sqlite3_exec would parse it anew every time.
-  absl::Status RunCached(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void RunGroup(const std::vector<QueuedUnit*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_->mutex());
+  static absl::StatusOr<int> SchemaVersionOf(Connection& connection);
   absl::Status Migrate(const std::vector<std::string>& migrations);
 
-  sqlite3* const db_;
+  const std::unique_ptr<Connection> writer_;
+  // Opened once the migrations have run.
+  std::unique_ptr<Connection> reader_;
   const std::string path_;
   const int max_group_size_;
   std::atomic<std::int64_t> commits_{0};
 
-  mutable resilience::Mutex queue_mutex_ ABSL_ACQUIRED_BEFORE(mutex_);
+  mutable resilience::Mutex queue_mutex_;
   std::deque<QueuedUnit*> queue_ ABSL_GUARDED_BY(queue_mutex_);
   // A leader is running a group; arriving units wait to be taken or to lead the next.
   bool leader_active_ ABSL_GUARDED_BY(queue_mutex_) = false;
-
-  resilience::Mutex mutex_;
-  std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_
-      ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace server_kit

@@ -205,13 +205,28 @@ TEST_CASE("a unit that loses its group's transaction fails every unit that share
   CHECK(Ids(*database) == std::vector<std::string>{"after", "leader"});
 }
 
+TEST_CASE("reads do not wait for a transaction, and see only what is committed", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  REQUIRE(database->InTransaction([](Database::Session& session) { return Insert(session, "a"); })
+              .ok());
+  HeldGroup held(*database);  // Its transaction has inserted nothing yet and stays open.
+  CHECK(Ids(*database) == std::vector<std::string>{"a"});  // Would block before the fix.
+  const absl::Status write = database->WithSession(
+      [](Database::Session& session) { return Insert(session, "from-a-read"); });
+  CHECK_FALSE(write.ok());
+  REQUIRE(held.Release().ok());
+  CHECK(Ids(*database) == std::vector<std::string>{"a", "leader"});
+}
+
 TEST_CASE("the database is in WAL mode with foreign keys on", "[storage]") {
   testing_support::TempDir dir;
   auto database = Open(dir.path() + "/test.db", {});
   std::string mode;
   std::int64_t foreign_keys = 0;
+  // The writing connection is the one whose settings matter.
   REQUIRE(database
-              ->WithSession([&](Database::Session& session) -> absl::Status {
+              ->InTransaction([&](Database::Session& session) -> absl::Status {
                 server_kit::Statement& journal = session.Prepare("PRAGMA journal_mode");
                 if (auto row = journal.Step(); !row.ok()) return row.status();
                 mode = journal.ColumnText(0);
