@@ -319,6 +319,9 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
       continue;
     }
     commits_.fetch_add(1, std::memory_order_relaxed);
+    std::int64_t committed = 0;
+    for (std::size_t i = first; i < next; ++i) committed += group[i]->status.ok() ? 1 : 0;
+    units_committed_.fetch_add(committed, std::memory_order_relaxed);
   }
 }
 

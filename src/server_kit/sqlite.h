@@ -184,6 +184,8 @@ class Database final {
   const std::string& path() const { return path_; }
   // Transactions committed by InTransaction so far (a group counts once).
   std::int64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+  // Units of work committed by InTransaction so far; over commits(), the mean group size.
+  std::int64_t units_committed() const { return units_committed_.load(std::memory_order_relaxed); }
   // Units of work waiting for the running group to finish; for tests.
   int queued() const;
 
@@ -203,6 +205,7 @@ class Database final {
   const std::string path_;
   const int max_group_size_;
   std::atomic<std::int64_t> commits_{0};
+  std::atomic<std::int64_t> units_committed_{0};
 
   mutable resilience::Mutex queue_mutex_;
   std::deque<QueuedUnit*> queue_ ABSL_GUARDED_BY(queue_mutex_);

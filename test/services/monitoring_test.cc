@@ -109,6 +109,12 @@ TEST_CASE("alerts and dashboard name only exported metrics; scrapes pass promtoo
     const std::string& scrape = *scraped;
     const std::set<std::string> names = SeriesNames(scrape);
     exported.insert(names.begin(), names.end());
+    // Every service has committed something (its migrations at least): group commit is counted.
+    static const std::regex kUnits(R"(\nhospital_sqlite_units_committed_total ([0-9.e+]+)\n)");
+    std::smatch units;
+    REQUIRE(std::regex_search(scrape, units, kUnits));
+    CHECK(std::stod(units[1]) >= 1);
+    CHECK(names.count("hospital_sqlite_transactions_total") == 1);
     const std::string path = absl::StrCat(dir.path(), "/scrape-", process->metrics_port());
     std::ofstream(path) << scrape;
     const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
