@@ -74,8 +74,8 @@ absl::Status Server::Start() {
   // gRPC's synchronous server keeps at most MAX_POLLERS idle threads (2 by default) and ends any
   // thread that finishes a call beyond that, then starts a new one when the next call arrives:
   // under load that is a thread created and destroyed per call (stacks mapped and unmapped,
-  // TLB shootdowns), which profiling showed as a large share of the patients service's CPU.
-  // Idle threads cost only memory, so keep every thread the quota allows.
+  // thread-local set-up, TLB-shootdown interrupts: all visible in the patients service's
+  // profile). Idle threads cost only memory, so keep every thread the quota allows.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
                               options_.max_threads);

@@ -288,8 +288,9 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
         Session session(writer);  // Its statements are reset before the unit is released.
         unit.status = unit.work(session);
       }
-      if (unit.status.ok() && writer.TransactionOpen())
+      if (unit.status.ok() && writer.TransactionOpen()) {
         unit.status = writer.RunCached("RELEASE unit");
+      }
       if (!writer.TransactionOpen()) {
         // SQLite rolled the whole transaction back (a full disk, an I/O error...): the units
         // already run in it are lost with it.
