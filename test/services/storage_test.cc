@@ -1,10 +1,12 @@
 // The SQLite layer and the repositories, on temporary files.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "appointments/appointments_repository.h"
 #include "morgue/morgue_repository.h"
 #include "patients/patients_repository.h"
@@ -180,6 +182,40 @@ TEST_CASE("concurrent transactions share one commit and a failed unit affects no
   CHECK(Ids(*database) == std::vector<std::string>{"a", "c", "leader"});
   // The held group, then the four queued units together.
   CHECK(database->commits() - commits_before == 2);
+}
+
+TEST_CASE("under concurrent writers every acknowledged unit is stored and no failed one is",
+          "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  constexpr int kThreads = 8;
+  constexpr int kUnitsEach = 100;
+  std::vector<std::vector<std::string>> acknowledged(kThreads);
+  std::vector<int> wrong_status(kThreads, 0);  // Catch2's assertions are not thread-safe.
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kUnitsEach; ++i) {
+        const std::string id = absl::StrCat("t", t, "-", i);
+        // Every third unit writes and then fails: it must leave no trace.
+        const bool fail = i % 3 == 0;
+        const absl::Status status = database->InTransaction([&](Database::Session& session) {
+          if (absl::Status inserted = Insert(session, id); !inserted.ok()) return inserted;
+          return fail ? absl::AbortedError("changed my mind") : absl::OkStatus();
+        });
+        if (status.ok() == fail) ++wrong_status[static_cast<std::size_t>(t)];
+        if (status.ok()) acknowledged[static_cast<std::size_t>(t)].push_back(id);
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  CHECK(wrong_status == std::vector<int>(kThreads, 0));
+  std::vector<std::string> expected;
+  for (const auto& ids : acknowledged) expected.insert(expected.end(), ids.begin(), ids.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(Ids(*database) == expected);
+  CHECK(database->units_committed() >= static_cast<std::int64_t>(expected.size()));
+  CHECK(database->commits() <= database->units_committed());
 }
 
 TEST_CASE("a unit that loses its group's transaction fails every unit that shared it",
