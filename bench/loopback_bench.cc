@@ -14,7 +14,7 @@
 #include "absl/flags/parse.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "resilience/grpc_call.h"
-#include "support/echo_server.h"
+#include "testing_support/echo_server.h"
 
 ABSL_FLAG(int, rounds, 6, "Rounds of each variant; they alternate raw, wrapped, raw, ...");
 ABSL_FLAG(double, seconds, 2.0, "Length of one round in seconds");
@@ -41,7 +41,7 @@ long RunClosedLoop(int concurrency, absl::Time end, Issue issue) {
   std::atomic<long> completed{0};
   std::atomic<long> failed{0};
   std::atomic<int> active{concurrency};
-  resilience::Notification all_done;
+  base::Notification all_done;
   std::function<void()> next;
   std::function<void(bool)> on_done = [&](bool ok) {
     (ok ? completed : failed).fetch_add(1, std::memory_order_relaxed);
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   testing_support::EchoServer server;
   // Both variants use a channel made the same way, so only the wrapping differs.
   auto stub = echo::v1::EchoService::NewStub(resilience::CreateChannel(server.address()));
-  resilience::RealEnvironment env;
+  base::RealEnvironment env;
   prometheus::Registry registry;
   resilience::TargetRegistry targets(*resilience::ParsePolicyJson(kPolicy), env.environment(),
                                      registry);
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   auto issue_wrapped = [&](std::function<void(bool)>& done) {
     resilience::CallUnary<EchoRequest, EchoResponse>(
         method, sender, request, {},
-        [&done](const grpc::Status& status, EchoResponse&) { done(status.ok()); });
+        [&done](const absl::Status& status, EchoResponse&) { done(status.ok()); });
   };
 
   // Warm up connections and code paths.

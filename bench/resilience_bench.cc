@@ -52,11 +52,11 @@ constexpr char kFullPolicy[] = R"({"defaultTarget": {
 class InstantCall final : public GuardedCall {
  public:
   explicit InstantCall(GuardedMethod& method) : GuardedCall(method) {}
-  grpc::StatusCode last_code = grpc::StatusCode::UNKNOWN;
+  absl::StatusCode last_code = absl::StatusCode::kUnknown;
 
  private:
-  void StartAttempt(absl::Time) override { FinishAttempt(grpc::Status::OK); }
-  void OnDone(const grpc::Status& status) override { last_code = status.error_code(); }
+  void StartAttempt(absl::Time) override { FinishAttempt(absl::OkStatus()); }
+  void OnDone(const absl::Status& status) override { last_code = status.code(); }
 };
 
 struct Pipeline {
@@ -66,7 +66,7 @@ struct Pipeline {
     targets.emplace(*std::move(policy), env.environment(), registry);
     method = &targets->GetTarget("downstream").Method("/bench.v1.Bench/Call");
   }
-  RealEnvironment env;
+  base::RealEnvironment env;
   prometheus::Registry registry;
   std::optional<TargetRegistry> targets;
   GuardedMethod* method = nullptr;
@@ -131,7 +131,7 @@ void BM_WrappedAsyncCall(benchmark::State& state) {
   for (auto _ : state) {
     CallUnary<echo::v1::EchoRequest, echo::v1::EchoResponse>(
         *pipeline.method, sender, request, {},
-        [&completed](const grpc::Status&, echo::v1::EchoResponse&) { ++completed; });
+        [&completed](const absl::Status&, echo::v1::EchoResponse&) { ++completed; });
   }
   benchmark::DoNotOptimize(completed);
 }

@@ -1,44 +1,52 @@
-# hospital_proto_library(NAME <target> PROTOS <files relative to IMPORT_DIR> [IMPORT_DIR <dir>]
-#                        [GRPC] [DEPS <targets>])
+# hospital_proto_library(NAME <target> PROTOS <files> [GRPC] [DEPS <targets>])
 #
-# Generates C++ (and, with GRPC, gRPC service) code for the given .proto files into the build
-# tree and wraps it in one static library, so that generated code is compiled once and linked by
-# every binary that needs it.
+# Generates C++ (and, with GRPC, gRPC service) code for .proto files under protos/ with CMake's
+# protobuf_generate, and wraps it in one static library, so that generated code is compiled once
+# and linked by every binary that needs it. Call it from protos/CMakeLists.txt: the generated
+# files keep the protos' paths relative to that folder ("hospital/morgue/v1/morgue.pb.h").
 function(hospital_proto_library)
-  cmake_parse_arguments(ARG "GRPC" "NAME;IMPORT_DIR" "PROTOS;DEPS" ${ARGN})
-  if(NOT ARG_IMPORT_DIR)
-    set(ARG_IMPORT_DIR ${CMAKE_CURRENT_SOURCE_DIR})
-  endif()
+  cmake_parse_arguments(ARG "GRPC" "NAME" "PROTOS;DEPS" ${ARGN})
   set(out_dir ${PROJECT_BINARY_DIR}/generated)
   file(MAKE_DIRECTORY ${out_dir})
-  set(include_args -I${PROJECT_SOURCE_DIR}/protos -I${ARG_IMPORT_DIR})
-  foreach(dir ${Protobuf_INCLUDE_DIRS})
-    list(APPEND include_args -I${dir})
-  endforeach()
-  set(sources)
-  foreach(proto ${ARG_PROTOS})
-    get_filename_component(abs ${ARG_IMPORT_DIR}/${proto} ABSOLUTE)
-    string(REGEX REPLACE "\\.proto$" "" stem ${proto})
-    set(outputs ${out_dir}/${stem}.pb.cc ${out_dir}/${stem}.pb.h)
-    set(plugin_args)
-    if(ARG_GRPC)
-      list(APPEND outputs ${out_dir}/${stem}.grpc.pb.cc ${out_dir}/${stem}.grpc.pb.h)
-      set(plugin_args --grpc_out=${out_dir}
-        --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>)
-    endif()
-    add_custom_command(
-      OUTPUT ${outputs}
-      COMMAND protobuf::protoc ${include_args} --cpp_out=${out_dir} ${plugin_args} ${abs}
-      DEPENDS ${abs} protobuf::protoc
-      COMMENT "Generating code for ${proto}"
-      VERBATIM)
-    list(APPEND sources ${out_dir}/${stem}.pb.cc)
-    if(ARG_GRPC)
-      list(APPEND sources ${out_dir}/${stem}.grpc.pb.cc)
-    endif()
-  endforeach()
+  add_library(${ARG_NAME} STATIC ${ARG_PROTOS})
+  protobuf_generate(TARGET ${ARG_NAME} LANGUAGE cpp PROTOC_OUT_DIR ${out_dir}
+    IMPORT_DIRS ${PROJECT_SOURCE_DIR}/protos)
+  if(ARG_GRPC)
+    protobuf_generate(TARGET ${ARG_NAME} LANGUAGE grpc PROTOC_OUT_DIR ${out_dir}
+      GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
+      PLUGIN protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>
+      IMPORT_DIRS ${PROJECT_SOURCE_DIR}/protos)
+  endif()
+  hospital_generated_library(${ARG_NAME} ${ARG_DEPS})
+endfunction()
+
+# hospital_system_proto_library(NAME <target> PROTO <path under /usr/share/grpc-proto>)
+#
+# The same for one of gRPC's own service protos as Debian's grpc-proto package installs them.
+# protobuf_generate names its outputs after the proto's path relative to the calling folder, which
+# for a file outside the source tree is not where protoc writes them, so these few are generated
+# by a plain custom command.
+function(hospital_system_proto_library)
+  cmake_parse_arguments(ARG "" "NAME;PROTO" "" ${ARGN})
+  set(import_dir /usr/share/grpc-proto)
+  set(out_dir ${PROJECT_BINARY_DIR}/generated)
+  string(REGEX REPLACE "\\.proto$" "" stem ${ARG_PROTO})
+  set(sources ${out_dir}/${stem}.pb.cc ${out_dir}/${stem}.grpc.pb.cc)
+  add_custom_command(
+    OUTPUT ${sources} ${out_dir}/${stem}.pb.h ${out_dir}/${stem}.grpc.pb.h
+    COMMAND protobuf::protoc -I${import_dir} --cpp_out=${out_dir} --grpc_out=${out_dir}
+            --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>
+            ${import_dir}/${ARG_PROTO}
+    DEPENDS ${import_dir}/${ARG_PROTO} protobuf::protoc
+    COMMENT "Generating code for ${ARG_PROTO}"
+    VERBATIM)
   add_library(${ARG_NAME} STATIC ${sources})
-  target_include_directories(${ARG_NAME} SYSTEM PUBLIC ${out_dir} ${Protobuf_INCLUDE_DIRS})
-  target_link_libraries(${ARG_NAME} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARG_DEPS})
-  target_link_libraries(${ARG_NAME} PRIVATE hospital_sanitizers)
+  hospital_generated_library(${ARG_NAME})
+endfunction()
+
+function(hospital_generated_library name)
+  target_include_directories(${name} SYSTEM PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/generated> $<INSTALL_INTERFACE:include>)
+  target_link_libraries(${name} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARGN})
+  target_link_libraries(${name} PRIVATE hospital_sanitizers)
 endfunction()

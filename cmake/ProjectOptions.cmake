@@ -19,3 +19,15 @@ endif()
 
 add_library(hospital_project_options INTERFACE)
 target_link_libraries(hospital_project_options INTERFACE hospital_warnings hospital_sanitizers)
+
+# hospital_component(<target>): a library of src/, whose headers are included as
+# "<folder>/<header>.h" from the source tree, or from include/ once installed.
+function(hospital_component target)
+  get_target_property(type ${target} TYPE)
+  set(scope PUBLIC)
+  if(type STREQUAL "INTERFACE_LIBRARY")
+    set(scope INTERFACE)
+  endif()
+  target_include_directories(${target} ${scope}
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src> $<INSTALL_INTERFACE:include>)
+endfunction()

@@ -23,12 +23,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/status.h"
 #include "fault_bench/charts.h"
 #include "fault_bench/findings.h"
 #include "fault_bench/run.h"
 #include "fault_bench/scenario.h"
 #include "fault_bench/summary.h"
-#include "resilience/status_codes.h"
 
 ABSL_FLAG(std::string, scenarios, "all", "Comma-separated scenario names, or all");
 ABSL_FLAG(std::string, variants, "naive,retries,resilient",
@@ -48,7 +48,7 @@ ABSL_FLAG(bool, capacity, false,
           "--p99_limit_ms (variant --capacity_variant), and the same for a one-hop echo");
 ABSL_FLAG(double, p99_limit_ms, 50, "The capacity criterion: p99 below this, no failed call");
 ABSL_FLAG(std::string, capacity_variant, "resilient", "Variant of the capacity run");
-ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/test/echo_server",
+ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/src/testing_support/echo_server",
           "The echo server of the capacity baseline");
 
 namespace {

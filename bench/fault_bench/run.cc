@@ -13,12 +13,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/grpc_status.h"
+#include "base/sync.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
-#include "resilience/sync.h"
 #include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
-#include "support/service_process.h"
+#include "testing_support/service_process.h"
 
 namespace fault_bench {
 namespace {
@@ -119,7 +120,7 @@ absl::Status Seed(System& system, int patients, int appointments_each,
     patients_v1::Patient patient;
     grpc::Status status =
         patient_stub->CreatePatient(Context(absl::Seconds(10)).get(), create, &patient);
-    if (!status.ok()) return server_kit::FromGrpcStatus(status);
+    if (!status.ok()) return base::FromGrpcStatus(status);
     ids.push_back(create.patient_id());
     for (int k = 0; k < appointments_each; ++k) {
       appointments_v1::ScheduleAppointmentRequest book;
@@ -130,7 +131,7 @@ absl::Status Seed(System& system, int patients, int appointments_each,
       appointments_v1::Appointment appointment;
       status = appointment_stub->ScheduleAppointment(Context(absl::Seconds(10)).get(), book,
                                                      &appointment);
-      if (!status.ok()) return server_kit::FromGrpcStatus(status);
+      if (!status.ok()) return base::FromGrpcStatus(status);
     }
   }
   return absl::OkStatus();
@@ -140,23 +141,23 @@ absl::Status Seed(System& system, int patients, int appointments_each,
 class Recorder {
  public:
   void Add(std::vector<CallSample>& into, CallSample sample) {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     into.push_back(sample);
     --outstanding_;
     done_.SignalAll();
   }
   void Started() {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     ++outstanding_;
   }
   void WaitForAll() {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     while (outstanding_ > 0) done_.Wait(&mutex_);
   }
 
  private:
-  resilience::Mutex mutex_;
-  resilience::CondVar done_;
+  base::Mutex mutex_;
+  base::CondVar done_;
   int outstanding_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
@@ -206,14 +207,14 @@ absl::Status ApplyStep(System& system, const Step& step) {
   context->AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
   if (step.kind == Step::Kind::kClearFaults) {
     faults_v1::ClearFaultsResponse cleared;
-    return server_kit::FromGrpcStatus(admin->ClearFaults(context.get(), {}, &cleared));
+    return base::FromGrpcStatus(admin->ClearFaults(context.get(), {}, &cleared));
   }
   faults_v1::SetFaultRequest request;
   const auto parsed =
       google::protobuf::util::JsonStringToMessage(step.fault_json, request.mutable_fault());
   if (!parsed.ok()) return absl::InvalidArgumentError(parsed.message().as_string());
   faults_v1::Fault stored;
-  return server_kit::FromGrpcStatus(admin->SetFault(context.get(), request, &stored));
+  return base::FromGrpcStatus(admin->SetFault(context.get(), request, &stored));
 }
 
 double AttemptsOf(const std::string& scrape, const std::string& method) {
@@ -261,7 +262,7 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
       resilience::v1::ResilienceAdmin::NewStub(Channel(system.process(Service::kPatients)));
 
   Recorder recorder;
-  resilience::Mutex acknowledged_mutex;
+  base::Mutex acknowledged_mutex;
   std::set<std::string> acknowledged;
   const auto record_death = [&](const std::string& patient_id, const char* cause,
                                 absl::Time deadline, auto on_done) {
@@ -277,7 +278,7 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& v
         std::move(request), deadline,
         [&, on_done](const grpc::Status& status, const patients_v1::RecordDeathRequest& sent) {
           if (status.ok()) {
-            resilience::MutexLock lock(&acknowledged_mutex);
+            base::MutexLock lock(&acknowledged_mutex);
             acknowledged.insert(sent.patient_id());
           }
           on_done(status);

@@ -7,8 +7,8 @@
 #include <prometheus/registry.h>
 
 #include "appointments/appointments_repository.h"
+#include "base/clock.h"
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
-#include "resilience/clock.h"
 
 namespace appointments {
 
@@ -16,7 +16,7 @@ namespace v1 = hospital::appointments::v1;
 
 class AppointmentsService final : public v1::AppointmentsService::Service {
  public:
-  AppointmentsService(AppointmentsRepository& repository, resilience::Clock& clock,
+  AppointmentsService(AppointmentsRepository& repository, base::Clock& clock,
                       prometheus::Registry& metrics);
 
   grpc::Status ScheduleAppointment(grpc::ServerContext* context,
@@ -40,7 +40,7 @@ class AppointmentsService final : public v1::AppointmentsService::Service {
 
  private:
   AppointmentsRepository& repository_;
-  resilience::Clock& clock_;
+  base::Clock& clock_;
   prometheus::Counter& scheduled_;
   prometheus::Counter& refused_deceased_;
   prometheus::Counter& cancelled_single_;

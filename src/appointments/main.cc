@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
         auto* repository =
             context.Keep(std::make_unique<appointments::AppointmentsRepository>(context.database));
         auto* service = context.Keep(std::make_unique<appointments::AppointmentsService>(
-            *repository, resilience::SystemClock(), context.server.metrics()));
+            *repository, base::SystemClock(), context.server.metrics()));
         context.server.RegisterService(
             service, hospital::appointments::v1::AppointmentsService::service_full_name());
         return absl::OkStatus();

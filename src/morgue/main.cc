@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
         auto* repository =
             context.Keep(std::make_unique<morgue::MorgueRepository>(context.database));
         auto* service = context.Keep(std::make_unique<morgue::MorgueService>(
-            *repository, resilience::SystemClock(), context.server.metrics()));
+            *repository, base::SystemClock(), context.server.metrics()));
         context.server.RegisterService(service,
                                        hospital::morgue::v1::MorgueService::service_full_name());
         return absl::OkStatus();

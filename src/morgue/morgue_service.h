@@ -6,17 +6,18 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include "base/clock.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "morgue/morgue_repository.h"
-#include "resilience/clock.h"
 
 namespace morgue {
+
+namespace v1 = hospital::morgue::v1;
 
 class MorgueService final : public hospital::morgue::v1::MorgueService::Service {
  public:
   // `clock` gives admission and release times.
-  MorgueService(MorgueRepository& repository, resilience::Clock& clock,
-                prometheus::Registry& metrics);
+  MorgueService(MorgueRepository& repository, base::Clock& clock, prometheus::Registry& metrics);
 
   grpc::Status AdmitDeceased(grpc::ServerContext* context,
                              const hospital::morgue::v1::AdmitDeceasedRequest* request,
@@ -36,7 +37,7 @@ class MorgueService final : public hospital::morgue::v1::MorgueService::Service 
 
  private:
   MorgueRepository& repository_;
-  resilience::Clock& clock_;
+  base::Clock& clock_;
   prometheus::Counter& admitted_;
   prometheus::Counter& already_admitted_;
   prometheus::Counter& released_;

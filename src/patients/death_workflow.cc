@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "resilience/backoff.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
 
@@ -15,9 +16,9 @@ using server_kit::LogLevel;
 
 // Results of the two forward calls.
 struct SynchronousDeathWorkflow::Outcome {
-  grpc::Status morgue_status;
+  absl::Status morgue_status;
   morgue_v1::AdmitDeceasedResponse admission;
-  grpc::Status appointments_status;
+  absl::Status appointments_status;
   appointments_v1::CancelPatientAppointmentsResponse cancellation;
 
   bool ok() const { return morgue_status.ok() && appointments_status.ok(); }
@@ -25,14 +26,10 @@ struct SynchronousDeathWorkflow::Outcome {
   std::string Failures() const {
     std::vector<std::string> failures;
     if (!morgue_status.ok()) {
-      failures.push_back(absl::StrCat("morgue (",
-                                      resilience::StatusCodeName(morgue_status.error_code()).data(),
-                                      ": ", morgue_status.error_message(), ")"));
+      failures.push_back(absl::StrCat("morgue (", morgue_status.ToString(), ")"));
     }
     if (!appointments_status.ok()) {
-      failures.push_back(absl::StrCat(
-          "appointments (", resilience::StatusCodeName(appointments_status.error_code()).data(),
-          ": ", appointments_status.error_message(), ")"));
+      failures.push_back(absl::StrCat("appointments (", appointments_status.ToString(), ")"));
     }
     return absl::StrJoin(failures, ", ");
   }
@@ -45,17 +42,17 @@ class Join {
  public:
   explicit Join(int expected) : remaining_(expected) {}
   void Done() {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (--remaining_ == 0) all_done_.SignalAll();
   }
   void Wait() {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     while (remaining_ > 0) all_done_.Wait(&mutex_);
   }
 
  private:
-  resilience::Mutex mutex_;
-  resilience::CondVar all_done_;
+  base::Mutex mutex_;
+  base::CondVar all_done_;
   int remaining_ ABSL_GUARDED_BY(mutex_);
 };
 
@@ -65,7 +62,7 @@ constexpr char kDeathReason[] = "patient deceased";
 
 SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repository,
                                                    Downstreams& downstreams,
-                                                   resilience::Environment environment,
+                                                   base::Environment environment,
                                                    prometheus::Registry& metrics,
                                                    SynchronousDeathWorkflowOptions options)
     : repository_(repository),
@@ -97,12 +94,12 @@ SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repositor
 SynchronousDeathWorkflow::~SynchronousDeathWorkflow() { Stop(); }
 
 bool SynchronousDeathWorkflow::MarkInFlight(const std::string& workflow_id) {
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   return in_flight_.insert(workflow_id).second;
 }
 
 void SynchronousDeathWorkflow::ClearInFlight(const std::string& workflow_id) {
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   in_flight_.erase(workflow_id);
 }
 
@@ -172,14 +169,14 @@ SynchronousDeathWorkflow::Outcome SynchronousDeathWorkflow::CallDownstreams(
   // Both in flight at once: the death takes as long as the slower call, not the sum.
   downstreams_.AdmitDeceased(
       admit, parent_deadline,
-      [outcome, join](const grpc::Status& status, const morgue_v1::AdmitDeceasedResponse& reply) {
+      [outcome, join](const absl::Status& status, const morgue_v1::AdmitDeceasedResponse& reply) {
         outcome->morgue_status = status;
         if (status.ok()) outcome->admission = reply;
         join->Done();
       });
   downstreams_.CancelPatientAppointments(
       cancel, parent_deadline,
-      [outcome, join](const grpc::Status& status,
+      [outcome, join](const absl::Status& status,
                       const appointments_v1::CancelPatientAppointmentsResponse& reply) {
         outcome->appointments_status = status;
         if (status.ok()) outcome->cancellation = reply;
@@ -245,10 +242,10 @@ void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
                                           const std::string& patient_id,
                                           const std::vector<DueCompensation>& owed,
                                           absl::Time parent_deadline) {
-  auto statuses = std::make_shared<std::vector<grpc::Status>>(owed.size());
+  auto statuses = std::make_shared<std::vector<absl::Status>>(owed.size());
   auto join = std::make_shared<Join>(static_cast<int>(owed.size()));
   for (std::size_t i = 0; i < owed.size(); ++i) {
-    auto done = [statuses, join, i](const grpc::Status& status) {
+    auto done = [statuses, join, i](const absl::Status& status, const auto&) {
       (*statuses)[i] = status;
       join->Done();
     };
@@ -266,38 +263,29 @@ void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
   }
   join->Wait();
   for (std::size_t i = 0; i < owed.size(); ++i) {
-    const grpc::Status& status = (*statuses)[i];
+    const absl::Status& status = (*statuses)[i];
     const CompensationAction action = owed[i].action;
     const std::string action_name = CompensationActionName(action);
     const absl::Time now = environment_.clock->Now();
     absl::Status recorded;
-    if (status.ok() || status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    if (status.ok() || absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status)) {
       if (!status.ok()) {
         // Cannot be undone (say, the body was released meanwhile): retrying will not help.
         compensations_.Add({{"action", action_name}, {"result", "impossible"}}).Increment();
         Log(LogLevel::kError, "compensation_impossible",
             {{"workflow_id", workflow_id},
              {"action", action_name},
-             {"error", status.error_message()}});
+             {"error", std::string(status.message())}});
       } else {
         compensations_.Add({{"action", action_name}, {"result", "done"}}).Increment();
       }
       recorded = repository_.CompensationDone(workflow_id, action, now);
     } else {
       compensations_.Add({{"action", action_name}, {"result", "retry"}}).Increment();
-      absl::Duration backoff = options_.compensation_initial_backoff;
-      for (int attempt = 0;
-           attempt < owed[i].attempts && backoff < options_.compensation_max_backoff; ++attempt) {
-        backoff *= 2;
-      }
-      backoff = std::min(backoff, options_.compensation_max_backoff) *
-                (0.5 + environment_.random->Uniform01());
-      recorded = repository_.CompensationFailed(
-          workflow_id, action,
-          absl::StrCat(resilience::StatusCodeName(status.error_code()).data(), ": ",
-                       status.error_message()),
-          now + backoff);
+      const absl::Duration backoff = resilience::FullJitterBackoff(
+          options_.compensation_backoff, owed[i].attempts + 1, *environment_.random);
+      recorded =
+          repository_.CompensationFailed(workflow_id, action, status.ToString(), now + backoff);
     }
     if (!recorded.ok()) {
       // The owed call stays due in the database and is tried again on the next pass.
@@ -350,7 +338,7 @@ void SynchronousDeathWorkflow::StartBackground() {
 
 void SynchronousDeathWorkflow::Stop() {
   {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     stopping_ = true;
     wake_.SignalAll();
   }
@@ -360,7 +348,7 @@ void SynchronousDeathWorkflow::Stop() {
 void SynchronousDeathWorkflow::BackgroundLoop() {
   while (true) {
     ReconcileOnce();
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     const absl::Time next = absl::Now() + options_.reconcile_interval;
     while (!stopping_ && absl::Now() < next) wake_.WaitWithDeadline(&mutex_, next);
     if (stopping_) return;

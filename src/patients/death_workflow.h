@@ -38,11 +38,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/sync.h"
 #include "hospital/patients/v1/patients.pb.h"
 #include "patients/downstreams.h"
 #include "patients/patients_repository.h"
-#include "resilience/clock.h"
-#include "resilience/sync.h"
+#include "resilience/backoff.h"
 
 namespace patients {
 
@@ -65,16 +66,16 @@ class DeathWorkflow {
 struct SynchronousDeathWorkflowOptions {
   // How often the background pass runs.
   absl::Duration reconcile_interval = absl::Seconds(1);
-  // Backoff of a failed undo call: first wait, growth cap.
-  absl::Duration compensation_initial_backoff = absl::Milliseconds(500);
-  absl::Duration compensation_max_backoff = absl::Seconds(30);
+  // Backoff of a failed undo call (full jitter, as the resilience library's retries).
+  resilience::BackoffConfig compensation_backoff = {absl::Milliseconds(500), absl::Seconds(30),
+                                                    2.0};
 };
 
 class SynchronousDeathWorkflow final : public DeathWorkflow {
  public:
   // Everything passed in must outlive this object.
   SynchronousDeathWorkflow(PatientsRepository& repository, Downstreams& downstreams,
-                           resilience::Environment environment, prometheus::Registry& metrics,
+                           base::Environment environment, prometheus::Registry& metrics,
                            SynchronousDeathWorkflowOptions options = {});
   ~SynchronousDeathWorkflow() override;
 
@@ -107,19 +108,19 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
 
   PatientsRepository& repository_;
   Downstreams& downstreams_;
-  const resilience::Environment environment_;
+  const base::Environment environment_;
   const SynchronousDeathWorkflowOptions options_;
   prometheus::Family<prometheus::Counter>& deaths_;
   prometheus::Family<prometheus::Counter>& compensations_;
   prometheus::Gauge& compensations_pending_;
   prometheus::Counter& rolled_forward_;
 
-  resilience::Mutex mutex_;
+  base::Mutex mutex_;
   // Workflows a request or the background pass is driving now; the background pass leaves
   // them alone.
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  resilience::CondVar wake_;
+  base::CondVar wake_;
   std::thread background_;
 };
 

@@ -1,42 +1,63 @@
 #include "patients/downstreams.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace patients {
 namespace {
 
-std::string MethodName(const char* service, const char* method) {
-  return absl::StrCat("/", service, "/", method);
-}
+// One of a stub's callback-API methods, e.g. &MorgueService::StubInterface::async_interface::
+// AdmitDeceased (the std::function overload).
+template <typename Service, typename Request, typename Response>
+using AsyncMethod = void (Service::StubInterface::async_interface::*)(
+    grpc::ClientContext*, const Request*, Response*, std::function<void(grpc::Status)>);
 
-resilience::CallOptions WithKey(absl::Time parent_deadline, const std::string& key) {
+// Sends `request` through `guarded` (every workflow call carries its workflow id as idempotency
+// key, the same on every attempt).
+template <typename Service, typename Request, typename Response>
+void CallGuarded(resilience::GuardedMethod& guarded, typename Service::Stub* stub,
+                 AsyncMethod<Service, Request, Response> method, const Request& request,
+                 absl::Time parent_deadline, Downstreams::Done<Response> done) {
   resilience::CallOptions options;
   options.parent_deadline = parent_deadline;
-  options.metadata = {{"idempotency-key", key}};
-  return options;
+  options.metadata = {{"idempotency-key", request.workflow_id()}};
+  resilience::CallUnary<Request, Response>(
+      guarded,
+      [stub, method](grpc::ClientContext* context, const Request* sent, Response* received,
+                     std::function<void(grpc::Status)> callback) {
+        (stub->async()->*method)(context, sent, received, std::move(callback));
+      },
+      request, std::move(options),
+      [done = std::move(done)](const absl::Status& status, Response& response) {
+        done(status, response);
+      });
 }
+
+resilience::GuardedMethod& Guarded(resilience::TargetRegistry& targets, const char* target,
+                                   const char* service, const char* method) {
+  return targets.GetTarget(target).Method(absl::StrCat("/", service, "/", method));
+}
+
+using appointments_v1::AppointmentsService;
+using morgue_v1::MorgueService;
 
 }  // namespace
 
 GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
                                  std::shared_ptr<grpc::Channel> appointments,
                                  resilience::TargetRegistry& targets)
-    : morgue_(morgue_v1::MorgueService::NewStub(morgue)),
-      appointments_(appointments_v1::AppointmentsService::NewStub(appointments)),
-      admit_(
-          targets.GetTarget(kMorgueTarget)
-              .Method(MethodName(morgue_v1::MorgueService::service_full_name(), "AdmitDeceased"))),
-      cancel_admission_(targets.GetTarget(kMorgueTarget)
-                            .Method(MethodName(morgue_v1::MorgueService::service_full_name(),
-                                               "CancelAdmission"))),
-      cancel_appointments_(
-          targets.GetTarget(kAppointmentsTarget)
-              .Method(MethodName(appointments_v1::AppointmentsService::service_full_name(),
-                                 "CancelPatientAppointments"))),
-      restore_appointments_(
-          targets.GetTarget(kAppointmentsTarget)
-              .Method(MethodName(appointments_v1::AppointmentsService::service_full_name(),
-                                 "RestorePatientAppointments"))) {
+    : morgue_(MorgueService::NewStub(morgue)),
+      appointments_(AppointmentsService::NewStub(appointments)),
+      admit_(Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "AdmitDeceased")),
+      cancel_admission_(
+          Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "CancelAdmission")),
+      cancel_appointments_(Guarded(targets, kAppointmentsTarget,
+                                   AppointmentsService::service_full_name(),
+                                   "CancelPatientAppointments")),
+      restore_appointments_(Guarded(targets, kAppointmentsTarget,
+                                    AppointmentsService::service_full_name(),
+                                    "RestorePatientAppointments")) {
   resilience::ReconnectBeforeProbes(targets.GetTarget(kMorgueTarget), std::move(morgue));
   resilience::ReconnectBeforeProbes(targets.GetTarget(kAppointmentsTarget),
                                     std::move(appointments));
@@ -50,77 +71,38 @@ std::string GrpcDownstreams::RejectingTarget() {
   return "";
 }
 
-void GrpcDownstreams::AdmitDeceased(
-    const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
-    std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done) {
-  resilience::CallUnary<morgue_v1::AdmitDeceasedRequest, morgue_v1::AdmitDeceasedResponse>(
-      admit_,
-      [stub = morgue_.get()](
-          grpc::ClientContext* context, const morgue_v1::AdmitDeceasedRequest* req,
-          morgue_v1::AdmitDeceasedResponse* resp, std::function<void(grpc::Status)> callback) {
-        stub->async()->AdmitDeceased(context, req, resp, std::move(callback));
-      },
-      request, WithKey(parent_deadline, request.workflow_id()),
-      [done = std::move(done)](const grpc::Status& status,
-                               morgue_v1::AdmitDeceasedResponse& response) {
-        done(status, response);
-      });
-}
-
-void GrpcDownstreams::CancelPatientAppointments(
-    const appointments_v1::CancelPatientAppointmentsRequest& request, absl::Time parent_deadline,
-    std::function<void(const grpc::Status&,
-                       const appointments_v1::CancelPatientAppointmentsResponse&)>
-        done) {
-  resilience::CallUnary<appointments_v1::CancelPatientAppointmentsRequest,
-                        appointments_v1::CancelPatientAppointmentsResponse>(
-      cancel_appointments_,
-      [stub = appointments_.get()](grpc::ClientContext* context,
-                                   const appointments_v1::CancelPatientAppointmentsRequest* req,
-                                   appointments_v1::CancelPatientAppointmentsResponse* resp,
-                                   std::function<void(grpc::Status)> callback) {
-        stub->async()->CancelPatientAppointments(context, req, resp, std::move(callback));
-      },
-      request, WithKey(parent_deadline, request.workflow_id()),
-      [done = std::move(done)](const grpc::Status& status,
-                               appointments_v1::CancelPatientAppointmentsResponse& response) {
-        done(status, response);
-      });
+void GrpcDownstreams::AdmitDeceased(const morgue_v1::AdmitDeceasedRequest& request,
+                                    absl::Time parent_deadline,
+                                    Done<morgue_v1::AdmitDeceasedResponse> done) {
+  CallGuarded<MorgueService>(admit_, morgue_.get(),
+                             &MorgueService::StubInterface::async_interface::AdmitDeceased, request,
+                             parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::CancelAdmission(const morgue_v1::CancelAdmissionRequest& request,
                                       absl::Time parent_deadline,
-                                      std::function<void(const grpc::Status&)> done) {
-  resilience::CallUnary<morgue_v1::CancelAdmissionRequest, morgue_v1::CancelAdmissionResponse>(
-      cancel_admission_,
-      [stub = morgue_.get()](
-          grpc::ClientContext* context, const morgue_v1::CancelAdmissionRequest* req,
-          morgue_v1::CancelAdmissionResponse* resp, std::function<void(grpc::Status)> callback) {
-        stub->async()->CancelAdmission(context, req, resp, std::move(callback));
-      },
-      request, WithKey(parent_deadline, request.workflow_id()),
-      [done = std::move(done)](const grpc::Status& status, morgue_v1::CancelAdmissionResponse&) {
-        done(status);
-      });
+                                      Done<morgue_v1::CancelAdmissionResponse> done) {
+  CallGuarded<MorgueService>(cancel_admission_, morgue_.get(),
+                             &MorgueService::StubInterface::async_interface::CancelAdmission,
+                             request, parent_deadline, std::move(done));
+}
+
+void GrpcDownstreams::CancelPatientAppointments(
+    const appointments_v1::CancelPatientAppointmentsRequest& request, absl::Time parent_deadline,
+    Done<appointments_v1::CancelPatientAppointmentsResponse> done) {
+  CallGuarded<AppointmentsService>(
+      cancel_appointments_, appointments_.get(),
+      &AppointmentsService::StubInterface::async_interface::CancelPatientAppointments, request,
+      parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::RestorePatientAppointments(
     const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
-    std::function<void(const grpc::Status&)> done) {
-  resilience::CallUnary<appointments_v1::RestorePatientAppointmentsRequest,
-                        appointments_v1::RestorePatientAppointmentsResponse>(
-      restore_appointments_,
-      [stub = appointments_.get()](grpc::ClientContext* context,
-                                   const appointments_v1::RestorePatientAppointmentsRequest* req,
-                                   appointments_v1::RestorePatientAppointmentsResponse* resp,
-                                   std::function<void(grpc::Status)> callback) {
-        stub->async()->RestorePatientAppointments(context, req, resp, std::move(callback));
-      },
-      request, WithKey(parent_deadline, request.workflow_id()),
-      [done = std::move(done)](const grpc::Status& status,
-                               appointments_v1::RestorePatientAppointmentsResponse&) {
-        done(status);
-      });
+    Done<appointments_v1::RestorePatientAppointmentsResponse> done) {
+  CallGuarded<AppointmentsService>(
+      restore_appointments_, appointments_.get(),
+      &AppointmentsService::StubInterface::async_interface::RestorePatientAppointments, request,
+      parent_deadline, std::move(done));
 }
 
 }  // namespace patients

@@ -9,6 +9,7 @@
 
 #include <grpcpp/channel.h>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
@@ -34,20 +35,22 @@ class Downstreams {
   // would be tried: lets the workflow fail fast before it changes anything.
   virtual std::string RejectingTarget() = 0;
 
-  virtual void AdmitDeceased(
-      const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
-      std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done) = 0;
+  // A call's result: its status, and the response when the status is OK.
+  template <typename Response>
+  using Done = std::function<void(const absl::Status&, const Response&)>;
+
+  virtual void AdmitDeceased(const morgue_v1::AdmitDeceasedRequest& request,
+                             absl::Time parent_deadline,
+                             Done<morgue_v1::AdmitDeceasedResponse> done) = 0;
   virtual void CancelPatientAppointments(
       const appointments_v1::CancelPatientAppointmentsRequest& request, absl::Time parent_deadline,
-      std::function<void(const grpc::Status&,
-                         const appointments_v1::CancelPatientAppointmentsResponse&)>
-          done) = 0;
+      Done<appointments_v1::CancelPatientAppointmentsResponse> done) = 0;
   virtual void CancelAdmission(const morgue_v1::CancelAdmissionRequest& request,
                                absl::Time parent_deadline,
-                               std::function<void(const grpc::Status&)> done) = 0;
+                               Done<morgue_v1::CancelAdmissionResponse> done) = 0;
   virtual void RestorePatientAppointments(
       const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
-      std::function<void(const grpc::Status&)> done) = 0;
+      Done<appointments_v1::RestorePatientAppointmentsResponse> done) = 0;
 };
 
 // Downstreams over gRPC, every call through the resilience library (targets "morgue" and
@@ -59,20 +62,16 @@ class GrpcDownstreams final : public Downstreams {
 
   std::string RejectingTarget() override;
 
-  void AdmitDeceased(
-      const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
-      std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done)
-      override;
+  void AdmitDeceased(const morgue_v1::AdmitDeceasedRequest& request, absl::Time parent_deadline,
+                     Done<morgue_v1::AdmitDeceasedResponse> done) override;
   void CancelPatientAppointments(
       const appointments_v1::CancelPatientAppointmentsRequest& request, absl::Time parent_deadline,
-      std::function<void(const grpc::Status&,
-                         const appointments_v1::CancelPatientAppointmentsResponse&)>
-          done) override;
+      Done<appointments_v1::CancelPatientAppointmentsResponse> done) override;
   void CancelAdmission(const morgue_v1::CancelAdmissionRequest& request, absl::Time parent_deadline,
-                       std::function<void(const grpc::Status&)> done) override;
-  void RestorePatientAppointments(const appointments_v1::RestorePatientAppointmentsRequest& request,
-                                  absl::Time parent_deadline,
-                                  std::function<void(const grpc::Status&)> done) override;
+                       Done<morgue_v1::CancelAdmissionResponse> done) override;
+  void RestorePatientAppointments(
+      const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
+      Done<appointments_v1::RestorePatientAppointmentsResponse> done) override;
 
  private:
   std::unique_ptr<morgue_v1::MorgueService::Stub> morgue_;

@@ -34,7 +34,7 @@ namespace {
 
 // Everything the patients service owns beyond its database, torn down in reverse order.
 struct PatientsRuntime {
-  resilience::RealEnvironment environment;
+  base::RealEnvironment environment;
   std::unique_ptr<resilience::TargetRegistry> targets;
   std::unique_ptr<patients::GrpcDownstreams> downstreams;
   std::unique_ptr<patients::PatientsRepository> repository;
@@ -75,8 +75,7 @@ absl::Status Setup(server_kit::ServiceContext& context) {
       *runtime->repository, *runtime->downstreams, runtime->environment.environment(),
       context.server.metrics(), options);
   runtime->service = std::make_unique<patients::PatientsService>(
-      *runtime->repository, *runtime->workflow, resilience::SystemClock(),
-      context.server.metrics());
+      *runtime->repository, *runtime->workflow, base::SystemClock(), context.server.metrics());
   context.server.RegisterService(runtime->service.get(),
                                  hospital::patients::v1::PatientsService::service_full_name());
   if (absl::GetFlag(FLAGS_resilience_admin)) {

@@ -1,13 +1,13 @@
 #include "patients/patients_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "resilience/grpc_call.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 
 namespace patients {
 namespace {
-
-using server_kit::ToGrpcStatus;
 
 // The earliest date of birth accepted: older dates are typing errors.
 constexpr int kEarliestBirthYear = 1850;
@@ -62,7 +62,7 @@ absl::Status ValidateDateOfBirth(const std::string& date_of_birth, absl::Time no
 }
 
 PatientsService::PatientsService(PatientsRepository& repository, DeathWorkflow& death_workflow,
-                                 resilience::Clock& clock, prometheus::Registry& metrics)
+                                 base::Clock& clock, prometheus::Registry& metrics)
     : repository_(repository),
       death_workflow_(death_workflow),
       clock_(clock),
@@ -72,103 +72,84 @@ PatientsService::PatientsService(PatientsRepository& repository, DeathWorkflow& 
                    .Register(metrics)
                    .Add({})) {}
 
-grpc::Status PatientsService::CreatePatient(grpc::ServerContext*,
+grpc::Status PatientsService::CreatePatient(grpc::ServerContext* context,
                                             const v1::CreatePatientRequest* request,
                                             v1::Patient* response) {
-  v1::Patient patient;
-  patient.set_patient_id(request->patient_id().empty() ? server_kit::NewId()
-                                                       : request->patient_id());
-  if (auto s = server_kit::ValidateId("patient_id", patient.patient_id()); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (auto s = server_kit::ValidateText("given_name", request->given_name(), 1, 100); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (auto s = server_kit::ValidateText("family_name", request->family_name(), 1, 100); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  const absl::Time now = clock_.Now();
-  if (auto s = ValidateDateOfBirth(request->date_of_birth(), now); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (auto s = ValidateContact(request->contact()); !s.ok()) return ToGrpcStatus(s);
-  patient.set_given_name(request->given_name());
-  patient.set_family_name(request->family_name());
-  patient.set_date_of_birth(request->date_of_birth());
-  *patient.mutable_contact() = request->contact();
-  absl::StatusOr<v1::Patient> created = repository_.Create(patient, now);
-  if (!created.ok()) return ToGrpcStatus(created.status());
-  created_.Increment();
-  *response = *std::move(created);
-  return grpc::Status::OK;
+  return server_kit::Serve(context, response, [&]() -> absl::StatusOr<v1::Patient> {
+    v1::Patient patient;
+    patient.set_patient_id(request->patient_id().empty() ? server_kit::NewId()
+                                                         : request->patient_id());
+    RETURN_IF_ERROR(server_kit::ValidateId("patient_id", patient.patient_id()));
+    RETURN_IF_ERROR(server_kit::ValidateText("given_name", request->given_name(), 1, 100));
+    RETURN_IF_ERROR(server_kit::ValidateText("family_name", request->family_name(), 1, 100));
+    const absl::Time now = clock_.Now();
+    RETURN_IF_ERROR(ValidateDateOfBirth(request->date_of_birth(), now));
+    RETURN_IF_ERROR(ValidateContact(request->contact()));
+    patient.set_given_name(request->given_name());
+    patient.set_family_name(request->family_name());
+    patient.set_date_of_birth(request->date_of_birth());
+    *patient.mutable_contact() = request->contact();
+    ASSIGN_OR_RETURN(v1::Patient created, repository_.Create(patient, now));
+    created_.Increment();
+    return created;
+  });
 }
 
-grpc::Status PatientsService::GetPatient(grpc::ServerContext*, const v1::GetPatientRequest* request,
+grpc::Status PatientsService::GetPatient(grpc::ServerContext* context,
+                                         const v1::GetPatientRequest* request,
                                          v1::Patient* response) {
-  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  absl::StatusOr<v1::Patient> patient = repository_.Get(request->patient_id());
-  if (!patient.ok()) return ToGrpcStatus(patient.status());
-  *response = *std::move(patient);
-  return grpc::Status::OK;
+  return server_kit::Serve(context, response, [&]() -> absl::StatusOr<v1::Patient> {
+    RETURN_IF_ERROR(server_kit::ValidateId("patient_id", request->patient_id()));
+    return repository_.Get(request->patient_id());
+  });
 }
 
-grpc::Status PatientsService::ListPatients(grpc::ServerContext*,
+grpc::Status PatientsService::ListPatients(grpc::ServerContext* context,
                                            const v1::ListPatientsRequest* request,
                                            v1::ListPatientsResponse* response) {
-  absl::StatusOr<int> page_size = server_kit::ValidatePageSize("page_size", request->page_size());
-  if (!page_size.ok()) return ToGrpcStatus(page_size.status());
-  absl::StatusOr<std::string> after =
-      server_kit::DecodePageToken("page_token", request->page_token());
-  if (!after.ok()) return ToGrpcStatus(after.status());
-  if (!v1::PatientStatus_IsValid(request->status())) {
-    return {grpc::StatusCode::INVALID_ARGUMENT,
-            absl::StrCat("status: unknown value ", request->status())};
-  }
-  absl::StatusOr<PatientPage> page = repository_.List(*after, *page_size, request->status());
-  if (!page.ok()) return ToGrpcStatus(page.status());
-  for (v1::Patient& patient : page->patients) *response->add_patients() = std::move(patient);
-  if (!page->last_patient_id.empty()) {
-    response->set_next_page_token(server_kit::EncodePageToken(page->last_patient_id));
-  }
-  return grpc::Status::OK;
+  return server_kit::Serve(context, response, [&]() -> absl::StatusOr<v1::ListPatientsResponse> {
+    ASSIGN_OR_RETURN(const int page_size,
+                     server_kit::ValidatePageSize("page_size", request->page_size()));
+    ASSIGN_OR_RETURN(const std::string after,
+                     server_kit::DecodePageToken("page_token", request->page_token()));
+    if (!v1::PatientStatus_IsValid(request->status())) {
+      return absl::InvalidArgumentError(absl::StrCat("status: unknown value ", request->status()));
+    }
+    ASSIGN_OR_RETURN(PatientPage page, repository_.List(after, page_size, request->status()));
+    v1::ListPatientsResponse listed;
+    for (v1::Patient& patient : page.patients) *listed.add_patients() = std::move(patient);
+    if (!page.last_patient_id.empty()) {
+      listed.set_next_page_token(server_kit::EncodePageToken(page.last_patient_id));
+    }
+    return listed;
+  });
 }
 
-grpc::Status PatientsService::UpdateContactDetails(grpc::ServerContext*,
+grpc::Status PatientsService::UpdateContactDetails(grpc::ServerContext* context,
                                                    const v1::UpdateContactDetailsRequest* request,
                                                    v1::Patient* response) {
-  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (auto s = ValidateContact(request->contact()); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<v1::Patient> updated =
-      repository_.UpdateContact(request->patient_id(), request->contact(), clock_.Now());
-  if (!updated.ok()) return ToGrpcStatus(updated.status());
-  *response = *std::move(updated);
-  return grpc::Status::OK;
+  return server_kit::Serve(context, response, [&]() -> absl::StatusOr<v1::Patient> {
+    RETURN_IF_ERROR(server_kit::ValidateId("patient_id", request->patient_id()));
+    RETURN_IF_ERROR(ValidateContact(request->contact()));
+    return repository_.UpdateContact(request->patient_id(), request->contact(), clock_.Now());
+  });
 }
 
 grpc::Status PatientsService::RecordDeath(grpc::ServerContext* context,
                                           const v1::RecordDeathRequest* request,
                                           v1::RecordDeathResponse* response) {
-  if (auto s = server_kit::ValidateId("patient_id", request->patient_id()); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  absl::StatusOr<absl::Time> time_of_death = server_kit::ValidateTimestamp(
-      "time_of_death", request->has_time_of_death(), request->time_of_death());
-  if (!time_of_death.ok()) return ToGrpcStatus(time_of_death.status());
-  if (*time_of_death > clock_.Now()) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "time_of_death: is in the future"};
-  }
-  if (auto s = server_kit::ValidateText("cause", request->cause(), 1, 500); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  absl::StatusOr<v1::RecordDeathResponse> recorded = death_workflow_.RecordDeath(
-      {request->patient_id(), *time_of_death, request->cause()}, resilience::DeadlineOf(*context));
-  if (!recorded.ok()) return ToGrpcStatus(recorded.status());
-  *response = *std::move(recorded);
-  return grpc::Status::OK;
+  return server_kit::Serve(context, response, [&]() -> absl::StatusOr<v1::RecordDeathResponse> {
+    RETURN_IF_ERROR(server_kit::ValidateId("patient_id", request->patient_id()));
+    ASSIGN_OR_RETURN(const absl::Time time_of_death,
+                     server_kit::ValidateTimestamp("time_of_death", request->has_time_of_death(),
+                                                   request->time_of_death()));
+    if (time_of_death > clock_.Now()) {
+      return absl::InvalidArgumentError("time_of_death: is in the future");
+    }
+    RETURN_IF_ERROR(server_kit::ValidateText("cause", request->cause(), 1, 500));
+    return death_workflow_.RecordDeath({request->patient_id(), time_of_death, request->cause()},
+                                       resilience::DeadlineOf(*context));
+  });
 }
 
 }  // namespace patients

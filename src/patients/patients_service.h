@@ -6,17 +6,17 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include "base/clock.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
 #include "patients/death_workflow.h"
 #include "patients/patients_repository.h"
-#include "resilience/clock.h"
 
 namespace patients {
 
 class PatientsService final : public v1::PatientsService::Service {
  public:
-  PatientsService(PatientsRepository& repository, DeathWorkflow& death_workflow,
-                  resilience::Clock& clock, prometheus::Registry& metrics);
+  PatientsService(PatientsRepository& repository, DeathWorkflow& death_workflow, base::Clock& clock,
+                  prometheus::Registry& metrics);
 
   grpc::Status CreatePatient(grpc::ServerContext* context, const v1::CreatePatientRequest* request,
                              v1::Patient* response) override;
@@ -33,7 +33,7 @@ class PatientsService final : public v1::PatientsService::Service {
  private:
   PatientsRepository& repository_;
   DeathWorkflow& death_workflow_;
-  resilience::Clock& clock_;
+  base::Clock& clock_;
   prometheus::Counter& created_;
 };
 

@@ -17,7 +17,7 @@ absl::Duration BackoffCeiling(const BackoffConfig& config, int retry_number) {
 }
 
 absl::Duration FullJitterBackoff(const BackoffConfig& config, int retry_number,
-                                 RandomSource& random) {
+                                 base::RandomSource& random) {
   return BackoffCeiling(config, retry_number) * random.Uniform01();
 }
 

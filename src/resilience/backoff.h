@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "absl/time/time.h"
-#include "resilience/clock.h"
+#include "base/clock.h"
 
 namespace resilience {
 
@@ -25,7 +25,7 @@ absl::Duration BackoffCeiling(const BackoffConfig& config, int retry_number);
 
 // The jittered delay before retry `retry_number`, drawing from `random`.
 absl::Duration FullJitterBackoff(const BackoffConfig& config, int retry_number,
-                                 RandomSource& random);
+                                 base::RandomSource& random);
 
 // The server's say in the next retry, from the `grpc-retry-pushback-ms` trailer (gRFC A6).
 struct Pushback {

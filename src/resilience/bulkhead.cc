@@ -5,13 +5,13 @@
 
 namespace resilience {
 
-Bulkhead::Bulkhead(const BulkheadConfig& config, Environment environment)
+Bulkhead::Bulkhead(const BulkheadConfig& config, base::Environment environment)
     : config_(config), environment_(environment) {}
 
 Bulkhead::~Bulkhead() {
   std::list<Queued> queued;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     queued.swap(queue_);
   }
   for (const Queued& waiter : queued) environment_.scheduler->Cancel(waiter.timer);
@@ -31,7 +31,7 @@ Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   }
   if (config_.max_wait <= absl::ZeroDuration() || waiter == nullptr) return Result::kRejected;
   const absl::Time wait_until = std::min(environment_.clock->Now() + config_.max_wait, deadline);
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   // A slot may have been released between the failed exchange and taking the lock; Release
   // hands slots to waiters under this lock, so checking again here closes the gap.
   current = in_flight_.load(std::memory_order_relaxed);
@@ -46,7 +46,7 @@ Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   // The timer names the waiter by id, never by pointer: if the slot is handed over while the
   // timer is starting, the waiter may be gone by the time the timer looks. The timer cannot run
   // before it is recorded below: it needs mutex_, which is held here.
-  const Scheduler::TimerId timer =
+  const base::Scheduler::TimerId timer =
       environment_.scheduler->RunAt(wait_until, [this, id] { OnWaitTimeout(id); });
   queue_.push_back(Queued{id, waiter, timer});
   return Result::kQueued;
@@ -60,7 +60,7 @@ void Bulkhead::Release() {
   }
   std::optional<Queued> next;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (!queue_.empty()) {
       // The slot passes straight to the waiter: in_flight_ stays as it is.
       next = queue_.front();
@@ -79,7 +79,7 @@ void Bulkhead::Release() {
 void Bulkhead::OnWaitTimeout(std::uint64_t id) {
   Waiter* timed_out = nullptr;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->id == id) {
         timed_out = it->waiter;

@@ -17,8 +17,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
-#include "resilience/clock.h"
-#include "resilience/sync.h"
+#include "base/clock.h"
+#include "base/sync.h"
 
 namespace resilience {
 
@@ -39,7 +39,7 @@ class Bulkhead final {
 
   enum class Result { kAcquired, kRejected, kQueued };
 
-  Bulkhead(const BulkheadConfig& config, Environment environment);
+  Bulkhead(const BulkheadConfig& config, base::Environment environment);
   // Cancels the timers of waiters still queued. Destroy only when no call is using the bulkhead.
   ~Bulkhead();
   Bulkhead(const Bulkhead&) = delete;
@@ -59,15 +59,15 @@ class Bulkhead final {
   struct Queued {
     std::uint64_t id;
     Waiter* waiter;
-    Scheduler::TimerId timer;
+    base::Scheduler::TimerId timer;
   };
   void OnWaitTimeout(std::uint64_t id);
 
   const BulkheadConfig config_;
-  const Environment environment_;
+  const base::Environment environment_;
   std::atomic<std::uint32_t> in_flight_{0};
 
-  Mutex mutex_;
+  base::Mutex mutex_;
   std::list<Queued> queue_ ABSL_GUARDED_BY(mutex_);
   std::uint64_t next_waiter_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };

@@ -26,27 +26,27 @@ std::string_view BreakerStateName(BreakerState state) {
   return kNames[static_cast<std::size_t>(state)];
 }
 
-StatusCodeSet DefaultFailureCodes() {
-  StatusCodeSet codes;
+base::StatusCodeSet DefaultFailureCodes() {
+  base::StatusCodeSet codes;
   for (int value = 0; value <= 16; ++value) {
-    const auto code = static_cast<grpc::StatusCode>(value);
+    const auto code = static_cast<absl::StatusCode>(value);
     if (!kDefaultIgnoredCodes.Contains(code)) codes.Add(code);
   }
   return codes;
 }
 
-CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& config, Clock& clock,
-                               RandomSource& random, Listener* listener)
+CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& config,
+                               base::Clock& clock, base::RandomSource& random, Listener* listener)
     : name_(std::move(name)),
       config_(config),
       clock_(clock),
       random_(random),
       listener_(listener),
-      rejection_status_(grpc::StatusCode::UNAVAILABLE,
+      rejection_status_(absl::StatusCode::kUnavailable,
                         "circuit breaker '" + name_ + "' is open: call not sent"),
       state_(ResetState(config)),
       window_(MakeWindow(config)) {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   PublishLocked();
 }
 
@@ -79,7 +79,7 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
   Transition transition;
   bool permitted = false;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     switch (state_) {
       case BreakerState::kClosed:
         permitted = true;
@@ -106,14 +106,14 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
   return permitted;
 }
 
-void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed,
+void CircuitBreaker::Record(const Permit& permit, absl::StatusCode code, absl::Duration elapsed,
                             absl::Time now) {
   if (!permit.judged) return;
   const bool failure = config_.failure_codes.Contains(code);
   const bool slow = elapsed >= config_.slow_call_duration;
   Transition transition;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (permit.generation != generation_) return;  // Admitted under an earlier state.
     if (state_ == BreakerState::kClosed) {
       window_->Record(now, failure, slow);
@@ -136,7 +136,7 @@ void CircuitBreaker::Record(const Permit& permit, grpc::StatusCode code, absl::D
 
 void CircuitBreaker::Release(const Permit& permit) {
   if (!permit.judged) return;
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   if (permit.generation == generation_ && state_ == BreakerState::kHalfOpen &&
       probes_started_ > 0) {
     --probes_started_;
@@ -200,7 +200,7 @@ void CircuitBreaker::Notify(const Transition& transition) {
 void CircuitBreaker::ForceOpen() {
   Transition transition;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     TransitionLocked(BreakerState::kForcedOpen, clock_.Now(), transition);
   }
   Notify(transition);
@@ -209,7 +209,7 @@ void CircuitBreaker::ForceOpen() {
 void CircuitBreaker::Disable() {
   Transition transition;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     TransitionLocked(BreakerState::kDisabled, clock_.Now(), transition);
   }
   Notify(transition);
@@ -218,7 +218,7 @@ void CircuitBreaker::Disable() {
 void CircuitBreaker::Reset() {
   Transition transition;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     const BreakerState target = ResetState(config_);
     if (state_ == target) {
       // Already there: still empty the window, as the operator asked.
@@ -246,13 +246,13 @@ bool CircuitBreaker::IsRejecting(absl::Time now) const {
 }
 
 BreakerState CircuitBreaker::state() {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   return state_;
 }
 
 BreakerSnapshot CircuitBreaker::Snapshot() {
   const absl::Time now = clock_.Now();
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   BreakerSnapshot snapshot;
   snapshot.state = state_;
   snapshot.window = state_ == BreakerState::kHalfOpen ? probe_results_ : window_->Counts(now);

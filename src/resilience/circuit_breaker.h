@@ -30,14 +30,13 @@
 #include <string>
 #include <string_view>
 
-#include <grpcpp/support/status.h>
-
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "resilience/clock.h"
+#include "base/clock.h"
+#include "base/status.h"
+#include "base/sync.h"
 #include "resilience/sliding_window.h"
-#include "resilience/status_codes.h"
-#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -50,12 +49,12 @@ std::string_view BreakerStateName(BreakerState state);
 
 // The codes that do not count as failures by default: they describe the request, not the health
 // of the server.
-inline constexpr StatusCodeSet kDefaultIgnoredCodes = {
-    grpc::StatusCode::OK, grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND,
-    grpc::StatusCode::ALREADY_EXISTS, grpc::StatusCode::FAILED_PRECONDITION};
+inline constexpr base::StatusCodeSet kDefaultIgnoredCodes = {
+    absl::StatusCode::kOk, absl::StatusCode::kInvalidArgument, absl::StatusCode::kNotFound,
+    absl::StatusCode::kAlreadyExists, absl::StatusCode::kFailedPrecondition};
 
 // Every code but those in kDefaultIgnoredCodes.
-StatusCodeSet DefaultFailureCodes();
+base::StatusCodeSet DefaultFailureCodes();
 
 struct CircuitBreakerConfig {
   enum class WindowType { kCountBased, kTimeBased };
@@ -71,7 +70,7 @@ struct CircuitBreakerConfig {
   absl::Duration max_wait_in_open = absl::Seconds(5);
   double wait_jitter = 0.0;  // Fraction in [0, 1).
   std::uint32_t half_open_permitted_calls = 10;
-  StatusCodeSet failure_codes = DefaultFailureCodes();
+  base::StatusCodeSet failure_codes = DefaultFailureCodes();
 };
 
 // A point-in-time view, for the admin service and tests.
@@ -101,14 +100,14 @@ class CircuitBreaker final {
   };
 
   // `name` appears in the rejection message. `listener` may be null.
-  CircuitBreaker(std::string name, const CircuitBreakerConfig& config, Clock& clock,
-                 RandomSource& random, Listener* listener);
+  CircuitBreaker(std::string name, const CircuitBreakerConfig& config, base::Clock& clock,
+                 base::RandomSource& random, Listener* listener);
 
   // Asks to make a call at time `now` (read from the breaker's clock). Returns true and fills
   // `permit` if it may proceed; false if rejected.
   bool TryAcquire(Permit& permit, absl::Time now);
   // Records the outcome of a permitted call that ended at `now` after `elapsed`.
-  void Record(const Permit& permit, grpc::StatusCode code, absl::Duration elapsed, absl::Time now);
+  void Record(const Permit& permit, absl::StatusCode code, absl::Duration elapsed, absl::Time now);
   // Returns a permission that was not used (for example the bulkhead refused the call).
   void Release(const Permit& permit);
 
@@ -127,7 +126,7 @@ class CircuitBreaker final {
   BreakerSnapshot Snapshot();
   const std::string& name() const { return name_; }
   // UNAVAILABLE naming the breaker; built once, so rejecting a call does not allocate.
-  const grpc::Status& rejection_status() const { return rejection_status_; }
+  const absl::Status& rejection_status() const { return rejection_status_; }
 
  private:
   // A transition to report after the lock is released.
@@ -147,10 +146,10 @@ class CircuitBreaker final {
 
   const std::string name_;
   const CircuitBreakerConfig config_;
-  Clock& clock_;
-  RandomSource& random_;
+  base::Clock& clock_;
+  base::RandomSource& random_;
   Listener* const listener_;
-  const grpc::Status rejection_status_;
+  const absl::Status rejection_status_;
 
   // The state and generation, packed as generation << 3 | state, so that the fast path reads
   // both in one atomic load. Written only under mutex_.
@@ -163,7 +162,7 @@ class CircuitBreaker final {
   // Mirrors open_until_ for the lock-free check while OPEN; written only under mutex_.
   std::atomic<std::int64_t> open_until_nanos_{0};
 
-  Mutex mutex_;
+  base::Mutex mutex_;
   BreakerState state_ ABSL_GUARDED_BY(mutex_);
   std::uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 1;
   std::unique_ptr<SlidingWindow> window_ ABSL_GUARDED_BY(mutex_);

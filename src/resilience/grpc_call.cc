@@ -31,7 +31,7 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address,
 }
 
 void ReconnectBeforeProbes(Target& target, std::shared_ptr<grpc::Channel> channel) {
-  Environment environment = target.environment();
+  base::Environment environment = target.environment();
   target.AddStateListener([&target, environment, channel = std::move(channel)](BreakerState,
                                                                                BreakerState to) {
     if (to != BreakerState::kOpen) return;

@@ -12,11 +12,16 @@
 //
 //   // Asynchronous: `done` runs on a gRPC or scheduler thread; nothing blocks while waiting.
 //   resilience::CallUnary<AdmitRequest, AdmitResponse>(admit, send, request, options,
-//       [](const grpc::Status& status, AdmitResponse& response) { ... });
+//       [](const absl::Status& status, AdmitResponse& response) { ... });
 //
 //   // Blocking: waits on the calling thread.
 //   AdmitResponse response;
-//   grpc::Status status = resilience::CallUnaryBlocking(admit, send, request, &response, options);
+//   absl::Status status = resilience::CallUnaryBlocking(admit, send, request, &response, options);
+//
+// Results come back as absl::Status with the gRPC code and message of the last attempt (or the
+// pipeline's own: UNAVAILABLE from an open breaker, RESOURCE_EXHAUSTED from a full bulkhead,
+// DEADLINE_EXCEEDED when the deadline was spent before an attempt could be sent); this file is the
+// one place where the library meets grpc::Status.
 //
 // Each attempt gets a fresh grpc::ClientContext with the attempt's deadline and the options'
 // metadata (so an idempotency key is the same on every attempt), and the server's
@@ -39,8 +44,10 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "base/grpc_status.h"
+#include "base/sync.h"
 #include "resilience/guarded_call.h"
-#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -90,7 +97,7 @@ using UnarySender = std::function<void(grpc::ClientContext*, const Request*, Res
 template <typename Request, typename Response>
 class UnaryCall final : public GuardedCall {
  public:
-  using Done = absl::AnyInvocable<void(const grpc::Status&, Response&)>;
+  using Done = absl::AnyInvocable<void(const absl::Status&, Response&)>;
 
   // With `delete_when_done`, the object was made with new and deletes itself after `done`.
   UnaryCall(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
@@ -118,11 +125,11 @@ class UnaryCall final : public GuardedCall {
     sender_(&*context_, &request_, &response_, [this](grpc::Status status) {
       // Pushback only matters to a failed attempt; a success skips the metadata lookup.
       const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context_);
-      FinishAttempt(status, pushback);
+      FinishAttempt(base::FromGrpcStatus(status), pushback);
     });
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void OnDone(const absl::Status& status) override {
     if (!delete_when_done_) {
       done_(status, response_);
       return;
@@ -156,14 +163,14 @@ void CallUnary(GuardedMethod& method, UnarySender<Request, Response> sender, Req
 
 // Makes a call and waits for it on the calling thread.
 template <typename Request, typename Response>
-grpc::Status CallUnaryBlocking(GuardedMethod& method, UnarySender<Request, Response> sender,
+absl::Status CallUnaryBlocking(GuardedMethod& method, UnarySender<Request, Response> sender,
                                const Request& request, Response* response,
                                CallOptions options = {}) {
-  grpc::Status result;
-  Notification finished;
+  absl::Status result;
+  base::Notification finished;
   UnaryCall<Request, Response> call(
       method, std::move(sender), request, std::move(options),
-      [&](const grpc::Status& status, Response& last) {
+      [&](const absl::Status& status, Response& last) {
         result = status;
         *response = std::move(last);
         finished.Notify();

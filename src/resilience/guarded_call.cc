@@ -59,11 +59,11 @@ void GuardedCall::Send(absl::Time now) {
   StartAttempt(attempt_deadline_);
 }
 
-void GuardedCall::FinishAttempt(const grpc::Status& status, Pushback pushback) {
+void GuardedCall::FinishAttempt(const absl::Status& status, Pushback pushback) {
   const absl::Time now = environment_.clock->Now();
   const absl::Duration elapsed = now - attempt_start_;
   target_.bulkhead().Release();
-  target_.breaker().Record(permit_, status.error_code(), elapsed, now);
+  target_.breaker().Record(permit_, status.code(), elapsed, now);
   method_.metrics().attempt_duration.Observe(elapsed);
   if (status.ok()) {
     Finish(status, CallOutcome::kSuccess, now);
@@ -73,11 +73,11 @@ void GuardedCall::FinishAttempt(const grpc::Status& status, Pushback pushback) {
   if (!ScheduleRetry(status, pushback, now, outcome)) Finish(status, outcome, now);
 }
 
-bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
+bool GuardedCall::ScheduleRetry(const absl::Status& status, Pushback pushback, absl::Time now,
                                 CallOutcome& outcome) {
   const MethodPolicy& policy = method_.policy();
-  const grpc::StatusCode code = status.error_code();
-  outcome = code == grpc::StatusCode::DEADLINE_EXCEEDED ? CallOutcome::kDeadlineExceeded
+  const absl::StatusCode code = status.code();
+  outcome = code == absl::StatusCode::kDeadlineExceeded ? CallOutcome::kDeadlineExceeded
                                                         : CallOutcome::kFailure;
   if (attempts_ >= policy.max_attempts || !policy.idempotent) return false;
   // A failed half-open probe is the breaker's answer; retrying it would spend the probes the
@@ -85,12 +85,12 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
   if (permit_.probe) return false;
   if (pushback.kind == Pushback::Kind::kDoNotRetry) return false;
   // An attempt cut short by its own timeout, with call time left, is worth another try.
-  const bool attempt_timed_out = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+  const bool attempt_timed_out = code == absl::StatusCode::kDeadlineExceeded &&
                                  attempt_deadline_ < deadline_ && now >= attempt_deadline_;
   const bool retryable =
       attempt_timed_out ||
       (policy.retryable_codes.Contains(code) &&
-       (code != grpc::StatusCode::RESOURCE_EXHAUSTED || pushback.kind == Pushback::Kind::kDelay));
+       (code != absl::StatusCode::kResourceExhausted || pushback.kind == Pushback::Kind::kDelay));
   if (!retryable) return false;
   const absl::Duration delay =
       pushback.kind == Pushback::Kind::kDelay
@@ -110,7 +110,7 @@ bool GuardedCall::ScheduleRetry(const grpc::Status& status, Pushback pushback, a
   return true;
 }
 
-void GuardedCall::Finish(const grpc::Status& status, CallOutcome outcome, absl::Time now) {
+void GuardedCall::Finish(const absl::Status& status, CallOutcome outcome, absl::Time now) {
   MethodMetrics& metrics = method_.metrics();
   metrics.calls[static_cast<std::size_t>(outcome)].Increment();
   metrics.call_duration.Observe(now - call_start_);

@@ -33,8 +33,7 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
 #define HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
 
-#include <grpcpp/support/status.h>
-
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "resilience/backoff.h"
 #include "resilience/bulkhead.h"
@@ -65,14 +64,14 @@ class GuardedCall : private Bulkhead::Waiter {
   virtual void StartAttempt(absl::Time attempt_deadline) = 0;
   // The call's result, once. The status reference is valid only during this call. The object
   // may be destroyed inside OnDone.
-  virtual void OnDone(const grpc::Status& status) = 0;
+  virtual void OnDone(const absl::Status& status) = 0;
 
   // The clock the call is timed with.
-  Clock& clock() const { return *environment_.clock; }
+  base::Clock& clock() const { return *environment_.clock; }
   // When the attempt being started was sent, by clock(); valid inside StartAttempt.
   absl::Time attempt_start() const { return attempt_start_; }
   // Reports the outcome of the attempt started last.
-  void FinishAttempt(const grpc::Status& status, Pushback pushback = {});
+  void FinishAttempt(const absl::Status& status, Pushback pushback = {});
 
  private:
   // Tries to send the next attempt at `now`: deadline, breaker, bulkhead.
@@ -81,14 +80,14 @@ class GuardedCall : private Bulkhead::Waiter {
   void Send(absl::Time now);
   // Decides whether a failed attempt is retried, and schedules it if so. Returns false if the
   // call must end with the attempt's status; sets `outcome` to the outcome to report then.
-  bool ScheduleRetry(const grpc::Status& status, Pushback pushback, absl::Time now,
+  bool ScheduleRetry(const absl::Status& status, Pushback pushback, absl::Time now,
                      CallOutcome& outcome);
-  void Finish(const grpc::Status& status, CallOutcome outcome, absl::Time now);
+  void Finish(const absl::Status& status, CallOutcome outcome, absl::Time now);
   void OnBulkheadDecision(bool acquired) override;
 
   GuardedMethod& method_;
   Target& target_;
-  const Environment environment_;
+  const base::Environment environment_;
   absl::Time call_start_;
   absl::Time deadline_ = absl::InfiniteFuture();
   absl::Time attempt_start_;

@@ -1,5 +1,7 @@
 #include "resilience/metrics.h"
 
+#include "base/latency_buckets.h"
+
 #include <limits>
 
 namespace resilience {
@@ -11,15 +13,9 @@ std::string_view CallOutcomeName(CallOutcome outcome) {
   return kNames[static_cast<std::size_t>(outcome)];
 }
 
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const auto* const buckets = new prometheus::Histogram::BucketBoundaries{
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-  return *buckets;
-}
-
 void LatencyHistogram::Observe(absl::Duration duration) {
   const double seconds = absl::ToDoubleSeconds(duration);
-  const auto& bounds = LatencyBuckets();
+  const auto& bounds = base::kLatencyBucketsSeconds;
   std::size_t bucket = 0;
   while (bucket < kBuckets && seconds > bounds[bucket]) ++bucket;
   counts_[bucket].fetch_add(1, std::memory_order_relaxed);
@@ -28,7 +24,7 @@ void LatencyHistogram::Observe(absl::Duration duration) {
 
 prometheus::ClientMetric::Histogram LatencyHistogram::Snapshot() const {
   prometheus::ClientMetric::Histogram histogram;
-  const auto& bounds = LatencyBuckets();
+  const auto& bounds = base::kLatencyBucketsSeconds;
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i <= kBuckets; ++i) {
     cumulative += counts_[i].load(std::memory_order_relaxed);

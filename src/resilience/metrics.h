@@ -39,6 +39,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/time/time.h"
+#include "base/latency_buckets.h"
 #include "resilience/circuit_breaker.h"
 
 namespace resilience {
@@ -68,12 +69,12 @@ class CallCounter final {
   std::atomic<std::uint64_t> value_{0};
 };
 
-// A latency histogram on the call path with the LatencyBuckets() boundaries: two relaxed atomic
-// adds per observation, no lock. A scrape may see an observation's bucket before its sum; the
-// next scrape is consistent again, which Prometheus's rate() tolerates.
+// A latency histogram on the call path with the base::kLatencyBucketsSeconds boundaries: two
+// relaxed atomic adds per observation, no lock. A scrape may see an observation's bucket before its
+// sum; the next scrape is consistent again, which Prometheus's rate() tolerates.
 class LatencyHistogram final {
  public:
-  static constexpr std::size_t kBuckets = 14;  // LatencyBuckets().size()
+  static constexpr std::size_t kBuckets = base::kLatencyBucketsSeconds.size();
 
   void Observe(absl::Duration duration);
   prometheus::ClientMetric::Histogram Snapshot() const;
@@ -122,9 +123,6 @@ class Metrics final {
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Counter>& breaker_transitions_;
 };
-
-// Latency buckets in seconds, from 0.5 ms to 10 s.
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
 
 }  // namespace resilience
 

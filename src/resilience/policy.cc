@@ -36,16 +36,16 @@ absl::Status ReadDuration(const google::protobuf::Duration& field, absl::string_
 }
 
 absl::Status ReadCodes(const google::protobuf::RepeatedPtrField<std::string>& names,
-                       absl::string_view path, StatusCodeSet& out) {
-  StatusCodeSet codes;
+                       absl::string_view path, base::StatusCodeSet& out) {
+  base::StatusCodeSet codes;
   for (int i = 0; i < names.size(); ++i) {
-    const std::optional<grpc::StatusCode> code = StatusCodeFromName(names[i]);
+    const std::optional<absl::StatusCode> code = base::StatusCodeFromName(names[i]);
     if (!code) {
       return Invalid(absl::StrCat(path, "[", i, "]"),
                      absl::StrCat("unknown status code \"", names[i],
                                   "\" (use names such as \"UNAVAILABLE\")"));
     }
-    if (*code == grpc::StatusCode::OK) {
+    if (*code == absl::StatusCode::kOk) {
       return Invalid(absl::StrCat(path, "[", i, "]"), "\"OK\" is not an error code");
     }
     codes.Add(*code);

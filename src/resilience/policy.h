@@ -18,11 +18,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/status.h"
 #include "resilience/backoff.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
 #include "resilience/retry_budget.h"
-#include "resilience/status_codes.h"
 #include "resilience/v1/policy.pb.h"
 
 namespace resilience {
@@ -37,7 +37,7 @@ struct MethodPolicy {
   bool idempotent = true;
   int max_attempts = 1;
   BackoffConfig backoff;
-  StatusCodeSet retryable_codes = {grpc::StatusCode::UNAVAILABLE};
+  base::StatusCodeSet retryable_codes = {absl::StatusCode::kUnavailable};
 };
 
 class TargetPolicy {

@@ -12,7 +12,7 @@ std::int64_t ToMicro(double tokens) { return std::llround(tokens * kMicro); }
 
 }  // namespace
 
-RetryBudget::RetryBudget(const RetryBudgetConfig& config, Clock& clock)
+RetryBudget::RetryBudget(const RetryBudgetConfig& config, base::Clock& clock)
     : config_(config),
       ratio_micro_(ToMicro(config.ratio)),
       max_micro_(ToMicro(config.max_tokens)),
@@ -32,7 +32,7 @@ std::int64_t RetryBudget::Deposit(std::int64_t micro) {
 void RetryBudget::Refill(absl::Time now) {
   std::int64_t credit = 0;
   {
-    MutexLock lock(&refill_mutex_);
+    base::MutexLock lock(&refill_mutex_);
     if (now <= last_refill_) return;
     credit = ToMicro(absl::ToDoubleSeconds(now - last_refill_) * config_.min_retries_per_second);
     last_refill_ = now;

@@ -15,8 +15,8 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "resilience/clock.h"
-#include "resilience/sync.h"
+#include "base/clock.h"
+#include "base/sync.h"
 
 namespace resilience {
 
@@ -29,7 +29,7 @@ struct RetryBudgetConfig {
 
 class RetryBudget final {
  public:
-  RetryBudget(const RetryBudgetConfig& config, Clock& clock);
+  RetryBudget(const RetryBudgetConfig& config, base::Clock& clock);
 
   // Records a call (its first attempt): deposits `ratio` tokens. Returns the tokens held after
   // the deposit (-1 when disabled), for a gauge.
@@ -52,12 +52,12 @@ class RetryBudget final {
   const RetryBudgetConfig config_;
   const std::int64_t ratio_micro_;
   const std::int64_t max_micro_;
-  Clock& clock_;
+  base::Clock& clock_;
   // The balance in millionths of a token: an integer, so that the deposit on every call is one
   // compare-and-swap instead of a lock.
   std::atomic<std::int64_t> micro_tokens_;
   // Serialises time-based refills, so that elapsed time is credited once.
-  Mutex refill_mutex_;
+  base::Mutex refill_mutex_;
   absl::Time last_refill_ ABSL_GUARDED_BY(refill_mutex_);
 };
 

@@ -10,14 +10,14 @@ GuardedMethod::GuardedMethod(Target& target, std::string full_name, const Method
     : target_(target),
       full_name_(std::move(full_name)),
       policy_(policy),
-      deadline_spent_status_(grpc::StatusCode::DEADLINE_EXCEEDED,
+      deadline_spent_status_(absl::StatusCode::kDeadlineExceeded,
                              absl::StrCat("deadline of call to '", target.name(), "' ", full_name_,
                                           " was spent before an attempt could be sent")),
       bulkhead_full_status_(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StatusCode::kResourceExhausted,
           absl::StrCat("bulkhead of '", target.name(), "' is full: too many concurrent calls")) {}
 
-Target::Target(std::string name, const TargetPolicy& policy, Environment environment,
+Target::Target(std::string name, const TargetPolicy& policy, base::Environment environment,
                Metrics& metrics)
     : name_(std::move(name)),
       policy_(policy),
@@ -31,7 +31,7 @@ Target::Target(std::string name, const TargetPolicy& policy, Environment environ
 }
 
 GuardedMethod& Target::Method(std::string_view full_name) {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   auto it = methods_.find(full_name);
   if (it == methods_.end()) {
     std::string name(full_name);
@@ -42,7 +42,7 @@ GuardedMethod& Target::Method(std::string_view full_name) {
 }
 
 std::vector<GuardedMethod*> Target::methods() {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   std::vector<GuardedMethod*> result;
   result.reserve(methods_.size());
   for (auto& [name, method] : methods_) result.push_back(method.get());
@@ -50,14 +50,14 @@ std::vector<GuardedMethod*> Target::methods() {
 }
 
 void Target::AddStateListener(std::function<void(BreakerState from, BreakerState to)> listener) {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   state_listeners_.push_back(std::move(listener));
 }
 
 void Target::OnStateChange(BreakerState from, BreakerState to) {
   std::vector<std::function<void(BreakerState, BreakerState)>> listeners;
   {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     listeners = state_listeners_;  // Copied: a listener may reach code that takes mutex_.
   }
   for (const auto& listener : listeners) listener(from, to);
@@ -79,12 +79,12 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
   explicit Collector(TargetRegistry* registry) : registry_(registry) {}
 
   void Detach() {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     registry_ = nullptr;
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (registry_ == nullptr) return {};
     std::vector<prometheus::MetricFamily> families = EmptyCallFamilies();
     const auto add = [&families](CallFamily family, prometheus::ClientMetric metric) {
@@ -124,11 +124,11 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
   }
 
  private:
-  mutable Mutex mutex_;
+  mutable base::Mutex mutex_;
   TargetRegistry* registry_ ABSL_GUARDED_BY(mutex_);
 };
 
-TargetRegistry::TargetRegistry(Policy policy, Environment environment,
+TargetRegistry::TargetRegistry(Policy policy, base::Environment environment,
                                prometheus::Registry& registry)
     : policy_(std::move(policy)),
       environment_(environment),
@@ -140,7 +140,7 @@ TargetRegistry::~TargetRegistry() { collector_->Detach(); }
 std::shared_ptr<prometheus::Collectable> TargetRegistry::call_metrics() const { return collector_; }
 
 Target& TargetRegistry::GetTarget(std::string_view name) {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   auto it = targets_.find(name);
   if (it == targets_.end()) {
     std::string key(name);
@@ -151,13 +151,13 @@ Target& TargetRegistry::GetTarget(std::string_view name) {
 }
 
 Target* TargetRegistry::FindTarget(std::string_view name) {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   auto it = targets_.find(name);
   return it == targets_.end() ? nullptr : it->second.get();
 }
 
 std::vector<Target*> TargetRegistry::targets() {
-  MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   std::vector<Target*> result;
   result.reserve(targets_.size());
   for (auto& [name, target] : targets_) result.push_back(target.get());

@@ -21,16 +21,14 @@
 #include <string_view>
 #include <vector>
 
-#include <grpcpp/support/status.h>
-
 #include "absl/base/thread_annotations.h"
+#include "base/clock.h"
+#include "base/sync.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
-#include "resilience/clock.h"
 #include "resilience/metrics.h"
 #include "resilience/policy.h"
 #include "resilience/retry_budget.h"
-#include "resilience/sync.h"
 
 namespace resilience {
 
@@ -47,22 +45,23 @@ class GuardedMethod final {
   // Recorded by the pipeline on every call; read by TargetRegistry::call_metrics().
   MethodMetrics& metrics() { return metrics_; }
   // DEADLINE_EXCEEDED for a call whose time was spent before an attempt could be sent.
-  const grpc::Status& deadline_spent_status() const { return deadline_spent_status_; }
+  const absl::Status& deadline_spent_status() const { return deadline_spent_status_; }
   // RESOURCE_EXHAUSTED for a call the bulkhead turned away.
-  const grpc::Status& bulkhead_full_status() const { return bulkhead_full_status_; }
+  const absl::Status& bulkhead_full_status() const { return bulkhead_full_status_; }
 
  private:
   Target& target_;
   const std::string full_name_;
   const MethodPolicy policy_;
   MethodMetrics metrics_;
-  const grpc::Status deadline_spent_status_;
-  const grpc::Status bulkhead_full_status_;
+  const absl::Status deadline_spent_status_;
+  const absl::Status bulkhead_full_status_;
 };
 
 class Target final : private CircuitBreaker::Listener {
  public:
-  Target(std::string name, const TargetPolicy& policy, Environment environment, Metrics& metrics);
+  Target(std::string name, const TargetPolicy& policy, base::Environment environment,
+         Metrics& metrics);
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
 
@@ -79,7 +78,7 @@ class Target final : private CircuitBreaker::Listener {
   CircuitBreaker& breaker() { return breaker_; }
   RetryBudget& budget() { return budget_; }
   Bulkhead& bulkhead() { return bulkhead_; }
-  Environment environment() const { return environment_; }
+  base::Environment environment() const { return environment_; }
   const TargetMetrics& metrics() const { return target_metrics_; }
 
  private:
@@ -87,14 +86,14 @@ class Target final : private CircuitBreaker::Listener {
 
   const std::string name_;
   const TargetPolicy policy_;
-  const Environment environment_;
+  const base::Environment environment_;
   Metrics& metrics_;
   const TargetMetrics target_metrics_;
   CircuitBreaker breaker_;
   RetryBudget budget_;
   Bulkhead bulkhead_;
 
-  Mutex mutex_;
+  base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<GuardedMethod>, std::less<>> methods_
       ABSL_GUARDED_BY(mutex_);
   std::vector<std::function<void(BreakerState, BreakerState)>> state_listeners_
@@ -106,7 +105,7 @@ class TargetRegistry final {
  public:
   // `environment`'s members and `registry` must outlive this object. The breaker series go to
   // `registry`; register call_metrics() with the same exposer for the per-call series.
-  TargetRegistry(Policy policy, Environment environment, prometheus::Registry& registry);
+  TargetRegistry(Policy policy, base::Environment environment, prometheus::Registry& registry);
   ~TargetRegistry();
   TargetRegistry(const TargetRegistry&) = delete;
   TargetRegistry& operator=(const TargetRegistry&) = delete;
@@ -128,9 +127,9 @@ class TargetRegistry final {
   class Collector;
 
   const Policy policy_;
-  const Environment environment_;
+  const base::Environment environment_;
   Metrics metrics_;
-  Mutex mutex_;
+  base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<Target>, std::less<>> targets_ ABSL_GUARDED_BY(mutex_);
   const std::shared_ptr<Collector> collector_;
 };

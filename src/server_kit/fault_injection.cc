@@ -1,6 +1,5 @@
 #include "server_kit/fault_injection.h"
 
-#include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -10,15 +9,20 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "resilience/status_codes.h"
+#include "base/grpc_status.h"
+#include "base/status.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 
 namespace server_kit {
 namespace {
 
 constexpr absl::Duration kMaxDelay = absl::Hours(1);
-constexpr char kFaultService[] = "/hospital.faults.v1.FaultInjection/";
+// Operator surfaces are never faulted: an operator must be able to clear a fault, or open a
+// breaker, whatever rules are in force.
+constexpr absl::string_view kNeverFaulted[] = {"/grpc.", "/hospital.faults.v1.FaultInjection/",
+                                               "/resilience.v1.ResilienceAdmin/"};
 
 absl::Duration ToDuration(const google::protobuf::Duration& duration) {
   return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
@@ -60,17 +64,17 @@ absl::Status Validate(const faults_v1::Fault& fault) {
           Quote(method)));
     }
   }
+  // 0 is the field's default and means 100 (see faults.proto).
   if (!(fault.percentage() >= 0 && fault.percentage() <= 100)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fault.percentage: must be in (0, 100], got ", fault.percentage()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fault.percentage: must be in (0, 100], or 0 for 100, got ", fault.percentage()));
   }
   if (fault.has_expire_after() && ToDuration(fault.expire_after()) <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("fault.expire_after: must be positive");
   }
   if (fault.has_abort()) {
-    const std::optional<grpc::StatusCode> code =
-        resilience::StatusCodeFromName(fault.abort().code());
-    if (!code || *code == grpc::StatusCode::OK) {
+    const std::optional<absl::StatusCode> code = base::StatusCodeFromName(fault.abort().code());
+    if (!code || *code == absl::StatusCode::kOk) {
       return absl::InvalidArgumentError(
           absl::StrCat("fault.abort.code: must name an error code such as \"UNAVAILABLE\", got ",
                        Quote(fault.abort().code())));
@@ -104,18 +108,23 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
-      Apply(methods);
+    // The request's metadata arrives before the handler runs (with the message, in the same
+    // batch, on the sync server): decide there, and mark a failed call so that Serve (serve.h)
+    // answers it without running the method.
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      Apply(*methods->GetRecvInitialMetadata());
     }
-    if (override_status_ &&
-        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      methods->ModifySendStatus(*override_status_);
+    // The injected status is also what is sent, whatever a handler that bypasses Serve returned.
+    if (injected_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      methods->ModifySendStatus(base::ToGrpcStatus(*injected_));
     }
     methods->Proceed();
   }
 
  private:
-  void Apply(grpc::experimental::InterceptorBatchMethods* methods) {
+  void Apply(std::multimap<grpc::string_ref, grpc::string_ref>& metadata) {
+    // Only the interceptor marks calls: drop whatever a client sent under the key.
+    metadata.erase(grpc::string_ref(kInjectedFaultKey.data(), kInjectedFaultKey.size()));
     const FaultDecision decision = injector_.Decide(info_->method());
     grpc::ServerContextBase* context = info_->server_context();
     switch (decision.kind) {
@@ -126,11 +135,10 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
         return;
       case FaultDecision::Kind::kHang:
         WaitUntil(context, absl::InfiniteFuture());
-        Neutralise(methods,
-                   grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "fault injected: hang"));
+        Mark(metadata, absl::DeadlineExceededError("fault injected: hang"));
         return;
       case FaultDecision::Kind::kAbort:
-        Neutralise(methods, decision.abort_status);
+        Mark(metadata, decision.abort_status);
         return;
     }
   }
@@ -146,25 +154,24 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
     }
   }
 
-  // Keeps the method from acting (an empty request is rejected before any write) and sends
-  // `status` instead of its answer.
-  void Neutralise(grpc::experimental::InterceptorBatchMethods* methods, grpc::Status status) {
-    // The generated handlers hand interceptors their request message; every request type is a
-    // protobuf message.
-    if (void* message = methods->GetRecvMessage(); message != nullptr) {
-      static_cast<google::protobuf::Message*>(message)->Clear();
-    }
-    override_status_ = std::move(status);
+  void Mark(std::multimap<grpc::string_ref, grpc::string_ref>& metadata, absl::Status status) {
+    mark_ = EncodeInjectedFault(status);
+    injected_ = std::move(status);
+    // The map holds references: the strings live in this interceptor, which lives as long as the
+    // call.
+    metadata.emplace(grpc::string_ref(kInjectedFaultKey.data(), kInjectedFaultKey.size()),
+                     grpc::string_ref(mark_.data(), mark_.size()));
   }
 
   FaultInjector& injector_;
   grpc::experimental::ServerRpcInfo* const info_;
-  std::optional<grpc::Status> override_status_;
+  std::optional<absl::Status> injected_;
+  std::string mark_;
 };
 
 }  // namespace
 
-FaultInjector::FaultInjector(resilience::Environment environment, prometheus::Registry& metrics)
+FaultInjector::FaultInjector(base::Environment environment, prometheus::Registry& metrics)
     : environment_(environment),
       injected_(prometheus::BuildCounter()
                     .Name("hospital_faults_injected_total")
@@ -185,7 +192,7 @@ absl::StatusOr<faults_v1::Fault> FaultInjector::Set(faults_v1::Fault fault) {
   if (fault.has_expire_after()) {
     *fault.mutable_expire_time() = ToProtoTime(now + ToDuration(fault.expire_after()));
   }
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   DropExpiredLocked(now);
   auto same = std::find_if(rules_.begin(), rules_.end(),
                            [&](const faults_v1::Fault& rule) { return rule.id() == fault.id(); });
@@ -200,13 +207,13 @@ absl::StatusOr<faults_v1::Fault> FaultInjector::Set(faults_v1::Fault fault) {
 }
 
 std::vector<faults_v1::Fault> FaultInjector::List() {
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   DropExpiredLocked(environment_.clock->Now());
   return rules_;
 }
 
 int FaultInjector::Clear(const std::string& id) {
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   const std::size_t before = rules_.size();
   rules_.erase(
       std::remove_if(rules_.begin(), rules_.end(),
@@ -229,11 +236,11 @@ void FaultInjector::DropExpiredLocked(absl::Time now) {
 
 FaultDecision FaultInjector::Decide(absl::string_view full_method) {
   FaultDecision decision;
-  if (absl::StartsWith(full_method, "/grpc.") || absl::StartsWith(full_method, kFaultService)) {
-    return decision;
+  for (absl::string_view prefix : kNeverFaulted) {
+    if (absl::StartsWith(full_method, prefix)) return decision;
   }
   {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (rules_.empty()) return decision;
     DropExpiredLocked(environment_.clock->Now());
     for (const faults_v1::Fault& rule : rules_) {
@@ -242,8 +249,8 @@ FaultDecision FaultInjector::Decide(absl::string_view full_method) {
       switch (rule.kind_case()) {
         case faults_v1::Fault::kAbort:
           decision.kind = FaultDecision::Kind::kAbort;
-          decision.abort_status = grpc::Status(
-              *resilience::StatusCodeFromName(rule.abort().code()),
+          decision.abort_status = absl::Status(
+              *base::StatusCodeFromName(rule.abort().code()),
               rule.abort().message().empty() ? "fault injected" : rule.abort().message());
           break;
         case faults_v1::Fault::kDelay:
@@ -267,7 +274,7 @@ FaultDecision FaultInjector::Decide(absl::string_view full_method) {
 }
 
 bool FaultInjector::NotServing() {
-  resilience::MutexLock lock(&mutex_);
+  base::MutexLock lock(&mutex_);
   DropExpiredLocked(environment_.clock->Now());
   return std::any_of(rules_.begin(), rules_.end(),
                      [](const faults_v1::Fault& rule) { return rule.has_not_serving(); });
@@ -336,7 +343,7 @@ grpc::Status FaultInjectionService::SetFault(grpc::ServerContext* context,
                                              faults_v1::Fault* response) {
   if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
   absl::StatusOr<faults_v1::Fault> stored = injector_.Set(request->fault());
-  if (!stored.ok()) return ToGrpcStatus(stored.status());
+  if (!stored.ok()) return base::ToGrpcStatus(stored.status());
   *response = *std::move(stored);
   return grpc::Status::OK;
 }

@@ -8,12 +8,14 @@
 //   builder: AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(injector));
 //   FaultInjectionService admin(injector, token);                // only with --fault_admin
 //
-// How a fault reaches a call: the interceptor decides when the request has been received. A
-// delay sleeps on the serving thread before the method runs (the sync server's thread is busy,
-// as it would be in a slow service). For an abort or a hang, the method must not act: the
-// interceptor empties the request (every method of these services rejects an empty request
-// before touching its database, which tests check) and replaces the status sent with the
-// fault's. Calls to grpc.* services and to FaultInjection itself are never faulted.
+// How a fault reaches a call: the interceptor decides when the request has been received, before
+// the method runs. A delay sleeps on the serving thread (the sync server's thread is busy, as it
+// would be in a slow service). For an abort or a hang (after waiting for the caller's deadline),
+// the method must not act: the interceptor marks the call (serve.h, kInjectedFaultKey), Serve
+// answers a marked call with the injected status without running the method, and the status sent
+// is replaced with the fault's. A test calls every method of every service under an abort rule
+// and checks that none ran. Calls to grpc.* services, FaultInjection and ResilienceAdmin (operator
+// surfaces) are never faulted.
 //
 // Thread-safe.
 #ifndef HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_
@@ -29,9 +31,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/clock.h"
+#include "base/sync.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
-#include "resilience/clock.h"
-#include "resilience/sync.h"
 
 namespace server_kit {
 
@@ -41,14 +43,14 @@ namespace faults_v1 = hospital::faults::v1;
 struct FaultDecision {
   enum class Kind { kNone, kAbort, kDelay, kHang };
   Kind kind = Kind::kNone;
-  grpc::Status abort_status;
+  absl::Status abort_status;
   absl::Duration delay = absl::ZeroDuration();
 };
 
 class FaultInjector final {
  public:
   // Uses the environment's clock (for expiry) and random source (for percentages and jitter).
-  FaultInjector(resilience::Environment environment, prometheus::Registry& metrics);
+  FaultInjector(base::Environment environment, prometheus::Registry& metrics);
 
   // Validates `fault` (INVALID_ARGUMENT naming the field) and adds it, replacing a rule with the
   // same id. Returns the stored rule, with its id and expire_time.
@@ -67,10 +69,10 @@ class FaultInjector final {
  private:
   void DropExpiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
-  const resilience::Environment environment_;
+  const base::Environment environment_;
   prometheus::Family<prometheus::Counter>& injected_;
   prometheus::Gauge& active_;
-  resilience::Mutex mutex_;
+  base::Mutex mutex_;
   std::vector<faults_v1::Fault> rules_ ABSL_GUARDED_BY(mutex_);
 };
 

@@ -6,13 +6,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 
 namespace server_kit {
 namespace {
 
-resilience::Mutex& LogMutex() {
-  static auto* const mutex = new resilience::Mutex();
+base::Mutex& LogMutex() {
+  static auto* const mutex = new base::Mutex();
   return *mutex;
 }
 
@@ -36,7 +36,7 @@ absl::string_view LevelName(LogLevel level) {
 }  // namespace
 
 void InitLog(std::string service) {
-  resilience::MutexLock lock(&LogMutex());
+  base::MutexLock lock(&LogMutex());
   ServiceName() = std::move(service);
 }
 
@@ -77,7 +77,7 @@ void Log(LogLevel level, absl::string_view event,
       "{\"time\":",
       JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone())),
       ",\"level\":", JsonQuote(LevelName(level)));
-  resilience::MutexLock lock(&LogMutex());
+  base::MutexLock lock(&LogMutex());
   absl::StrAppend(&line, ",\"service\":", JsonQuote(ServiceName()),
                   ",\"event\":", JsonQuote(event));
   for (const auto& [key, value] : fields) {

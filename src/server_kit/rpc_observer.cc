@@ -2,11 +2,11 @@
 
 #include <google/protobuf/descriptor.h>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "resilience/metrics.h"
-#include "resilience/status_codes.h"
+#include "base/latency_buckets.h"
 #include "server_kit/log.h"
 
 namespace server_kit {
@@ -96,13 +96,15 @@ RpcObserverFactory::Labels RpcObserverFactory::RecordStart(const std::string& fu
 
 void RpcObserverFactory::Record(const std::string& full_method, const Labels& labels,
                                 const grpc::Status& status, double seconds) {
-  const std::string code(resilience::StatusCodeName(status.error_code()));
+  const std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
   handled_
       .Add({{"grpc_service", labels.service}, {"grpc_method", labels.method}, {"grpc_code", code}})
       .Increment();
   handling_seconds_
       .Add({{"grpc_service", labels.service}, {"grpc_method", labels.method}},
-           resilience::LatencyBuckets())
+           prometheus::Histogram::BucketBoundaries(base::kLatencyBucketsSeconds.begin(),
+                                                   base::kLatencyBucketsSeconds.end()))
       .Observe(seconds);
   if (logging_ == RpcLogging::kAll || (logging_ == RpcLogging::kErrors && !status.ok())) {
     Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "rpc",

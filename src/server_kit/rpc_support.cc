@@ -8,7 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 
 namespace server_kit {
 namespace {
@@ -45,16 +45,6 @@ bool IsValidUtf8(absl::string_view text) {
 }
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 std::string Quote(absl::string_view value) {
   if (value.size() <= 64) return absl::StrCat("\"", value, "\"");
@@ -135,12 +125,12 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view field, absl::strin
 }
 
 std::string NewId() {
-  static resilience::Mutex mutex;
+  static base::Mutex mutex;
   static std::mt19937_64 generator{std::random_device{}()};
   std::uint64_t high = 0;
   std::uint64_t low = 0;
   {
-    resilience::MutexLock lock(&mutex);
+    base::MutexLock lock(&mutex);
     high = generator();
     low = generator();
   }

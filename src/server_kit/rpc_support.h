@@ -1,5 +1,5 @@
-// Small helpers every service handler needs: status conversion, request validation with
-// messages that name the field, page tokens, ids and timestamps.
+// Small helpers every service handler needs: request validation with messages that name the
+// field, page tokens, ids and timestamps. (The handler's answer is made by Serve, serve.h.)
 #ifndef HOSPITAL_SRC_SERVER_KIT_RPC_SUPPORT_H_
 #define HOSPITAL_SRC_SERVER_KIT_RPC_SUPPORT_H_
 
@@ -16,11 +16,6 @@
 #include "absl/time/time.h"
 
 namespace server_kit {
-
-// The same code and message as a grpc::Status.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-// The same code and message as an absl::Status.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // An identifier: 1 to 64 characters of letters, digits, '-' and '_'. INVALID_ARGUMENT names
 // `field` otherwise.

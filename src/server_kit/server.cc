@@ -130,7 +130,7 @@ absl::Status Server::Start() {
 void Server::SetReady(bool ready) {
   bool changed = false;
   {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (stopping_) ready = false;
     changed = ready != ready_;
     ready_ = ready;
@@ -150,7 +150,7 @@ void Server::HealthLoop() {
       Log(LogLevel::kWarning, "readiness_check_failed", {{"error", status.ToString()}});
     }
     SetReady(status.ok());
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     const absl::Time next = absl::Now() + options_.health_check_interval;
     while (!stopping_ && absl::Now() < next) stop_signal_.WaitWithDeadline(&mutex_, next);
     if (stopping_) return;
@@ -159,7 +159,7 @@ void Server::HealthLoop() {
 
 void Server::Shutdown() {
   {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     if (stopped_) return;
     stopped_ = true;
     stopping_ = true;

@@ -29,7 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 #include "server_kit/rpc_observer.h"
 
 namespace server_kit {
@@ -109,8 +109,8 @@ class Server final {
   int metrics_port_ = 0;
   std::thread health_thread_;
 
-  resilience::Mutex mutex_;
-  resilience::CondVar stop_signal_;
+  base::Mutex mutex_;
+  base::CondVar stop_signal_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopped_ ABSL_GUARDED_BY(mutex_) = false;
   bool ready_ ABSL_GUARDED_BY(mutex_) = false;

@@ -13,7 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "resilience/clock.h"
+#include "base/clock.h"
 #include "server_kit/fault_injection.h"
 #include "server_kit/log.h"
 
@@ -161,8 +161,7 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
   {
     Server server(options);
     auto injector = std::make_shared<FaultInjector>(
-        resilience::Environment{&resilience::SystemClock(), nullptr, &resilience::SystemRandom()},
-        server.metrics());
+        base::Environment{&base::SystemClock(), nullptr, &base::SystemRandom()}, server.metrics());
     owned.push_back(injector);
     if (const std::string path = absl::GetFlag(FLAGS_faults_file); !path.empty()) {
       if (absl::Status status = LoadFaultsFile(path, *injector); !status.ok()) {

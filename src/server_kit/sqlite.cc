@@ -119,7 +119,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   }
   sqlite3_extended_result_codes(raw, 1);
   std::unique_ptr<Connection> connection(new Connection(raw));
-  resilience::MutexLock lock(&connection->mutex());
+  base::MutexLock lock(&connection->mutex());
   for (const std::string& pragma : pragmas) {
     if (absl::Status status = connection->Exec(pragma); !status.ok()) return status;
   }
@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
 
 Connection::~Connection() {
   {
-    resilience::MutexLock lock(&mutex_);
+    base::MutexLock lock(&mutex_);
     statements_.clear();  // Finalised before the connection closes.
   }
   sqlite3_close(db_);
@@ -226,13 +226,13 @@ struct Database::QueuedUnit {
   // Under queue_mutex_: the unit's group has finished, or the unit's caller is to lead the next.
   bool done = false;
   bool lead = false;
-  resilience::CondVar wake;
+  base::CondVar wake;
 };
 
 absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
   QueuedUnit unit(work);
   {
-    resilience::MutexLock lock(&queue_mutex_);
+    base::MutexLock lock(&queue_mutex_);
     queue_.push_back(&unit);
     if (leader_active_) {
       while (!unit.done && !unit.lead) unit.wake.Wait(&queue_mutex_);
@@ -244,17 +244,17 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>
   }
   std::vector<QueuedUnit*> group;
   {
-    resilience::MutexLock lock(&queue_mutex_);
+    base::MutexLock lock(&queue_mutex_);
     while (!queue_.empty() && static_cast<int>(group.size()) < max_group_size_) {
       group.push_back(queue_.front());
       queue_.pop_front();
     }
   }
   {
-    resilience::MutexLock lock(&writer_->mutex());
+    base::MutexLock lock(&writer_->mutex());
     RunGroup(group);
   }
-  resilience::MutexLock lock(&queue_mutex_);
+  base::MutexLock lock(&queue_mutex_);
   // Signalled under the lock: a woken caller returns and destroys its unit, which it cannot do
   // before it holds the lock itself.
   for (QueuedUnit* member : group) {
@@ -327,13 +327,13 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
 }
 
 int Database::queued() const {
-  resilience::MutexLock lock(&queue_mutex_);
+  base::MutexLock lock(&queue_mutex_);
   return static_cast<int>(queue_.size());
 }
 
 absl::Status Database::WithSession(const std::function<absl::Status(Session&)>& work) {
   Connection& reader = *reader_;
-  resilience::MutexLock lock(&reader.mutex());
+  base::MutexLock lock(&reader.mutex());
   if (absl::Status begun = reader.RunCached("BEGIN"); !begun.ok()) return begun;
   absl::Status status;
   {
@@ -355,7 +355,7 @@ absl::Status Database::Ping() {
 absl::StatusOr<int> Database::SchemaVersion() { return SchemaVersionOf(*reader_); }
 
 absl::StatusOr<int> Database::SchemaVersionOf(Connection& connection) {
-  resilience::MutexLock lock(&connection.mutex());
+  base::MutexLock lock(&connection.mutex());
   Statement& statement = connection.Prepare("PRAGMA user_version");
   absl::StatusOr<bool> row = statement.Step();
   const int version = row.ok() ? static_cast<int>(statement.ColumnInt(0)) : 0;

@@ -41,7 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -116,7 +116,7 @@ class Connection final {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  resilience::Mutex& mutex() ABSL_LOCK_RETURNED(mutex_) { return mutex_; }
+  base::Mutex& mutex() ABSL_LOCK_RETURNED(mutex_) { return mutex_; }
   // The cached statement for `sql`, prepared on first use, reset.
   Statement& Prepare(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs SQL that takes no parameters, parsing it every time (schema changes, pragmas).
@@ -130,7 +130,7 @@ class Connection final {
   explicit Connection(sqlite3* db) : db_(db) {}
 
   sqlite3* const db_;
-  resilience::Mutex mutex_;
+  base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_
       ABSL_GUARDED_BY(mutex_);
 };
@@ -207,7 +207,7 @@ class Database final {
   std::atomic<std::int64_t> commits_{0};
   std::atomic<std::int64_t> units_committed_{0};
 
-  mutable resilience::Mutex queue_mutex_;
+  mutable base::Mutex queue_mutex_;
   std::deque<QueuedUnit*> queue_ ABSL_GUARDED_BY(queue_mutex_);
   // A leader is running a group; arriving units wait to be taken or to lead the next.
   bool leader_active_ ABSL_GUARDED_BY(queue_mutex_) = false;

@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "resilience/testing/fake_environment.h"
+#include "base/testing/fake_environment.h"
 
 namespace resilience {
 namespace {
@@ -15,11 +15,14 @@ TEST_CASE("backoff ceiling grows by the multiplier and stops at max_backoff", "[
   CHECK(BackoffCeiling(config, 4) == absl::Milliseconds(700));
   // Saturates rather than overflowing.
   CHECK(BackoffCeiling(config, 10'000) == absl::Milliseconds(700));
+  const BackoffConfig slower{absl::Milliseconds(100), absl::Seconds(10), 1.5};
+  CHECK(BackoffCeiling(slower, 2) == absl::Milliseconds(150));
+  CHECK(BackoffCeiling(slower, 3) == absl::Milliseconds(225));
 }
 
-TEST_CASE("full jitter draws the delay from [0, ceiling)", "[backoff]") {
+TEST_CASE("full jitter draws the delay from zero up to the ceiling", "[backoff]") {
   const BackoffConfig config{absl::Milliseconds(100), absl::Seconds(10), 3.0};
-  testing::ScriptedRandom random({0.0, 0.5, 0.999});
+  base::testing::ScriptedRandom random({0.0, 0.5, 0.999});
   CHECK(FullJitterBackoff(config, 2, random) == absl::ZeroDuration());
   CHECK(FullJitterBackoff(config, 2, random) == absl::Milliseconds(150));
   const absl::Duration near_top = FullJitterBackoff(config, 2, random);

@@ -4,7 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "resilience/testing/fake_environment.h"
+#include "base/testing/fake_environment.h"
 
 namespace resilience {
 namespace {
@@ -23,7 +23,7 @@ BulkheadConfig Limit(std::uint32_t max_concurrent, absl::Duration max_wait) {
 }
 
 TEST_CASE("an unlimited bulkhead admits everything", "[bulkhead]") {
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   Bulkhead bulkhead({}, env.environment());
   for (int i = 0; i < 1000; ++i) {
     REQUIRE(bulkhead.TryAcquire(nullptr, absl::InfiniteFuture()) == Bulkhead::Result::kAcquired);
@@ -32,7 +32,7 @@ TEST_CASE("an unlimited bulkhead admits everything", "[bulkhead]") {
 }
 
 TEST_CASE("a full bulkhead rejects at once when waiting is off", "[bulkhead]") {
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   Bulkhead bulkhead(Limit(2, absl::ZeroDuration()), env.environment());
   RecordingWaiter waiter;
   CHECK(bulkhead.TryAcquire(&waiter, absl::InfiniteFuture()) == Bulkhead::Result::kAcquired);
@@ -45,7 +45,7 @@ TEST_CASE("a full bulkhead rejects at once when waiting is off", "[bulkhead]") {
 }
 
 TEST_CASE("queued callers get freed slots in arrival order", "[bulkhead]") {
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   Bulkhead bulkhead(Limit(1, absl::Seconds(1)), env.environment());
   RecordingWaiter first;
   RecordingWaiter second;
@@ -64,7 +64,7 @@ TEST_CASE("queued callers get freed slots in arrival order", "[bulkhead]") {
 }
 
 TEST_CASE("a queued caller is rejected when its wait runs out", "[bulkhead]") {
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   Bulkhead bulkhead(Limit(1, absl::Milliseconds(300)), env.environment());
   RecordingWaiter waiter;
   REQUIRE(bulkhead.TryAcquire(nullptr, absl::InfiniteFuture()) == Bulkhead::Result::kAcquired);
@@ -78,7 +78,7 @@ TEST_CASE("a queued caller is rejected when its wait runs out", "[bulkhead]") {
 }
 
 TEST_CASE("the wait is bounded by the call's deadline", "[bulkhead]") {
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   Bulkhead bulkhead(Limit(1, absl::Seconds(10)), env.environment());
   RecordingWaiter waiter;
   REQUIRE(bulkhead.TryAcquire(nullptr, absl::InfiniteFuture()) == Bulkhead::Result::kAcquired);

@@ -6,12 +6,12 @@
 
 #include <catch2/catch.hpp>
 
-#include "resilience/testing/fake_environment.h"
+#include "base/testing/fake_environment.h"
 
 namespace resilience {
 namespace {
 
-using grpc::StatusCode;
+using absl::StatusCode;
 
 class RecordingListener final : public CircuitBreaker::Listener {
  public:
@@ -49,7 +49,7 @@ struct Fixture {
     breaker.Record(permit, code, absl::Milliseconds(1), env.Now());
   }
 
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   RecordingListener listener;
   CircuitBreaker breaker;
 };
@@ -57,9 +57,9 @@ struct Fixture {
 TEST_CASE("breaker stays closed below minimum calls, then opens at the failure threshold",
           "[breaker]") {
   Fixture f(SmallCountWindow());
-  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::kUnavailable));
   CHECK(f.breaker.state() == BreakerState::kClosed);  // 3 calls < minimum 4.
-  REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  REQUIRE(f.Call(StatusCode::kUnavailable));
   CHECK(f.breaker.state() == BreakerState::kOpen);
   REQUIRE(f.listener.transitions.size() == 1);
   CHECK(f.listener.transitions[0] == std::make_pair(BreakerState::kClosed, BreakerState::kOpen));
@@ -68,7 +68,7 @@ TEST_CASE("breaker stays closed below minimum calls, then opens at the failure t
 TEST_CASE("breaker does not open below the failure threshold", "[breaker]") {
   Fixture f(SmallCountWindow());
   for (int i = 0; i < 10; ++i) {
-    REQUIRE(f.Call(i % 3 == 1 ? StatusCode::UNAVAILABLE : StatusCode::OK));  // At most 40%.
+    REQUIRE(f.Call(i % 3 == 1 ? StatusCode::kUnavailable : StatusCode::kOk));  // At most 40%.
   }
   CHECK(f.breaker.state() == BreakerState::kClosed);
   CHECK(f.breaker.Snapshot().window.failures == 3);
@@ -76,8 +76,8 @@ TEST_CASE("breaker does not open below the failure threshold", "[breaker]") {
 
 TEST_CASE("client errors do not count as failures by default", "[breaker]") {
   Fixture f(SmallCountWindow());
-  for (StatusCode code : {StatusCode::INVALID_ARGUMENT, StatusCode::NOT_FOUND,
-                          StatusCode::ALREADY_EXISTS, StatusCode::FAILED_PRECONDITION}) {
+  for (StatusCode code : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
+                          StatusCode::kAlreadyExists, StatusCode::kFailedPrecondition}) {
     for (int i = 0; i < 3; ++i) REQUIRE(f.Call(code));
   }
   CHECK(f.breaker.state() == BreakerState::kClosed);
@@ -86,11 +86,11 @@ TEST_CASE("client errors do not count as failures by default", "[breaker]") {
 
 TEST_CASE("failure codes are configurable", "[breaker]") {
   CircuitBreakerConfig config = SmallCountWindow();
-  config.failure_codes = StatusCodeSet{StatusCode::NOT_FOUND};
+  config.failure_codes = base::StatusCodeSet{StatusCode::kNotFound};
   Fixture f(config);
-  for (int i = 0; i < 4; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 4; ++i) REQUIRE(f.Call(StatusCode::kUnavailable));
   CHECK(f.breaker.state() == BreakerState::kClosed);
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::NOT_FOUND);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kNotFound);
   CHECK(f.breaker.state() == BreakerState::kOpen);
 }
 
@@ -98,17 +98,17 @@ TEST_CASE("slow calls open the breaker at the slow-call threshold", "[breaker]")
   CircuitBreakerConfig config = SmallCountWindow();
   config.slow_call_rate_threshold = 75;
   Fixture f(config);
-  REQUIRE(f.Call(StatusCode::OK, absl::Milliseconds(999)));  // Just under the slow duration.
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(1)));
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(3)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Milliseconds(999)));  // Just under the slow duration.
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(1)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(3)));
   CHECK(f.breaker.state() == BreakerState::kClosed);  // Fewer than minimum calls.
-  REQUIRE(f.Call(StatusCode::OK, absl::Milliseconds(10)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Milliseconds(10)));
   CHECK(f.breaker.state() == BreakerState::kClosed);  // 2 of 4 slow: 50%.
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(2)));
   CHECK(f.breaker.state() == BreakerState::kClosed);  // 4 of 6: 67%.
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
-  REQUIRE(f.Call(StatusCode::OK, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(2)));
+  REQUIRE(f.Call(StatusCode::kOk, absl::Seconds(2)));
   CHECK(f.breaker.state() == BreakerState::kOpen);  // 6 of 8: 75%, at the threshold.
 }
 
@@ -150,21 +150,21 @@ TEST_CASE("time-based breaker judges only the recent seconds", "[breaker][window
   config.window_type = CircuitBreakerConfig::WindowType::kTimeBased;
   config.window_size = 2;
   Fixture f(config);
-  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::kUnavailable));
   f.env.Advance(absl::Seconds(5));  // Those failures slide out.
-  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::OK));
-  REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::kOk));
+  REQUIRE(f.Call(StatusCode::kUnavailable));
   CHECK(f.breaker.state() == BreakerState::kClosed);  // 1 of 4 recent calls failed.
 }
 
 TEST_CASE("open breaker rejects until the wait is over, then lets probes through",
           "[breaker][half-open]") {
   Fixture f(SmallCountWindow());
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   REQUIRE(f.breaker.state() == BreakerState::kOpen);
-  CHECK_FALSE(f.Call(StatusCode::OK));
+  CHECK_FALSE(f.Call(StatusCode::kOk));
   f.env.Advance(absl::Milliseconds(4999));
-  CHECK_FALSE(f.Call(StatusCode::OK));
+  CHECK_FALSE(f.Call(StatusCode::kOk));
   f.env.Advance(absl::Milliseconds(1));
   CircuitBreaker::Permit first;
   CircuitBreaker::Permit second;
@@ -173,9 +173,9 @@ TEST_CASE("open breaker rejects until the wait is over, then lets probes through
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);
   REQUIRE(f.Acquire(second));
   CHECK_FALSE(f.Acquire(third));  // Only two probes.
-  f.Record(first, StatusCode::OK);
+  f.Record(first, StatusCode::kOk);
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);
-  f.Record(second, StatusCode::OK);
+  f.Record(second, StatusCode::kOk);
   CHECK(f.breaker.state() == BreakerState::kClosed);
   CHECK(f.breaker.Snapshot().window.calls == 0);  // Closed with an empty window.
 }
@@ -185,7 +185,7 @@ TEST_CASE("failed probes reopen the breaker with a growing, capped wait", "[brea
   config.wait_multiplier = 2;
   config.max_wait_in_open = absl::Seconds(12);
   Fixture f(config);
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   REQUIRE(f.breaker.state() == BreakerState::kOpen);
   const absl::Duration expected_waits[] = {absl::Seconds(5), absl::Seconds(10), absl::Seconds(12),
                                            absl::Seconds(12)};
@@ -193,17 +193,17 @@ TEST_CASE("failed probes reopen the breaker with a growing, capped wait", "[brea
     INFO("expected wait " << absl::FormatDuration(wait));
     CHECK(f.breaker.Snapshot().open_until - f.env.Now() == wait);
     f.env.Advance(wait);
-    REQUIRE(f.Call(StatusCode::UNAVAILABLE));
-    REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+    REQUIRE(f.Call(StatusCode::kUnavailable));
+    REQUIRE(f.Call(StatusCode::kUnavailable));
     REQUIRE(f.breaker.state() == BreakerState::kOpen);
   }
   CHECK(f.breaker.Snapshot().consecutive_trips == 5);
   // Recovery resets the growth.
   f.env.Advance(absl::Seconds(12));
-  REQUIRE(f.Call(StatusCode::OK));
-  REQUIRE(f.Call(StatusCode::OK));
+  REQUIRE(f.Call(StatusCode::kOk));
+  REQUIRE(f.Call(StatusCode::kOk));
   REQUIRE(f.breaker.state() == BreakerState::kClosed);
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   CHECK(f.breaker.Snapshot().open_until - f.env.Now() == absl::Seconds(5));
 }
 
@@ -212,7 +212,7 @@ TEST_CASE("open wait is jittered within [1 - jitter, 1 + jitter]", "[breaker]") 
   config.wait_jitter = 0.2;
   Fixture f(config);
   f.env.random().Push(0.0);  // Factor 0.8.
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   CHECK(f.breaker.Snapshot().open_until - f.env.Now() == absl::Seconds(4));
 }
 
@@ -221,7 +221,7 @@ TEST_CASE("half-open with many concurrent callers lets exactly the probes throug
   CircuitBreakerConfig config = SmallCountWindow();
   config.half_open_permitted_calls = 3;
   Fixture f(config);
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   f.env.Advance(absl::Seconds(5));
   std::atomic<int> permitted{0};
   std::vector<std::thread> callers;
@@ -238,7 +238,7 @@ TEST_CASE("half-open with many concurrent callers lets exactly the probes throug
 TEST_CASE("IsRejecting tells without taking a permit", "[breaker]") {
   Fixture f(SmallCountWindow());
   CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   CHECK(f.breaker.IsRejecting(f.env.Now()));
   f.env.Advance(absl::Seconds(5));
   CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));  // A probe would be let through.
@@ -251,7 +251,7 @@ TEST_CASE("IsRejecting tells without taking a permit", "[breaker]") {
 
 TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-open]") {
   Fixture f(SmallCountWindow());
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   f.env.Advance(absl::Seconds(5));
   CircuitBreaker::Permit a;
   CircuitBreaker::Permit b;
@@ -269,12 +269,12 @@ TEST_CASE("outcomes of calls admitted under an earlier state are ignored", "[bre
   CircuitBreaker::Permit stale;
   REQUIRE(f.Acquire(stale));  // Admitted while CLOSED.
   CHECK_FALSE(stale.probe);
-  for (int i = 0; i < 4; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   f.env.Advance(absl::Seconds(5));
   CircuitBreaker::Permit probe;
   REQUIRE(f.Acquire(probe));
-  f.Record(stale, StatusCode::OK);
-  f.Record(stale, StatusCode::OK);
+  f.Record(stale, StatusCode::kOk);
+  f.Record(stale, StatusCode::kOk);
   CHECK(f.breaker.state() == BreakerState::kHalfOpen);  // The stale successes did not close it.
 }
 
@@ -283,9 +283,9 @@ TEST_CASE("forced states hold until reset", "[breaker][forced]") {
   f.breaker.ForceOpen();
   CHECK(f.breaker.state() == BreakerState::kForcedOpen);
   f.env.Advance(absl::Hours(1));
-  CHECK_FALSE(f.Call(StatusCode::OK));
+  CHECK_FALSE(f.Call(StatusCode::kOk));
   f.breaker.Disable();
-  for (int i = 0; i < 100; ++i) REQUIRE(f.Call(StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 100; ++i) REQUIRE(f.Call(StatusCode::kUnavailable));
   CHECK(f.breaker.state() == BreakerState::kDisabled);
   CHECK(f.breaker.Snapshot().window.calls == 0);  // Not judged.
   f.breaker.Reset();
@@ -296,10 +296,10 @@ TEST_CASE("forced states hold until reset", "[breaker][forced]") {
 
 TEST_CASE("reset empties the window", "[breaker][forced]") {
   Fixture f(SmallCountWindow());
-  for (int i = 0; i < 3; ++i) f.Call(StatusCode::UNAVAILABLE);
+  for (int i = 0; i < 3; ++i) f.Call(StatusCode::kUnavailable);
   f.breaker.Reset();
   CHECK(f.breaker.Snapshot().window.calls == 0);
-  f.Call(StatusCode::UNAVAILABLE);
+  f.Call(StatusCode::kUnavailable);
   CHECK(f.breaker.state() == BreakerState::kClosed);
 }
 
@@ -309,15 +309,15 @@ TEST_CASE("a breaker disabled by config starts and resets to DISABLED", "[breake
   Fixture f(config);
   CHECK(f.breaker.state() == BreakerState::kDisabled);
   f.breaker.ForceOpen();
-  CHECK_FALSE(f.Call(StatusCode::OK));
+  CHECK_FALSE(f.Call(StatusCode::kOk));
   f.breaker.Reset();
   CHECK(f.breaker.state() == BreakerState::kDisabled);
 }
 
 TEST_CASE("rejection status is UNAVAILABLE and names the breaker", "[breaker]") {
   Fixture f(SmallCountWindow());
-  CHECK(f.breaker.rejection_status().error_code() == StatusCode::UNAVAILABLE);
-  CHECK_THAT(f.breaker.rejection_status().error_message(), Catch::Contains("'morgue'"));
+  CHECK(f.breaker.rejection_status().code() == StatusCode::kUnavailable);
+  CHECK_THAT(std::string(f.breaker.rejection_status().message()), Catch::Contains("'morgue'"));
 }
 
 }  // namespace

@@ -7,13 +7,13 @@
 #include <prometheus/metric_family.h>
 #include <catch2/catch.hpp>
 
-#include "resilience/testing/fake_environment.h"
-#include "support/metrics_reader.h"
+#include "base/testing/fake_environment.h"
+#include "testing_support/metrics_reader.h"
 
 namespace resilience {
 namespace {
 
-using grpc::StatusCode;
+using absl::StatusCode;
 
 constexpr char kMethod[] = "/test.v1.Downstream/Do";
 
@@ -26,14 +26,14 @@ class ScriptedCall final : public GuardedCall {
   void Answer(StatusCode code, Pushback pushback = {}) {
     REQUIRE(attempt_in_flight);
     attempt_in_flight = false;
-    FinishAttempt(code == StatusCode::OK ? grpc::Status::OK : grpc::Status(code, "scripted"),
+    FinishAttempt(code == StatusCode::kOk ? absl::OkStatus() : absl::Status(code, "scripted"),
                   pushback);
   }
 
   bool attempt_in_flight = false;
   std::vector<absl::Time> attempt_deadlines;
   std::vector<absl::Time> attempt_times;
-  std::optional<grpc::Status> result;
+  std::optional<absl::Status> result;
 
  private:
   void StartAttempt(absl::Time attempt_deadline) override {
@@ -41,7 +41,7 @@ class ScriptedCall final : public GuardedCall {
     attempt_deadlines.push_back(attempt_deadline);
     attempt_times.push_back(clock().Now());
   }
-  void OnDone(const grpc::Status& status) override { result = status; }
+  void OnDone(const absl::Status& status) override { result = status; }
 };
 
 struct Fixture {
@@ -62,7 +62,7 @@ struct Fixture {
   }
 
   std::string policy_json_;
-  testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   std::optional<TargetRegistry> targets;
   GuardedMethod* method = nullptr;
@@ -80,7 +80,7 @@ TEST_CASE("a successful call makes one attempt within the policy timeout", "[cal
   call.Start();
   REQUIRE(call.attempt_in_flight);
   CHECK(call.attempt_deadlines[0] == f.env.Now() + absl::Seconds(10));
-  call.Answer(StatusCode::OK);
+  call.Answer(StatusCode::kOk);
   REQUIRE(call.result);
   CHECK(call.result->ok());
   CHECK(f.Calls("success") == 1);
@@ -95,12 +95,12 @@ TEST_CASE("the deadline is the earlier of the timeout and the parent's minus the
   ScriptedCall parent_bound(*f.method);
   parent_bound.Start(f.env.Now() + absl::Seconds(1));
   CHECK(parent_bound.deadline() == f.env.Now() + absl::Milliseconds(900));
-  parent_bound.Answer(StatusCode::OK);
+  parent_bound.Answer(StatusCode::kOk);
 
   ScriptedCall policy_bound(*f.method);
   policy_bound.Start(f.env.Now() + absl::Seconds(5));
   CHECK(policy_bound.deadline() == f.env.Now() + absl::Seconds(2));
-  policy_bound.Answer(StatusCode::OK);
+  policy_bound.Answer(StatusCode::kOk);
 }
 
 TEST_CASE("a call whose time is already spent fails without an attempt", "[call][deadline]") {
@@ -108,7 +108,7 @@ TEST_CASE("a call whose time is already spent fails without an attempt", "[call]
   ScriptedCall call(*f.method);
   call.Start(f.env.Now() + absl::Milliseconds(50));  // Less than the margin is left.
   REQUIRE(call.result);
-  CHECK(call.result->error_code() == StatusCode::DEADLINE_EXCEEDED);
+  CHECK(call.result->code() == StatusCode::kDeadlineExceeded);
   CHECK(call.attempt_times.empty());
   CHECK(f.Calls("deadline_exceeded") == 1);
   CHECK(f.Metric("resilience_attempts_total") == 0);
@@ -122,22 +122,22 @@ TEST_CASE("retries back off with full jitter, on the scheduler", "[call][retry]"
   ScriptedCall call(*f.method);
   const absl::Time start = f.env.Now();
   call.Start();
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   CHECK_FALSE(call.attempt_in_flight);  // Waiting, on no thread.
   CHECK(f.env.scheduler().pending() == 1);
   f.env.Advance(absl::Milliseconds(49));
   CHECK_FALSE(call.attempt_in_flight);
   f.env.Advance(absl::Milliseconds(1));
   REQUIRE(call.attempt_in_flight);  // 0.5 x 100 ms.
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   f.env.Advance(absl::Milliseconds(100));  // 0.5 x 200 ms.
   REQUIRE(call.attempt_in_flight);
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   f.env.Advance(absl::Milliseconds(200));  // 0.5 x 400 ms.
   REQUIRE(call.attempt_in_flight);
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   REQUIRE(call.result);  // Four attempts: the policy's maximum.
-  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
+  CHECK(call.result->code() == StatusCode::kUnavailable);
   CHECK(call.attempt_times == std::vector<absl::Time>{start, start + absl::Milliseconds(50),
                                                       start + absl::Milliseconds(150),
                                                       start + absl::Milliseconds(350)});
@@ -150,9 +150,9 @@ TEST_CASE("codes outside the retryable set are not retried", "[call][retry]") {
   Fixture f(kRetryPolicy);
   ScriptedCall call(*f.method);
   call.Start();
-  call.Answer(StatusCode::INTERNAL);
+  call.Answer(StatusCode::kInternal);
   REQUIRE(call.result);
-  CHECK(call.result->error_code() == StatusCode::INTERNAL);
+  CHECK(call.result->code() == StatusCode::kInternal);
   CHECK(call.attempt_times.size() == 1);
 }
 
@@ -163,9 +163,9 @@ TEST_CASE("a retry is not scheduled past the deadline", "[call][retry][deadline]
   f.env.random().Push(0.5);  // A 500 ms backoff; 300 ms left.
   ScriptedCall call(*f.method);
   call.Start();
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   REQUIRE(call.result);  // Returned at once, not after sleeping.
-  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
+  CHECK(call.result->code() == StatusCode::kUnavailable);
   CHECK(f.env.scheduler().pending() == 0);
 }
 
@@ -173,12 +173,12 @@ TEST_CASE("valid pushback replaces the backoff", "[call][pushback]") {
   Fixture f(kRetryPolicy);
   ScriptedCall call(*f.method);
   call.Start();
-  call.Answer(StatusCode::UNAVAILABLE, ParsePushback("700"));
+  call.Answer(StatusCode::kUnavailable, ParsePushback("700"));
   f.env.Advance(absl::Milliseconds(699));
   CHECK_FALSE(call.attempt_in_flight);
   f.env.Advance(absl::Milliseconds(1));
   CHECK(call.attempt_in_flight);
-  call.Answer(StatusCode::OK);
+  call.Answer(StatusCode::kOk);
   CHECK(call.result->ok());
 }
 
@@ -188,7 +188,7 @@ TEST_CASE("malformed or negative pushback stops retrying", "[call][pushback]") {
     Fixture f(kRetryPolicy);
     ScriptedCall call(*f.method);
     call.Start();
-    call.Answer(StatusCode::UNAVAILABLE, ParsePushback(value));
+    call.Answer(StatusCode::kUnavailable, ParsePushback(value));
     REQUIRE(call.result);
     CHECK(call.attempt_times.size() == 1);
   }
@@ -198,17 +198,17 @@ TEST_CASE("RESOURCE_EXHAUSTED is retried only with pushback", "[call][pushback]"
   Fixture f(kRetryPolicy);
   ScriptedCall without(*f.method);
   without.Start();
-  without.Answer(StatusCode::RESOURCE_EXHAUSTED);
+  without.Answer(StatusCode::kResourceExhausted);
   REQUIRE(without.result);
   CHECK(without.attempt_times.size() == 1);
 
   ScriptedCall with(*f.method);
   with.Start();
-  with.Answer(StatusCode::RESOURCE_EXHAUSTED, ParsePushback("10"));
+  with.Answer(StatusCode::kResourceExhausted, ParsePushback("10"));
   CHECK_FALSE(with.result);
   f.env.Advance(absl::Milliseconds(10));
   CHECK(with.attempt_in_flight);
-  with.Answer(StatusCode::OK);
+  with.Answer(StatusCode::kOk);
 }
 
 TEST_CASE("a non-idempotent method is never retried once sent", "[call][retry]") {
@@ -216,7 +216,7 @@ TEST_CASE("a non-idempotent method is never retried once sent", "[call][retry]")
       "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s"}}]}})");
   ScriptedCall call(*f.method);
   call.Start();
-  call.Answer(StatusCode::UNAVAILABLE);
+  call.Answer(StatusCode::kUnavailable);
   REQUIRE(call.result);
   CHECK(call.attempt_times.size() == 1);
 }
@@ -231,10 +231,10 @@ TEST_CASE("an attempt cut by its per-attempt timeout is retried within the deadl
   call.Start();
   CHECK(call.attempt_deadlines[0] == start + absl::Milliseconds(200));
   f.env.Advance(absl::Milliseconds(200));
-  call.Answer(StatusCode::DEADLINE_EXCEEDED);
+  call.Answer(StatusCode::kDeadlineExceeded);
   f.env.Advance(absl::ZeroDuration());
   REQUIRE(call.attempt_in_flight);
-  call.Answer(StatusCode::OK);
+  call.Answer(StatusCode::kOk);
   CHECK(call.result->ok());
 }
 
@@ -245,13 +245,38 @@ TEST_CASE("an exhausted retry budget ends the call with its own outcome", "[call
   f.env.random().Push(0.0);
   ScriptedCall first(*f.method);
   first.Start();
-  first.Answer(StatusCode::UNAVAILABLE);
+  first.Answer(StatusCode::kUnavailable);
   f.env.Advance(absl::ZeroDuration());
-  first.Answer(StatusCode::UNAVAILABLE);  // The only token was spent on the first retry.
+  first.Answer(StatusCode::kUnavailable);  // The only token was spent on the first retry.
   REQUIRE(first.result);
   CHECK(first.attempt_times.size() == 2);
   CHECK(f.Calls("budget_exhausted") == 1);
   CHECK(f.Metric("resilience_retry_budget_tokens") == Approx(0));
+}
+
+TEST_CASE("every call deposits into the retry budget", "[call][budget]") {
+  Fixture f(R"({"defaultTarget": {
+      "retryBudget": {"ratio": 0.5, "minRetriesPerSecond": 0, "maxTokens": 1},
+      "methodConfig": [{"retryPolicy": {"maxAttempts": 2, "initialBackoff": "0.01s"}}]}})");
+  f.env.random().Push(0.0);
+  ScriptedCall spender(*f.method);
+  spender.Start();
+  spender.Answer(StatusCode::kUnavailable);  // The retry spends the full bucket's token.
+  f.env.Advance(absl::ZeroDuration());
+  spender.Answer(StatusCode::kOk);
+  CHECK(f.Metric("resilience_retry_budget_tokens") == Approx(0));
+  ScriptedCall depositor(*f.method);
+  depositor.Start();
+  depositor.Answer(StatusCode::kOk);
+  CHECK(f.Metric("resilience_retry_budget_tokens") == Approx(0.5));
+  // With its own deposit, the next call has the token its retry needs.
+  ScriptedCall retried(*f.method);
+  retried.Start();
+  retried.Answer(StatusCode::kUnavailable);
+  f.env.Advance(absl::ZeroDuration());
+  REQUIRE_FALSE(retried.result);
+  retried.Answer(StatusCode::kOk);
+  CHECK(retried.result->ok());
 }
 
 TEST_CASE("attempts stay within (1 + ratio) x calls plus the floor when everything fails",
@@ -265,7 +290,7 @@ TEST_CASE("attempts stay within (1 + ratio) x calls plus the floor when everythi
     ScriptedCall call(*f.method);
     call.Start();
     while (!call.result) {
-      call.Answer(StatusCode::UNAVAILABLE);
+      call.Answer(StatusCode::kUnavailable);
       f.env.Advance(absl::Milliseconds(1));
     }
   }
@@ -285,17 +310,17 @@ TEST_CASE("the breaker rejects fast and stops retries once it opens", "[call][br
   ScriptedCall call(*f.method);
   call.Start();
   for (int i = 0; i < 3; ++i) {
-    call.Answer(StatusCode::UNAVAILABLE);
+    call.Answer(StatusCode::kUnavailable);
     f.env.Advance(absl::Milliseconds(10));
   }
   const absl::Time opened = f.env.Now();
-  call.Answer(StatusCode::UNAVAILABLE);  // The fourth failure opens the breaker.
+  call.Answer(StatusCode::kUnavailable);  // The fourth failure opens the breaker.
   // The retry would be rejected, so the call ends now, with the downstream's error, instead of
   // waiting out the backoff to be turned away.
   REQUIRE(call.result);
   CHECK(f.env.Now() == opened);
-  CHECK(call.result->error_code() == StatusCode::UNAVAILABLE);
-  CHECK(call.result->error_message() == "scripted");
+  CHECK(call.result->code() == StatusCode::kUnavailable);
+  CHECK(call.result->message() == "scripted");
   CHECK(call.attempt_times.size() == 4);
   CHECK(f.Calls("failure") == 1);
 
@@ -303,7 +328,8 @@ TEST_CASE("the breaker rejects fast and stops retries once it opens", "[call][br
   rejected.Start();
   REQUIRE(rejected.result);
   CHECK(rejected.attempt_times.empty());
-  CHECK_THAT(rejected.result->error_message(), Catch::Contains("circuit breaker 'downstream'"));
+  CHECK_THAT(std::string(rejected.result->message()),
+             Catch::Contains("circuit breaker 'downstream'"));
   CHECK(f.Calls("circuit_open") == 1);
   CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_state",
                                      {{"target", "downstream"}, {"state", "OPEN"}}) == 1);
@@ -321,11 +347,11 @@ TEST_CASE("a retry due after the breaker's open wait is still made, as a probe",
   f.env.random().Push(0.5);  // A 0.5 s backoff: the breaker is half-open by then.
   ScriptedCall call(*f.method);
   call.Start();
-  call.Answer(StatusCode::UNAVAILABLE);  // Opens the breaker for 50 ms.
+  call.Answer(StatusCode::kUnavailable);  // Opens the breaker for 50 ms.
   CHECK_FALSE(call.result);
   f.env.Advance(absl::Milliseconds(500));
   REQUIRE(call.attempt_in_flight);
-  call.Answer(StatusCode::OK);
+  call.Answer(StatusCode::kOk);
   REQUIRE(call.result);
   CHECK(call.result->ok());
 }
@@ -338,25 +364,25 @@ TEST_CASE("a failed half-open probe is not retried", "[call][breaker]") {
       "methodConfig": [{"retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s"}}]}})");
   ScriptedCall opener(*f.method);
   opener.Start();
-  opener.Answer(StatusCode::UNAVAILABLE);  // Opens the breaker; the retry would be rejected.
+  opener.Answer(StatusCode::kUnavailable);  // Opens the breaker; the retry would be rejected.
   REQUIRE(opener.result);
   f.env.Advance(absl::Seconds(1));
   ScriptedCall probe(*f.method);
   probe.Start();  // The first of three probes.
-  probe.Answer(StatusCode::UNAVAILABLE);
+  probe.Answer(StatusCode::kUnavailable);
   REQUIRE(probe.result);  // Ended at once: two probes are left for other callers.
   CHECK(probe.attempt_times.size() == 1);
-  CHECK(probe.result->error_message() == "scripted");
+  CHECK(probe.result->message() == "scripted");
 }
 
 TEST_CASE("call metrics are collected from the pipeline's atomics, and outlive the registry",
           "[call][metrics]") {
   Fixture f(kRetryPolicy);
-  CHECK(LatencyBuckets().size() == LatencyHistogram::kBuckets);
+  CHECK(base::kLatencyBucketsSeconds.size() == LatencyHistogram::kBuckets);
   ScriptedCall call(*f.method);
   call.Start();
   f.env.Advance(absl::Microseconds(700));
-  call.Answer(StatusCode::OK);
+  call.Answer(StatusCode::kOk);
   std::shared_ptr<prometheus::Collectable> collectable = f.targets->call_metrics();
   const prometheus::ClientMetric::Histogram* histogram = nullptr;
   const std::vector<prometheus::MetricFamily> families = collectable->Collect();
@@ -388,10 +414,10 @@ TEST_CASE("a full bulkhead rejects with RESOURCE_EXHAUSTED and spares the breake
   ScriptedCall rejected(*f.method);
   rejected.Start();
   REQUIRE(rejected.result);
-  CHECK(rejected.result->error_code() == StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(rejected.result->code() == StatusCode::kResourceExhausted);
   CHECK(f.Calls("bulkhead_full") == 1);
   CHECK(f.targets->GetTarget("downstream").breaker().state() == BreakerState::kClosed);
-  holder.Answer(StatusCode::OK);
+  holder.Answer(StatusCode::kOk);
   CHECK(f.Metric("resilience_bulkhead_in_flight") == 0);
 }
 
@@ -404,9 +430,9 @@ TEST_CASE("a queued call proceeds when the bulkhead frees a slot", "[call][bulkh
   queued.Start();
   CHECK_FALSE(queued.attempt_in_flight);
   CHECK_FALSE(queued.result);
-  holder.Answer(StatusCode::OK);
+  holder.Answer(StatusCode::kOk);
   REQUIRE(queued.attempt_in_flight);
-  queued.Answer(StatusCode::OK);
+  queued.Answer(StatusCode::kOk);
   CHECK(queued.result->ok());
 }
 

@@ -8,6 +8,8 @@
 namespace resilience {
 namespace {
 
+using absl::StatusCode;
+
 std::string ErrorOf(std::string_view json) {
   absl::StatusOr<Policy> policy = ParsePolicyJson(json);
   REQUIRE_FALSE(policy.ok());
@@ -57,8 +59,8 @@ TEST_CASE("method configs match as in gRPC's service config", "[policy]") {
   CHECK(morgue.ForMethod("/other.Service/Get").timeout == absl::Seconds(1));
   const MethodPolicy& admit = morgue.ForMethod("/m.v1.Morgue/Admit");
   CHECK(admit.max_attempts == 3);
-  CHECK(admit.retryable_codes.Contains(grpc::StatusCode::ABORTED));
-  CHECK_FALSE(admit.retryable_codes.Contains(grpc::StatusCode::INTERNAL));
+  CHECK(admit.retryable_codes.Contains(absl::StatusCode::kAborted));
+  CHECK_FALSE(admit.retryable_codes.Contains(absl::StatusCode::kInternal));
   // A target without an entry gets the default target.
   CHECK(policy->ForTarget("appointments").ForMethod("/m.v1.Morgue/Admit").timeout ==
         kDefaultTimeout);

@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "resilience/testing/fake_environment.h"
+#include "base/testing/fake_environment.h"
 
 namespace resilience {
 namespace {
@@ -17,14 +17,14 @@ RetryBudgetConfig Budget(double ratio, double min_retries_per_second, double max
 }
 
 TEST_CASE("a disabled budget allows every retry", "[budget]") {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   RetryBudget budget(RetryBudgetConfig{}, clock);
   for (int i = 0; i < 1000; ++i) REQUIRE(budget.TryWithdrawRetry());
   CHECK(budget.tokens() == -1);
 }
 
 TEST_CASE("the budget starts full and runs dry", "[budget]") {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   RetryBudget budget(Budget(0.1, 0, 3), clock);
   CHECK(budget.TryWithdrawRetry());
   CHECK(budget.TryWithdrawRetry());
@@ -34,7 +34,7 @@ TEST_CASE("the budget starts full and runs dry", "[budget]") {
 }
 
 TEST_CASE("calls deposit ratio tokens, capped at max_tokens", "[budget]") {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   RetryBudget budget(Budget(0.25, 0, 2), clock);
   CHECK(budget.TryWithdrawRetry());
   CHECK(budget.TryWithdrawRetry());
@@ -48,7 +48,7 @@ TEST_CASE("calls deposit ratio tokens, capped at max_tokens", "[budget]") {
 }
 
 TEST_CASE("the budget refills with time at min_retries_per_second", "[budget]") {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   RetryBudget budget(Budget(0, 2, 5), clock);
   while (budget.TryWithdrawRetry()) {
   }
@@ -61,7 +61,7 @@ TEST_CASE("the budget refills with time at min_retries_per_second", "[budget]") 
 }
 
 TEST_CASE("under total failure, retries stay within ratio x calls plus the floor", "[budget]") {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   const RetryBudgetConfig config = Budget(0.1, 1, 10);
   RetryBudget budget(config, clock);
   // 10 seconds at 1000 calls a second, each wanting 2 retries.

@@ -136,6 +136,15 @@ TEST_CASE("bad input gets a clear error naming the field and changes nothing", "
                                            &patient),
          grpc::StatusCode::INVALID_ARGUMENT, "given_name");
   create.set_given_name("Ada");
+  create.set_family_name("");
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "family_name");
+  create.set_family_name(std::string(101, 'a'));
+  expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
+                                           &patient),
+         grpc::StatusCode::INVALID_ARGUMENT, "family_name");
+  create.set_family_name("Lovelace");
   create.set_date_of_birth("1990-02-30");
   expect(hospital.patients().CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), create,
                                            &patient),

@@ -8,8 +8,8 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "resilience/testing/fake_environment.h"
-#include "support/service_process.h"
+#include "base/testing/fake_environment.h"
+#include "testing_support/service_process.h"
 
 namespace patients {
 namespace {
@@ -17,10 +17,10 @@ namespace {
 // Answers each call at once with the next scripted status for its method (OK when none).
 class ScriptedDownstreams final : public Downstreams {
  public:
-  std::deque<grpc::Status> admit;
-  std::deque<grpc::Status> cancel;
-  std::deque<grpc::Status> undo_admit;
-  std::deque<grpc::Status> undo_cancel;
+  std::deque<absl::Status> admit;
+  std::deque<absl::Status> cancel;
+  std::deque<absl::Status> undo_admit;
+  std::deque<absl::Status> undo_cancel;
   std::string rejecting;  // What RejectingTarget reports.
   int admit_calls = 0;
   int cancel_calls = 0;
@@ -29,10 +29,8 @@ class ScriptedDownstreams final : public Downstreams {
 
   std::string RejectingTarget() override { return rejecting; }
 
-  void AdmitDeceased(
-      const morgue_v1::AdmitDeceasedRequest& request, absl::Time,
-      std::function<void(const grpc::Status&, const morgue_v1::AdmitDeceasedResponse&)> done)
-      override {
+  void AdmitDeceased(const morgue_v1::AdmitDeceasedRequest& request, absl::Time,
+                     Done<morgue_v1::AdmitDeceasedResponse> done) override {
     ++admit_calls;
     morgue_v1::AdmitDeceasedResponse response;
     response.mutable_admission()->set_admission_id(absl::StrCat("adm-", request.patient_id()));
@@ -40,36 +38,34 @@ class ScriptedDownstreams final : public Downstreams {
   }
   void CancelPatientAppointments(
       const appointments_v1::CancelPatientAppointmentsRequest&, absl::Time,
-      std::function<void(const grpc::Status&,
-                         const appointments_v1::CancelPatientAppointmentsResponse&)>
-          done) override {
+      Done<appointments_v1::CancelPatientAppointmentsResponse> done) override {
     ++cancel_calls;
     appointments_v1::CancelPatientAppointmentsResponse response;
     response.add_cancelled()->set_appointment_id("apt-1");
     done(Next(cancel), response);
   }
   void CancelAdmission(const morgue_v1::CancelAdmissionRequest&, absl::Time,
-                       std::function<void(const grpc::Status&)> done) override {
+                       Done<morgue_v1::CancelAdmissionResponse> done) override {
     ++undo_admit_calls;
-    done(Next(undo_admit));
+    done(Next(undo_admit), {});
   }
-  void RestorePatientAppointments(const appointments_v1::RestorePatientAppointmentsRequest&,
-                                  absl::Time,
-                                  std::function<void(const grpc::Status&)> done) override {
+  void RestorePatientAppointments(
+      const appointments_v1::RestorePatientAppointmentsRequest&, absl::Time,
+      Done<appointments_v1::RestorePatientAppointmentsResponse> done) override {
     ++undo_cancel_calls;
-    done(Next(undo_cancel));
+    done(Next(undo_cancel), {});
   }
 
  private:
-  static grpc::Status Next(std::deque<grpc::Status>& script) {
-    if (script.empty()) return grpc::Status::OK;
-    grpc::Status status = script.front();
+  static absl::Status Next(std::deque<absl::Status>& script) {
+    if (script.empty()) return absl::OkStatus();
+    absl::Status status = script.front();
     script.pop_front();
     return status;
   }
 };
 
-const grpc::Status kDown(grpc::StatusCode::UNAVAILABLE, "connection refused");
+const absl::Status kDown(absl::StatusCode::kUnavailable, "connection refused");
 
 struct Fixture {
   Fixture() {
@@ -95,7 +91,7 @@ struct Fixture {
   int Pending() { return *repository->PendingCompensationCount(); }
 
   testing_support::TempDir dir;
-  resilience::testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   std::unique_ptr<server_kit::Database> database;
   std::optional<PatientsRepository> repository;
@@ -139,7 +135,7 @@ TEST_CASE("a failed undo call is kept and retried in the background with backoff
   Fixture f;
   f.downstreams.cancel.push_back(kDown);
   f.downstreams.undo_admit = {kDown, kDown};
-  f.env.random().Push(0.5);  // Backoff factor 1.0.
+  f.env.random().Push(0.999);  // Full jitter: each backoff 99.9 % of its ceiling.
   REQUIRE_FALSE(f.Record().ok());
   CHECK(f.Pending() == 1);
   // A new RecordDeath must wait for the undo, or a late undo could cancel its admission.
@@ -148,13 +144,13 @@ TEST_CASE("a failed undo call is kept and retried in the background with backoff
   CHECK_THAT(std::string(blocked.status().message()), Catch::Contains("still being undone"));
 
   f.env.Advance(absl::Milliseconds(400));
-  f.workflow->ReconcileOnce();  // Not due yet (500 ms backoff).
+  f.workflow->ReconcileOnce();  // Not due yet (499.5 ms backoff).
   CHECK(f.downstreams.undo_admit_calls == 1);
   f.env.Advance(absl::Milliseconds(100));
-  f.workflow->ReconcileOnce();  // Due; fails again; next backoff 1 s.
+  f.workflow->ReconcileOnce();  // Due; fails again; the ceiling doubles: 999 ms.
   CHECK(f.downstreams.undo_admit_calls == 2);
   CHECK(f.Pending() == 1);
-  f.env.Advance(absl::Milliseconds(999));
+  f.env.Advance(absl::Milliseconds(998));
   f.workflow->ReconcileOnce();
   CHECK(f.downstreams.undo_admit_calls == 2);
   f.env.Advance(absl::Milliseconds(1));
@@ -164,11 +160,30 @@ TEST_CASE("a failed undo call is kept and retried in the background with backoff
   REQUIRE(f.Record().ok());
 }
 
+TEST_CASE("both owed undo calls are kept until each has succeeded", "[workflow]") {
+  Fixture f;
+  f.downstreams.admit.push_back(kDown);
+  f.downstreams.undo_admit = {kDown};
+  f.downstreams.undo_cancel = {kDown, kDown};
+  f.env.random().Push(0.999);
+  REQUIRE_FALSE(f.Record().ok());
+  CHECK(f.Pending() == 2);
+  f.env.Advance(absl::Milliseconds(500));
+  f.workflow->ReconcileOnce();  // The morgue's undo succeeds; the appointments' fails again.
+  CHECK(f.downstreams.undo_admit_calls == 2);
+  CHECK(f.downstreams.undo_cancel_calls == 2);
+  CHECK(f.Pending() == 1);
+  f.env.Advance(absl::Seconds(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.undo_admit_calls == 2);  // Done: not sent again.
+  CHECK(f.downstreams.undo_cancel_calls == 3);
+  CHECK(f.Pending() == 0);
+}
+
 TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]") {
   Fixture f;
   f.downstreams.cancel.push_back(kDown);
-  f.downstreams.undo_admit.push_back(
-      grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "body released"));
+  f.downstreams.undo_admit.push_back(absl::FailedPreconditionError("body released"));
   REQUIRE_FALSE(f.Record().ok());
   CHECK(f.Pending() == 0);
 }

@@ -3,17 +3,23 @@
 
 #include <filesystem>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+
 #include <catch2/catch.hpp>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/sync.h"
+#include "base/testing/fake_environment.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "resilience/sync.h"
-#include "resilience/testing/fake_environment.h"
 #include "server_kit/rpc_support.h"
 #include "support/hospital_fixture.h"
-#include "support/metrics_reader.h"
+#include "testing_support/metrics_reader.h"
 
 namespace {
 
@@ -22,6 +28,7 @@ using server_kit::FaultInjector;
 using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::Hospital;
+using testing_support::ServiceProcess;
 namespace faults_v1 = hospital::faults::v1;
 namespace patients_v1 = hospital::patients::v1;
 
@@ -33,13 +40,13 @@ faults_v1::Fault Abort(const std::string& method, const std::string& code) {
 }
 
 TEST_CASE("rules match by method, service or everything, first match deciding", "[faults]") {
-  resilience::testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   FaultInjector injector(env.environment(), registry);
   REQUIRE(injector.Set(Abort("a.v1.S/Get", "NOT_FOUND")).ok());
   REQUIRE(injector.Set(Abort("a.v1.S/*", "UNAVAILABLE")).ok());
-  CHECK(injector.Decide("/a.v1.S/Get").abort_status.error_code() == grpc::StatusCode::NOT_FOUND);
-  CHECK(injector.Decide("/a.v1.S/Put").abort_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(injector.Decide("/a.v1.S/Get").abort_status.code() == absl::StatusCode::kNotFound);
+  CHECK(injector.Decide("/a.v1.S/Put").abort_status.code() == absl::StatusCode::kUnavailable);
   CHECK(injector.Decide("/b.v1.T/Get").kind == FaultDecision::Kind::kNone);
   REQUIRE(injector.Set(Abort("*", "INTERNAL")).ok());
   CHECK(injector.Decide("/b.v1.T/Get").kind == FaultDecision::Kind::kAbort);
@@ -52,7 +59,7 @@ TEST_CASE("rules match by method, service or everything, first match deciding", 
 }
 
 TEST_CASE("a rule affects its percentage of calls", "[faults]") {
-  resilience::testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   FaultInjector injector(env.environment(), registry);
   faults_v1::Fault fault = Abort("*", "UNAVAILABLE");
@@ -65,7 +72,7 @@ TEST_CASE("a rule affects its percentage of calls", "[faults]") {
 }
 
 TEST_CASE("delays are fixed plus jittered, and rules expire by themselves", "[faults]") {
-  resilience::testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   FaultInjector injector(env.environment(), registry);
   faults_v1::Fault fault;
@@ -85,7 +92,7 @@ TEST_CASE("delays are fixed plus jittered, and rules expire by themselves", "[fa
 }
 
 TEST_CASE("invalid rules are refused, naming the field", "[faults]") {
-  resilience::testing::FakeEnvironment env;
+  base::testing::FakeEnvironment env;
   prometheus::Registry registry;
   FaultInjector injector(env.environment(), registry);
   auto error = [&](const faults_v1::Fault& fault) {
@@ -165,6 +172,135 @@ TEST_CASE("the fault admin service demands the token and changes nothing without
   REQUIRE(admin.Clear().ok());
   // The aborted call did not act: p-2 does not exist and can be created now.
   hospital.CreatePatient("p-2");
+}
+
+// Sends `json` as a request of `method` (a method descriptor of a generated service) and returns
+// the status, using gRPC's generic stub so that one loop can call every method.
+grpc::Status CallGeneric(grpc::GenericStub& stub, const google::protobuf::MethodDescriptor& method,
+                         const std::string& json) {
+  std::unique_ptr<google::protobuf::Message> request(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(method.input_type())
+          ->New());
+  const auto parsed = google::protobuf::util::JsonStringToMessage(json, request.get());
+  INFO(method.full_name() << ": " << parsed.ToString());
+  REQUIRE(parsed.ok());
+  grpc::Slice slice(request->SerializeAsString());
+  grpc::ByteBuffer sent(&slice, 1);
+  grpc::ByteBuffer received;
+  grpc::Status result;
+  base::Notification done;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  stub.UnaryCall(context.get(),
+                 absl::StrCat("/", method.service()->full_name(), "/", method.name()),
+                 grpc::StubOptions(), &sent, &received, [&](grpc::Status status) {
+                   result = std::move(status);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  return result;
+}
+
+TEST_CASE("an aborted call never reaches the method, for every method of every service",
+          "[faults][hospital]") {
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  Hospital hospital(options);
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  const std::string appointment_id = hospital.Schedule("p-1", absl::Hours(24)).appointment_id();
+  const std::string past = "\"2020-01-01T00:00:00Z\"";
+  const std::string future = "\"2099-01-01T00:00:00Z\"";
+  // A request each method would act on if it ran: valid, and naming things that exist.
+  const std::map<std::string, std::string> requests = {
+      {"hospital.patients.v1.PatientsService.CreatePatient",
+       R"({"patientId": "p-new", "givenName": "Ada", "familyName": "Byron",
+           "dateOfBirth": "1990-12-10"})"},
+      {"hospital.patients.v1.PatientsService.GetPatient", R"({"patientId": "p-1"})"},
+      {"hospital.patients.v1.PatientsService.ListPatients", "{}"},
+      {"hospital.patients.v1.PatientsService.UpdateContactDetails",
+       R"({"patientId": "p-1", "contact": {"email": "changed@example.org"}})"},
+      {"hospital.patients.v1.PatientsService.RecordDeath",
+       R"({"patientId": "p-1", "cause": "stroke", "timeOfDeath": )" + past + "}"},
+      {"hospital.morgue.v1.MorgueService.AdmitDeceased",
+       R"({"patientId": "p-9", "workflowId": "w-9", "cause": "stroke", "timeOfDeath": )" + past +
+           "}"},
+      {"hospital.morgue.v1.MorgueService.GetAdmission", R"({"patientId": "p-9"})"},
+      {"hospital.morgue.v1.MorgueService.ListAdmissions", "{}"},
+      {"hospital.morgue.v1.MorgueService.ReleaseBody",
+       R"({"admissionId": "adm-1", "funeralHome": "Hill & Sons"})"},
+      {"hospital.morgue.v1.MorgueService.CancelAdmission",
+       R"({"patientId": "p-9", "workflowId": "w-9"})"},
+      {"hospital.appointments.v1.AppointmentsService.ScheduleAppointment",
+       R"({"appointmentId": "a-new", "patientId": "p-1", "clinician": "Dr. Snow",
+           "scheduledTime": )" +
+           future + "}"},
+      {"hospital.appointments.v1.AppointmentsService.GetAppointment",
+       R"({"appointmentId": ")" + appointment_id + R"("})"},
+      {"hospital.appointments.v1.AppointmentsService.ListAppointments", R"({"patientId": "p-1"})"},
+      {"hospital.appointments.v1.AppointmentsService.CancelAppointment",
+       R"({"appointmentId": ")" + appointment_id + R"(", "reason": "moved"})"},
+      {"hospital.appointments.v1.AppointmentsService.CancelPatientAppointments",
+       R"({"patientId": "p-1", "workflowId": "w-1", "reason": "deceased"})"},
+      {"hospital.appointments.v1.AppointmentsService.RestorePatientAppointments",
+       R"({"patientId": "p-1", "workflowId": "w-1"})"},
+  };
+  const std::vector<std::pair<std::string, ServiceProcess*>> services = {
+      {"hospital.patients.v1.PatientsService", &hospital.patients_process()},
+      {"hospital.morgue.v1.MorgueService", &hospital.morgue_process()},
+      {"hospital.appointments.v1.AppointmentsService", &hospital.appointments_process()},
+  };
+  int methods_called = 0;
+  for (const auto& [service_name, process] : services) {
+    const google::protobuf::ServiceDescriptor* service =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_name);
+    REQUIRE(service != nullptr);
+    FaultAdmin admin(process->address());
+    REQUIRE(admin.Set(Abort("*", "DATA_LOSS")).ok());
+    grpc::GenericStub stub(
+        grpc::CreateChannel(process->address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor& method = *service->method(i);
+      const auto request = requests.find(method.full_name());
+      INFO("no request in this test for " << method.full_name() << ": add one");
+      REQUIRE(request != requests.end());
+      const grpc::Status status = CallGeneric(stub, method, request->second);
+      INFO(method.full_name() << ": " << status.error_message());
+      CHECK(status.error_code() == grpc::StatusCode::DATA_LOSS);
+      ++methods_called;
+    }
+    REQUIRE(admin.Clear().ok());
+  }
+  CHECK(methods_called == static_cast<int>(requests.size()));
+
+  // Nothing any of them would have done was done.
+  patients_v1::Patient patient;
+  patients_v1::GetPatientRequest get_patient;
+  get_patient.set_patient_id("p-new");
+  CHECK(hospital.patients()
+            .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get_patient, &patient)
+            .error_code() == grpc::StatusCode::NOT_FOUND);
+  get_patient.set_patient_id("p-1");
+  REQUIRE(hospital.patients()
+              .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get_patient, &patient)
+              .ok());
+  CHECK(patient.status() == patients_v1::ALIVE);
+  CHECK(patient.contact().email() == "ada@example.org");  // As CreatePatient set it.
+  hospital::morgue::v1::GetAdmissionRequest get_admission;
+  get_admission.set_patient_id("p-9");
+  hospital::morgue::v1::Admission admission;
+  CHECK(hospital.morgue()
+            .GetAdmission(ContextWithTimeout(absl::Seconds(5)).get(), get_admission, &admission)
+            .error_code() == grpc::StatusCode::NOT_FOUND);
+  hospital::appointments::v1::ListAppointmentsRequest list;
+  list.set_patient_id("p-1");
+  hospital::appointments::v1::ListAppointmentsResponse listed;
+  REQUIRE(hospital.appointments()
+              .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+              .ok());
+  REQUIRE(listed.appointments_size() == 1);
+  CHECK(listed.appointments(0).appointment_id() == appointment_id);
+  CHECK(listed.appointments(0).status() == hospital::appointments::v1::SCHEDULED);
 }
 
 TEST_CASE("a fault in the morgue is compensated by the death workflow", "[faults][hospital]") {
@@ -283,8 +419,8 @@ TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") 
     grpc::Status status;
   };
   std::vector<std::unique_ptr<Call>> calls;
-  resilience::Mutex mutex;
-  resilience::CondVar finished_changed;
+  base::Mutex mutex;
+  base::CondVar finished_changed;
   int finished = 0;
   for (int i = 0; i < 32; ++i) {
     auto& call = *calls.emplace_back(std::make_unique<Call>());
@@ -292,7 +428,7 @@ TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") 
     call.request.set_patient_id("p-1");
     hospital.patients().async()->GetPatient(&call.context, &call.request, &call.response,
                                             [&, c = &call](grpc::Status status) {
-                                              resilience::MutexLock lock(&mutex);
+                                              base::MutexLock lock(&mutex);
                                               c->status = std::move(status);
                                               ++finished;
                                               finished_changed.SignalAll();
@@ -301,7 +437,7 @@ TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") 
   absl::SleepFor(absl::Milliseconds(700));
   const auto stalled_threads = threads();
   {
-    resilience::MutexLock lock(&mutex);
+    base::MutexLock lock(&mutex);
     while (finished < 32) finished_changed.Wait(&mutex);
   }
   for (const auto& call : calls) {

@@ -50,7 +50,7 @@ std::set<std::string> ReferencedNames(const std::string& text) {
   return names;
 }
 
-TEST_CASE("alerts and dashboard name only exported metrics; scrapes pass promtool",
+TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass promtool",
           "[monitoring]") {
   testing_support::HospitalOptions options;
   options.with_metrics = true;

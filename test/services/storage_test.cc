@@ -8,12 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "appointments/appointments_repository.h"
+#include "base/sync.h"
 #include "morgue/morgue_repository.h"
 #include "patients/patients_repository.h"
-#include "resilience/sync.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
-#include "support/service_process.h"
+#include "testing_support/service_process.h"
 
 namespace {
 
@@ -151,8 +151,8 @@ class HeldGroup {
 
  private:
   Database& database_;
-  resilience::Notification running_;
-  resilience::Notification release_;
+  base::Notification running_;
+  base::Notification release_;
   absl::Status status_;
   std::thread leader_;
   std::vector<std::thread> followers_;
@@ -239,6 +239,60 @@ TEST_CASE("a unit that loses its group's transaction fails every unit that share
   CHECK(losing.code() == absl::StatusCode::kInternal);
   CHECK(after.ok());  // Run in a transaction of its own.
   CHECK(Ids(*database) == std::vector<std::string>{"after", "leader"});
+}
+
+TEST_CASE("a COMMIT that fails fails every unit of its group", "[storage]") {
+  testing_support::TempDir dir;
+  auto database =
+      Open(dir.path() + "/test.db",
+           {"CREATE TABLE t (id TEXT PRIMARY KEY)", "CREATE TABLE parent (id TEXT PRIMARY KEY)",
+            "CREATE TABLE child (parent_id TEXT REFERENCES parent (id) DEFERRABLE INITIALLY "
+            "DEFERRED)"});
+  HeldGroup held(*database);
+  absl::Status first, orphan, last;
+  held.Submit([](Database::Session& session) { return Insert(session, "first"); }, &first);
+  // A deferred foreign key is checked by COMMIT, not when the row is written: this unit runs
+  // cleanly, and the COMMIT of the group it shares fails.
+  held.Submit(
+      [](Database::Session& session) {
+        return session.Exec("INSERT INTO child (parent_id) VALUES ('nobody')");
+      },
+      &orphan);
+  held.Submit([](Database::Session& session) { return Insert(session, "last"); }, &last);
+  REQUIRE(held.Release().ok());
+  for (const absl::Status* status : {&first, &orphan, &last}) {
+    INFO(status->ToString());
+    CHECK(status->code() == absl::StatusCode::kFailedPrecondition);
+  }
+  CHECK(Ids(*database) == std::vector<std::string>{"leader"});
+}
+
+TEST_CASE("the schema allows one pending or completed death per patient", "[storage]") {
+  // The transaction around BeginDeath already refuses a second death; the index is what holds
+  // when code changes, so it is checked on its own.
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/patients.db", patients::Migrations());
+  const auto insert_workflow = [&](const std::string& workflow_id, int state) {
+    return database->InTransaction([&](Database::Session& session) -> absl::Status {
+      return session.Exec(absl::StrCat(
+          "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "
+          "create_time, update_time) VALUES ('",
+          workflow_id, "', 'p-1', 0, 'x', ", state, ", 0, 0)"));
+    });
+  };
+  REQUIRE(database
+              ->InTransaction([](Database::Session& session) {
+                return session.Exec(
+                    "INSERT INTO patients (patient_id, given_name, family_name, date_of_birth, "
+                    "status, create_time, update_time) VALUES ('p-1', 'A', 'B', '1990-01-01', 1, "
+                    "0, 0)");
+              })
+              .ok());
+  REQUIRE(insert_workflow("w-compensated", 4).ok());
+  REQUIRE(insert_workflow("w-pending", 1).ok());
+  CHECK(insert_workflow("w-second-pending", 1).code() == absl::StatusCode::kAlreadyExists);
+  CHECK(insert_workflow("w-completed", 2).code() == absl::StatusCode::kAlreadyExists);
+  CHECK(insert_workflow("w-compensating", 3).ok());
 }
 
 TEST_CASE("reads do not wait for a transaction, and see only what is committed", "[storage]") {

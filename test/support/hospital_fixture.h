@@ -11,7 +11,7 @@
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
-#include "support/service_process.h"
+#include "testing_support/service_process.h"
 
 namespace testing_support {
 

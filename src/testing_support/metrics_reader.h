@@ -1,6 +1,6 @@
 // Reads values back from a prometheus::Registry (or any Collectable) in tests.
-#ifndef HOSPITAL_TEST_SUPPORT_METRICS_READER_H_
-#define HOSPITAL_TEST_SUPPORT_METRICS_READER_H_
+#ifndef HOSPITAL_SRC_TESTING_SUPPORT_METRICS_READER_H_
+#define HOSPITAL_SRC_TESTING_SUPPORT_METRICS_READER_H_
 
 #include <map>
 #include <string>
@@ -16,4 +16,4 @@ double MetricValue(const prometheus::Collectable& source, const std::string& nam
 
 }  // namespace testing_support
 
-#endif  // HOSPITAL_TEST_SUPPORT_METRICS_READER_H_
+#endif  // HOSPITAL_SRC_TESTING_SUPPORT_METRICS_READER_H_

@@ -1,4 +1,4 @@
-#include "support/metrics_reader.h"
+#include "testing_support/metrics_reader.h"
 
 #include <prometheus/metric_family.h>
 

@@ -1,22 +1,22 @@
-// Deterministic time, timers and randomness for tests of code built on resilience::Environment.
+// Deterministic time, timers and randomness for tests of code built on base::Environment.
 //
-//   resilience::testing::FakeEnvironment env;
+//   base::testing::FakeEnvironment env;
 //   ... start a call that will retry after a backoff ...
 //   env.Advance(absl::Milliseconds(100));   // runs the timers due by then, on this thread
 //
 // Nothing sleeps: the clock moves only in Advance, and timers run inside Advance in time order.
-#ifndef HOSPITAL_SRC_RESILIENCE_TESTING_FAKE_ENVIRONMENT_H_
-#define HOSPITAL_SRC_RESILIENCE_TESTING_FAKE_ENVIRONMENT_H_
+#ifndef HOSPITAL_SRC_BASE_TESTING_FAKE_ENVIRONMENT_H_
+#define HOSPITAL_SRC_BASE_TESTING_FAKE_ENVIRONMENT_H_
 
 #include <cstddef>
 #include <deque>
 #include <map>
 
 #include "absl/base/thread_annotations.h"
-#include "resilience/clock.h"
-#include "resilience/sync.h"
+#include "base/clock.h"
+#include "base/sync.h"
 
-namespace resilience::testing {
+namespace base::testing {
 
 // A clock that stands still until advanced. Thread-safe.
 class FakeClock final : public Clock {
@@ -90,6 +90,6 @@ class FakeEnvironment final {
   ScriptedRandom random_;
 };
 
-}  // namespace resilience::testing
+}  // namespace base::testing
 
-#endif  // HOSPITAL_SRC_RESILIENCE_TESTING_FAKE_ENVIRONMENT_H_
+#endif  // HOSPITAL_SRC_BASE_TESTING_FAKE_ENVIRONMENT_H_

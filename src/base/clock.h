@@ -1,13 +1,13 @@
-// Time, timers and randomness for the resilience library, behind interfaces so that every
-// component that waits, times or jitters can be driven by a fake clock in tests.
+// Time, timers and randomness behind interfaces, so that every component that waits, times or
+// jitters can be driven by a fake clock in tests.
 //
-//   resilience::RealEnvironment env;          // wall clock, one timer thread, thread-safe RNG
+//   base::RealEnvironment env;          // wall clock, one timer thread, thread-safe RNG
 //   resilience::Target target("morgue", policy, env.environment(), metrics);
 //
-// Tests use resilience::testing::FakeEnvironment instead, whose clock moves only when told to
-// and which runs due timers on the thread that advances it.
-#ifndef HOSPITAL_SRC_RESILIENCE_CLOCK_H_
-#define HOSPITAL_SRC_RESILIENCE_CLOCK_H_
+// Tests use base::testing::FakeEnvironment (base/testing/fake_environment.h) instead, whose clock
+// moves only when told to and which runs due timers on the thread that advances it.
+#ifndef HOSPITAL_SRC_BASE_CLOCK_H_
+#define HOSPITAL_SRC_BASE_CLOCK_H_
 
 #include <cstdint>
 #include <map>
@@ -16,9 +16,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 
-namespace resilience {
+namespace base {
 
 // Source of the current time. Implementations are thread-safe.
 class Clock {
@@ -111,6 +111,6 @@ class RealEnvironment final {
   TimerThread timers_;
 };
 
-}  // namespace resilience
+}  // namespace base
 
-#endif  // HOSPITAL_SRC_RESILIENCE_CLOCK_H_
+#endif  // HOSPITAL_SRC_BASE_CLOCK_H_

@@ -1,8 +1,8 @@
 // Runs a service binary as a child process for integration tests: fresh temporary directory,
 // ports picked by the system (read back from --port_file), and control over its life (SIGTERM,
 // SIGKILL, SIGSTOP/SIGCONT, restart with the same data).
-#ifndef HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
-#define HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
+#ifndef HOSPITAL_SRC_TESTING_SUPPORT_SERVICE_PROCESS_H_
+#define HOSPITAL_SRC_TESTING_SUPPORT_SERVICE_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -87,4 +87,4 @@ long PeakResidentBytes(pid_t pid);
 
 }  // namespace testing_support
 
-#endif  // HOSPITAL_TEST_SUPPORT_SERVICE_PROCESS_H_
+#endif  // HOSPITAL_SRC_TESTING_SUPPORT_SERVICE_PROCESS_H_

@@ -1,7 +1,7 @@
 // A real gRPC server on loopback for tests and benchmarks: echo.v1.EchoService, which fails,
 // stalls or pushes back as each request asks, and counts the requests it received.
-#ifndef HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
-#define HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
+#ifndef HOSPITAL_SRC_TESTING_SUPPORT_ECHO_SERVER_H_
+#define HOSPITAL_SRC_TESTING_SUPPORT_ECHO_SERVER_H_
 
 #include <atomic>
 #include <memory>
@@ -39,4 +39,4 @@ class EchoServer final {
 
 }  // namespace testing_support
 
-#endif  // HOSPITAL_TEST_SUPPORT_ECHO_SERVER_H_
+#endif  // HOSPITAL_SRC_TESTING_SUPPORT_ECHO_SERVER_H_

@@ -1,4 +1,4 @@
-#include "support/service_process.h"
+#include "testing_support/service_process.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

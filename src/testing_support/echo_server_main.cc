@@ -22,7 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "echo/v1/echo.grpc.pb.h"
-#include "support/echo_server.h"
+#include "testing_support/echo_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Address to serve on, host:port");
 ABSL_FLAG(std::string, metrics_listen, "none",

@@ -1,10 +1,10 @@
-#include "resilience/clock.h"
+#include "base/clock.h"
 
 #include <utility>
 
 #include <random>
 
-namespace resilience {
+namespace base {
 namespace {
 
 class SystemClockImpl final : public Clock {
@@ -101,4 +101,4 @@ void TimerThread::Loop() {
 
 RealEnvironment::RealEnvironment() : timers_(SystemClock()) {}
 
-}  // namespace resilience
+}  // namespace base

@@ -1,4 +1,4 @@
-#include "support/echo_server.h"
+#include "testing_support/echo_server.h"
 
 #include <map>
 
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "resilience/sync.h"
+#include "base/sync.h"
 
 namespace testing_support {
 
@@ -14,7 +14,7 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
  public:
   std::atomic<int> requests{0};
   bool record_metadata = true;
-  mutable resilience::Mutex mutex;
+  mutable base::Mutex mutex;
   std::vector<std::multimap<std::string, std::string>> metadata ABSL_GUARDED_BY(mutex);
 
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
@@ -27,7 +27,7 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
         received.emplace(std::string(key.data(), key.size()),
                          std::string(value.data(), value.size()));
       }
-      resilience::MutexLock lock(&mutex);
+      base::MutexLock lock(&mutex);
       metadata.push_back(std::move(received));
     }
     // Stalls on a gRPC thread (enough for tests that stall a few calls at a time), giving up
@@ -67,7 +67,7 @@ EchoServer::EchoServer(grpc::Service* extra_service, const std::string& address,
 int EchoServer::requests_received() const { return service_->requests.load(); }
 
 std::vector<std::string> EchoServer::MetadataSeen(const std::string& key) const {
-  resilience::MutexLock lock(&service_->mutex);
+  base::MutexLock lock(&service_->mutex);
   std::vector<std::string> values;
   for (const auto& request : service_->metadata) {
     auto [first, last] = request.equal_range(key);

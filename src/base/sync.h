@@ -7,8 +7,8 @@
 // library stays checkable under -fsanitize=thread. The annotations (ABSL_GUARDED_BY and
 // friends) work on these types exactly as on absl::Mutex, and clang's -Wthread-safety checks
 // them. The same approach as LevelDB's port::Mutex.
-#ifndef HOSPITAL_SRC_RESILIENCE_SYNC_H_
-#define HOSPITAL_SRC_RESILIENCE_SYNC_H_
+#ifndef HOSPITAL_SRC_BASE_SYNC_H_
+#define HOSPITAL_SRC_BASE_SYNC_H_
 
 #include <condition_variable>
 #include <mutex>
@@ -17,7 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace resilience {
+namespace base {
 
 class ABSL_LOCKABLE Mutex final {
  public:
@@ -94,10 +94,6 @@ class Notification final {
     }
     return true;
   }
-  bool HasBeenNotified() {
-    MutexLock lock(&mutex_);
-    return notified_;
-  }
 
  private:
   Mutex mutex_;
@@ -105,6 +101,6 @@ class Notification final {
   bool notified_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
-}  // namespace resilience
+}  // namespace base
 
-#endif  // HOSPITAL_SRC_RESILIENCE_SYNC_H_
+#endif  // HOSPITAL_SRC_BASE_SYNC_H_

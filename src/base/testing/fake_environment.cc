@@ -1,8 +1,8 @@
-#include "resilience/testing/fake_environment.h"
+#include "base/testing/fake_environment.h"
 
 #include <utility>
 
-namespace resilience::testing {
+namespace base::testing {
 
 Scheduler::TimerId FakeScheduler::RunAt(absl::Time when, absl::AnyInvocable<void()> callback) {
   MutexLock lock(&mutex_);
@@ -74,4 +74,4 @@ void FakeEnvironment::Advance(absl::Duration duration) {
   scheduler_.RunDue();
 }
 
-}  // namespace resilience::testing
+}  // namespace base::testing

@@ -1,0 +1,27 @@
+#include "server_kit/serve.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace server_kit {
+
+std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found =
+      metadata.find(grpc::string_ref(kInjectedFaultKey.data(), kInjectedFaultKey.size()));
+  if (found == metadata.end()) return std::nullopt;
+  const absl::string_view value(found->second.data(), found->second.size());
+  const std::size_t space = value.find(' ');
+  int code = 0;
+  if (space == absl::string_view::npos || !absl::SimpleAtoi(value.substr(0, space), &code) ||
+      code <= 0 || code > 16) {
+    return absl::InternalError("fault injected (unreadable mark)");
+  }
+  return absl::Status(static_cast<absl::StatusCode>(code), value.substr(space + 1));
+}
+
+std::string EncodeInjectedFault(const absl::Status& status) {
+  return absl::StrCat(static_cast<int>(status.code()), " ", status.message());
+}
+
+}  // namespace server_kit
