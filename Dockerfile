@@ -7,8 +7,7 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN scripts/install-deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DHOSPITAL_BUILD_TESTS=OFF -DHOSPITAL_BUILD_BENCH=OFF \
+RUN cmake --preset services \
  && cmake --build build -j2 --target patients morgue appointments \
  && install -D -m 0755 build/src/patients/patients /out/usr/local/bin/patients \
  && install -D -m 0755 build/src/morgue/morgue /out/usr/local/bin/morgue \

@@ -5,6 +5,9 @@ add_library(hospital_warnings INTERFACE)
 target_compile_options(hospital_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wconversion
   -Wno-sign-conversion -Wimplicit-fallthrough)
+if(HOSPITAL_WARNINGS_AS_ERRORS)
+  target_compile_options(hospital_warnings INTERFACE -Werror)
+endif()
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   # Checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations.
   target_compile_options(hospital_warnings INTERFACE -Wthread-safety)

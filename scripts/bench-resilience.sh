@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOSPITAL_BUILD_TESTS=ON \
-  -DHOSPITAL_BUILD_BENCH=ON >/dev/null
+cmake --preset default >/dev/null
 cmake --build build -j2 --target resilience_bench loopback_bench
 
 build/bench/resilience_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \

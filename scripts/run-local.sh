@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh build
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOSPITAL_BUILD_TESTS=OFF \
-  -DHOSPITAL_BUILD_BENCH=OFF >/dev/null
+cmake --preset services >/dev/null
 cmake --build build -j2 --target patients morgue appointments
 
 data=${HOSPITAL_DATA:-$PWD/run}
