@@ -14,11 +14,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "base/grpc_status.h"
+#include "base/status.h"
 #include "base/sync.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
 #include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 #include "testing_support/service_process.h"
 
 namespace fault_bench {
@@ -60,12 +62,11 @@ class System {
     };
     morgue_ = make("morgue", {});
     appointments_ = make("appointments", {});
-    variant_policy_ = variant.policy_file;
-    make_patients_ = [make, this] {
-      return make("patients", {absl::StrCat("--resilience_policy=", variant_policy_),
-                               absl::StrCat("--morgue_address=", morgue_->address()),
-                               absl::StrCat("--appointments_address=", appointments_->address()),
-                               "--reconcile_interval=0.2s"});
+    make_patients_ = [make, this, flags = variant.patients_flags]() mutable {
+      flags.push_back(absl::StrCat("--morgue_address=", morgue_->address()));
+      flags.push_back(absl::StrCat("--appointments_address=", appointments_->address()));
+      flags.push_back("--reconcile_interval=0.2s");
+      return make("patients", flags);
     };
   }
 
@@ -98,7 +99,6 @@ class System {
   }
 
  private:
-  std::string variant_policy_;
   std::unique_ptr<testing_support::ServiceProcess> morgue_;
   std::unique_ptr<testing_support::ServiceProcess> appointments_;
   std::unique_ptr<testing_support::ServiceProcess> patients_;
@@ -162,7 +162,7 @@ class Recorder {
 };
 
 // Sends one unary call asynchronously. `method` forwards its four arguments to a stub's async
-// method; `done(status, request)` runs on a gRPC thread when the call ends.
+// method; `done(status, request, context)` runs on a gRPC thread when the call ends.
 template <typename Response, typename Request, typename Method, typename Done>
 void CallAsync(Method method, Request request, absl::Time deadline, Done done) {
   struct Call {
@@ -174,7 +174,7 @@ void CallAsync(Method method, Request request, absl::Time deadline, Done done) {
   call->context.set_deadline(absl::ToChronoTime(deadline));
   call->request = std::move(request);
   method(&call->context, &call->request, &call->response, [call, done](grpc::Status status) {
-    done(status, call->request);
+    done(status, call->request, call->context);
     delete call;
   });
 }
@@ -231,226 +231,279 @@ double Quantile(std::vector<double> values, double quantile) {
                          static_cast<std::size_t>(quantile * static_cast<double>(values.size())))];
 }
 
-absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
-                                      const RunOptions& options) {
-  RunResult result;
-  result.scenario = scenario.name;
-  result.variant = variant.name;
-  result.duration = scenario.duration;
-  const std::string dir = absl::StrCat(options.work_dir, "/", scenario.name, "-", variant.name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  System system(options, variant, dir);
-  if (absl::Status started = system.Start(); !started.ok()) return started;
-  auto stop = [&system] { system.Stop(); };
-  struct Stopper {
-    std::function<void()> stop;
-    ~Stopper() { stop(); }
-  } stopper{stop};
+namespace {
 
-  const int deaths =
-      static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
-  std::vector<std::string> ids;
-  if (absl::Status seeded =
-          Seed(system, deaths + options.warmup_deaths, options.appointments_per_patient, ids);
-      !seeded.ok()) {
-    return seeded;
+// One scenario against one variant on fresh services: seed, warm up, run the load with the
+// timeline of faults and the samplers beside it, then measure and wait for consistency.
+class ScenarioRun final {
+ public:
+  ScenarioRun(const Scenario& scenario, const Variant& variant, const RunOptions& options,
+              const std::string& dir)
+      : scenario_(scenario), options_(options), system_(options, variant, dir) {
+    result_.scenario = scenario.name;
+    result_.variant = variant.name;
+    result_.duration = scenario.duration;
+    deaths_ =
+        static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
   }
-  auto patients =
-      patients_v1::PatientsService::NewStub(Channel(system.process(Service::kPatients)));
-  auto admin =
-      resilience::v1::ResilienceAdmin::NewStub(Channel(system.process(Service::kPatients)));
+  ~ScenarioRun() { system_.Stop(); }
 
-  Recorder recorder;
-  base::Mutex acknowledged_mutex;
-  std::set<std::string> acknowledged;
-  const auto record_death = [&](const std::string& patient_id, const char* cause,
-                                absl::Time deadline, auto on_done) {
+  absl::StatusOr<RunResult> Run() {
+    RETURN_IF_ERROR(system_.Start());
+    RETURN_IF_ERROR(
+        Seed(system_, deaths_ + options_.warmup_deaths, options_.appointments_per_patient, ids_));
+    patients_ = patients_v1::PatientsService::NewStub(Channel(system_.process(Service::kPatients)));
+    WarmUp();
+    const absl::StatusOr<std::string> before = ScrapePatients();
+    RETURN_IF_ERROR(RunLoad());
+    if (const absl::StatusOr<std::string> after = ScrapePatients(); before.ok() && after.ok()) {
+      MeasureAmplification(*before, *after);
+    }
+    MeasureBreakersAndMemory();
+    AwaitConsistency();
+    return std::move(result_);
+  }
+
+ private:
+  absl::StatusOr<std::string> ScrapePatients() {
+    return testing_support::ScrapeMetrics(system_.process(Service::kPatients).metrics_port());
+  }
+
+  // Sends RecordDeath for `patient_id`; `on_done(status, context)` runs when it ends. Deaths
+  // that succeed are remembered as acknowledged, for the consistency check.
+  template <typename OnDone>
+  void RecordDeath(const std::string& patient_id, const char* cause, absl::Time deadline,
+                   OnDone on_done) {
     patients_v1::RecordDeathRequest request;
     request.set_patient_id(patient_id);
     request.set_cause(cause);
     *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now());
-    recorder.Started();
+    recorder_.Started();
     CallAsync<patients_v1::RecordDeathResponse>(
-        [&](auto&&... args) {
-          patients->async()->RecordDeath(std::forward<decltype(args)>(args)...);
+        [this](auto&&... args) {
+          patients_->async()->RecordDeath(std::forward<decltype(args)>(args)...);
         },
         std::move(request), deadline,
-        [&, on_done](const grpc::Status& status, const patients_v1::RecordDeathRequest& sent) {
+        [this, on_done](const grpc::Status& status, const patients_v1::RecordDeathRequest& sent,
+                        const grpc::ClientContext& context) {
           if (status.ok()) {
-            base::MutexLock lock(&acknowledged_mutex);
-            acknowledged.insert(sent.patient_id());
+            base::MutexLock lock(&acknowledged_mutex_);
+            acknowledged_.insert(sent.patient_id());
           }
-          on_done(status);
+          on_done(status, context);
         });
-  };
-  {
-    // The warm-up: the last patients seeded, all at once; their deaths are checked with the rest.
-    std::vector<CallSample> ignored;
-    for (int i = deaths; i < deaths + options.warmup_deaths; ++i) {
-      record_death(ids[static_cast<std::size_t>(i)], "benchmark warm-up",
-                   absl::Now() + options.client_deadline,
-                   [&](const grpc::Status&) { recorder.Add(ignored, {}); });
-    }
-    recorder.WaitForAll();
   }
-  const absl::StatusOr<std::string> before =
-      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
-  const absl::Time start = absl::Now() + absl::Milliseconds(100);
-  std::atomic<bool> load_done{false};
 
-  std::thread deaths_thread([&] {
-    for (int i = 0; i < deaths; ++i) {
-      const absl::Duration offset = absl::Seconds(i / scenario.deaths_per_second);
-      SleepUntil(start + offset);
-      record_death(ids[static_cast<std::size_t>(i)], "benchmark",
-                   start + offset + options.client_deadline,
-                   [&, offset](const grpc::Status& status) {
-                     const bool rejected_by_breaker =
-                         status.error_message().find("(circuit breaker open)") != std::string::npos;
-                     recorder.Add(result.deaths, {offset, absl::Now() - (start + offset),
-                                                  status.error_code(), rejected_by_breaker});
-                   });
+  // The last patients seeded, all at once, so that the measured load does not include the
+  // first calls' cold start; their deaths are checked with the rest.
+  void WarmUp() {
+    std::vector<CallSample> ignored;
+    for (int i = deaths_; i < deaths_ + options_.warmup_deaths; ++i) {
+      RecordDeath(
+          ids_[static_cast<std::size_t>(i)], "benchmark warm-up",
+          absl::Now() + options_.client_deadline,
+          [&](const grpc::Status&, const grpc::ClientContext&) { recorder_.Add(ignored, {}); });
     }
-  });
+    recorder_.WaitForAll();
+  }
+
+  absl::Status RunLoad() {
+    start_ = absl::Now() + absl::Milliseconds(100);
+    std::thread deaths([this] { SendDeaths(); });
+    std::thread reads([this] { SendReads(); });
+    absl::Status timeline_status;
+    std::thread timeline([&] { timeline_status = ApplyTimeline(); });
+    std::thread sampler([this] { Sample(); });
+    deaths.join();
+    reads.join();
+    timeline.join();
+    recorder_.WaitForAll();
+    load_end_ = absl::Now();
+    load_done_.store(true);
+    sampler.join();
+    return timeline_status;
+  }
+
+  void SendDeaths() {
+    for (int i = 0; i < deaths_; ++i) {
+      const absl::Duration offset = absl::Seconds(i / scenario_.deaths_per_second);
+      SleepUntil(start_ + offset);
+      RecordDeath(ids_[static_cast<std::size_t>(i)], "benchmark",
+                  start_ + offset + options_.client_deadline,
+                  [this, offset](const grpc::Status& status, const grpc::ClientContext& context) {
+                    const bool rejected_by_breaker =
+                        server_kit::ErrorReasonOf(context) == server_kit::kReasonCircuitOpen;
+                    recorder_.Add(result_.deaths, {offset, absl::Now() - (start_ + offset),
+                                                   status.error_code(), rejected_by_breaker});
+                  });
+    }
+  }
+
   // Background reads, alternating GetPatient (patients) and ListAppointments (appointments):
   // what a fault does to callers that never record a death.
-  auto appointments_reader = appointments_v1::AppointmentsService::NewStub(
-      Channel(system.process(Service::kAppointments)));
-  std::thread reads_thread([&] {
+  void SendReads() {
+    auto appointments = appointments_v1::AppointmentsService::NewStub(
+        Channel(system_.process(Service::kAppointments)));
     std::mt19937 random(42);
     const int reads =
-        static_cast<int>(scenario.reads_per_second * absl::ToDoubleSeconds(scenario.duration));
+        static_cast<int>(scenario_.reads_per_second * absl::ToDoubleSeconds(scenario_.duration));
     for (int i = 0; i < reads; ++i) {
-      const absl::Duration offset = absl::Seconds(i / scenario.reads_per_second);
-      SleepUntil(start + offset);
+      const absl::Duration offset = absl::Seconds(i / scenario_.reads_per_second);
+      SleepUntil(start_ + offset);
       const std::string& patient_id =
-          ids[std::uniform_int_distribution<std::size_t>(0, ids.size() - 1)(random)];
-      const absl::Time deadline = start + offset + options.client_deadline;
-      recorder.Started();
-      const auto sample = [&, offset](std::vector<CallSample>* into) {
-        return [&, offset, into](const grpc::Status& status, const auto&) {
-          recorder.Add(*into, {offset, absl::Now() - (start + offset), status.error_code()});
+          ids_[std::uniform_int_distribution<std::size_t>(0, ids_.size() - 1)(random)];
+      const absl::Time deadline = start_ + offset + options_.client_deadline;
+      recorder_.Started();
+      const auto sample = [this, offset](std::vector<CallSample>* into) {
+        return [this, offset, into](const grpc::Status& status, const auto&,
+                                    const grpc::ClientContext&) {
+          recorder_.Add(*into, {offset, absl::Now() - (start_ + offset), status.error_code()});
         };
       };
       if (i % 2 == 0) {
         patients_v1::GetPatientRequest request;
         request.set_patient_id(patient_id);
         CallAsync<patients_v1::Patient>(
-            [&](auto&&... args) {
-              patients->async()->GetPatient(std::forward<decltype(args)>(args)...);
+            [this](auto&&... args) {
+              patients_->async()->GetPatient(std::forward<decltype(args)>(args)...);
             },
-            std::move(request), deadline, sample(&result.reads));
+            std::move(request), deadline, sample(&result_.reads));
       } else {
         appointments_v1::ListAppointmentsRequest request;
         request.set_patient_id(patient_id);
         CallAsync<appointments_v1::ListAppointmentsResponse>(
             [&](auto&&... args) {
-              appointments_reader->async()->ListAppointments(std::forward<decltype(args)>(args)...);
+              appointments->async()->ListAppointments(std::forward<decltype(args)>(args)...);
             },
-            std::move(request), deadline, sample(&result.appointment_reads));
+            std::move(request), deadline, sample(&result_.appointment_reads));
       }
     }
-  });
-  absl::Status timeline_status;
-  std::thread timeline_thread([&] {
-    for (const Step& step : scenario.timeline) {
-      SleepUntil(start + step.at);
-      if (absl::Status applied = ApplyStep(system, step); !applied.ok() && timeline_status.ok()) {
-        timeline_status = applied;
+  }
+
+  absl::Status ApplyTimeline() {
+    absl::Status first_error;
+    for (const Step& step : scenario_.timeline) {
+      SleepUntil(start_ + step.at);
+      if (absl::Status applied = ApplyStep(system_, step); !applied.ok() && first_error.ok()) {
+        first_error = applied;
       }
     }
-  });
-  std::thread sampler([&] {
-    while (!load_done.load()) {
-      resilience::v1::ListCircuitBreakersResponse breakers;
-      if (const absl::StatusOr<std::string> scrape =
-              testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
-          scrape.ok()) {
-        result.pending_compensations.emplace_back(
-            absl::Now() - start,
+    return first_error;
+  }
+
+  // Every 100 ms during the load: the patients service's breakers and its owed undo calls.
+  void Sample() {
+    auto admin =
+        resilience::v1::ResilienceAdmin::NewStub(Channel(system_.process(Service::kPatients)));
+    while (!load_done_.load()) {
+      if (const absl::StatusOr<std::string> scrape = ScrapePatients(); scrape.ok()) {
+        result_.pending_compensations.emplace_back(
+            absl::Now() - start_,
             testing_support::SumSamples(*scrape, "hospital_death_compensations_pending", {}));
       }
+      resilience::v1::ListCircuitBreakersResponse breakers;
       if (admin->ListCircuitBreakers(Context(absl::Milliseconds(500)).get(), {}, &breakers).ok()) {
         for (const auto& breaker : breakers.circuit_breakers()) {
-          result.breakers.push_back(
-              {absl::Now() - start, breaker.target(),
+          result_.breakers.push_back(
+              {absl::Now() - start_, breaker.target(),
                resilience::v1::CircuitBreakerStatus::State_Name(breaker.state())});
         }
       }
-      if (options.progress) {
-        options.progress(std::min(1.0, absl::ToDoubleSeconds(absl::Now() - start) /
-                                           absl::ToDoubleSeconds(scenario.duration)));
+      if (options_.progress) {
+        options_.progress(std::min(1.0, absl::ToDoubleSeconds(absl::Now() - start_) /
+                                            absl::ToDoubleSeconds(scenario_.duration)));
       }
       absl::SleepFor(absl::Milliseconds(100));
     }
-  });
-
-  deaths_thread.join();
-  reads_thread.join();
-  timeline_thread.join();
-  recorder.WaitForAll();
-  const absl::Time load_end = absl::Now();
-  load_done.store(true);
-  sampler.join();
-  if (!timeline_status.ok()) return timeline_status;
+  }
 
   // Amplification, from the patients service's own attempt counters.
-  const absl::StatusOr<std::string> after =
-      testing_support::ScrapeMetrics(system.process(Service::kPatients).metrics_port());
-  if (before.ok() && after.ok() && deaths > 0) {
+  void MeasureAmplification(const std::string& before, const std::string& after) {
+    if (deaths_ == 0) return;
     const std::string admit = "/hospital.morgue.v1.MorgueService/AdmitDeceased";
     const std::string cancel =
         "/hospital.appointments.v1.AppointmentsService/CancelPatientAppointments";
-    result.morgue_attempts_per_death =
-        (AttemptsOf(*after, admit) - AttemptsOf(*before, admit)) / deaths;
-    result.appointments_attempts_per_death =
-        (AttemptsOf(*after, cancel) - AttemptsOf(*before, cancel)) / deaths;
-  }
-  // Each sample stands for the 100 ms until the next one; every sampled target gets an entry.
-  for (const BreakerSample& sample : result.breakers) {
-    double& open_seconds = result.breaker_open_seconds[sample.target];
-    if (sample.state == "OPEN" || sample.state == "FORCED_OPEN") open_seconds += 0.1;
-  }
-  for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
-    result.peak_resident_bytes[ServiceName(service)] =
-        testing_support::PeakResidentBytes(system.process(service).pid());
+    result_.morgue_attempts_per_death =
+        (AttemptsOf(after, admit) - AttemptsOf(before, admit)) / deaths_;
+    result_.appointments_attempts_per_death =
+        (AttemptsOf(after, cancel) - AttemptsOf(before, cancel)) / deaths_;
   }
 
-  // Consistency: checked until it holds (background compensations may still be running).
-  auto morgue = morgue_v1::MorgueService::NewStub(Channel(system.process(Service::kMorgue)));
-  auto appointments = appointments_v1::AppointmentsService::NewStub(
-      Channel(system.process(Service::kAppointments)));
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  absl::Duration last_fault_end = load_end - start;
-  if (const auto windows = scenario.FaultWindows(); !windows.empty()) {
-    last_fault_end = absl::ZeroDuration();
-    for (const auto& window : windows) last_fault_end = std::max(last_fault_end, window.second);
-  }
-  result.time_to_consistency = absl::Seconds(-1);
-  for (bool first_check = true;; first_check = false) {
-    result.consistency = CheckConsistency(*patients, *morgue, *appointments, ids, acknowledged);
-    const absl::Time checked = absl::Now();
-    if (!result.consistency.incomplete && result.consistency.violations == 0) {
-      absl::Duration converged = checked - start;
-      if (first_check) {
-        // Agreement was reached during the load: at the first sample that found no owed undo
-        // call after the last that found some.
-        converged = last_fault_end;
-        bool owed = false;
-        for (const auto& [offset, pending] : result.pending_compensations) {
-          if (owed && pending == 0) converged = std::max(converged, offset);
-          owed = pending > 0;
-        }
-        if (owed) converged = checked - start;
-      }
-      result.time_to_consistency = std::max(absl::ZeroDuration(), converged - last_fault_end);
-      break;
+  void MeasureBreakersAndMemory() {
+    // Each sample stands for the 100 ms until the next one; every sampled target gets an entry.
+    for (const BreakerSample& sample : result_.breakers) {
+      double& open_seconds = result_.breaker_open_seconds[sample.target];
+      if (sample.state == "OPEN" || sample.state == "FORCED_OPEN") open_seconds += 0.1;
     }
-    if (checked > give_up) break;
-    absl::SleepFor(absl::Milliseconds(100));
+    for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+      result_.peak_resident_bytes[ServiceName(service)] =
+          testing_support::PeakResidentBytes(system_.process(service).pid());
+    }
   }
-  return result;
+
+  // Checks consistency until it holds (background compensations may still be running), and
+  // how long after the last fault the services came to agree.
+  void AwaitConsistency() {
+    auto morgue = morgue_v1::MorgueService::NewStub(Channel(system_.process(Service::kMorgue)));
+    auto appointments = appointments_v1::AppointmentsService::NewStub(
+        Channel(system_.process(Service::kAppointments)));
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    absl::Duration last_fault_end = load_end_ - start_;
+    if (const auto windows = scenario_.FaultWindows(); !windows.empty()) {
+      last_fault_end = absl::ZeroDuration();
+      for (const auto& window : windows) last_fault_end = std::max(last_fault_end, window.second);
+    }
+    result_.time_to_consistency = absl::Seconds(-1);
+    for (bool first_check = true;; first_check = false) {
+      result_.consistency =
+          CheckConsistency(*patients_, *morgue, *appointments, ids_, acknowledged_);
+      const absl::Time checked = absl::Now();
+      if (!result_.consistency.incomplete && result_.consistency.violations == 0) {
+        const absl::Duration converged =
+            first_check ? ConvergedDuringLoad(last_fault_end, checked) : checked - start_;
+        result_.time_to_consistency = std::max(absl::ZeroDuration(), converged - last_fault_end);
+        return;
+      }
+      if (checked > give_up) return;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  // When the services agreed, if they did by the end of the load: at the first sample that
+  // found no owed undo call after the last that found some.
+  absl::Duration ConvergedDuringLoad(absl::Duration last_fault_end, absl::Time checked) const {
+    absl::Duration converged = last_fault_end;
+    bool owed = false;
+    for (const auto& [offset, pending] : result_.pending_compensations) {
+      if (owed && pending == 0) converged = std::max(converged, offset);
+      owed = pending > 0;
+    }
+    return owed ? checked - start_ : converged;
+  }
+
+  const Scenario& scenario_;
+  const RunOptions& options_;
+  System system_;
+  RunResult result_;
+  int deaths_ = 0;
+  std::vector<std::string> ids_;
+  std::unique_ptr<patients_v1::PatientsService::Stub> patients_;
+  Recorder recorder_;
+  base::Mutex acknowledged_mutex_;
+  std::set<std::string> acknowledged_;  // Read after every call has ended.
+  absl::Time start_;
+  absl::Time load_end_;
+  std::atomic<bool> load_done_{false};
+};
+
+}  // namespace
+
+absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const Variant& variant,
+                                      const RunOptions& options) {
+  const std::string dir = absl::StrCat(options.work_dir, "/", scenario.name, "-", variant.name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return ScenarioRun(scenario, variant, options, dir).Run();
 }
 
 namespace {
@@ -507,7 +560,8 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
     CallAsync<echo::v1::EchoResponse>(
         [&](auto&&... args) { stub->async()->Echo(std::forward<decltype(args)>(args)...); },
         std::move(request), start + offset + options.client_deadline,
-        [&, offset](const grpc::Status& status, const echo::v1::EchoRequest&) {
+        [&, offset](const grpc::Status& status, const echo::v1::EchoRequest&,
+                    const grpc::ClientContext&) {
           recorder.Add(samples, {offset, absl::Now() - (start + offset), status.error_code()});
         });
   }

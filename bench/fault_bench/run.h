@@ -13,14 +13,9 @@
 #include "absl/time/time.h"
 #include "fault_bench/consistency.h"
 #include "fault_bench/scenario.h"
+#include "fault_bench/variant.h"
 
 namespace fault_bench {
-
-// An integration variant: how the patients service calls the others.
-struct Variant {
-  std::string name;         // "naive"
-  std::string policy_file;  // A resilience policy (protos/resilience/v1/policy.proto).
-};
 
 struct RunOptions {
   std::string binary_dir;  // Holds patients/patients, morgue/morgue, appointments/appointments.
@@ -43,7 +38,7 @@ struct CallSample {
   absl::Duration latency;
   grpc::StatusCode code;
   // RecordDeath only: refused before any work because a downstream's breaker was open (the
-  // patients service says "(circuit breaker open)").
+  // patients service's x-hospital-error-reason trailer says CIRCUIT_OPEN).
   bool rejected_by_breaker = false;
 };
 

@@ -1,9 +1,12 @@
 // The fault scenarios of the benchmark: a load (deaths and background reads per second, for a
-// duration) and a timeline of faults applied while it runs, through the FaultInjection admin
-// service or to the processes themselves (SIGSTOP/SIGCONT, kill -9 and restart).
+// duration), a timeline of faults applied while it runs (through the FaultInjection admin service
+// or to the processes themselves: SIGSTOP/SIGCONT, kill -9 and restart), the claim the scenario
+// tests and the judgement that settles it. Adding a scenario is one entry in Scenarios()
+// (scenario.cc).
 #ifndef HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
 #define HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,15 @@ struct Step {
   std::string fault_json;
 };
 
+class FigureSet;  // findings.h
+
+// A scenario's verdict on its claim: the figures that settle it, in a sentence or two, and
+// whether they support it.
+struct Judgement {
+  std::string figures;
+  bool holds = false;
+};
+
 struct Scenario {
   std::string name;
   // One sentence: what the scenario shows.
@@ -31,6 +43,10 @@ struct Scenario {
   double deaths_per_second;
   double reads_per_second;
   std::vector<Step> timeline;
+  // The variants whose figures settle the claim; it is not judged unless all of them ran.
+  std::vector<std::string> judged_on = {};
+  // Reads the figures that bear on the claim; empty for a scenario that only reports.
+  std::function<Judgement(const FigureSet&)> judge = {};
 
   // When the last fault ends (zero when there is none).
   absl::Duration FaultsEnd() const;

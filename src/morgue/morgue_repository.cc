@@ -45,19 +45,6 @@ absl::StatusOr<std::optional<Admission>> FindBy(Database::Session& session,
   return std::optional<Admission>(ReadAdmission(select));
 }
 
-const char* StatusName(AdmissionStatus status) {
-  switch (status) {
-    case hospital::morgue::v1::ADMITTED:
-      return "ADMITTED";
-    case hospital::morgue::v1::RELEASED:
-      return "RELEASED";
-    case hospital::morgue::v1::CANCELLED:
-      return "CANCELLED";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
 }  // namespace
 
 const std::vector<std::string>& Migrations() {
@@ -206,9 +193,10 @@ absl::StatusOr<Admission> MorgueRepository::Release(const std::string& admission
       return absl::NotFoundError(absl::StrCat("admission_id: no admission \"", admission_id, "\""));
     }
     if ((*admission)->status() != hospital::morgue::v1::ADMITTED) {
-      return absl::FailedPreconditionError(absl::StrCat("admission \"", admission_id, "\" is ",
-                                                        StatusName((*admission)->status()),
-                                                        "; only an ADMITTED body can be released"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("admission \"", admission_id, "\" is ",
+                       hospital::morgue::v1::AdmissionStatus_Name((*admission)->status()),
+                       "; only an ADMITTED body can be released"));
     }
     Statement& update = session.Prepare(
         "UPDATE admissions SET status = 2, funeral_home = ?2, release_time = ?3 "

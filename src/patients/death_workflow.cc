@@ -8,6 +8,7 @@
 #include "resilience/backoff.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 
 namespace patients {
 
@@ -109,9 +110,11 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
   // transaction, the other call and the undo calls: fail now, having changed nothing.
   if (const std::string rejecting = downstreams_.RejectingTarget(); !rejecting.empty()) {
     deaths_.Add({{"result", "rejected_fast"}}).Increment();
-    return absl::UnavailableError(absl::StrCat(
-        "could not record the death of patient \"", request.patient_id, "\": ", rejecting,
-        " is unavailable (circuit breaker open); nothing was changed, retry later"));
+    return server_kit::WithErrorReason(
+        absl::UnavailableError(absl::StrCat(
+            "could not record the death of patient \"", request.patient_id, "\": ", rejecting,
+            " is unavailable (circuit breaker open); nothing was changed, retry later")),
+        server_kit::kReasonCircuitOpen);
   }
   const std::string workflow_id = server_kit::NewId();
   // Marked before the workflow exists, so the background pass never sees it unowned.
@@ -333,26 +336,11 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
 }
 
 void SynchronousDeathWorkflow::StartBackground() {
-  background_ = std::thread([this] { BackgroundLoop(); });
+  background_.emplace(options_.reconcile_interval, [this] { ReconcileOnce(); });
 }
 
 void SynchronousDeathWorkflow::Stop() {
-  {
-    base::MutexLock lock(&mutex_);
-    stopping_ = true;
-    wake_.SignalAll();
-  }
-  if (background_.joinable()) background_.join();
-}
-
-void SynchronousDeathWorkflow::BackgroundLoop() {
-  while (true) {
-    ReconcileOnce();
-    base::MutexLock lock(&mutex_);
-    const absl::Time next = absl::Now() + options_.reconcile_interval;
-    while (!stopping_ && absl::Now() < next) wake_.WaitWithDeadline(&mutex_, next);
-    if (stopping_) return;
-  }
+  if (background_) background_->Stop();
 }
 
 }  // namespace patients

@@ -27,6 +27,7 @@
 #ifndef HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
 #define HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
 
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -39,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
+#include "base/periodic_thread.h"
 #include "base/sync.h"
 #include "hospital/patients/v1/patients.pb.h"
 #include "patients/downstreams.h"
@@ -104,7 +106,6 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
                   const std::vector<DueCompensation>& owed, absl::Time parent_deadline);
   bool MarkInFlight(const std::string& workflow_id);
   void ClearInFlight(const std::string& workflow_id);
-  void BackgroundLoop();
 
   PatientsRepository& repository_;
   Downstreams& downstreams_;
@@ -119,9 +120,7 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   // Workflows a request or the background pass is driving now; the background pass leaves
   // them alone.
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mutex_);
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  base::CondVar wake_;
-  std::thread background_;
+  std::optional<base::PeriodicThread> background_;
 };
 
 }  // namespace patients

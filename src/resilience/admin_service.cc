@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/grpc_status.h"
 
 namespace resilience {
 namespace {
@@ -46,15 +47,25 @@ v1::CircuitBreakerStatus DescribeTarget(Target& target) {
   return status;
 }
 
-grpc::Status AdminService::Find(const v1::CircuitBreakerRequest& request, Target*& target) {
+absl::StatusOr<Target*> AdminService::Find(const v1::CircuitBreakerRequest& request) {
   if (request.target().empty()) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "target: must name a circuit breaker"};
+    return absl::InvalidArgumentError("target: must name a circuit breaker");
   }
-  target = targets_.FindTarget(request.target());
+  Target* target = targets_.FindTarget(request.target());
   if (target == nullptr) {
-    return {grpc::StatusCode::NOT_FOUND,
-            absl::StrCat("target: no circuit breaker named '", request.target(), "'")};
+    return absl::NotFoundError(
+        absl::StrCat("target: no circuit breaker named '", request.target(), "'"));
   }
+  return target;
+}
+
+grpc::Status AdminService::Apply(const v1::CircuitBreakerRequest& request,
+                                 void (CircuitBreaker::*change)(),
+                                 v1::CircuitBreakerStatus* response) {
+  absl::StatusOr<Target*> target = Find(request);
+  if (!target.ok()) return base::ToGrpcStatus(target.status());
+  ((*target)->breaker().*change)();
+  *response = DescribeTarget(**target);
   return grpc::Status::OK;
 }
 
@@ -70,31 +81,19 @@ grpc::Status AdminService::ListCircuitBreakers(grpc::ServerContext*,
 grpc::Status AdminService::ForceOpenCircuitBreaker(grpc::ServerContext*,
                                                    const v1::CircuitBreakerRequest* request,
                                                    v1::CircuitBreakerStatus* response) {
-  Target* target = nullptr;
-  if (grpc::Status status = Find(*request, target); !status.ok()) return status;
-  target->breaker().ForceOpen();
-  *response = DescribeTarget(*target);
-  return grpc::Status::OK;
+  return Apply(*request, &CircuitBreaker::ForceOpen, response);
 }
 
 grpc::Status AdminService::DisableCircuitBreaker(grpc::ServerContext*,
                                                  const v1::CircuitBreakerRequest* request,
                                                  v1::CircuitBreakerStatus* response) {
-  Target* target = nullptr;
-  if (grpc::Status status = Find(*request, target); !status.ok()) return status;
-  target->breaker().Disable();
-  *response = DescribeTarget(*target);
-  return grpc::Status::OK;
+  return Apply(*request, &CircuitBreaker::Disable, response);
 }
 
 grpc::Status AdminService::ResetCircuitBreaker(grpc::ServerContext*,
                                                const v1::CircuitBreakerRequest* request,
                                                v1::CircuitBreakerStatus* response) {
-  Target* target = nullptr;
-  if (grpc::Status status = Find(*request, target); !status.ok()) return status;
-  target->breaker().Reset();
-  *response = DescribeTarget(*target);
-  return grpc::Status::OK;
+  return Apply(*request, &CircuitBreaker::Reset, response);
 }
 
 }  // namespace resilience

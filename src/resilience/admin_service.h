@@ -9,6 +9,7 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_ADMIN_SERVICE_H_
 #define HOSPITAL_SRC_RESILIENCE_ADMIN_SERVICE_H_
 
+#include "absl/status/statusor.h"
 #include "resilience/target.h"
 #include "resilience/v1/admin.grpc.pb.h"
 
@@ -32,8 +33,12 @@ class AdminService final : public v1::ResilienceAdmin::Service {
                                    v1::CircuitBreakerStatus* response) override;
 
  private:
-  // Finds the target named in `request`, or explains why not.
-  grpc::Status Find(const v1::CircuitBreakerRequest& request, Target*& target);
+  // Finds the target named in `request`, or explains why not (INVALID_ARGUMENT, NOT_FOUND).
+  absl::StatusOr<Target*> Find(const v1::CircuitBreakerRequest& request);
+  // Finds the target, applies `change` to its breaker and describes it: the one place where
+  // these handlers turn an error into a grpc::Status.
+  grpc::Status Apply(const v1::CircuitBreakerRequest& request, void (CircuitBreaker::*change)(),
+                     v1::CircuitBreakerStatus* response);
 
   TargetRegistry& targets_;
 };

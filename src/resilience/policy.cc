@@ -7,16 +7,14 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/method_name.h"
+#include "base/proto_duration.h"
 
 namespace resilience {
 namespace {
 
-absl::Duration ToDuration(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
-}
-
 std::string FormatDuration(const google::protobuf::Duration& duration) {
-  return absl::FormatDuration(ToDuration(duration));
+  return absl::FormatDuration(base::FromProtoDuration(duration));
 }
 
 absl::Status Invalid(absl::string_view path, absl::string_view problem) {
@@ -26,7 +24,7 @@ absl::Status Invalid(absl::string_view path, absl::string_view problem) {
 // Reads a duration field that must be positive (or, with allow_zero, non-negative).
 absl::Status ReadDuration(const google::protobuf::Duration& field, absl::string_view path,
                           bool allow_zero, absl::Duration& out) {
-  const absl::Duration value = ToDuration(field);
+  const absl::Duration value = base::FromProtoDuration(field);
   if (value < absl::ZeroDuration() || (!allow_zero && value == absl::ZeroDuration())) {
     return Invalid(path, absl::StrCat("must be ", allow_zero ? "non-negative" : "positive",
                                       ", got \"", FormatDuration(field), "\""));
@@ -302,16 +300,14 @@ absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path
 }  // namespace
 
 const MethodPolicy& TargetPolicy::ForMethod(std::string_view full_method) const {
-  // "/package.Service/Method" -> service "package.Service", method "Method".
-  std::string_view name = full_method;
-  if (!name.empty() && name.front() == '/') name.remove_prefix(1);
-  const std::size_t slash = name.find('/');
-  const std::string_view service = name.substr(0, slash);
-  if (slash != std::string_view::npos) {
-    if (auto it = methods_.find(name); it != methods_.end()) return it->second;
+  if (const std::optional<base::MethodName> name = base::ParseMethodName(full_method)) {
+    // Keys are "package.Service/Method", "package.Service/" and "/" (the target's default).
+    const std::string service_key = std::string(name->service) + "/";
+    if (auto it = methods_.find(service_key + std::string(name->method)); it != methods_.end()) {
+      return it->second;
+    }
+    if (auto it = methods_.find(service_key); it != methods_.end()) return it->second;
   }
-  const std::string service_key = std::string(service) + "/";
-  if (auto it = methods_.find(service_key); it != methods_.end()) return it->second;
   if (auto it = methods_.find(std::string_view("/")); it != methods_.end()) return it->second;
   return builtin_;
 }

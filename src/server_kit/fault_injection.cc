@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/grpc_status.h"
+#include "base/method_name.h"
+#include "base/proto_duration.h"
 #include "base/status.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
@@ -24,23 +26,18 @@ constexpr absl::Duration kMaxDelay = absl::Hours(1);
 constexpr absl::string_view kNeverFaulted[] = {"/grpc.", "/hospital.faults.v1.FaultInjection/",
                                                "/resilience.v1.ResilienceAdmin/"};
 
-absl::Duration ToDuration(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
-}
-
 // Whether `pattern` ("*", "pkg.Service/*" or "pkg.Service/Method") covers `full_method`.
 bool Matches(const std::string& pattern, absl::string_view full_method) {
   if (pattern == "*") return true;
-  absl::string_view method = full_method;
-  if (absl::StartsWith(method, "/")) method.remove_prefix(1);
-  if (absl::EndsWith(pattern, "/*")) {
-    return absl::StartsWith(method, absl::string_view(pattern).substr(0, pattern.size() - 1));
-  }
-  return method == pattern;
+  const std::optional<base::MethodName> rule = base::ParseMethodName(pattern);
+  const std::optional<base::MethodName> call =
+      base::ParseMethodName(std::string_view(full_method.data(), full_method.size()));
+  return rule && call && rule->service == call->service &&
+         (rule->method == "*" || rule->method == call->method);
 }
 
 absl::Status CheckDelay(const google::protobuf::Duration& value, absl::string_view field) {
-  const absl::Duration duration = ToDuration(value);
+  const absl::Duration duration = base::FromProtoDuration(value);
   if (duration < absl::ZeroDuration() || duration > kMaxDelay) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": must be 0s to 3600s, got ", absl::FormatDuration(duration)));
@@ -55,9 +52,7 @@ absl::Status Validate(const faults_v1::Fault& fault) {
   }
   if (fault.kind_case() != faults_v1::Fault::kNotServing) {
     const std::string& method = fault.method();
-    const std::size_t slash = method.find('/');
-    if (method != "*" && (slash == std::string::npos || slash == 0 || slash + 1 == method.size() ||
-                          method.find('/', slash + 1) != std::string::npos)) {
+    if (method != "*" && !base::ParseMethodName(method)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "fault.method: must be \"*\", \"package.Service/*\" or \"package.Service/Method\", "
           "got ",
@@ -69,7 +64,8 @@ absl::Status Validate(const faults_v1::Fault& fault) {
     return absl::InvalidArgumentError(absl::StrCat(
         "fault.percentage: must be in (0, 100], or 0 for 100, got ", fault.percentage()));
   }
-  if (fault.has_expire_after() && ToDuration(fault.expire_after()) <= absl::ZeroDuration()) {
+  if (fault.has_expire_after() &&
+      base::FromProtoDuration(fault.expire_after()) <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("fault.expire_after: must be positive");
   }
   if (fault.has_abort()) {
@@ -190,7 +186,7 @@ absl::StatusOr<faults_v1::Fault> FaultInjector::Set(faults_v1::Fault fault) {
   const absl::Time now = environment_.clock->Now();
   fault.clear_expire_time();
   if (fault.has_expire_after()) {
-    *fault.mutable_expire_time() = ToProtoTime(now + ToDuration(fault.expire_after()));
+    *fault.mutable_expire_time() = ToProtoTime(now + base::FromProtoDuration(fault.expire_after()));
   }
   base::MutexLock lock(&mutex_);
   DropExpiredLocked(now);
@@ -255,8 +251,9 @@ FaultDecision FaultInjector::Decide(absl::string_view full_method) {
           break;
         case faults_v1::Fault::kDelay:
           decision.kind = FaultDecision::Kind::kDelay;
-          decision.delay = ToDuration(rule.delay().fixed()) +
-                           ToDuration(rule.delay().jitter()) * environment_.random->Uniform01();
+          decision.delay =
+              base::FromProtoDuration(rule.delay().fixed()) +
+              base::FromProtoDuration(rule.delay().jitter()) * environment_.random->Uniform01();
           break;
         case faults_v1::Fault::kHang:
           decision.kind = FaultDecision::Kind::kHang;
@@ -322,46 +319,51 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 FaultInjectionService::FaultInjectionService(FaultInjector& injector, std::string token)
     : injector_(injector), token_(std::move(token)) {}
 
-grpc::Status FaultInjectionService::Authenticate(const grpc::ServerContext& context) const {
+absl::Status FaultInjectionService::Authenticate(const grpc::ServerContext& context) const {
   const auto& metadata = context.client_metadata();
   const auto header = metadata.find("authorization");
   static constexpr absl::string_view kBearer = "Bearer ";
   if (header == metadata.end()) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            "authorization: missing; send \"authorization: Bearer <token>\""};
+    return absl::UnauthenticatedError(
+        "authorization: missing; send \"authorization: Bearer <token>\"");
   }
   const absl::string_view value(header->second.data(), header->second.size());
   if (!absl::StartsWith(value, kBearer) ||
       !ConstantTimeEquals(value.substr(kBearer.size()), token_)) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "authorization: wrong token"};
+    return absl::UnauthenticatedError("authorization: wrong token");
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::Status FaultInjectionService::SetFault(grpc::ServerContext* context,
                                              const faults_v1::SetFaultRequest* request,
                                              faults_v1::Fault* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
-  absl::StatusOr<faults_v1::Fault> stored = injector_.Set(request->fault());
-  if (!stored.ok()) return base::ToGrpcStatus(stored.status());
-  *response = *std::move(stored);
-  return grpc::Status::OK;
+  return Serve(context, response, [&]() -> absl::StatusOr<faults_v1::Fault> {
+    RETURN_IF_ERROR(Authenticate(*context));
+    return injector_.Set(request->fault());
+  });
 }
 
 grpc::Status FaultInjectionService::ListFaults(grpc::ServerContext* context,
                                                const faults_v1::ListFaultsRequest*,
                                                faults_v1::ListFaultsResponse* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
-  for (faults_v1::Fault& fault : injector_.List()) *response->add_faults() = std::move(fault);
-  return grpc::Status::OK;
+  return Serve(context, response, [&]() -> absl::StatusOr<faults_v1::ListFaultsResponse> {
+    RETURN_IF_ERROR(Authenticate(*context));
+    faults_v1::ListFaultsResponse listed;
+    for (faults_v1::Fault& fault : injector_.List()) *listed.add_faults() = std::move(fault);
+    return listed;
+  });
 }
 
 grpc::Status FaultInjectionService::ClearFaults(grpc::ServerContext* context,
                                                 const faults_v1::ClearFaultsRequest* request,
                                                 faults_v1::ClearFaultsResponse* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return status;
-  response->set_cleared(injector_.Clear(request->id()));
-  return grpc::Status::OK;
+  return Serve(context, response, [&]() -> absl::StatusOr<faults_v1::ClearFaultsResponse> {
+    RETURN_IF_ERROR(Authenticate(*context));
+    faults_v1::ClearFaultsResponse cleared;
+    cleared.set_cleared(injector_.Clear(request->id()));
+    return cleared;
+  });
 }
 
 }  // namespace server_kit

@@ -105,7 +105,7 @@ class FaultInjectionService final : public faults_v1::FaultInjection::Service {
                            faults_v1::ClearFaultsResponse* response) override;
 
  private:
-  grpc::Status Authenticate(const grpc::ServerContext& context) const;
+  absl::Status Authenticate(const grpc::ServerContext& context) const;
 
   FaultInjector& injector_;
   const std::string token_;

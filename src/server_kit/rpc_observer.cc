@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/latency_buckets.h"
+#include "base/method_name.h"
 #include "server_kit/log.h"
 
 namespace server_kit {
@@ -14,13 +15,10 @@ namespace {
 
 // Splits "/package.Service/Method", keeping only methods the binary knows.
 RpcObserverFactory::Labels LabelsOf(const std::string& full_method) {
-  const std::size_t slash = full_method.rfind('/');
-  if (full_method.size() > 1 && full_method[0] == '/' && slash != std::string::npos && slash > 1) {
-    std::string service = full_method.substr(1, slash - 1);
-    std::string method = full_method.substr(slash + 1);
+  if (const std::optional<base::MethodName> name = base::ParseMethodName(full_method)) {
     if (google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-            absl::StrCat(service, ".", method)) != nullptr) {
-      return {std::move(service), std::move(method)};
+            std::string(name->service) + "." + std::string(name->method)) != nullptr) {
+      return {std::string(name->service), std::string(name->method)};
     }
   }
   return {"unknown", "unknown"};

@@ -1,5 +1,6 @@
 #include "server_kit/serve.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -18,6 +19,28 @@ std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context) {
     return absl::InternalError("fault injected (unreadable mark)");
   }
   return absl::Status(static_cast<absl::StatusCode>(code), value.substr(space + 1));
+}
+
+namespace {
+constexpr absl::string_view kReasonPayloadUrl = "type.hospital/error-reason";
+}  // namespace
+
+absl::Status WithErrorReason(absl::Status status, std::string_view reason) {
+  status.SetPayload(kReasonPayloadUrl, absl::Cord(absl::string_view(reason.data(), reason.size())));
+  return status;
+}
+
+std::string ErrorReasonOf(const absl::Status& status) {
+  const absl::optional<absl::Cord> reason = status.GetPayload(kReasonPayloadUrl);
+  return reason ? std::string(*reason) : std::string();
+}
+
+std::string ErrorReasonOf(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  const auto found =
+      trailers.find(grpc::string_ref(kErrorReasonKey.data(), kErrorReasonKey.size()));
+  return found == trailers.end() ? std::string()
+                                 : std::string(found->second.data(), found->second.size());
 }
 
 std::string EncodeInjectedFault(const absl::Status& status) {

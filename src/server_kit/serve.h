@@ -12,6 +12,10 @@
 //     });
 //   }
 //
+// A failure that clients must tell apart without reading its message carries a reason (one
+// upper-case word, WithErrorReason); Serve sends it in the kErrorReasonKey trailer, and a client
+// reads it with ErrorReasonOf(context).
+//
 // Serve also keeps a call that fault injection has aborted from reaching the body: the fault
 // interceptor (fault_injection.h) marks such a call in its request metadata, and Serve answers
 // it with the injected status without running the body, so an injected failure never has a side
@@ -24,6 +28,7 @@
 #include <string_view>
 #include <utility>
 
+#include <grpcpp/client_context.h>
 #include <grpcpp/server_context.h>
 
 #include "absl/status/status.h"
@@ -42,15 +47,34 @@ std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context);
 // The metadata value that InjectedFault reads back as `status`.
 std::string EncodeInjectedFault(const absl::Status& status);
 
+// The trailing metadata key that carries an error's reason.
+inline constexpr std::string_view kErrorReasonKey = "x-hospital-error-reason";
+// The reasons the services send.
+// RecordDeath failed before changing anything because a downstream's circuit breaker is open.
+inline constexpr std::string_view kReasonCircuitOpen = "CIRCUIT_OPEN";
+
+// `status` with `reason` attached (as an absl::Status payload).
+absl::Status WithErrorReason(absl::Status status, std::string_view reason);
+// The reason attached to `status`, or "".
+std::string ErrorReasonOf(const absl::Status& status);
+// The reason the server sent with a finished call, or "".
+std::string ErrorReasonOf(const grpc::ClientContext& context);
+
 // Runs `body` (returning absl::StatusOr<Response>) unless the call carries an injected fault,
-// and converts the result: OK moves the value into `response`.
+// and converts the result: OK moves the value into `response`; an error's reason, if any, goes
+// into the trailing metadata.
 template <typename Response, typename Body>
-grpc::Status Serve(const grpc::ServerContext* context, Response* response, Body&& body) {
+grpc::Status Serve(grpc::ServerContext* context, Response* response, Body&& body) {
   if (std::optional<absl::Status> fault = InjectedFault(*context)) {
     return base::ToGrpcStatus(*fault);
   }
   absl::StatusOr<Response> result = std::forward<Body>(body)();
-  if (!result.ok()) return base::ToGrpcStatus(result.status());
+  if (!result.ok()) {
+    if (std::string reason = ErrorReasonOf(result.status()); !reason.empty()) {
+      context->AddTrailingMetadata(std::string(kErrorReasonKey), reason);
+    }
+    return base::ToGrpcStatus(result.status());
+  }
   *response = *std::move(result);
   return grpc::Status::OK;
 }

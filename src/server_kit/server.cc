@@ -115,7 +115,7 @@ absl::Status Server::Start() {
     if (!ports.empty()) metrics_port_ = ports.front();
   }
 
-  health_thread_ = std::thread([this] { HealthLoop(); });
+  health_checker_.emplace(options_.health_check_interval, [this] { CheckReadiness(); });
   if (!options_.port_file.empty()) {
     if (absl::Status status = WritePortFile(options_.port_file, grpc_port_, metrics_port_);
         !status.ok()) {
@@ -143,18 +143,12 @@ void Server::SetReady(bool ready) {
   if (changed) Log(LogLevel::kInfo, ready ? "ready" : "not_ready");
 }
 
-void Server::HealthLoop() {
-  while (true) {
-    absl::Status status = readiness_check_ ? readiness_check_() : absl::OkStatus();
-    if (!status.ok()) {
-      Log(LogLevel::kWarning, "readiness_check_failed", {{"error", status.ToString()}});
-    }
-    SetReady(status.ok());
-    base::MutexLock lock(&mutex_);
-    const absl::Time next = absl::Now() + options_.health_check_interval;
-    while (!stopping_ && absl::Now() < next) stop_signal_.WaitWithDeadline(&mutex_, next);
-    if (stopping_) return;
+void Server::CheckReadiness() {
+  absl::Status status = readiness_check_ ? readiness_check_() : absl::OkStatus();
+  if (!status.ok()) {
+    Log(LogLevel::kWarning, "readiness_check_failed", {{"error", status.ToString()}});
   }
+  SetReady(status.ok());
 }
 
 void Server::Shutdown() {
@@ -163,9 +157,8 @@ void Server::Shutdown() {
     if (stopped_) return;
     stopped_ = true;
     stopping_ = true;
-    stop_signal_.SignalAll();
   }
-  if (health_thread_.joinable()) health_thread_.join();
+  if (health_checker_) health_checker_->Stop();
   if (server_ == nullptr) return;
   SetReady(false);
   Log(LogLevel::kInfo, "draining", {{"grace", absl::FormatDuration(options_.shutdown_grace)}});

@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "base/periodic_thread.h"
 #include "base/sync.h"
 #include "server_kit/rpc_observer.h"
 
@@ -65,7 +67,6 @@ class Server final {
 
   // The registry for the service's own metrics; exported on /metrics.
   prometheus::Registry& metrics() { return *registry_; }
-  std::shared_ptr<prometheus::Registry> shared_metrics() { return registry_; }
 
   // Before Start. `full_name` is the service's name for health checks, e.g.
   // MyService::service_full_name(). Services must outlive the server.
@@ -88,11 +89,11 @@ class Server final {
   // and are then cancelled. Blocks until done. Safe to call more than once.
   void Shutdown();
 
-  // The health statuses, for tests and for the readiness loop.
-  void SetReady(bool ready);
-
  private:
-  void HealthLoop();
+  // Sets the readiness names' health (the readiness loop's result).
+  void SetReady(bool ready);
+  // Runs the readiness check and publishes its result.
+  void CheckReadiness();
 
   const ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -107,10 +108,9 @@ class Server final {
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
-  std::thread health_thread_;
+  std::optional<base::PeriodicThread> health_checker_;
 
   base::Mutex mutex_;
-  base::CondVar stop_signal_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopped_ ABSL_GUARDED_BY(mutex_) = false;
   bool ready_ ABSL_GUARDED_BY(mutex_) = false;

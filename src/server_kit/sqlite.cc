@@ -56,7 +56,6 @@ void Statement::BindBlob(int index, absl::string_view bytes) {
   sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()),
                     SQLITE_TRANSIENT);
 }
-void Statement::BindNull(int index) { sqlite3_bind_null(statement_, index); }
 void Statement::BindTime(int index, absl::Time value) { BindInt(index, absl::ToUnixMicros(value)); }
 
 absl::StatusOr<bool> Statement::Step() {

@@ -65,7 +65,6 @@ class Statement final {
   void BindText(int index, absl::string_view value);
   void BindInt(int index, std::int64_t value);
   void BindBlob(int index, absl::string_view bytes);
-  void BindNull(int index);
   // Binds a time as Unix microseconds.
   void BindTime(int index, absl::Time value);
 

@@ -214,6 +214,13 @@ TEST_CASE("open wait is jittered within [1 - jitter, 1 + jitter]", "[breaker]") 
   f.env.random().Push(0.0);  // Factor 0.8.
   for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
   CHECK(f.breaker.Snapshot().open_until - f.env.Now() == absl::Seconds(4));
+
+  Fixture top(config);
+  top.env.random().Push(0.999999);  // Factor just under 1.2.
+  for (int i = 0; i < 4; ++i) top.Call(StatusCode::kUnavailable);
+  const absl::Duration longest = top.breaker.Snapshot().open_until - top.env.Now();
+  CHECK(longest < absl::Seconds(6));
+  CHECK(longest > absl::Milliseconds(5999));
 }
 
 TEST_CASE("half-open with many concurrent callers lets exactly the probes through",

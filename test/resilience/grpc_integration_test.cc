@@ -230,7 +230,10 @@ TEST_CASE("a half-open probe finds the channel reconnected", "[grpc][reconnect][
   CHECK_FALSE(call().ok());
   REQUIRE(target.breaker().state() == BreakerState::kOpen);
   server.emplace(nullptr, address);
-  absl::SleepFor(absl::Milliseconds(400));  // The breaker's wait is over.
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (target.breaker().IsRejecting(absl::Now()) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));  // Polling for the end of the breaker's wait.
+  }
   const absl::Status probe = call();
   INFO(probe.message());
   CHECK(probe.ok());
@@ -240,7 +243,7 @@ TEST_CASE("a half-open probe finds the channel reconnected", "[grpc][reconnect][
 TEST_CASE("an open breaker rejects without reaching the server", "[grpc][breaker]") {
   Fixture f(R"({"defaultTarget": {"circuitBreaker": {"slidingWindowSize": 5,
       "minimumNumberOfCalls": 5, "waitDurationInOpenState": "60s"}}})");
-  for (int i = 0; i < 5; ++i) f.Call(Failing(grpc::StatusCode::UNAVAILABLE));
+  for (int i = 0; i < 5; ++i) f.Call(Failing(grpc::StatusCode::UNAVAILABLE)).IgnoreError();
   REQUIRE(f.server->requests_received() == 5);
   EchoRequest ok;
   const absl::Status status = f.Call(ok);

@@ -1,6 +1,7 @@
 // Fault injection: the rules on a fake clock, and their effect on the real services.
 #include "server_kit/fault_injection.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <google/protobuf/descriptor.h>
@@ -434,11 +435,15 @@ TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") 
                                               finished_changed.SignalAll();
                                             });
   }
-  absl::SleepFor(absl::Milliseconds(700));
-  const auto stalled_threads = threads();
+  // Sampled every 20 ms until every call has ended: the most threads the service had during
+  // the stall.
+  auto stalled_threads = threads();
   {
     base::MutexLock lock(&mutex);
-    while (finished < 32) finished_changed.Wait(&mutex);
+    while (finished < 32) {
+      stalled_threads = std::max(stalled_threads, threads());
+      finished_changed.WaitWithDeadline(&mutex, absl::Now() + absl::Milliseconds(20));
+    }
   }
   for (const auto& call : calls) {
     CHECK((call->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||

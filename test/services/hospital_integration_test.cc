@@ -4,11 +4,14 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/create_channel.h>
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 #include "support/hospital_fixture.h"
 
 namespace {
@@ -154,6 +157,30 @@ TEST_CASE("with the morgue down the death is compensated and the caller told", "
   REQUIRE(Admission(hospital, "p-2", &admission).ok());
   CHECK(admission.status() == morgue_v1::ADMITTED);
   CHECK(CountWithStatus(Appointments(hospital, "p-2"), appointments_v1::CANCELLED) == 3);
+}
+
+TEST_CASE("a death refused by an open breaker says so in a trailer, not only in words",
+          "[hospital]") {
+  Hospital hospital;
+  hospital.Start();
+  hospital.CreatePatient("p-3");
+  auto admin = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
+      hospital.patients_process().address(), grpc::InsecureChannelCredentials()));
+  resilience::v1::CircuitBreakerRequest open;
+  open.set_target("morgue");
+  resilience::v1::CircuitBreakerStatus breaker;
+  REQUIRE(admin->ForceOpenCircuitBreaker(ContextWithTimeout(absl::Seconds(5)).get(), open, &breaker)
+              .ok());
+  patients_v1::RecordDeathRequest request;
+  request.set_patient_id("p-3");
+  request.set_cause("stroke");
+  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  patients_v1::RecordDeathResponse response;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  const grpc::Status status = hospital.patients().RecordDeath(context.get(), request, &response);
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(server_kit::ErrorReasonOf(*context) == server_kit::kReasonCircuitOpen);
+  CHECK(GetPatient(hospital, "p-3").status() == patients_v1::ALIVE);
 }
 
 TEST_CASE("appointments too slow for the deadline: compensated once it answers again",

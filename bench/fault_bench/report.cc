@@ -1,0 +1,147 @@
+#include "fault_bench/report.h"
+
+#include <fmt/format.h>
+
+#include "absl/strings/str_join.h"
+#include "fault_bench/findings.h"
+#include "fault_bench/summary.h"
+
+namespace fault_bench {
+namespace {
+
+constexpr char kPreamble[] =
+    "Latencies are measured from each call's intended send time (open-loop load), so a stalled "
+    "system cannot hide its delay. Attempts per death count what the patients service sent to "
+    "the morgue's AdmitDeceased per RecordDeath call. \"Failed while open\" counts failed calls "
+    "sent while the morgue's breaker was sampled OPEN (every 100 ms), so half-open probes between "
+    "samples are among them; \"rejected by breaker\" counts only the calls the patients service "
+    "refused because a breaker was open. Time to consistency runs from the end of the last fault "
+    "(of the load, if there is none) until the three services agree: until the patients service "
+    "owes no more undo calls (sampled every 100 ms), confirmed by a full check after the load, "
+    "or until the first full check that passes.\n\n";
+
+constexpr char kTableHeader[] =
+    "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+    "| failed p99 ms | failed while open p99 ms | rejected by breaker: calls, p99 ms "
+    "| GetPatient p99 ms | ListAppointments p99 ms | morgue attempts/death | breaker open s "
+    "| violations | consistent after s | peak RSS MiB |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+    "| --- | --- | --- | --- |\n";
+
+std::string TableRow(const RunResult& run) {
+  const Figures figures = FiguresOf(run);
+  const Summary& deaths = figures.deaths;
+  return fmt::format(
+      "| {} | {}/{} ({:.1f}%) | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} "
+      "| {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} | {}{} | {:.1f} | {:.1f} |\n",
+      run.variant, deaths.ok, deaths.calls, deaths.success_percent, deaths.throughput, deaths.p50,
+      deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
+      figures.failed_while_open_p99 < 0 ? "-"
+                                        : fmt::format("{:.1f}", figures.failed_while_open_p99),
+      figures.rejected.calls == 0
+          ? "-"
+          : fmt::format("{}, {:.1f}", figures.rejected.calls, figures.rejected.p99),
+      figures.reads.p99, figures.appointment_reads.p99, figures.attempts_per_death,
+      figures.breaker_open_seconds, run.consistency.violations,
+      run.consistency.incomplete ? " (incomplete)" : "", figures.consistent_after,
+      PeakResidentMiB(run));
+}
+
+std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResult>& runs,
+                            bool charts) {
+  std::vector<std::string> windows;
+  for (const auto& [from, to] : scenario.FaultWindows()) {
+    windows.push_back(
+        fmt::format("{:.1f}-{:.1f} s", absl::ToDoubleSeconds(from), absl::ToDoubleSeconds(to)));
+  }
+  std::string section = fmt::format(
+      "## {}\n\n{}\n\nLoad: {:.0f} deaths/s and {:.0f} reads/s (GetPatient and ListAppointments "
+      "in turn) for {:.0f} s. Faults: {}.\n\n{}",
+      scenario.name, scenario.claim, scenario.deaths_per_second, scenario.reads_per_second,
+      absl::ToDoubleSeconds(scenario.duration),
+      windows.empty() ? "none" : absl::StrJoin(windows, ", "), kTableHeader);
+  std::vector<const RunResult*> scenario_runs;
+  for (const RunResult& run : runs) {
+    if (run.scenario != scenario.name) continue;
+    scenario_runs.push_back(&run);
+    section += TableRow(run);
+  }
+  section += "\n" + Findings(scenario, scenario_runs) + "\n";
+  if (charts) section += fmt::format("\n![{0}]({0}.png)\n", scenario.name);
+  return section + "\n";
+}
+
+v1::CallFigures CallFiguresOf(const Summary& summary) {
+  v1::CallFigures figures;
+  figures.set_calls(summary.calls);
+  figures.set_ok(summary.ok);
+  figures.set_throughput(summary.throughput);
+  figures.set_p50_ms(summary.p50);
+  figures.set_p90_ms(summary.p90);
+  figures.set_p99_ms(summary.p99);
+  figures.set_p999_ms(summary.p999);
+  figures.set_max_ms(summary.max);
+  figures.set_failed_p99_ms(summary.failed_p99);
+  return figures;
+}
+
+v1::RunRecord RecordOf(const RunResult& run) {
+  const Figures figures = FiguresOf(run);
+  v1::RunRecord record;
+  record.set_scenario(run.scenario);
+  record.set_variant(run.variant);
+  record.set_duration_s(absl::ToDoubleSeconds(run.duration));
+  *record.mutable_deaths() = CallFiguresOf(figures.deaths);
+  *record.mutable_reads() = CallFiguresOf(figures.reads);
+  *record.mutable_appointment_reads() = CallFiguresOf(figures.appointment_reads);
+  record.set_failed_while_breaker_open_p99_ms(figures.failed_while_open_p99);
+  record.set_rejected_by_breaker(figures.rejected.calls);
+  record.set_rejected_by_breaker_p99_ms(figures.rejected.p99);
+  record.set_morgue_attempts_per_death(run.morgue_attempts_per_death);
+  record.set_appointments_attempts_per_death(run.appointments_attempts_per_death);
+  for (const auto& [target, seconds] : run.breaker_open_seconds) {
+    (*record.mutable_breaker_open_s())[target] = seconds;
+  }
+  record.set_violations(run.consistency.violations);
+  record.set_consistency_incomplete(run.consistency.incomplete);
+  record.set_time_to_consistency_s(absl::ToDoubleSeconds(run.time_to_consistency));
+  for (const auto& [service, bytes] : run.peak_resident_bytes) {
+    (*record.mutable_peak_rss_bytes())[service] = bytes;
+  }
+  for (const CallSample& sample : run.deaths) {
+    v1::DeathSample* death = record.add_death_samples();
+    death->set_intended_offset_s(absl::ToDoubleSeconds(sample.intended_offset));
+    death->set_latency_ms(absl::ToDoubleMilliseconds(sample.latency));
+    death->set_code(static_cast<int>(sample.code));
+  }
+  for (const BreakerSample& sample : run.breakers) {
+    v1::BreakerSample* breaker = record.add_breaker_samples();
+    breaker->set_offset_s(absl::ToDoubleSeconds(sample.offset));
+    breaker->set_target(sample.target);
+    breaker->set_state(sample.state);
+  }
+  return record;
+}
+
+}  // namespace
+
+std::string Report(const std::vector<Scenario>& scenarios, const std::vector<RunResult>& runs,
+                   const ReportContext& context) {
+  std::string report =
+      fmt::format("# Fault-injection benchmark\n\nMachine: {}. Suite time: {}.\n\n{}{}",
+                  context.machine.empty() ? "not stated" : context.machine,
+                  absl::FormatDuration(absl::Trunc(context.elapsed, absl::Seconds(1))), kPreamble,
+                  context.capacity);
+  for (const Scenario& scenario : scenarios) {
+    report += ScenarioSection(scenario, runs, context.charts);
+  }
+  return report;
+}
+
+v1::RunResults ResultsOf(const std::vector<RunResult>& runs) {
+  v1::RunResults results;
+  for (const RunResult& run : runs) *results.add_runs() = RecordOf(run);
+  return results;
+}
+
+}  // namespace fault_bench

@@ -1,0 +1,60 @@
+#include "fault_bench/variant.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace fault_bench {
+namespace {
+
+Variant Synchronous(const std::string& name, const std::string& summary,
+                    const std::string& policy_dir) {
+  return {name,
+          summary,
+          {"--death_workflow=sync",
+           absl::StrCat("--resilience_policy=", policy_dir, "/", name, ".json")}};
+}
+
+}  // namespace
+
+std::vector<Variant> Variants(const std::string& policy_dir) {
+  return {
+      Synchronous("naive", "synchronous gRPC calls: one attempt, a generous timeout, no breaker",
+                  policy_dir),
+      Synchronous("retries", "synchronous gRPC calls with retries and backoff, nothing else",
+                  policy_dir),
+      Synchronous("resilient",
+                  "synchronous gRPC calls with deadlines, retries within a budget, circuit "
+                  "breakers and bulkheads",
+                  policy_dir),
+  };
+}
+
+absl::StatusOr<std::vector<Variant>> SelectVariants(const std::string& names,
+                                                    const std::string& policy_dir) {
+  const std::vector<Variant> known = Variants(policy_dir);
+  std::vector<Variant> selected;
+  for (absl::string_view name : absl::StrSplit(names, ',')) {
+    const auto found = std::find_if(known.begin(), known.end(),
+                                    [&](const Variant& variant) { return variant.name == name; });
+    if (found == known.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--variants: no variant named \"", name, "\""));
+    }
+    for (const std::string& flag : found->patients_flags) {
+      constexpr absl::string_view kPolicyFlag = "--resilience_policy=";
+      if (absl::StartsWith(flag, kPolicyFlag) &&
+          !std::filesystem::exists(flag.substr(kPolicyFlag.size()))) {
+        return absl::InvalidArgumentError(absl::StrCat("--variants: ", name, ": no policy file ",
+                                                       flag.substr(kPolicyFlag.size())));
+      }
+    }
+    selected.push_back(*found);
+  }
+  return selected;
+}
+
+}  // namespace fault_bench
