@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/status.h"
 #include "server_kit/rpc_support.h"
 
 namespace appointments {
@@ -203,20 +204,16 @@ absl::StatusOr<AppointmentPage> AppointmentsRepository::List(const std::string& 
     select.BindInt(2, after_time);
     select.BindText(3, after_id);
     select.BindInt(4, status_filter);
-    select.BindInt(5, limit + 1);
-    absl::StatusOr<std::vector<Appointment>> rows = ReadAll(select);
-    if (!rows.ok()) return rows.status();
-    page.appointments = *std::move(rows);
+    ASSIGN_OR_RETURN(page,
+                     server_kit::ReadPage<Appointment>(
+                         select, 5, limit, ReadAppointment, [](const Appointment& last) {
+                           return absl::StrCat(
+                               absl::ToUnixMicros(server_kit::FromProtoTime(last.scheduled_time())),
+                               "/", last.appointment_id());
+                         }));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  if (static_cast<int>(page.appointments.size()) > limit) {
-    page.appointments.pop_back();
-    const Appointment& last = page.appointments.back();
-    page.next_position =
-        absl::StrCat(absl::ToUnixMicros(server_kit::FromProtoTime(last.scheduled_time())), "/",
-                     last.appointment_id());
-  }
   return page;
 }
 

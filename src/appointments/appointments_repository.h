@@ -27,10 +27,9 @@ struct NewAppointment {
   std::string purpose;
 };
 
-struct AppointmentPage {
-  std::vector<Appointment> appointments;
-  std::string next_position;  // Empty when there are no more.
-};
+// A patient's appointments by time; `next_position` is "<scheduled time in Unix microseconds>/
+// <appointment id>".
+using AppointmentPage = server_kit::Page<Appointment>;
 
 struct PatientCancellation {
   std::vector<Appointment> cancelled;

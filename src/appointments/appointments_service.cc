@@ -93,12 +93,7 @@ grpc::Status AppointmentsService::ListAppointments(grpc::ServerContext* context,
         ASSIGN_OR_RETURN(AppointmentPage page, repository_.List(request->patient_id(), position,
                                                                 page_size, request->status()));
         v1::ListAppointmentsResponse listed;
-        for (Appointment& appointment : page.appointments) {
-          *listed.add_appointments() = std::move(appointment);
-        }
-        if (!page.next_position.empty()) {
-          listed.set_next_page_token(server_kit::EncodePageToken(page.next_position));
-        }
+        server_kit::MovePage(page, listed.mutable_appointments(), listed.mutable_next_page_token());
         return listed;
       });
 }

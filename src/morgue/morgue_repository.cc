@@ -1,6 +1,7 @@
 #include "morgue/morgue_repository.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "server_kit/rpc_support.h"
 
 namespace morgue {
@@ -169,15 +170,12 @@ absl::StatusOr<AdmissionPage> MorgueRepository::List(const std::string& after_id
                      "ORDER BY admission_id LIMIT ?3"));
     select.BindText(1, after_id);
     select.BindInt(2, status_filter);
-    select.BindInt(3, limit + 1);  // One more tells whether another page exists.
-    return select.ForEachRow(
-        [&](const Statement& row) { page.admissions.push_back(ReadAdmission(row)); });
+    ASSIGN_OR_RETURN(page, server_kit::ReadPage<Admission>(
+                               select, 3, limit, ReadAdmission,
+                               [](const Admission& last) { return last.admission_id(); }));
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  if (static_cast<int>(page.admissions.size()) > limit) {
-    page.admissions.pop_back();
-    page.last_admission_id = page.admissions.back().admission_id();
-  }
   return page;
 }
 

@@ -25,10 +25,8 @@ struct AdmitResult {
   bool already_admitted = false;
 };
 
-struct AdmissionPage {
-  std::vector<Admission> admissions;
-  std::string last_admission_id;  // Empty when there are no more.
-};
+// Admissions in id order; the next page starts after `next_position`, an admission id.
+using AdmissionPage = server_kit::Page<Admission>;
 
 class MorgueRepository final {
  public:

@@ -94,10 +94,7 @@ grpc::Status MorgueService::ListAdmissions(grpc::ServerContext* context,
     }
     ASSIGN_OR_RETURN(AdmissionPage page, repository_.List(after, page_size, request->status()));
     v1::ListAdmissionsResponse listed;
-    for (Admission& admission : page.admissions) *listed.add_admissions() = std::move(admission);
-    if (!page.last_admission_id.empty()) {
-      listed.set_next_page_token(server_kit::EncodePageToken(page.last_admission_id));
-    }
+    server_kit::MovePage(page, listed.mutable_admissions(), listed.mutable_next_page_token());
     return listed;
   });
 }

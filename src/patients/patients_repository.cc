@@ -1,6 +1,7 @@
 #include "patients/patients_repository.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "server_kit/rpc_support.h"
 
 namespace patients {
@@ -184,15 +185,12 @@ absl::StatusOr<PatientPage> PatientsRepository::List(const std::string& after_id
         "WHERE p.patient_id > ?1 AND (?2 = 0 OR p.status = ?2) ORDER BY p.patient_id LIMIT ?3"));
     select.BindText(1, after_id);
     select.BindInt(2, status_filter);
-    select.BindInt(3, limit + 1);
-    return select.ForEachRow(
-        [&](const Statement& row) { page.patients.push_back(ReadPatient(row)); });
+    ASSIGN_OR_RETURN(page, server_kit::ReadPage<v1::Patient>(
+                               select, 3, limit, ReadPatient,
+                               [](const v1::Patient& last) { return last.patient_id(); }));
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  if (static_cast<int>(page.patients.size()) > limit) {
-    page.patients.pop_back();
-    page.last_patient_id = page.patients.back().patient_id();
-  }
   return page;
 }
 

@@ -60,10 +60,8 @@ struct DueCompensation {
   int attempts = 0;
 };
 
-struct PatientPage {
-  std::vector<v1::Patient> patients;
-  std::string last_patient_id;  // Empty when there are no more.
-};
+// Patients in id order; the next page starts after `next_position`, a patient id.
+using PatientPage = server_kit::Page<v1::Patient>;
 
 class PatientsRepository final {
  public:

@@ -117,10 +117,7 @@ grpc::Status PatientsService::ListPatients(grpc::ServerContext* context,
     }
     ASSIGN_OR_RETURN(PatientPage page, repository_.List(after, page_size, request->status()));
     v1::ListPatientsResponse listed;
-    for (v1::Patient& patient : page.patients) *listed.add_patients() = std::move(patient);
-    if (!page.last_patient_id.empty()) {
-      listed.set_next_page_token(server_kit::EncodePageToken(page.last_patient_id));
-    }
+    server_kit::MovePage(page, listed.mutable_patients(), listed.mutable_next_page_token());
     return listed;
   });
 }

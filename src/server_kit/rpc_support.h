@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server_kit/page.h"
 
 namespace server_kit {
 
@@ -40,6 +41,15 @@ absl::StatusOr<int> ValidatePageSize(absl::string_view field, std::int32_t page_
 // INVALID_ARGUMENT naming `field` for anything it did not issue.
 std::string EncodePageToken(absl::string_view position);
 absl::StatusOr<std::string> DecodePageToken(absl::string_view field, absl::string_view token);
+
+// Moves `page` into a list response: its items into `items`, and a page token for the next page
+// into `next_page_token` (left empty on the last page).
+template <typename Item>
+void MovePage(Page<Item>& page, google::protobuf::RepeatedPtrField<Item>* items,
+              std::string* next_page_token) {
+  for (Item& item : page.items) *items->Add() = std::move(item);
+  if (!page.next_position.empty()) *next_page_token = EncodePageToken(page.next_position);
+}
 
 // A new random identifier (a version 4 UUID in text form).
 std::string NewId();

@@ -2,7 +2,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <utility>
 
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
+#include "base/status.h"
 #include "server_kit/fault_injection.h"
 #include "server_kit/log.h"
 
@@ -106,6 +109,94 @@ int Fail(const std::string& event, const absl::Status& status) {
   return 1;
 }
 
+// Everything the flags say, checked.
+struct ServiceFlags {
+  ServerOptions server;
+  DatabaseOptions database;
+  std::string db_path;
+};
+
+absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
+  ServiceFlags flags;
+  ServerOptions& options = flags.server;
+  options.service_name = definition.name;
+  options.listen_address = Or(absl::GetFlag(FLAGS_listen), definition.default_listen);
+  options.metrics_address =
+      Or(absl::GetFlag(FLAGS_metrics_listen), definition.default_metrics_listen);
+  if (options.metrics_address == "none") options.metrics_address.clear();
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  if (!ParseRpcLogging(absl::GetFlag(FLAGS_rpc_logging), options.rpc_logging)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rpc_logging: must be none, errors or all, got \"",
+                     absl::GetFlag(FLAGS_rpc_logging), "\""));
+  }
+  options.max_threads = absl::GetFlag(FLAGS_max_threads);
+  if (options.max_threads < ServerOptions::kMinThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_threads: must be at least ",
+                                                   ServerOptions::kMinThreads, ", got ",
+                                                   options.max_threads));
+  }
+  flags.database.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
+  if (flags.database.synchronous != "FULL" && flags.database.synchronous != "NORMAL") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--sqlite_synchronous: must be FULL or NORMAL, got \"", flags.database.synchronous, "\""));
+  }
+  flags.db_path = Or(absl::GetFlag(FLAGS_db), definition.default_db);
+  return flags;
+}
+
+// Fault injection for every call the server serves, with its rules from --faults_file and, with
+// --fault_admin, the FaultInjection service.
+absl::StatusOr<FaultInjector*> SetUpFaults(ServiceContext& context) {
+  FaultInjector* injector = context.Keep(std::make_unique<FaultInjector>(
+      base::Environment{&base::SystemClock(), nullptr, &base::SystemRandom()},
+      context.server.metrics()));
+  if (const std::string path = absl::GetFlag(FLAGS_faults_file); !path.empty()) {
+    if (absl::Status status = LoadFaultsFile(path, *injector); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--faults_file: ", status.message()));
+    }
+  }
+  context.server.AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(*injector));
+  if (absl::GetFlag(FLAGS_fault_admin)) {
+    ASSIGN_OR_RETURN(std::string token, ReadToken(absl::GetFlag(FLAGS_fault_admin_token_file)));
+    FaultInjectionService* admin =
+        context.Keep(std::make_unique<FaultInjectionService>(*injector, std::move(token)));
+    context.server.RegisterService(admin, faults_v1::FaultInjection::service_full_name());
+  }
+  return injector;
+}
+
+// Builds and starts the server, serves until SIGTERM or SIGINT, and drains. Returns the event
+// and error that stopped start-up, if any.
+std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
+    const ServiceFlags& flags, Database& database,
+    const std::function<absl::Status(ServiceContext&)>& setup) {
+  std::vector<std::shared_ptr<void>> kept;  // Outlives the server, which refers to its contents.
+  Server server(flags.server);
+  ServiceContext context(database, server, kept);
+  const absl::StatusOr<FaultInjector*> injector = SetUpFaults(context);
+  if (!injector.ok()) return std::make_pair("bad_flag", injector.status());
+  server.AddCollectable(std::make_shared<DatabaseMetrics>(database));
+  if (absl::Status status = setup(context); !status.ok()) {
+    return std::make_pair("setup_failed", status);
+  }
+  server.SetReadinessCheck([&database, injector = *injector]() -> absl::Status {
+    if (injector->NotServing()) return absl::UnavailableError("fault injected: not_serving");
+    return database.Ping();
+  });
+  const absl::Status started = server.Start();
+  if (started.ok()) {
+    const std::string signal = WaitForTerminationSignal();
+    Log(LogLevel::kInfo, "signal", {{"signal", signal}});
+    server.Shutdown();
+  }
+  for (auto& hook : context.on_shutdown) hook();
+  if (!started.ok()) return std::make_pair("start_failed", started);
+  return std::nullopt;
+}
+
 }  // namespace
 
 int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
@@ -120,88 +211,19 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
   // service's CPU under load). Our own locks are checked by TSan and -Wthread-safety instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
-  ServerOptions options;
-  options.service_name = definition.name;
-  options.listen_address = Or(absl::GetFlag(FLAGS_listen), definition.default_listen);
-  options.metrics_address =
-      Or(absl::GetFlag(FLAGS_metrics_listen), definition.default_metrics_listen);
-  if (options.metrics_address == "none") options.metrics_address.clear();
-  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
-  options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
-  options.port_file = absl::GetFlag(FLAGS_port_file);
-  if (!ParseRpcLogging(absl::GetFlag(FLAGS_rpc_logging), options.rpc_logging)) {
-    return Fail("bad_flag", absl::InvalidArgumentError(
-                                absl::StrCat("--rpc_logging: must be none, errors or all, got \"",
-                                             absl::GetFlag(FLAGS_rpc_logging), "\"")));
-  }
-  options.max_threads = absl::GetFlag(FLAGS_max_threads);
-  if (options.max_threads < ServerOptions::kMinThreads) {
-    return Fail("bad_flag", absl::InvalidArgumentError(absl::StrCat(
-                                "--max_threads: must be at least ", ServerOptions::kMinThreads,
-                                ", got ", options.max_threads)));
-  }
-  DatabaseOptions database_options;
-  database_options.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
-  if (database_options.synchronous != "FULL" && database_options.synchronous != "NORMAL") {
-    return Fail("bad_flag", absl::InvalidArgumentError(
-                                absl::StrCat("--sqlite_synchronous: must be FULL or NORMAL, got \"",
-                                             database_options.synchronous, "\"")));
-  }
-  const std::string db_path = Or(absl::GetFlag(FLAGS_db), definition.default_db);
-
+  const absl::StatusOr<ServiceFlags> flags = ReadFlags(definition);
+  if (!flags.ok()) return Fail("bad_flag", flags.status());
   Log(LogLevel::kInfo, "starting",
-      {{"listen", options.listen_address},
-       {"metrics_listen", options.metrics_address},
-       {"db", db_path}});
+      {{"listen", flags->server.listen_address},
+       {"metrics_listen", flags->server.metrics_address},
+       {"db", flags->db_path}});
   absl::StatusOr<std::unique_ptr<Database>> database =
-      Database::Open(db_path, definition.migrations, database_options);
+      Database::Open(flags->db_path, definition.migrations, flags->database);
   if (!database.ok()) return Fail("database_open_failed", database.status());
-
-  std::vector<std::shared_ptr<void>> owned;
-  {
-    Server server(options);
-    auto injector = std::make_shared<FaultInjector>(
-        base::Environment{&base::SystemClock(), nullptr, &base::SystemRandom()}, server.metrics());
-    owned.push_back(injector);
-    if (const std::string path = absl::GetFlag(FLAGS_faults_file); !path.empty()) {
-      if (absl::Status status = LoadFaultsFile(path, *injector); !status.ok()) {
-        return Fail("bad_flag",
-                    absl::InvalidArgumentError(absl::StrCat("--faults_file: ", status.message())));
-      }
-    }
-    server.AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(*injector));
-    if (absl::GetFlag(FLAGS_fault_admin)) {
-      absl::StatusOr<std::string> token = ReadToken(absl::GetFlag(FLAGS_fault_admin_token_file));
-      if (!token.ok()) return Fail("bad_flag", token.status());
-      auto admin = std::make_shared<FaultInjectionService>(*injector, *std::move(token));
-      owned.push_back(admin);
-      server.RegisterService(admin.get(), faults_v1::FaultInjection::service_full_name());
-    }
-
-    server.AddCollectable(std::make_shared<DatabaseMetrics>(**database));
-    ServiceContext context{**database, server, {}, {}};
-    absl::Status status = setup(context);
-    // Outlive the server, which refers to the services among them.
-    owned.insert(owned.end(), context.owned.begin(), context.owned.end());
-    if (!status.ok()) return Fail("setup_failed", status);
-    server.SetReadinessCheck([&db = **database, injector]() -> absl::Status {
-      if (injector->NotServing()) return absl::UnavailableError("fault injected: not_serving");
-      return db.Ping();
-    });
-    if (status = server.Start(); !status.ok()) {
-      for (auto& hook : context.on_shutdown) hook();
-      return Fail("start_failed", status);
-    }
-
-    const std::string signal = WaitForTerminationSignal();
-    Log(LogLevel::kInfo, "signal", {{"signal", signal}});
-    server.Shutdown();
-    for (auto& hook : context.on_shutdown) hook();
-    context.owned.clear();
-  }
-  owned.clear();
+  const auto failure = RunUntilSignal(*flags, **database, setup);
   database->reset();
-  Log(LogLevel::kInfo, "database_closed", {{"db", db_path}});
+  if (failure) return Fail(failure->first, failure->second);
+  Log(LogLevel::kInfo, "database_closed", {{"db", flags->db_path}});
   return 0;
 }
 

@@ -38,21 +38,29 @@ struct ServiceDefinition {
   std::vector<std::string> migrations;
 };
 
-struct ServiceContext {
+class ServiceContext final {
+ public:
+  // `kept` holds what Keep is given; its owner destroys it after the server and before the
+  // database.
+  ServiceContext(Database& database_in, Server& server_in, std::vector<std::shared_ptr<void>>& kept)
+      : database(database_in), server(server_in), kept_(kept) {}
+
   Database& database;
   Server& server;
   // Run after the server has drained, before the database closes (stop background work here).
   std::vector<std::function<void()>> on_shutdown;
-  // Objects kept alive until after the server is destroyed and before the database closes.
-  std::vector<std::shared_ptr<void>> owned;
 
-  // Keeps `object` alive as above and returns it.
+  // Keeps `object` alive until after the server is destroyed and before the database closes
+  // (services and what they use), and returns it.
   template <typename T>
   T* Keep(std::unique_ptr<T> object) {
     T* raw = object.get();
-    owned.push_back(std::shared_ptr<T>(std::move(object)));
+    kept_.push_back(std::shared_ptr<T>(std::move(object)));
     return raw;
   }
+
+ private:
+  std::vector<std::shared_ptr<void>>& kept_;
 };
 
 // Parses flags, runs the service until SIGTERM or SIGINT, and returns the process exit code.

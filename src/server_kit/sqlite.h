@@ -42,6 +42,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/sync.h"
+#include "server_kit/page.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -211,6 +212,33 @@ class Database final {
   // A leader is running a group; arriving units wait to be taken or to lead the next.
   bool leader_active_ ABSL_GUARDED_BY(queue_mutex_) = false;
 };
+
+// Keyset pagination:
+//
+//   Statement& select = session.Prepare("SELECT ... WHERE id > ?1 ORDER BY id LIMIT ?2");
+//   select.BindText(1, after_id);
+//   ASSIGN_OR_RETURN(page, ReadPage<Admission>(select, /*limit_parameter=*/2, limit,
+//       ReadAdmission, [](const Admission& last) { return last.admission_id(); }));
+//
+// Binds LIMIT (`limit_parameter`) to `limit` + 1, reads the rows with `read(row) -> Item`, and
+// keeps `limit` of them: the extra row only tells whether another page exists, and then
+// `position_of(last item) -> std::string` is where it starts.
+template <typename Item, typename Read, typename PositionOf>
+absl::StatusOr<Page<Item>> ReadPage(Statement& select, int limit_parameter, int limit, Read read,
+                                    PositionOf position_of) {
+  select.BindInt(limit_parameter, limit + 1);
+  Page<Item> page;
+  if (absl::Status status =
+          select.ForEachRow([&](const Statement& row) { page.items.push_back(read(row)); });
+      !status.ok()) {
+    return status;
+  }
+  if (static_cast<int>(page.items.size()) > limit) {
+    page.items.pop_back();
+    page.next_position = position_of(page.items.back());
+  }
+  return page;
+}
 
 }  // namespace server_kit
 

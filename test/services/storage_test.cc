@@ -394,7 +394,7 @@ TEST_CASE("morgue: one admission per patient, reopened for a new workflow after 
   CHECK(reopened->admission.admission_id() == first->admission.admission_id());
   CHECK(reopened->admission.status() == hospital::morgue::v1::ADMITTED);
   auto page = repository.List("", 10, hospital::morgue::v1::ADMISSION_STATUS_UNSPECIFIED);
-  CHECK(page->admissions.size() == 1);
+  CHECK(page->items.size() == 1);
 }
 
 TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[storage]") {
