@@ -63,6 +63,34 @@ double Median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
+// Runs both variants once, `measure(wrapped)` each, in ABBA order: each variant goes first in
+// every other round, so drift in the machine's speed does not favour one of them. `only`
+// ("raw" or "wrapped") skips the other.
+template <typename Measure>
+void RunRound(int round, const std::string& only, Measure measure) {
+  const bool wrapped_first = round % 2 == 1;
+  for (bool wrapped : {wrapped_first, !wrapped_first}) {
+    if (!only.empty() && only != (wrapped ? "wrapped" : "raw")) continue;
+    measure(wrapped);
+  }
+}
+
+void PrintRatios(const std::vector<double>& raw_rates, const std::vector<double>& wrapped_rates) {
+  const double raw = Median(raw_rates);
+  const double wrapped = Median(wrapped_rates);
+  // Each round's two runs are adjacent in time, so the ratio within a round cancels the slow
+  // drift of a shared machine better than the ratio of the two medians does.
+  std::vector<double> round_ratios;
+  for (std::size_t i = 0; i < raw_rates.size(); ++i) {
+    round_ratios.push_back(wrapped_rates[i] / raw_rates[i]);
+  }
+  std::printf("median raw %.0f calls/s, wrapped %.0f calls/s, ratio wrapped/raw %.3f\n", raw,
+              wrapped, wrapped / raw);
+  std::printf("median of the per-round ratios %.3f (lowest %.3f, highest %.3f)\n",
+              Median(round_ratios), *std::min_element(round_ratios.begin(), round_ratios.end()),
+              *std::max_element(round_ratios.begin(), round_ratios.end()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,32 +147,15 @@ int main(int argc, char** argv) {
   std::vector<double> wrapped_rates;
   std::printf("round  variant  calls/s\n");
   for (int round = 0; round < rounds; ++round) {
-    // ABBA order: each variant goes first in every other round, so drift in the machine's
-    // speed does not favour one of them.
-    const bool wrapped_first = round % 2 == 1;
-    for (bool wrapped : {wrapped_first, !wrapped_first}) {
-      if (!only.empty() && only != (wrapped ? "wrapped" : "raw")) continue;
+    RunRound(round, only, [&](bool wrapped) {
       const absl::Time start = absl::Now();
       const long calls = wrapped ? RunClosedLoop(concurrency, start + round_length, issue_wrapped)
                                  : RunClosedLoop(concurrency, start + round_length, issue_raw);
       const double rate = static_cast<double>(calls) / absl::ToDoubleSeconds(absl::Now() - start);
       (wrapped ? wrapped_rates : raw_rates).push_back(rate);
       std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? "wrapped" : "raw", rate);
-    }
+    });
   }
-  if (!only.empty()) return 0;
-  const double raw = Median(raw_rates);
-  const double wrapped = Median(wrapped_rates);
-  // Each round's two runs are adjacent in time, so the ratio within a round cancels the slow
-  // drift of a shared machine better than the ratio of the two medians does.
-  std::vector<double> round_ratios;
-  for (std::size_t i = 0; i < raw_rates.size(); ++i) {
-    round_ratios.push_back(wrapped_rates[i] / raw_rates[i]);
-  }
-  std::printf("median raw %.0f calls/s, wrapped %.0f calls/s, ratio wrapped/raw %.3f\n", raw,
-              wrapped, wrapped / raw);
-  std::printf("median of the per-round ratios %.3f (lowest %.3f, highest %.3f)\n",
-              Median(round_ratios), *std::min_element(round_ratios.begin(), round_ratios.end()),
-              *std::max_element(round_ratios.begin(), round_ratios.end()));
+  if (only.empty()) PrintRatios(raw_rates, wrapped_rates);
   return 0;
 }
