@@ -410,7 +410,7 @@ absl::StatusOr<std::vector<DeathWorkflowRow>> PatientsRepository::PendingWorkflo
   std::vector<DeathWorkflowRow> rows;
   absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
     Statement& select = session.Prepare(
-        "SELECT workflow_id, patient_id, time_of_death, cause, update_time FROM death_workflows "
+        "SELECT workflow_id, patient_id, time_of_death, cause FROM death_workflows "
         "WHERE state = 1 AND update_time < ?1 ORDER BY update_time LIMIT 100");
     select.BindTime(1, older_than);
     return select.ForEachRow([&](const Statement& row) {
@@ -419,7 +419,6 @@ absl::StatusOr<std::vector<DeathWorkflowRow>> PatientsRepository::PendingWorkflo
       workflow.patient_id = row.ColumnText(1);
       workflow.time_of_death = row.ColumnTime(2);
       workflow.cause = row.ColumnText(3);
-      workflow.update_time = row.ColumnTime(4);
       rows.push_back(std::move(workflow));
     });
   });

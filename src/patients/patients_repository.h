@@ -36,8 +36,6 @@ struct DeathWorkflowRow {
   std::string patient_id;
   absl::Time time_of_death;
   std::string cause;
-  WorkflowState state = WorkflowState::kPending;
-  absl::Time update_time;
 };
 
 // What BeginDeath found.
