@@ -257,11 +257,15 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::strin
       result.patient = **patient;
       return absl::OkStatus();
     }
-    const std::string date_of_birth = (*patient)->date_of_birth();
-    std::string death_date = absl::FormatTime("%Y-%m-%d", time_of_death, absl::UTCTimeZone());
-    if (death_date < date_of_birth) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "time_of_death: ", death_date, " is before the date of birth ", date_of_birth));
+    // Compared as calendar days, not as text: a year before 1000 is not zero-padded by
+    // FormatTime, and "999-..." sorts after "1990-...".
+    const std::string& date_of_birth = (*patient)->date_of_birth();
+    absl::CivilDay birth_day;
+    const absl::CivilDay death_day = absl::ToCivilDay(time_of_death, absl::UTCTimeZone());
+    if (!absl::ParseCivilTime(date_of_birth, &birth_day) || death_day < birth_day) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("time_of_death: ", absl::FormatCivilTime(death_day),
+                       " is before the date of birth ", date_of_birth));
     }
     Statement& insert = session.Prepare(
         "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "

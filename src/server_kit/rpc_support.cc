@@ -96,7 +96,15 @@ absl::StatusOr<absl::Time> ValidateTimestamp(absl::string_view field, bool has_v
       value.nanos() < 0 || value.nanos() > 999'999'999) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": is not a valid timestamp"));
   }
-  return FromProtoTime(value);
+  const absl::Time time = FromProtoTime(value);
+  if (time < kEarliestTime || time >= kLatestTime) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": must be from ",
+        absl::FormatTime(absl::RFC3339_sec, kEarliestTime, absl::UTCTimeZone()), " to before ",
+        absl::FormatTime(absl::RFC3339_sec, kLatestTime, absl::UTCTimeZone()), ", got ",
+        google::protobuf::util::TimeUtil::ToString(value)));
+  }
+  return time;
 }
 
 absl::StatusOr<int> ValidatePageSize(absl::string_view field, std::int32_t page_size) {
@@ -145,7 +153,13 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& timestamp) {
 }
 
 google::protobuf::Timestamp ToProtoTime(absl::Time time) {
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
+  // Seconds and the remainder apart: absl::ToUnixNanos would clamp outside 1677-2262.
+  const std::int64_t seconds = absl::ToUnixSeconds(time);
+  google::protobuf::Timestamp timestamp;
+  timestamp.set_seconds(seconds);
+  timestamp.set_nanos(
+      static_cast<std::int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  return timestamp;
 }
 
 }  // namespace server_kit

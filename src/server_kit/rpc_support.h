@@ -27,7 +27,17 @@ absl::Status ValidateId(absl::string_view field, absl::string_view value);
 absl::Status ValidateText(absl::string_view field, absl::string_view value, std::size_t min_length,
                           std::size_t max_length);
 
-// A timestamp that is set and within the range protobuf allows.
+// Every timestamp the services accept lies in [kEarliestTime, kLatestTime): wide enough for any
+// date of birth, death or appointment, and well inside what absl::Time converts without clamping
+// (1677 to 2262 in nanoseconds), so what is stored is returned unchanged. Times are stored to
+// the microsecond.
+inline const absl::Time kEarliestTime =
+    absl::FromCivil(absl::CivilDay(1800, 1, 1), absl::UTCTimeZone());
+inline const absl::Time kLatestTime =
+    absl::FromCivil(absl::CivilDay(2200, 1, 1), absl::UTCTimeZone());
+
+// A timestamp that is set, valid, and in [kEarliestTime, kLatestTime); INVALID_ARGUMENT naming
+// `field` otherwise.
 absl::StatusOr<absl::Time> ValidateTimestamp(absl::string_view field, bool has_value,
                                              const google::protobuf::Timestamp& value);
 

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -43,22 +44,34 @@ absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
 Statement::Statement(sqlite3* db, sqlite3_stmt* statement, std::string sql)
     : db_(db), statement_(statement), sql_(std::move(sql)) {}
 
+Statement::Statement(sqlite3* db, absl::Status prepare_error, std::string sql)
+    : db_(db),
+      statement_(nullptr),
+      prepare_error_(std::move(prepare_error)),
+      sql_(std::move(sql)) {}
+
 Statement::~Statement() { sqlite3_finalize(statement_); }
 
+// Binding and reading a statement that failed to prepare do nothing: its first Step reports
+// the failure.
 void Statement::BindText(int index, absl::string_view value) {
+  if (statement_ == nullptr) return;
   sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()),
                     SQLITE_TRANSIENT);
 }
 void Statement::BindInt(int index, std::int64_t value) {
+  if (statement_ == nullptr) return;
   sqlite3_bind_int64(statement_, index, value);
 }
 void Statement::BindBlob(int index, absl::string_view bytes) {
+  if (statement_ == nullptr) return;
   sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()),
                     SQLITE_TRANSIENT);
 }
 void Statement::BindTime(int index, absl::Time value) { BindInt(index, absl::ToUnixMicros(value)); }
 
 absl::StatusOr<bool> Statement::Step() {
+  if (statement_ == nullptr) return prepare_error_;
   const int code = sqlite3_step(statement_);
   if (code == SQLITE_ROW) return true;
   if (code == SQLITE_DONE) return false;
@@ -102,6 +115,7 @@ absl::Time Statement::ColumnTime(int index) const { return absl::FromUnixMicros(
 int Statement::changes() const { return sqlite3_changes(db_); }
 
 void Statement::Reset() {
+  if (statement_ == nullptr) return;
   sqlite3_reset(statement_);
   sqlite3_clear_bindings(statement_);
 }
@@ -140,11 +154,16 @@ Statement& Connection::Prepare(absl::string_view sql) {
     const int code = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                                         SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
     if (code != SQLITE_OK) {
-      // Every statement is a constant in the code: failing to prepare one is a programming error
-      // that tests catch, not a condition to handle at run time.
-      std::fprintf(stderr, "cannot prepare SQL: %s: %s\n", std::string(sql).c_str(),
-                   sqlite3_errmsg(db_));
-      std::abort();
+      // A statement of the code that SQLite cannot prepare now: the schema is locked, the disk
+      // is full, or (a bug that tests catch) the SQL is wrong. The unit of work fails with the
+      // error instead of the process; nothing is cached, so the next use tries again.
+      sqlite3_finalize(raw);
+      failed_statements_.push_back(
+          std::make_unique<Statement>(db_,
+                                      ToStatus(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_),
+                                               absl::StrCat("prepare ", sql)),
+                                      std::string(sql)));
+      return *failed_statements_.back();
     }
     it = statements_
              .emplace(std::string(sql), std::make_unique<Statement>(db_, raw, std::string(sql)))
@@ -153,6 +172,8 @@ Statement& Connection::Prepare(absl::string_view sql) {
   it->second->Reset();
   return *it->second;
 }
+
+void Connection::DropFailedStatements() { failed_statements_.clear(); }
 
 absl::Status Connection::Exec(absl::string_view sql) {
   char* error = nullptr;
@@ -182,6 +203,8 @@ Statement& Database::Session::Prepare(absl::string_view sql) {
 
 Database::Session::~Session() {
   for (Statement* statement : used_) statement->Reset();
+  connection_.mutex().AssertHeld();
+  connection_.DropFailedStatements();
 }
 
 absl::Status Database::Session::Exec(absl::string_view sql) {
@@ -269,6 +292,20 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>
   return unit.status;
 }
 
+absl::Status Database::RunUnit(Connection& writer,
+                               const std::function<absl::Status(Session&)>& work) {
+  Session session(writer);  // Its statements are reset before the unit is released.
+  // A unit that throws must not take the group, and the leadership that every later writer
+  // waits for, with it: it fails like a unit that returned an error.
+  try {
+    return work(session);
+  } catch (const std::exception& exception) {
+    return absl::InternalError(absl::StrCat("unit of work threw: ", exception.what()));
+  } catch (...) {
+    return absl::InternalError("unit of work threw");
+  }
+}
+
 void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
   Connection& writer = *writer_;
   writer.mutex().AssertHeld();  // The same lock as writer_->mutex(), which the analysis cannot see.
@@ -283,10 +320,7 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
     for (; next < group.size() && !abandoned; ++next) {
       QueuedUnit& unit = *group[next];
       unit.status = writer.RunCached("SAVEPOINT unit");
-      if (unit.status.ok()) {
-        Session session(writer);  // Its statements are reset before the unit is released.
-        unit.status = unit.work(session);
-      }
+      if (unit.status.ok()) unit.status = RunUnit(writer, unit.work);
       if (unit.status.ok() && writer.TransactionOpen()) {
         unit.status = writer.RunCached("RELEASE unit");
       }
@@ -305,8 +339,22 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
           }
         }
       } else if (!unit.status.ok()) {
-        writer.RunCached("ROLLBACK TO unit").IgnoreError();
-        writer.RunCached("RELEASE unit").IgnoreError();
+        // A unit that failed is undone alone; if that is impossible (its savepoint is gone), its
+        // writes cannot be told from the others', and the whole transaction is given up.
+        if (absl::Status undone = writer.RunCached("ROLLBACK TO unit"); !undone.ok()) {
+          writer.RunCached("ROLLBACK").IgnoreError();
+          abandoned = true;
+          for (std::size_t i = first; i < next; ++i) {
+            if (group[i]->status.ok()) {
+              group[i]->status = absl::AbortedError(absl::StrCat(
+                  "rolled back with its transaction: a unit sharing it could not be undone "
+                  "alone (",
+                  undone.message(), ")"));
+            }
+          }
+        } else {
+          writer.RunCached("RELEASE unit").IgnoreError();
+        }
       }
     }
     if (abandoned) continue;  // The rest of the group gets a transaction of its own.

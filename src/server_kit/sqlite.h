@@ -59,6 +59,9 @@ absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message, absl::s
 class Statement final {
  public:
   Statement(sqlite3* db, sqlite3_stmt* statement, std::string sql);
+  // A statement that could not be prepared: binding and reading do nothing, and Step, Run and
+  // ForEachRow return `prepare_error`, so the failure reaches the unit of work as a status.
+  Statement(sqlite3* db, absl::Status prepare_error, std::string sql);
   ~Statement();
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
@@ -91,7 +94,8 @@ class Statement final {
 
  private:
   sqlite3* db_;
-  sqlite3_stmt* statement_;
+  sqlite3_stmt* statement_;  // Null when preparing failed.
+  const absl::Status prepare_error_;
   const std::string sql_;
 };
 
@@ -117,8 +121,13 @@ class Connection final {
   Connection& operator=(const Connection&) = delete;
 
   base::Mutex& mutex() ABSL_LOCK_RETURNED(mutex_) { return mutex_; }
-  // The cached statement for `sql`, prepared on first use, reset.
+  // The cached statement for `sql`, prepared on first use, reset. If SQLite cannot prepare it
+  // (a busy schema lock, a full disk, an error in the SQL), the statement returned fails every
+  // step with that error and is not cached, so the next use prepares it again; it stays valid
+  // until DropFailedStatements.
   Statement& Prepare(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Frees the statements that failed to prepare (when no session refers to them any more).
+  void DropFailedStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs SQL that takes no parameters, parsing it every time (schema changes, pragmas).
   absl::Status Exec(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs a parameterless statement through the statement cache (BEGIN, SAVEPOINT, COMMIT...).
@@ -133,6 +142,7 @@ class Connection final {
   base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_
       ABSL_GUARDED_BY(mutex_);
+  std::vector<std::unique_ptr<Statement>> failed_statements_ ABSL_GUARDED_BY(mutex_);
 };
 
 // A service's database: a writing connection whose transactions are group-committed (above),
@@ -196,6 +206,9 @@ class Database final {
   // each unit's status.
   void RunGroup(const std::vector<QueuedUnit*>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_->mutex());
+  // Runs one unit's work in a session, turning an exception into INTERNAL.
+  static absl::Status RunUnit(Connection& writer, const std::function<absl::Status(Session&)>& work)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer.mutex());
   static absl::StatusOr<int> SchemaVersionOf(Connection& connection);
   absl::Status Migrate(const std::vector<std::string>& migrations);
 

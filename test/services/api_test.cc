@@ -1,5 +1,6 @@
 // What operators see: reflection and health as grpcurl uses them, and clear errors for bad
 // input that change nothing.
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/create_channel.h>
 #include <catch2/catch.hpp>
 
@@ -223,6 +224,60 @@ TEST_CASE("bad input gets a clear error naming the field and changes nothing", "
               .ok());
   REQUIRE(listed.patients_size() == 1);
   CHECK(listed.patients(0).status() == patients_v1::ALIVE);
+}
+
+TEST_CASE("times outside 1800 to 2200 are refused, and what is stored comes back exactly",
+          "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  hospital.CreatePatient("p-1");  // Born 1990-12-10.
+  const auto at = [](const std::string& rfc3339) {
+    google::protobuf::Timestamp timestamp;
+    REQUIRE(google::protobuf::util::TimeUtil::FromString(rfc3339, &timestamp));
+    return timestamp;
+  };
+  appointments_v1::ScheduleAppointmentRequest book;
+  book.set_patient_id("p-1");
+  book.set_clinician("Dr. Snow");
+  appointments_v1::Appointment appointment;
+  // Once clamped to 2262-04-11 on the way back, and paged over forever.
+  *book.mutable_scheduled_time() = at("3000-01-01T00:00:00Z");
+  grpc::Status status = hospital.appointments().ScheduleAppointment(
+      ContextWithTimeout(absl::Seconds(5)).get(), book, &appointment);
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(status.error_message(), Catch::StartsWith("scheduled_time: must be from 1800"));
+  // The latest accepted time, to the microsecond, round-trips unchanged.
+  *book.mutable_scheduled_time() = at("2199-12-31T23:59:59.999999Z");
+  REQUIRE(hospital.appointments()
+              .ScheduleAppointment(ContextWithTimeout(absl::Seconds(5)).get(), book, &appointment)
+              .ok());
+  CHECK(google::protobuf::util::TimeUtil::ToString(appointment.scheduled_time()) ==
+        "2199-12-31T23:59:59.999999Z");
+  appointments_v1::GetAppointmentRequest get;
+  get.set_appointment_id(appointment.appointment_id());
+  appointments_v1::Appointment stored;
+  REQUIRE(hospital.appointments()
+              .GetAppointment(ContextWithTimeout(absl::Seconds(5)).get(), get, &stored)
+              .ok());
+  CHECK(google::protobuf::util::TimeUtil::ToString(stored.scheduled_time()) ==
+        "2199-12-31T23:59:59.999999Z");
+
+  patients_v1::RecordDeathRequest death;
+  death.set_patient_id("p-1");
+  death.set_cause("stroke");
+  patients_v1::RecordDeathResponse recorded;
+  // Year 999 once passed the date-of-birth check: "999-..." sorted after "1990-..." as text.
+  *death.mutable_time_of_death() = at("0999-06-01T00:00:00Z");
+  status =
+      hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &recorded);
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(status.error_message(), Catch::StartsWith("time_of_death: must be from 1800"));
+  *death.mutable_time_of_death() = at("1990-12-09T23:59:59Z");
+  status =
+      hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(5)).get(), death, &recorded);
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(status.error_message(),
+             Catch::Contains("1990-12-09 is before the date of birth 1990-12-10"));
 }
 
 TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]") {

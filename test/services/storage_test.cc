@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -265,6 +266,75 @@ TEST_CASE("a COMMIT that fails fails every unit of its group", "[storage]") {
     CHECK(status->code() == absl::StatusCode::kFailedPrecondition);
   }
   CHECK(Ids(*database) == std::vector<std::string>{"leader"});
+}
+
+TEST_CASE("a unit that throws fails alone and the next writer is not left waiting", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  HeldGroup held(*database);
+  absl::Status before, throwing, after;
+  held.Submit([](Database::Session& session) { return Insert(session, "before"); }, &before);
+  held.Submit(
+      [](Database::Session& session) -> absl::Status {
+        if (absl::Status inserted = Insert(session, "throwing"); !inserted.ok()) return inserted;
+        throw std::runtime_error("boom");
+      },
+      &throwing);
+  held.Submit([](Database::Session& session) { return Insert(session, "after"); }, &after);
+  REQUIRE(held.Release().ok());
+  CHECK(before.ok());
+  CHECK(throwing.code() == absl::StatusCode::kInternal);
+  CHECK_THAT(std::string(throwing.message()), Catch::Contains("boom"));
+  CHECK(after.ok());
+  // Leadership was handed on: a later writer runs.
+  CHECK(database->InTransaction([](Database::Session& session) { return Insert(session, "later"); })
+            .ok());
+  CHECK(Ids(*database) == std::vector<std::string>{"after", "before", "later", "leader"});
+}
+
+TEST_CASE("a statement SQLite cannot prepare fails its unit, not the process", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  const auto select_missing = [](Database::Session& session) {
+    return session.Prepare("SELECT x FROM missing WHERE x = ?1").Run();
+  };
+  for (int attempt = 0; attempt < 2; ++attempt) {  // Not cached: it fails the same way again.
+    const absl::Status failed = database->InTransaction(select_missing);
+    CHECK(failed.code() == absl::StatusCode::kInternal);
+    CHECK_THAT(std::string(failed.message()), Catch::Contains("no such table"));
+  }
+  CHECK(database->WithSession(select_missing).code() == absl::StatusCode::kInternal);
+  // Once the table exists, the same statement prepares and runs.
+  REQUIRE(database
+              ->InTransaction([](Database::Session& session) {
+                return session.Exec("CREATE TABLE missing (x TEXT)");
+              })
+              .ok());
+  CHECK(database->InTransaction(select_missing).ok());
+}
+
+TEST_CASE("a failed unit that cannot be undone alone gives up its whole transaction", "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+  HeldGroup held(*database);
+  absl::Status before, unreleasable, after;
+  held.Submit([](Database::Session& session) { return Insert(session, "before"); }, &before);
+  // Releasing its own savepoint leaves ROLLBACK TO nothing to roll back to: its write can no
+  // longer be separated from the others' in the transaction.
+  held.Submit(
+      [](Database::Session& session) -> absl::Status {
+        if (absl::Status released = session.Exec("RELEASE unit"); !released.ok()) return released;
+        if (absl::Status inserted = Insert(session, "sneaky"); !inserted.ok()) return inserted;
+        return absl::AbortedError("changed my mind");
+      },
+      &unreleasable);
+  held.Submit([](Database::Session& session) { return Insert(session, "after"); }, &after);
+  REQUIRE(held.Release().ok());
+  CHECK(before.code() == absl::StatusCode::kAborted);
+  CHECK_THAT(std::string(before.message()), Catch::Contains("could not be undone alone"));
+  CHECK(unreleasable.code() == absl::StatusCode::kAborted);
+  CHECK(after.ok());  // Run in a transaction of its own.
+  CHECK(Ids(*database) == std::vector<std::string>{"after", "leader"});
 }
 
 TEST_CASE("the schema allows one pending or completed death per patient", "[storage]") {
