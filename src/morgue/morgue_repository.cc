@@ -71,6 +71,11 @@ const std::vector<std::string>& Migrations() {
           cancel_time INTEGER NOT NULL
         );
       )sql",
+      // v2: a workflow admits one patient. A workflow id sent again for another patient is a
+      // bug in the caller, refused (AdmitDeceased checks first, to say so clearly).
+      R"sql(
+        CREATE UNIQUE INDEX admissions_by_workflow ON admissions (workflow_id);
+      )sql",
   };
   return *migrations;
 }
@@ -89,6 +94,13 @@ absl::StatusOr<AdmitResult> MorgueRepository::Admit(const std::string& patient_i
     if (*was_cancelled) {
       return absl::AbortedError(absl::StrCat("workflow_id: workflow \"", workflow_id,
                                              "\" was cancelled; start a new one to admit"));
+    }
+    ASSIGN_OR_RETURN(const std::optional<Admission> by_workflow,
+                     FindBy(session, "workflow_id", workflow_id));
+    if (by_workflow.has_value() && by_workflow->patient_id() != patient_id) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("workflow_id: workflow \"", workflow_id,
+                       "\" already admitted another patient; a workflow admits one patient"));
     }
     absl::StatusOr<std::optional<Admission>> existing = FindBy(session, "patient_id", patient_id);
     if (!existing.ok()) return existing.status();

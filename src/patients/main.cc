@@ -20,8 +20,9 @@ ABSL_FLAG(std::string, appointments_address, "localhost:50053",
           "The appointments service, host:port");
 ABSL_FLAG(std::string, resilience_policy, "",
           "JSON resilience policy for calls to morgue and appointments (see "
-          "protos/resilience/v1/example_policy.json); empty: the library's defaults (30s "
-          "timeout, no retries, no breaker, no bulkhead)");
+          "protos/resilience/v1/example_policy.json); empty: the library's defaults (a 30s "
+          "timeout, no retries, a circuit breaker per service that opens for 5s when half of at "
+          "least 20 of the last 100 calls failed, no bulkhead) with a 100ms deadline margin");
 ABSL_FLAG(std::string, death_workflow, "sync",
           "How RecordDeath reaches morgue and appointments: sync (gRPC calls with saga "
           "compensation)");
@@ -31,6 +32,9 @@ ABSL_FLAG(bool, resilience_admin, true,
           "Serve resilience.v1.ResilienceAdmin (list, force open, disable, reset breakers)");
 
 namespace {
+
+constexpr char kDefaultPolicyJson[] =
+    R"({"defaultTarget": {"methodConfig": [{"name": [{}], "deadlineMargin": "0.1s"}]}})";
 
 // Everything the patients service owns beyond its database, torn down in reverse order.
 struct PatientsRuntime {
@@ -48,7 +52,10 @@ absl::Status Setup(server_kit::ServiceContext& context) {
     return absl::InvalidArgumentError(absl::StrCat("--death_workflow: must be sync, got \"",
                                                    absl::GetFlag(FLAGS_death_workflow), "\""));
   }
-  resilience::Policy policy;
+  // Without a policy, calls still end kDefaultDeadlineMargin before the caller's deadline, so
+  // that the caller hears UNAVAILABLE naming the service that was too slow, not a bare
+  // DEADLINE_EXCEEDED of its own.
+  resilience::Policy policy = *resilience::ParsePolicyJson(kDefaultPolicyJson);
   const std::string policy_path = absl::GetFlag(FLAGS_resilience_policy);
   if (!policy_path.empty()) {
     absl::StatusOr<resilience::Policy> loaded = resilience::LoadPolicyFile(policy_path);

@@ -48,7 +48,10 @@ bool IsValidUtf8(absl::string_view text) {
 
 std::string Quote(absl::string_view value) {
   if (value.size() <= 64) return absl::StrCat("\"", value, "\"");
-  return absl::StrCat("\"", value.substr(0, 61), "...\"");
+  // Cut before a character, not inside one: back off over UTF-8 continuation bytes.
+  std::size_t cut = 61;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat("\"", value.substr(0, cut), "...\"");
 }
 
 absl::Status ValidateId(absl::string_view field, absl::string_view value) {
@@ -80,9 +83,15 @@ absl::Status ValidateText(absl::string_view field, absl::string_view value, std:
   if (!IsValidUtf8(value)) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": is not valid UTF-8"));
   }
-  for (char c : value) {
-    if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": contains a control character"));
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(value[i]);
+    // C0 (but newline and tab), DEL, and C1 (U+0080 to U+009F, encoded C2 80 to C2 9F).
+    const bool c0 = byte < 0x20 && byte != '\n' && byte != '\t';
+    const bool c1 =
+        byte == 0xC2 && i + 1 < value.size() && static_cast<unsigned char>(value[i + 1]) <= 0x9F;
+    if (c0 || byte == 0x7F || c1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": contains a control character at byte ", i));
     }
   }
   return absl::OkStatus();

@@ -23,7 +23,7 @@ namespace server_kit {
 absl::Status ValidateId(absl::string_view field, absl::string_view value);
 
 // Text of min_length to max_length bytes, valid UTF-8, without control characters other than
-// newline and tab.
+// newline and tab (C0, DEL and C1 are refused).
 absl::Status ValidateText(absl::string_view field, absl::string_view value, std::size_t min_length,
                           std::size_t max_length);
 
@@ -67,7 +67,7 @@ std::string NewId();
 absl::Time FromProtoTime(const google::protobuf::Timestamp& timestamp);
 google::protobuf::Timestamp ToProtoTime(absl::Time time);
 
-// A value for an error message: quoted, cut to 64 bytes.
+// A value for an error message: quoted, cut to at most 64 bytes at a character boundary.
 std::string Quote(absl::string_view value);
 
 }  // namespace server_kit

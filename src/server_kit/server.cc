@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
 #include "server_kit/log.h"
+#include "server_kit/malformed_request.h"
 
 namespace server_kit {
 namespace {
@@ -82,8 +83,10 @@ absl::Status Server::Start() {
   builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   // The extra interceptors come first, so that the observer records the status a fault
-  // interceptor substitutes, and the time it adds.
+  // interceptor substitutes, and the time it adds; before them, the one that explains a
+  // request gRPC could not parse.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
   for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
   auto observer = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
   observer_ = observer.get();

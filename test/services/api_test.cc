@@ -2,10 +2,12 @@
 // input that change nothing.
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/sync.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server_kit/rpc_support.h"
@@ -278,6 +280,38 @@ TEST_CASE("times outside 1800 to 2200 are refused, and what is stored comes back
   CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK_THAT(status.error_message(),
              Catch::Contains("1990-12-09 is before the date of birth 1990-12-10"));
+}
+
+TEST_CASE("a request gRPC cannot parse gets INVALID_ARGUMENT naming its type", "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  // CreatePatientRequest with patient_id "p-x" and given_name one byte 0xff: not UTF-8, which
+  // proto3 requires of a string; gRPC's parser refuses it before any handler runs.
+  const std::string bytes = std::string("\x0a\x03p-x\x12\x01\xff", 8);
+  grpc::GenericStub stub(grpc::CreateChannel(hospital.patients_process().address(),
+                                             grpc::InsecureChannelCredentials()));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer sent(&slice, 1);
+  grpc::ByteBuffer received;
+  grpc::Status result;
+  base::Notification done;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  stub.UnaryCall(context.get(), "/hospital.patients.v1.PatientsService/CreatePatient",
+                 grpc::StubOptions(), &sent, &received, [&](grpc::Status status) {
+                   result = std::move(status);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  CHECK(result.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(result.error_message(),
+             Catch::StartsWith("request: cannot be parsed as "
+                               "hospital.patients.v1.CreatePatientRequest"));
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id("p-x");
+  patients_v1::Patient patient;
+  CHECK(hospital.patients()
+            .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &patient)
+            .error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]") {

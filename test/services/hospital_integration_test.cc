@@ -205,6 +205,21 @@ TEST_CASE("appointments too slow for the deadline: compensated once it answers a
   CHECK(Eventually([&] { return FullyUndone(hospital, "p-3"); }, absl::Seconds(20)));
 }
 
+TEST_CASE("without a policy, a service too slow for the caller's deadline is named", "[hospital]") {
+  testing_support::HospitalOptions options;
+  options.policy_json = "";  // The library's defaults and the built-in deadline margin.
+  Hospital hospital(options);
+  hospital.Start();
+  hospital.CreatePatient("p-4");
+  hospital.appointments_process().Freeze();
+  patients_v1::RecordDeathResponse response;
+  const grpc::Status status = RecordDeath(hospital, "p-4", &response, absl::Seconds(2));
+  hospital.appointments_process().Unfreeze();
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(status.error_message(), Catch::Contains("appointments (DEADLINE_EXCEEDED"));
+  CHECK(GetPatient(hospital, "p-4").status() == patients_v1::ALIVE);
+}
+
 TEST_CASE("concurrent RecordDeath for one patient admits once", "[hospital]") {
   Hospital hospital;
   hospital.Start();

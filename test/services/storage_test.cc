@@ -467,6 +467,27 @@ TEST_CASE("morgue: one admission per patient, reopened for a new workflow after 
   CHECK(page->items.size() == 1);
 }
 
+TEST_CASE("morgue: a workflow admits one patient", "[storage][morgue]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+  morgue::MorgueRepository repository(*database);
+  const absl::Time now = absl::Now();
+  REQUIRE(repository.Admit("p1", "w1", now, "cause", now).ok());
+  const auto other = repository.Admit("p2", "w1", now, "cause", now);
+  CHECK(other.status().code() == absl::StatusCode::kAlreadyExists);
+  CHECK_THAT(std::string(other.status().message()), Catch::StartsWith("workflow_id:"));
+  CHECK(repository.GetByPatient("p2").status().code() == absl::StatusCode::kNotFound);
+  CHECK(repository.Admit("p1", "w1", now, "cause", now)->already_admitted);  // Still idempotent.
+  // The schema holds it too, whatever the code above does.
+  CHECK(database
+            ->InTransaction([](Database::Session& session) {
+              return session.Exec(
+                  "INSERT INTO admissions (admission_id, patient_id, workflow_id, time_of_death, "
+                  "cause, status, admit_time) VALUES ('a-x', 'p3', 'w1', 0, 'x', 1, 0)");
+            })
+            .code() == absl::StatusCode::kAlreadyExists);
+}
+
 TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[storage]") {
   testing_support::TempDir dir;
   auto database = Open(dir.path() + "/appointments.db", appointments::Migrations());
@@ -509,6 +530,18 @@ TEST_CASE("validation names the field", "[validation]") {
   CHECK(server_kit::ValidateText("cause", "ok", 1, 10).ok());
   CHECK_FALSE(server_kit::ValidateText("cause", "\xff\xfe", 1, 10).ok());
   CHECK_FALSE(server_kit::ValidateText("cause", std::string("a\0b", 3), 1, 10).ok());
+  CHECK(server_kit::ValidateText("cause", "a\tb\nc", 1, 10).ok());
+  CHECK_THAT(std::string(server_kit::ValidateText("cause", "a\x7f", 1, 10).message()),
+             Catch::Contains("control character at byte 1"));                    // DEL
+  CHECK_FALSE(server_kit::ValidateText("cause", "a\xc2\x85", 1, 10).ok());       // U+0085 (C1)
+  CHECK_FALSE(server_kit::ValidateText("cause", "\xc2\x9f", 1, 10).ok());        // U+009F (C1)
+  CHECK(server_kit::ValidateText("cause", "caf\xc3\xa9 \xc2\xa0", 1, 10).ok());  // é, NBSP
+  // A quoted value is cut at a character boundary: 60 ASCII bytes, then a 2-byte 'é' whose
+  // second byte is the 62nd, where a cut at 61 bytes would fall.
+  const std::string quoted =
+      server_kit::Quote(std::string(60, 'a') + "\xc3\xa9" + std::string(10, 'b'));
+  CHECK(quoted == "\"" + std::string(60, 'a') + "...\"");
+  CHECK(server_kit::ValidateText("quoted", quoted, 1, 100).ok());  // Still valid UTF-8.
   CHECK(server_kit::DecodePageToken("page_token", "").value().empty());
   CHECK(server_kit::DecodePageToken("page_token", server_kit::EncodePageToken("p-7")).value() ==
         "p-7");

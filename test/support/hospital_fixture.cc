@@ -62,8 +62,10 @@ Hospital::Hospital(HospitalOptions options) {
   };
   morgue_ = make("morgue", {});
   appointments_ = make("appointments", {});
-  std::vector<std::string> patients_flags = {absl::StrCat("--resilience_policy=", policy_path),
-                                             "--reconcile_interval=0.1s"};
+  std::vector<std::string> patients_flags = {"--reconcile_interval=0.1s"};
+  if (!options.policy_json.empty()) {
+    patients_flags.push_back(absl::StrCat("--resilience_policy=", policy_path));
+  }
   patients_flags.insert(patients_flags.end(), options.patients_flags.begin(),
                         options.patients_flags.end());
   // Downstream addresses are added in Start, once their ports are known.

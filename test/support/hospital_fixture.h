@@ -19,6 +19,7 @@ namespace testing_support {
 extern const char kTestPolicy[];
 
 struct HospitalOptions {
+  // Empty: the patients service runs without --resilience_policy.
   std::string policy_json = kTestPolicy;
   bool with_metrics = false;
   std::vector<std::string> patients_flags;
