@@ -225,11 +225,14 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::Conclude(
   if (absl::Status begun =
           repository_.BeginCompensation(workflow_id, failures, environment_.clock->Now());
       !begun.ok()) {
-    // Still PENDING: the background pass will roll it forward or compensate it.
+    // Still PENDING: the background pass will send the calls again and complete the death if
+    // they succeed, or undo it if not. Say exactly that: nothing is settled yet.
     deaths_.Add({{"result", "error"}}).Increment();
-    return absl::UnavailableError(absl::StrCat("could not record the death of patient \"",
-                                               request.patient_id, "\": ", failures,
-                                               "; undoing it is pending (", begun.message(), ")"));
+    return absl::UnavailableError(absl::StrCat(
+        "could not record the death of patient \"", request.patient_id, "\": ", failures,
+        "; its outcome could not be stored here (", begun.message(),
+        "), so it will be settled in the background: completed if the services answer, undone "
+        "if not; call RecordDeath again to learn which"));
   }
   Compensate(workflow_id, request.patient_id,
              {{workflow_id, request.patient_id, CompensationAction::kCancelAdmission, 0},

@@ -184,7 +184,7 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   }
   server.SetReadinessCheck([&database, injector = *injector]() -> absl::Status {
     if (injector->NotServing()) return absl::UnavailableError("fault injected: not_serving");
-    return database.Ping();
+    return database.CheckWritable();
   });
   const absl::Status started = server.Start();
   if (started.ok()) {

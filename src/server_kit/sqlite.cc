@@ -7,21 +7,30 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "server_kit/log.h"
 
 namespace server_kit {
 
 absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
                       absl::string_view context) {
-  const std::string message =
-      absl::StrCat(context, ": ", sqlite_message, " (", sqlite3_errstr(sqlite_code), ")");
+  Log(LogLevel::kWarning, "sqlite_error",
+      {{"code", absl::StrCat(sqlite_code)},
+       {"error", std::string(sqlite_message)},
+       {"context", std::string(context)}});
+  // sqlite3_errstr names the kind of failure ("database is locked") and nothing else.
+  const std::string message = absl::StrCat("storage: ", sqlite3_errstr(sqlite_code));
   switch (sqlite_code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_PROTOCOL:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
       return absl::UnavailableError(message);
     case SQLITE_FULL:
+    case SQLITE_NOMEM:
       return absl::ResourceExhaustedError(message);
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
@@ -36,6 +45,13 @@ absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
         default:
           return absl::InvalidArgumentError(message);
       }
+    case SQLITE_TOOBIG:
+      return absl::InvalidArgumentError(message);
+    case SQLITE_ABORT:
+    case SQLITE_SCHEMA:
+      return absl::AbortedError(message);
+    case SQLITE_INTERRUPT:
+      return absl::CancelledError(message);
     default:
       return absl::InternalError(message);
   }
@@ -396,6 +412,14 @@ absl::Status Database::Ping() {
     Statement& statement = session.Prepare("SELECT count(*) FROM sqlite_schema");
     absl::StatusOr<bool> row = statement.Step();
     return row.ok() ? absl::OkStatus() : row.status();
+  });
+}
+
+absl::Status Database::CheckWritable() {
+  RETURN_IF_ERROR(Ping());
+  ASSIGN_OR_RETURN(const int version, SchemaVersion());
+  return InTransaction([version](Session& session) {
+    return session.Exec(absl::StrCat("PRAGMA user_version=", version));
   });
 }
 

@@ -49,10 +49,21 @@ struct sqlite3_stmt;
 
 namespace server_kit {
 
-// Maps a SQLite result code to a status: BUSY/LOCKED and I/O errors to UNAVAILABLE (retry
-// later), unique and primary-key violations to ALREADY_EXISTS, foreign-key violations to
-// FAILED_PRECONDITION, other constraint failures to INVALID_ARGUMENT, corruption to DATA_LOSS,
-// a full disk to RESOURCE_EXHAUSTED, the rest to INTERNAL. `context` says what was being done.
+// Maps a SQLite result code to a status, every primary code deliberately:
+//   BUSY, LOCKED, IOERR, CANTOPEN, PROTOCOL, PERM, READONLY  UNAVAILABLE (storage cannot serve
+//                                                             this now; readiness says so too)
+//   FULL, NOMEM                                             RESOURCE_EXHAUSTED
+//   CORRUPT, NOTADB                                         DATA_LOSS
+//   CONSTRAINT: UNIQUE, PRIMARYKEY                          ALREADY_EXISTS
+//               FOREIGNKEY                                  FAILED_PRECONDITION
+//               any other (CHECK, NOT NULL, a trigger)      INVALID_ARGUMENT
+//   TOOBIG                                                  INVALID_ARGUMENT
+//   ABORT, SCHEMA                                           ABORTED (retry the transaction)
+//   INTERRUPT                                               CANCELLED
+//   anything else (ERROR, MISUSE, RANGE, MISMATCH, ...)     INTERNAL (a bug here)
+// The message is safe to send to any client: it says what kind of storage failure it was and
+// never holds SQL, file paths or data. `sqlite_message` and `context` (the statement, or what
+// was being done) go to the log, with the code.
 absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message, absl::string_view context);
 
 // A prepared statement, reset on every use. Parameters are 1-based, columns 0-based.
@@ -189,6 +200,9 @@ class Database final {
 
   // Checks that the database answers; for health checks.
   absl::Status Ping();
+  // Ping, and a write that commits (it rewrites the schema version with its own value), so that
+  // a read-only or full database is found by readiness and not only by the next request.
+  absl::Status CheckWritable();
   // The schema version (PRAGMA user_version).
   absl::StatusOr<int> SchemaVersion();
   const std::string& path() const { return path_; }

@@ -180,6 +180,38 @@ TEST_CASE("both owed undo calls are kept until each has succeeded", "[workflow]"
   CHECK(f.Pending() == 0);
 }
 
+TEST_CASE(
+    "when the undo cannot be recorded, the answer says the outcome is not settled, and the "
+    "background pass settles it",
+    "[workflow]") {
+  Fixture f;
+  f.downstreams.admit.push_back(kDown);
+  // Storage refuses to move a workflow to COMPENSATING (as a full disk would refuse any write).
+  REQUIRE(f.database
+              ->InTransaction([](server_kit::Database::Session& session) {
+                return session.Exec(
+                    "CREATE TRIGGER no_compensation BEFORE UPDATE OF state ON death_workflows "
+                    "WHEN NEW.state = 3 BEGIN SELECT RAISE(ABORT, 'injected'); END");
+              })
+              .ok());
+  const absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
+  REQUIRE(recorded.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(recorded.status().message()),
+             Catch::Contains("will be settled in the background"));
+  CHECK(f.downstreams.undo_admit_calls == 0);  // Nothing was undone: it is still pending.
+  REQUIRE(f.database
+              ->InTransaction([](server_kit::Database::Session& session) {
+                return session.Exec("DROP TRIGGER no_compensation");
+              })
+              .ok());
+  f.env.Advance(absl::Seconds(1));
+  f.workflow->ReconcileOnce();  // Rolled forward: the morgue answers now.
+  CHECK(f.Status() == v1::DECEASED);
+  const absl::StatusOr<v1::RecordDeathResponse> again = f.Record();
+  REQUIRE(again.ok());
+  CHECK(again->replayed());
+}
+
 TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]") {
   Fixture f;
   f.downstreams.cancel.push_back(kDown);
