@@ -1,7 +1,10 @@
 #include "patients/death_workflow.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -301,15 +304,42 @@ void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
   }
 }
 
+namespace {
+
+// Runs `work` on every item, at most `parallelism` at a time, each on a thread of its own, and
+// returns when all are done. (The work blocks on calls to other services; a pass that took them
+// one at a time would let one stalled service hold up every other recovery.)
+template <typename Item, typename Work>
+void ForEachInParallel(const std::vector<Item>& items, int parallelism, const Work& work) {
+  const std::size_t batch = static_cast<std::size_t>(std::max(1, parallelism));
+  for (std::size_t start = 0; start < items.size(); start += batch) {
+    std::vector<std::thread> threads;
+    for (std::size_t i = start; i < std::min(items.size(), start + batch); ++i) {
+      threads.emplace_back([&work, &item = items[i]] { work(item); });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+}
+
+}  // namespace
+
 void SynchronousDeathWorkflow::ReconcileOnce() {
   const absl::Time now = environment_.clock->Now();
+  const absl::Time deadline = now + options_.recovery_deadline;
   absl::StatusOr<std::vector<DueCompensation>> due = repository_.DueCompensations(now, 100);
   if (due.ok()) {
     std::map<std::string, std::vector<DueCompensation>> by_workflow;
     for (DueCompensation& owed : *due) by_workflow[owed.workflow_id].push_back(std::move(owed));
-    for (const auto& [workflow_id, owed] : by_workflow) {
-      Compensate(workflow_id, owed.front().patient_id, owed, absl::InfiniteFuture());
+    // A request that is undoing its own workflow right now owns those calls.
+    std::vector<std::vector<DueCompensation>> claimed;
+    for (auto& [workflow_id, owed] : by_workflow) {
+      if (MarkInFlight(workflow_id)) claimed.push_back(std::move(owed));
     }
+    ForEachInParallel(
+        claimed, options_.recovery_parallelism, [&](const std::vector<DueCompensation>& owed) {
+          Compensate(owed.front().workflow_id, owed.front().patient_id, owed, deadline);
+          ClearInFlight(owed.front().workflow_id);
+        });
   } else {
     Log(LogLevel::kError, "reconcile_failed", {{"error", due.status().ToString()}});
   }
@@ -317,25 +347,32 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
   // Every PENDING workflow not driven by a live request belongs to a process that died.
   absl::StatusOr<std::vector<DeathWorkflowRow>> orphans = repository_.PendingWorkflows(now);
   if (orphans.ok()) {
-    for (const DeathWorkflowRow& orphan : *orphans) {
-      if (!MarkInFlight(orphan.workflow_id)) continue;
-      rolled_forward_.Increment();
-      Log(LogLevel::kInfo, "death_rolling_forward", {{"workflow_id", orphan.workflow_id}});
-      const DeathRequest request{orphan.patient_id, orphan.time_of_death, orphan.cause};
-      absl::StatusOr<v1::Patient> patient = repository_.Get(orphan.patient_id);
-      if (patient.ok()) {
-        const Outcome outcome =
-            CallDownstreams(orphan.workflow_id, request, absl::InfiniteFuture());
-        Conclude(orphan.workflow_id, request, *patient, outcome, absl::InfiniteFuture())
-            .IgnoreError();
-      }
-      ClearInFlight(orphan.workflow_id);
+    std::vector<DeathWorkflowRow> claimed;
+    for (DeathWorkflowRow& orphan : *orphans) {
+      if (MarkInFlight(orphan.workflow_id)) claimed.push_back(std::move(orphan));
     }
+    ForEachInParallel(claimed, options_.recovery_parallelism,
+                      [&](const DeathWorkflowRow& orphan) { RollForward(orphan, deadline); });
   }
 
   if (absl::StatusOr<int> pending = repository_.PendingCompensationCount(); pending.ok()) {
     compensations_pending_.Set(*pending);
   }
+}
+
+void SynchronousDeathWorkflow::RollForward(const DeathWorkflowRow& orphan, absl::Time deadline) {
+  // Claimed now, but the snapshot that listed it may predate a request completing it.
+  if (absl::StatusOr<bool> pending = repository_.IsPending(orphan.workflow_id);
+      pending.ok() && *pending) {
+    rolled_forward_.Increment();
+    Log(LogLevel::kInfo, "death_rolling_forward", {{"workflow_id", orphan.workflow_id}});
+    const DeathRequest request{orphan.patient_id, orphan.time_of_death, orphan.cause};
+    if (absl::StatusOr<v1::Patient> patient = repository_.Get(orphan.patient_id); patient.ok()) {
+      const Outcome outcome = CallDownstreams(orphan.workflow_id, request, deadline);
+      Conclude(orphan.workflow_id, request, *patient, outcome, deadline).IgnoreError();
+    }
+  }
+  ClearInFlight(orphan.workflow_id);
 }
 
 void SynchronousDeathWorkflow::StartBackground() {

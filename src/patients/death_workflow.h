@@ -68,6 +68,11 @@ class DeathWorkflow {
 struct SynchronousDeathWorkflowOptions {
   // How often the background pass runs.
   absl::Duration reconcile_interval = absl::Seconds(1);
+  // The background pass works on this many workflows at once, and gives each call at most
+  // recovery_deadline (the policy's own timeout may be shorter): a stalled downstream delays
+  // the other recoveries by no more than that.
+  int recovery_parallelism = 16;
+  absl::Duration recovery_deadline = absl::Seconds(10);
   // Backoff of a failed undo call (full jitter, as the resilience library's retries).
   resilience::BackoffConfig compensation_backoff = {absl::Milliseconds(500), absl::Seconds(30),
                                                     2.0};
@@ -84,7 +89,8 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
                                                       absl::Time parent_deadline) override;
 
-  // One background pass: retries due undo calls and rolls forward orphaned workflows.
+  // One background pass: retries due undo calls and rolls forward orphaned workflows, each
+  // only once claimed (a workflow a request is driving is left to it), several at once.
   void ReconcileOnce();
   // Runs ReconcileOnce every reconcile_interval on a thread of its own, until Stop.
   void StartBackground();
@@ -104,6 +110,8 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   // Sends the owed undo calls concurrently, waits, and records each result.
   void Compensate(const std::string& workflow_id, const std::string& patient_id,
                   const std::vector<DueCompensation>& owed, absl::Time parent_deadline);
+  // Rolls forward a claimed PENDING workflow left by a process that died.
+  void RollForward(const DeathWorkflowRow& orphan, absl::Time deadline);
   bool MarkInFlight(const std::string& workflow_id);
   void ClearInFlight(const std::string& workflow_id);
 

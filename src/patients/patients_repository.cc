@@ -409,6 +409,18 @@ absl::StatusOr<int> PatientsRepository::PendingCompensationCount() {
   return count;
 }
 
+absl::StatusOr<bool> PatientsRepository::IsPending(const std::string& workflow_id) {
+  bool pending = false;
+  RETURN_IF_ERROR(database_.WithSession([&](Database::Session& session) -> absl::Status {
+    Statement& select =
+        session.Prepare("SELECT 1 FROM death_workflows WHERE workflow_id = ?1 AND state = 1");
+    select.BindText(1, workflow_id);
+    ASSIGN_OR_RETURN(pending, select.Step());
+    return absl::OkStatus();
+  }));
+  return pending;
+}
+
 absl::StatusOr<std::vector<DeathWorkflowRow>> PatientsRepository::PendingWorkflows(
     absl::Time older_than) {
   std::vector<DeathWorkflowRow> rows;

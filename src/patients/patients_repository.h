@@ -100,6 +100,9 @@ class PatientsRepository final {
   absl::StatusOr<int> PendingCompensationCount();
   // PENDING workflows last changed before `older_than`.
   absl::StatusOr<std::vector<DeathWorkflowRow>> PendingWorkflows(absl::Time older_than);
+  // Whether the workflow is still PENDING (a snapshot of pending workflows goes stale as soon as
+  // a request completes one).
+  absl::StatusOr<bool> IsPending(const std::string& workflow_id);
 
  private:
   server_kit::Database& database_;

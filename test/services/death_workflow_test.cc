@@ -2,12 +2,15 @@
 // a temporary directory.
 #include "patients/death_workflow.h"
 
+#include <atomic>
 #include <deque>
+#include <functional>
 #include <optional>
 
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/sync.h"
 #include "base/testing/fake_environment.h"
 #include "testing_support/service_process.h"
 
@@ -15,6 +18,7 @@ namespace patients {
 namespace {
 
 // Answers each call at once with the next scripted status for its method (OK when none).
+// Thread-safe: the background pass works on several workflows at once.
 class ScriptedDownstreams final : public Downstreams {
  public:
   std::deque<absl::Status> admit;
@@ -22,10 +26,14 @@ class ScriptedDownstreams final : public Downstreams {
   std::deque<absl::Status> undo_admit;
   std::deque<absl::Status> undo_cancel;
   std::string rejecting;  // What RejectingTarget reports.
-  int admit_calls = 0;
-  int cancel_calls = 0;
-  int undo_admit_calls = 0;
-  int undo_cancel_calls = 0;
+  std::atomic<int> admit_calls{0};
+  std::atomic<int> cancel_calls{0};
+  std::atomic<int> undo_admit_calls{0};
+  std::atomic<int> undo_cancel_calls{0};
+  // Runs before an undo of an admission is answered, with the patient's id.
+  std::function<void(const std::string&)> on_undo_admit;
+  // The parent deadline of every undo of an admission.
+  std::vector<absl::Time> undo_admit_deadlines;
 
   std::string RejectingTarget() override { return rejecting; }
 
@@ -44,9 +52,14 @@ class ScriptedDownstreams final : public Downstreams {
     response.add_cancelled()->set_appointment_id("apt-1");
     done(Next(cancel), response);
   }
-  void CancelAdmission(const morgue_v1::CancelAdmissionRequest&, absl::Time,
+  void CancelAdmission(const morgue_v1::CancelAdmissionRequest& request, absl::Time deadline,
                        Done<morgue_v1::CancelAdmissionResponse> done) override {
     ++undo_admit_calls;
+    {
+      base::MutexLock lock(&mutex_);
+      undo_admit_deadlines.push_back(deadline);
+    }
+    if (on_undo_admit) on_undo_admit(request.patient_id());
     done(Next(undo_admit), {});
   }
   void RestorePatientAppointments(
@@ -57,12 +70,15 @@ class ScriptedDownstreams final : public Downstreams {
   }
 
  private:
-  static absl::Status Next(std::deque<absl::Status>& script) {
+  absl::Status Next(std::deque<absl::Status>& script) {
+    base::MutexLock lock(&mutex_);
     if (script.empty()) return absl::OkStatus();
     absl::Status status = script.front();
     script.pop_front();
     return status;
   }
+
+  base::Mutex mutex_;
 };
 
 const absl::Status kDown(absl::StatusCode::kUnavailable, "connection refused");
@@ -210,6 +226,66 @@ TEST_CASE(
   const absl::StatusOr<v1::RecordDeathResponse> again = f.Record();
   REQUIRE(again.ok());
   CHECK(again->replayed());
+}
+
+TEST_CASE("the background pass leaves alone the undo calls a request is making", "[workflow]") {
+  Fixture f;
+  f.downstreams.admit.push_back(kDown);
+  int passes = 0;
+  // While the request sends its own undo call, a background pass runs: the owed calls are due,
+  // but the workflow is the request's.
+  f.downstreams.on_undo_admit = [&](const std::string&) {
+    if (passes++ == 0) f.workflow->ReconcileOnce();
+  };
+  REQUIRE_FALSE(f.Record().ok());
+  CHECK(passes == 1);
+  CHECK(f.downstreams.undo_admit_calls == 1);
+  CHECK(f.downstreams.undo_cancel_calls == 1);
+  CHECK(f.Pending() == 0);
+}
+
+TEST_CASE("one stalled recovery does not hold up another, and each has a deadline", "[workflow]") {
+  Fixture f;
+  v1::Patient second;
+  second.set_patient_id("p-2");
+  second.set_given_name("Grace");
+  second.set_family_name("Hopper");
+  second.set_date_of_birth("1906-12-09");
+  REQUIRE(f.repository->Create(second, f.env.Now()).ok());
+  // Two failed deaths whose undo of the admission failed too: both owed.
+  f.downstreams.admit = {kDown, kDown};
+  f.downstreams.undo_admit = {kDown, kDown};
+  f.env.random().Push(0.0);  // Due again at once.
+  REQUIRE_FALSE(f.Record().ok());
+  REQUIRE_FALSE(
+      f.workflow
+          ->RecordDeath({"p-2", f.env.Now() - absl::Hours(1), "stroke"}, absl::InfiniteFuture())
+          .ok());
+  REQUIRE(f.Pending() == 2);
+  // Each undo stalls until the other has been sent too: a pass that took them one at a time
+  // would wait out the first one's stall (10 s here) and fail the check.
+  base::Mutex mutex;
+  base::CondVar arrived_changed;
+  int arrived = 0;
+  std::atomic<int> stalled_for_good{0};
+  f.downstreams.on_undo_admit = [&](const std::string&) {
+    base::MutexLock lock(&mutex);
+    ++arrived;
+    arrived_changed.SignalAll();
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (arrived < 2) {
+      if (arrived_changed.WaitWithDeadline(&mutex, give_up)) {
+        ++stalled_for_good;
+        break;
+      }
+    }
+  };
+  const absl::Time pass_start = f.env.Now();
+  f.workflow->ReconcileOnce();
+  CHECK(stalled_for_good == 0);
+  CHECK(f.Pending() == 0);
+  // The pass's calls end 10 s (recovery_deadline) after it started, not never.
+  CHECK(f.downstreams.undo_admit_deadlines.back() == pass_start + absl::Seconds(10));
 }
 
 TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]") {
