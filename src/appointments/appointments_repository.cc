@@ -57,12 +57,26 @@ absl::StatusOr<std::optional<Appointment>> FindById(Database::Session& session,
   return std::optional<Appointment>(std::move(rows->front()));
 }
 
+// The appointments cancelled by `workflow_id` that no user has cancelled since.
 absl::StatusOr<std::vector<Appointment>> CancelledBy(Database::Session& session,
                                                      const std::string& workflow_id) {
   Statement& select = session.Prepare(
       absl::StrCat("SELECT ", kColumns, " FROM appointments WHERE cancelled_by_workflow = ?1 ",
                    "ORDER BY scheduled_time, appointment_id"));
   select.BindText(1, workflow_id);
+  return ReadAll(select);
+}
+
+// The appointments a workflow cancelled that are still its own (no user has cancelled them
+// since) and still in the future after `now`: what undoing it restores.
+absl::StatusOr<std::vector<Appointment>> RestorableFor(Database::Session& session,
+                                                       const std::string& workflow_id,
+                                                       absl::Time now) {
+  Statement& select = session.Prepare(
+      absl::StrCat("SELECT ", kColumns, " FROM appointments WHERE cancelled_by_workflow = ?1 ",
+                   "AND scheduled_time > ?2 ORDER BY scheduled_time, appointment_id"));
+  select.BindText(1, workflow_id);
+  select.BindTime(2, now);
   return ReadAll(select);
 }
 
@@ -231,7 +245,20 @@ absl::StatusOr<Appointment> AppointmentsRepository::Cancel(bool& changed,
           absl::StrCat("appointment_id: no appointment \"", appointment_id, "\""));
     }
     if ((*row)->status() == kCancelled) {
-      result = **row;
+      // Cancelled by a death workflow that may still be undone: the user's cancellation takes
+      // it over, so that undoing the workflow (which restores only what it cancelled itself)
+      // leaves it cancelled, as the user asked.
+      Statement& take_over = session.Prepare(
+          "UPDATE appointments SET cancel_reason = ?2, cancel_time = ?3, "
+          "cancelled_by_workflow = NULL WHERE appointment_id = ?1 AND "
+          "cancelled_by_workflow IS NOT NULL");
+      take_over.BindText(1, appointment_id);
+      take_over.BindText(2, reason);
+      take_over.BindTime(3, now);
+      RETURN_IF_ERROR(take_over.Run());
+      changed = take_over.changes() == 1;
+      ASSIGN_OR_RETURN(const std::optional<Appointment> after, FindById(session, appointment_id));
+      result = *after;
       return absl::OkStatus();
     }
     if (server_kit::FromProtoTime((*row)->scheduled_time()) <= now) {
@@ -318,12 +345,15 @@ absl::StatusOr<std::vector<Appointment>> AppointmentsRepository::RestoreForPatie
     }
     if ((*existing)->patient_id != patient_id) return WrongPatient(workflow_id);
     if ((*existing)->state == kReverted) return absl::OkStatus();
-    absl::StatusOr<std::vector<Appointment>> cancelled = CancelledBy(session, workflow_id);
+    // Appointments whose time has passed meanwhile stay cancelled: restoring them would book
+    // the past.
+    absl::StatusOr<std::vector<Appointment>> cancelled = RestorableFor(session, workflow_id, now);
     if (!cancelled.ok()) return cancelled.status();
     Statement& update = session.Prepare(
         "UPDATE appointments SET status = 1, cancel_reason = NULL, cancel_time = NULL, "
-        "cancelled_by_workflow = NULL WHERE cancelled_by_workflow = ?1");
+        "cancelled_by_workflow = NULL WHERE cancelled_by_workflow = ?1 AND scheduled_time > ?2");
     update.BindText(1, workflow_id);
+    update.BindTime(2, now);
     if (absl::Status updated = update.Run(); !updated.ok()) return updated;
     Statement& revert = session.Prepare(
         "UPDATE patient_cancellations SET state = 2, revert_time = ?2 WHERE workflow_id = ?1");

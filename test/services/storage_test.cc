@@ -546,6 +546,38 @@ TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[sto
         absl::StatusCode::kAborted);
 }
 
+TEST_CASE("appointments: undoing a death restores only what it cancelled, and only the future",
+          "[storage]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/appointments.db", appointments::Migrations());
+  appointments::AppointmentsRepository repository(*database);
+  const absl::Time now = absl::Now();
+  for (const char* id : {"soon", "kept", "user"}) {
+    const absl::Duration from_now = std::string(id) == "soon" ? absl::Minutes(10) : absl::Hours(5);
+    REQUIRE(repository.Schedule({id, "p", now + from_now, "Dr. Snow", ""}, now).ok());
+  }
+  REQUIRE(repository.CancelForPatient("p", "w1", "patient deceased", true, now)->cancelled.size() ==
+          3);
+  // While the death is pending, the patient's family cancels one appointment themselves.
+  bool changed = false;
+  const auto cancelled = repository.Cancel(changed, "user", "family request", now);
+  REQUIRE(cancelled.ok());
+  CHECK(changed);
+  CHECK(cancelled->cancel_reason() == "family request");
+  // The death is undone after "soon" has passed.
+  const absl::Time later = now + absl::Minutes(20);
+  const auto restored = repository.RestoreForPatient("p", "w1", later);
+  REQUIRE(restored.ok());
+  REQUIRE(restored->size() == 1);
+  CHECK(restored->front().appointment_id() == "kept");
+  CHECK(repository.Get("kept")->status() == hospital::appointments::v1::SCHEDULED);
+  // The user's cancellation was acknowledged: it stands.
+  CHECK(repository.Get("user")->status() == hospital::appointments::v1::CANCELLED);
+  CHECK(repository.Get("user")->cancel_reason() == "family request");
+  // The past is not booked again.
+  CHECK(repository.Get("soon")->status() == hospital::appointments::v1::CANCELLED);
+}
+
 TEST_CASE("validation names the field", "[validation]") {
   CHECK(server_kit::ValidateId("patient_id", "").message() == "patient_id: is required");
   CHECK_THAT(std::string(server_kit::ValidateId("patient_id", "a b").message()),
