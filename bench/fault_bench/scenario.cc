@@ -210,6 +210,38 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
                          failed_p99(all), all.violations()),
              all.violations() == 0 && all["naive"].deaths.failed_p99 < 50};
        }},
+      {"patients_killed",
+       "A caller killed mid-load (kill -9) and restarted on its database: every death it "
+       "acknowledged survives, and those it left half-done are rolled forward or undone.",
+       absl::Seconds(8),
+       40,
+       20,
+       {Do(2, Step::Kind::kKill, Service::kPatients),
+        Do(3, Step::Kind::kRestart, Service::kPatients)},
+       {},
+       [=](const FigureSet& all) {
+         return Judgement{
+             fmt::format("Deaths acknowledged and then lost, or services left disagreeing, all "
+                         "variants: {}. ",
+                         all.violations()),
+             all.violations() == 0};
+       }},
+      {"appointments_killed",
+       "A downstream killed and restarted: calls fail fast while it is gone, its data survives, "
+       "and the deaths it missed are undone.",
+       absl::Seconds(8),
+       40,
+       20,
+       {Do(2, Step::Kind::kKill, Service::kAppointments),
+        Do(4.5, Step::Kind::kRestart, Service::kAppointments)},
+       {"naive"},
+       [=](const FigureSet& all) {
+         return Judgement{
+             fmt::format("Failed calls' p99: {}. Consistency violations after the restart, all "
+                         "variants: {}. ",
+                         failed_p99(all), all.violations()),
+             all.violations() == 0 && all["naive"].deaths.failed_p99 < 50};
+       }},
   };
   for (Scenario& scenario : scenarios) {
     scenario.duration = scenario.duration * time_scale;
