@@ -15,9 +15,15 @@ endif()
 
 add_library(hospital_sanitizers INTERFACE)
 if(HOSPITAL_SANITIZER)
+  # Undefined behaviour stops the program (and fails the test) instead of printing a warning.
   target_compile_options(hospital_sanitizers INTERFACE -fsanitize=${HOSPITAL_SANITIZER}
-    -fno-omit-frame-pointer)
+    -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(hospital_sanitizers INTERFACE -fsanitize=${HOSPITAL_SANITIZER})
+endif()
+if(HOSPITAL_BUILD_FUZZERS)
+  # Coverage for libFuzzer in everything the fuzzers link, not only in the targets themselves
+  # (the sanitizer runtimes supply the hooks to binaries that are not fuzzers).
+  target_compile_options(hospital_sanitizers INTERFACE -fsanitize=fuzzer-no-link)
 endif()
 
 add_library(hospital_project_options INTERFACE)

@@ -109,6 +109,10 @@ absl::Status Statement::ForEachRow(const std::function<void(const Statement&)>& 
   }
 }
 
+int Statement::ColumnCount() const {
+  return statement_ == nullptr ? 0 : sqlite3_column_count(statement_);
+}
+
 std::string Statement::ColumnText(int index) const {
   const unsigned char* text = sqlite3_column_text(statement_, index);
   if (text == nullptr) return {};

@@ -90,6 +90,8 @@ class Statement final {
   // Steps through every row, handing each to `read`; returns the first error.
   absl::Status ForEachRow(const std::function<void(const Statement&)>& read);
 
+  // Columns in the result (0 for a statement that returns none, or failed to prepare).
+  int ColumnCount() const;
   std::string ColumnText(int index) const;
   std::string ColumnBlob(int index) const;
   std::int64_t ColumnInt(int index) const;
