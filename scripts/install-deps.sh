@@ -11,7 +11,8 @@ build_packages=(
 )
 # Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
 test_packages=(
-  clang catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus gnuplot-nox
+  clang libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
+  gnuplot-nox
 )
 
 packages=("${build_packages[@]}")
