@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -52,7 +53,15 @@ absl::Status Validate(const faults_v1::Fault& fault) {
   }
   if (fault.kind_case() != faults_v1::Fault::kNotServing) {
     const std::string& method = fault.method();
-    if (method != "*" && !base::ParseMethodName(method)) {
+    // Service and method names are protobuf identifiers ("pkg.v1.Service", "Method").
+    const auto is_name = [](std::string_view name) {
+      return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+      });
+    };
+    const std::optional<base::MethodName> name = base::ParseMethodName(method);
+    if (method != "*" &&
+        (!name || !is_name(name->service) || (name->method != "*" && !is_name(name->method)))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "fault.method: must be \"*\", \"package.Service/*\" or \"package.Service/Method\", "
           "got ",

@@ -105,6 +105,9 @@ TEST_CASE("invalid rules are refused, naming the field", "[faults]") {
   CHECK_THAT(error(Abort("*", "NOPE")), Catch::StartsWith("fault.abort.code"));
   CHECK_THAT(error(Abort("*", "OK")), Catch::StartsWith("fault.abort.code"));
   CHECK_THAT(error(Abort("no-slash", "UNAVAILABLE")), Catch::StartsWith("fault.method"));
+  // Found by faults_fuzzer: names no method could have were stored (and logged).
+  CHECK_THAT(error(Abort("a.v1.S/Get\x01\x7f", "UNAVAILABLE")), Catch::StartsWith("fault.method"));
+  CHECK_THAT(error(Abort("a v1.S/*", "UNAVAILABLE")), Catch::StartsWith("fault.method"));
   faults_v1::Fault fault = Abort("*", "UNAVAILABLE");
   fault.set_percentage(120);
   CHECK_THAT(error(fault), Catch::StartsWith("fault.percentage"));
