@@ -578,6 +578,45 @@ TEST_CASE("appointments: undoing a death restores only what it cancelled, and on
   CHECK(repository.Get("soon")->status() == hospital::appointments::v1::CANCELLED);
 }
 
+TEST_CASE("appointments: a patient's own writes against every phase of a death", "[storage]") {
+  // In each phase of a death the patient cancels an appointment and tries to book another. A
+  // cancellation the service acknowledged must stand whatever happens to the death afterwards;
+  // booking is refused exactly while the patient is recorded as deceased.
+  enum class Phase { kBefore, kPending, kCompleted, kUndone };
+  struct Row {
+    Phase phase;
+    bool may_book;
+  };
+  for (const Row& row : {Row{Phase::kBefore, true}, Row{Phase::kPending, false},
+                         Row{Phase::kCompleted, false}, Row{Phase::kUndone, true}}) {
+    const int phase = static_cast<int>(row.phase);
+    INFO("phase " << phase);
+    testing_support::TempDir dir;
+    auto database = Open(dir.path() + "/appointments.db", appointments::Migrations());
+    appointments::AppointmentsRepository repository(*database);
+    const absl::Time now = absl::Now();
+    REQUIRE(repository.Schedule({"mine", "p", now + absl::Hours(5), "Dr. Snow", ""}, now).ok());
+    // The patient's two writes, made in the phase under test.
+    const auto act = [&] {
+      bool changed = false;
+      REQUIRE(repository.Cancel(changed, "mine", "patient's own reason", now).ok());
+      const auto booked = repository.Schedule(
+          {absl::StrCat("new-", phase), "p", now + absl::Hours(9), "Dr. Snow", ""}, now);
+      CHECK(booked.ok() == row.may_book);
+    };
+    if (row.phase == Phase::kBefore) act();
+    REQUIRE(repository.CancelForPatient("p", "w", "patient deceased", true, now).ok());
+    if (row.phase == Phase::kPending || row.phase == Phase::kCompleted) act();
+    // Pending ends in an undo here (the worst case for the patient's write); completed does not.
+    if (row.phase != Phase::kCompleted) REQUIRE(repository.RestoreForPatient("p", "w", now).ok());
+    if (row.phase == Phase::kUndone) act();
+    const auto mine = repository.Get("mine");
+    REQUIRE(mine.ok());
+    CHECK(mine->status() == hospital::appointments::v1::CANCELLED);
+    CHECK(mine->cancel_reason() == "patient's own reason");
+  }
+}
+
 TEST_CASE("validation names the field", "[validation]") {
   CHECK(server_kit::ValidateId("patient_id", "").message() == "patient_id: is required");
   CHECK_THAT(std::string(server_kit::ValidateId("patient_id", "a b").message()),
