@@ -14,10 +14,14 @@ namespace server_kit {
 
 absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
                       absl::string_view context) {
-  Log(LogLevel::kWarning, "sqlite_error",
-      {{"code", absl::StrCat(sqlite_code)},
-       {"error", std::string(sqlite_message)},
-       {"context", std::string(context)}});
+  // A constraint violation is an answer the caller expected and rewords (a duplicate id); every
+  // other failure is the operator's to see, with what the client is not told.
+  if ((sqlite_code & 0xff) != SQLITE_CONSTRAINT) {
+    Log(LogLevel::kWarning, "sqlite_error",
+        {{"code", absl::StrCat(sqlite_code)},
+         {"error", std::string(sqlite_message)},
+         {"context", std::string(context)}});
+  }
   // sqlite3_errstr names the kind of failure ("database is locked") and nothing else.
   const std::string message = absl::StrCat("storage: ", sqlite3_errstr(sqlite_code));
   switch (sqlite_code & 0xff) {

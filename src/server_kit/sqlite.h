@@ -63,7 +63,8 @@ namespace server_kit {
 //   anything else (ERROR, MISUSE, RANGE, MISMATCH, ...)     INTERNAL (a bug here)
 // The message is safe to send to any client: it says what kind of storage failure it was and
 // never holds SQL, file paths or data. `sqlite_message` and `context` (the statement, or what
-// was being done) go to the log, with the code.
+// was being done) go to the log, with the code, except for constraint violations, which the
+// caller expects and rewords.
 absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message, absl::string_view context);
 
 // A prepared statement, reset on every use. Parameters are 1-based, columns 0-based.

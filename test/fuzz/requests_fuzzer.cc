@@ -153,31 +153,26 @@ const std::vector<Method>& Methods() {
   using morgue::MorgueService;
   using patients::PatientsService;
   static const auto* const methods = new std::vector<Method>{
-#define HOSPITAL_FUZZ_METHOD(db, member, Service, Name)   \
+#define HOSPITAL_FUZZ_METHOD(member, Service, Name)       \
   [](System& s, const std::string& b, grpc::Status& st) { \
     return Call(s.member, &Service::Name, b, st);         \
   }
-      HOSPITAL_FUZZ_METHOD(patients, patients_service, PatientsService, CreatePatient),
-      HOSPITAL_FUZZ_METHOD(patients, patients_service, PatientsService, GetPatient),
-      HOSPITAL_FUZZ_METHOD(patients, patients_service, PatientsService, ListPatients),
-      HOSPITAL_FUZZ_METHOD(patients, patients_service, PatientsService, UpdateContactDetails),
-      HOSPITAL_FUZZ_METHOD(patients, patients_service, PatientsService, RecordDeath),
-      HOSPITAL_FUZZ_METHOD(morgue, morgue_service, MorgueService, AdmitDeceased),
-      HOSPITAL_FUZZ_METHOD(morgue, morgue_service, MorgueService, GetAdmission),
-      HOSPITAL_FUZZ_METHOD(morgue, morgue_service, MorgueService, ListAdmissions),
-      HOSPITAL_FUZZ_METHOD(morgue, morgue_service, MorgueService, ReleaseBody),
-      HOSPITAL_FUZZ_METHOD(morgue, morgue_service, MorgueService, CancelAdmission),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService,
-                           ScheduleAppointment),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService, GetAppointment),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService,
-                           ListAppointments),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService,
-                           CancelAppointment),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService,
-                           CancelPatientAppointments),
-      HOSPITAL_FUZZ_METHOD(appointments, appointments_service, AppointmentsService,
-                           RestorePatientAppointments),
+      HOSPITAL_FUZZ_METHOD(patients_service, PatientsService, CreatePatient),
+      HOSPITAL_FUZZ_METHOD(patients_service, PatientsService, GetPatient),
+      HOSPITAL_FUZZ_METHOD(patients_service, PatientsService, ListPatients),
+      HOSPITAL_FUZZ_METHOD(patients_service, PatientsService, UpdateContactDetails),
+      HOSPITAL_FUZZ_METHOD(patients_service, PatientsService, RecordDeath),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, AdmitDeceased),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, GetAdmission),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, ListAdmissions),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, ReleaseBody),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, CancelAdmission),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, ScheduleAppointment),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, GetAppointment),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, ListAppointments),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, CancelAppointment),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, CancelPatientAppointments),
+      HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, RestorePatientAppointments),
 #undef HOSPITAL_FUZZ_METHOD
   };
   return *methods;
