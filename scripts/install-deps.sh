@@ -7,12 +7,12 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev
+  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev
 )
 # Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
 test_packages=(
   clang libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
-  gnuplot-nox
+  gnuplot-nox nats-server
 )
 
 packages=("${build_packages[@]}")

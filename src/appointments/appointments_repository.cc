@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/status.h"
+#include "messaging/inbox.h"
 #include "server_kit/rpc_support.h"
 
 namespace appointments {
@@ -134,6 +135,8 @@ const std::vector<std::string>& Migrations() {
           ON appointments (patient_id, scheduled_time, appointment_id);
         CREATE INDEX appointments_by_workflow ON appointments (cancelled_by_workflow);
       )sql",
+      // v2: the inbox of the asynchronous death workflow's events.
+      messaging::kInboxMigration,
   };
   return *migrations;
 }
@@ -282,46 +285,60 @@ absl::StatusOr<Appointment> AppointmentsRepository::Cancel(bool& changed,
   return result;
 }
 
+absl::Status AppointmentsRepository::CancelForPatientIn(
+    Database::Session& session, const std::string& patient_id, const std::string& workflow_id,
+    const std::string& reason, bool patient_deceased, absl::Time now, PatientCancellation& result) {
+  absl::StatusOr<std::optional<Cancellation>> existing = FindCancellation(session, workflow_id);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    if ((*existing)->patient_id != patient_id) return WrongPatient(workflow_id);
+    if ((*existing)->state == kReverted) {
+      return absl::AbortedError(
+          absl::StrCat("workflow_id: workflow \"", workflow_id, "\" was undone; start a new one"));
+    }
+    absl::StatusOr<std::vector<Appointment>> cancelled = CancelledBy(session, workflow_id);
+    if (!cancelled.ok()) return cancelled.status();
+    result.cancelled = *std::move(cancelled);
+    result.replayed = true;
+    return absl::OkStatus();
+  }
+  Statement& insert = session.Prepare(
+      "INSERT INTO patient_cancellations (workflow_id, patient_id, reason, patient_deceased, "
+      "state, create_time) VALUES (?1, ?2, ?3, ?4, 1, ?5)");
+  insert.BindText(1, workflow_id);
+  insert.BindText(2, patient_id);
+  insert.BindText(3, reason);
+  insert.BindInt(4, patient_deceased ? 1 : 0);
+  insert.BindTime(5, now);
+  if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+  Statement& update = session.Prepare(
+      "UPDATE appointments SET status = 2, cancel_reason = ?3, cancel_time = ?4, "
+      "cancelled_by_workflow = ?2 WHERE patient_id = ?1 AND status = 1 AND scheduled_time > ?4");
+  update.BindText(1, patient_id);
+  update.BindText(2, workflow_id);
+  update.BindText(3, reason);
+  update.BindTime(4, now);
+  if (absl::Status updated = update.Run(); !updated.ok()) return updated;
+  absl::StatusOr<std::vector<Appointment>> cancelled = CancelledBy(session, workflow_id);
+  if (!cancelled.ok()) return cancelled.status();
+  result.cancelled = *std::move(cancelled);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> AppointmentsRepository::WasUndone(Database::Session& session,
+                                                       const std::string& workflow_id) {
+  ASSIGN_OR_RETURN(const std::optional<Cancellation> existing,
+                   FindCancellation(session, workflow_id));
+  return existing.has_value() && existing->state == kReverted;
+}
+
 absl::StatusOr<PatientCancellation> AppointmentsRepository::CancelForPatient(
     const std::string& patient_id, const std::string& workflow_id, const std::string& reason,
     bool patient_deceased, absl::Time now) {
   PatientCancellation result;
-  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
-    absl::StatusOr<std::optional<Cancellation>> existing = FindCancellation(session, workflow_id);
-    if (!existing.ok()) return existing.status();
-    if (existing->has_value()) {
-      if ((*existing)->patient_id != patient_id) return WrongPatient(workflow_id);
-      if ((*existing)->state == kReverted) {
-        return absl::AbortedError(absl::StrCat("workflow_id: workflow \"", workflow_id,
-                                               "\" was undone; start a new one"));
-      }
-      absl::StatusOr<std::vector<Appointment>> cancelled = CancelledBy(session, workflow_id);
-      if (!cancelled.ok()) return cancelled.status();
-      result.cancelled = *std::move(cancelled);
-      result.replayed = true;
-      return absl::OkStatus();
-    }
-    Statement& insert = session.Prepare(
-        "INSERT INTO patient_cancellations (workflow_id, patient_id, reason, patient_deceased, "
-        "state, create_time) VALUES (?1, ?2, ?3, ?4, 1, ?5)");
-    insert.BindText(1, workflow_id);
-    insert.BindText(2, patient_id);
-    insert.BindText(3, reason);
-    insert.BindInt(4, patient_deceased ? 1 : 0);
-    insert.BindTime(5, now);
-    if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
-    Statement& update = session.Prepare(
-        "UPDATE appointments SET status = 2, cancel_reason = ?3, cancel_time = ?4, "
-        "cancelled_by_workflow = ?2 WHERE patient_id = ?1 AND status = 1 AND scheduled_time > ?4");
-    update.BindText(1, patient_id);
-    update.BindText(2, workflow_id);
-    update.BindText(3, reason);
-    update.BindTime(4, now);
-    if (absl::Status updated = update.Run(); !updated.ok()) return updated;
-    absl::StatusOr<std::vector<Appointment>> cancelled = CancelledBy(session, workflow_id);
-    if (!cancelled.ok()) return cancelled.status();
-    result.cancelled = *std::move(cancelled);
-    return absl::OkStatus();
+  absl::Status status = database_.InTransaction([&](Database::Session& session) {
+    return CancelForPatientIn(session, patient_id, workflow_id, reason, patient_deceased, now,
+                              result);
   });
   if (!status.ok()) return status;
   return result;

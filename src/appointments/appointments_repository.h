@@ -57,6 +57,16 @@ class AppointmentsRepository final {
                                                        const std::string& workflow_id,
                                                        const std::string& reason,
                                                        bool patient_deceased, absl::Time now);
+  // CancelForPatient's work inside the caller's transaction (the event consumer's).
+  static absl::Status CancelForPatientIn(server_kit::Database::Session& session,
+                                         const std::string& patient_id,
+                                         const std::string& workflow_id, const std::string& reason,
+                                         bool patient_deceased, absl::Time now,
+                                         PatientCancellation& result);
+  // Whether `workflow_id`'s cancellation was undone (CancelForPatient of it would fail with
+  // ABORTED).
+  static absl::StatusOr<bool> WasUndone(server_kit::Database::Session& session,
+                                        const std::string& workflow_id);
   // Undoes CancelForPatient of `workflow_id`; returns the appointments scheduled again.
   absl::StatusOr<std::vector<Appointment>> RestoreForPatient(const std::string& patient_id,
                                                              const std::string& workflow_id,

@@ -1,6 +1,8 @@
 // The appointments service binary. `appointments --help` lists the flags.
 #include "appointments/appointments_repository.h"
 #include "appointments/appointments_service.h"
+#include "appointments/patient_died_handler.h"
+#include "messaging/consumer_setup.h"
 #include "server_kit/service_main.h"
 
 int main(int argc, char** argv) {
@@ -8,7 +10,7 @@ int main(int argc, char** argv) {
       "appointments",
       "The appointments service: schedules visits; cancels those of deceased patients.\n"
       "Usage: appointments [--listen=0.0.0.0:50053] [--metrics_listen=0.0.0.0:9093] "
-      "[--db=appointments.db]",
+      "[--db=appointments.db] [--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50053",
       "0.0.0.0:9093",
       "appointments.db",
@@ -22,6 +24,8 @@ int main(int argc, char** argv) {
             *repository, base::SystemClock(), context.server.metrics()));
         context.server.RegisterService(
             service, hospital::appointments::v1::AppointmentsService::service_full_name());
-        return absl::OkStatus();
+        auto* handler = context.Keep(std::make_unique<appointments::PatientDiedHandler>());
+        return messaging::SetUpEventConsumer(context, "appointments", *handler,
+                                             appointments::kPatientDiedFaultMethod);
       });
 }

@@ -1,14 +1,17 @@
 // The morgue service binary. `morgue --help` lists the flags.
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
+#include "messaging/consumer_setup.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/morgue_service.h"
+#include "morgue/patient_died_handler.h"
 #include "server_kit/service_main.h"
 
 int main(int argc, char** argv) {
   const server_kit::ServiceDefinition definition{
       "morgue",
       "The morgue service: admits deceased patients and releases them to funeral homes.\n"
-      "Usage: morgue [--listen=0.0.0.0:50052] [--metrics_listen=0.0.0.0:9092] [--db=morgue.db]",
+      "Usage: morgue [--listen=0.0.0.0:50052] [--metrics_listen=0.0.0.0:9092] [--db=morgue.db] "
+      "[--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50052",
       "0.0.0.0:9092",
       "morgue.db",
@@ -22,6 +25,8 @@ int main(int argc, char** argv) {
             *repository, base::SystemClock(), context.server.metrics()));
         context.server.RegisterService(service,
                                        hospital::morgue::v1::MorgueService::service_full_name());
-        return absl::OkStatus();
+        auto* handler = context.Keep(std::make_unique<morgue::PatientDiedHandler>());
+        return messaging::SetUpEventConsumer(context, "morgue", *handler,
+                                             morgue::kPatientDiedFaultMethod);
       });
 }

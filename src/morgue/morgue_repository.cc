@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "messaging/inbox.h"
 #include "server_kit/rpc_support.h"
 
 namespace morgue {
@@ -76,8 +77,73 @@ const std::vector<std::string>& Migrations() {
       R"sql(
         CREATE UNIQUE INDEX admissions_by_workflow ON admissions (workflow_id);
       )sql",
+      // v3: the inbox of the asynchronous death workflow's events.
+      messaging::kInboxMigration,
   };
   return *migrations;
+}
+
+absl::Status MorgueRepository::AdmitIn(Database::Session& session, const std::string& patient_id,
+                                       const std::string& workflow_id, absl::Time time_of_death,
+                                       const std::string& cause, absl::Time now,
+                                       AdmitResult& result) {
+  Statement& cancelled =
+      session.Prepare("SELECT 1 FROM cancelled_workflows WHERE workflow_id = ?1");
+  cancelled.BindText(1, workflow_id);
+  absl::StatusOr<bool> was_cancelled = cancelled.Step();
+  if (!was_cancelled.ok()) return was_cancelled.status();
+  if (*was_cancelled) {
+    return absl::AbortedError(absl::StrCat("workflow_id: workflow \"", workflow_id,
+                                           "\" was cancelled; start a new one to admit"));
+  }
+  ASSIGN_OR_RETURN(const std::optional<Admission> by_workflow,
+                   FindBy(session, "workflow_id", workflow_id));
+  if (by_workflow.has_value() && by_workflow->patient_id() != patient_id) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("workflow_id: workflow \"", workflow_id,
+                     "\" already admitted another patient; a workflow admits one patient"));
+  }
+  absl::StatusOr<std::optional<Admission>> existing = FindBy(session, "patient_id", patient_id);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value() && (*existing)->status() != hospital::morgue::v1::CANCELLED) {
+    result.admission = **existing;
+    result.already_admitted = true;
+    return absl::OkStatus();
+  }
+  if (existing->has_value()) {
+    Statement& reopen = session.Prepare(
+        "UPDATE admissions SET workflow_id = ?2, time_of_death = ?3, cause = ?4, status = 1, "
+        "admit_time = ?5, cancel_time = NULL WHERE admission_id = ?1");
+    reopen.BindText(1, (*existing)->admission_id());
+    reopen.BindText(2, workflow_id);
+    reopen.BindTime(3, time_of_death);
+    reopen.BindText(4, cause);
+    reopen.BindTime(5, now);
+    if (absl::Status updated = reopen.Run(); !updated.ok()) return updated;
+  } else {
+    Statement& insert = session.Prepare(
+        "INSERT INTO admissions (admission_id, patient_id, workflow_id, time_of_death, cause, "
+        "status, admit_time) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)");
+    insert.BindText(1, server_kit::NewId());
+    insert.BindText(2, patient_id);
+    insert.BindText(3, workflow_id);
+    insert.BindTime(4, time_of_death);
+    insert.BindText(5, cause);
+    insert.BindTime(6, now);
+    if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+  }
+  absl::StatusOr<std::optional<Admission>> admitted = FindBy(session, "patient_id", patient_id);
+  if (!admitted.ok()) return admitted.status();
+  result.admission = **admitted;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> MorgueRepository::WasCancelled(Database::Session& session,
+                                                    const std::string& workflow_id) {
+  Statement& cancelled =
+      session.Prepare("SELECT 1 FROM cancelled_workflows WHERE workflow_id = ?1");
+  cancelled.BindText(1, workflow_id);
+  return cancelled.Step();
 }
 
 absl::StatusOr<AdmitResult> MorgueRepository::Admit(const std::string& patient_id,
@@ -85,56 +151,8 @@ absl::StatusOr<AdmitResult> MorgueRepository::Admit(const std::string& patient_i
                                                     absl::Time time_of_death,
                                                     const std::string& cause, absl::Time now) {
   AdmitResult result;
-  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
-    Statement& cancelled =
-        session.Prepare("SELECT 1 FROM cancelled_workflows WHERE workflow_id = ?1");
-    cancelled.BindText(1, workflow_id);
-    absl::StatusOr<bool> was_cancelled = cancelled.Step();
-    if (!was_cancelled.ok()) return was_cancelled.status();
-    if (*was_cancelled) {
-      return absl::AbortedError(absl::StrCat("workflow_id: workflow \"", workflow_id,
-                                             "\" was cancelled; start a new one to admit"));
-    }
-    ASSIGN_OR_RETURN(const std::optional<Admission> by_workflow,
-                     FindBy(session, "workflow_id", workflow_id));
-    if (by_workflow.has_value() && by_workflow->patient_id() != patient_id) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("workflow_id: workflow \"", workflow_id,
-                       "\" already admitted another patient; a workflow admits one patient"));
-    }
-    absl::StatusOr<std::optional<Admission>> existing = FindBy(session, "patient_id", patient_id);
-    if (!existing.ok()) return existing.status();
-    if (existing->has_value() && (*existing)->status() != hospital::morgue::v1::CANCELLED) {
-      result.admission = **existing;
-      result.already_admitted = true;
-      return absl::OkStatus();
-    }
-    if (existing->has_value()) {
-      Statement& reopen = session.Prepare(
-          "UPDATE admissions SET workflow_id = ?2, time_of_death = ?3, cause = ?4, status = 1, "
-          "admit_time = ?5, cancel_time = NULL WHERE admission_id = ?1");
-      reopen.BindText(1, (*existing)->admission_id());
-      reopen.BindText(2, workflow_id);
-      reopen.BindTime(3, time_of_death);
-      reopen.BindText(4, cause);
-      reopen.BindTime(5, now);
-      if (absl::Status updated = reopen.Run(); !updated.ok()) return updated;
-    } else {
-      Statement& insert = session.Prepare(
-          "INSERT INTO admissions (admission_id, patient_id, workflow_id, time_of_death, cause, "
-          "status, admit_time) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)");
-      insert.BindText(1, server_kit::NewId());
-      insert.BindText(2, patient_id);
-      insert.BindText(3, workflow_id);
-      insert.BindTime(4, time_of_death);
-      insert.BindText(5, cause);
-      insert.BindTime(6, now);
-      if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
-    }
-    absl::StatusOr<std::optional<Admission>> admitted = FindBy(session, "patient_id", patient_id);
-    if (!admitted.ok()) return admitted.status();
-    result.admission = **admitted;
-    return absl::OkStatus();
+  absl::Status status = database_.InTransaction([&](Database::Session& session) {
+    return AdmitIn(session, patient_id, workflow_id, time_of_death, cause, now, result);
   });
   if (!status.ok()) return status;
   return result;

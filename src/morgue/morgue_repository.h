@@ -38,6 +38,13 @@ class MorgueRepository final {
   absl::StatusOr<AdmitResult> Admit(const std::string& patient_id, const std::string& workflow_id,
                                     absl::Time time_of_death, const std::string& cause,
                                     absl::Time now);
+  // Admit's work inside the caller's transaction (the event consumer's), with the same errors.
+  static absl::Status AdmitIn(server_kit::Database::Session& session, const std::string& patient_id,
+                              const std::string& workflow_id, absl::Time time_of_death,
+                              const std::string& cause, absl::Time now, AdmitResult& result);
+  // Whether `workflow_id` was cancelled (Admit of it would fail with ABORTED).
+  static absl::StatusOr<bool> WasCancelled(server_kit::Database::Session& session,
+                                           const std::string& workflow_id);
   // NOT_FOUND if there is no such admission.
   absl::StatusOr<Admission> GetById(const std::string& admission_id);
   absl::StatusOr<Admission> GetByPatient(const std::string& patient_id);

@@ -206,6 +206,7 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::Conclude(
       *cancelled->mutable_scheduled_time() = appointment.scheduled_time();
     }
     response.set_workflow_id(workflow_id);
+    response.set_downstream_state(v1::DOWNSTREAM_APPLIED);
     if (absl::Status stored =
             repository_.CompleteDeath(workflow_id, response, environment_.clock->Now());
         !stored.ok()) {

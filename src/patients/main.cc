@@ -3,7 +3,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
+#include "messaging/flags.h"
+#include "messaging/jetstream_publisher.h"
+#include "messaging/nats_client.h"
+#include "messaging/outbox.h"
+#include "messaging/outbox_relay.h"
+#include "patients/async_death_workflow.h"
 #include "patients/death_workflow.h"
 #include "patients/downstreams.h"
 #include "patients/patients_repository.h"
@@ -23,9 +30,13 @@ ABSL_FLAG(std::string, resilience_policy, "",
           "protos/resilience/v1/example_policy.json); empty: the library's defaults (a 30s "
           "timeout, no retries, a circuit breaker per service that opens for 5s when half of at "
           "least 20 of the last 100 calls failed, no bulkhead) with a 100ms deadline margin");
-ABSL_FLAG(std::string, death_workflow, "sync",
-          "How RecordDeath reaches morgue and appointments: sync (gRPC calls with saga "
-          "compensation)");
+ABSL_FLAG(absl::Duration, outbox_publish_timeout, absl::Seconds(1),
+          "With --death_workflow=async: how long the relay waits for the broker to acknowledge a "
+          "batch before it publishes the unacknowledged events again (a repeat the broker "
+          "drops within its duplicate window)");
+ABSL_FLAG(absl::Duration, outbox_retention, absl::Minutes(1),
+          "With --death_workflow=async: how long published events stay in the outbox table "
+          "before they are pruned");
 ABSL_FLAG(absl::Duration, reconcile_interval, absl::Seconds(1),
           "How often owed undo calls are retried and orphaned deaths resumed");
 ABSL_FLAG(bool, resilience_admin, true,
@@ -42,16 +53,21 @@ struct PatientsRuntime {
   std::unique_ptr<resilience::TargetRegistry> targets;
   std::unique_ptr<patients::GrpcDownstreams> downstreams;
   std::unique_ptr<patients::PatientsRepository> repository;
+  // Drives new deaths in sync mode; in both modes, finishes what synchronous deaths left
+  // (owed undo calls, pending workflows), so that switching to async strands nothing.
   std::unique_ptr<patients::SynchronousDeathWorkflow> workflow;
+  // Async mode only.
+  std::unique_ptr<messaging::NatsClient> nats;
+  std::unique_ptr<messaging::JetStreamPublisher> publisher;
+  std::unique_ptr<messaging::OutboxStore> outbox;
+  std::unique_ptr<messaging::OutboxRelay> relay;
+  std::unique_ptr<patients::AsynchronousDeathWorkflow> async_workflow;
   std::unique_ptr<patients::PatientsService> service;
   std::unique_ptr<resilience::AdminService> admin;
 };
 
 absl::Status Setup(server_kit::ServiceContext& context) {
-  if (absl::GetFlag(FLAGS_death_workflow) != "sync") {
-    return absl::InvalidArgumentError(absl::StrCat("--death_workflow: must be sync, got \"",
-                                                   absl::GetFlag(FLAGS_death_workflow), "\""));
-  }
+  ASSIGN_OR_RETURN(const messaging::DeathWorkflowMode mode, messaging::DeathWorkflowFromFlags());
   // Without a policy, calls still end kDefaultDeadlineMargin before the caller's deadline, so
   // that the caller hears UNAVAILABLE naming the service that was too slow, not a bare
   // DEADLINE_EXCEEDED of its own.
@@ -81,8 +97,29 @@ absl::Status Setup(server_kit::ServiceContext& context) {
   runtime->workflow = std::make_unique<patients::SynchronousDeathWorkflow>(
       *runtime->repository, *runtime->downstreams, runtime->environment.environment(),
       context.server.metrics(), options);
+  patients::DeathWorkflow* death_workflow = runtime->workflow.get();
+  if (mode == messaging::DeathWorkflowMode::kAsync) {
+    ASSIGN_OR_RETURN(messaging::StreamSettings stream, messaging::StreamSettingsFromFlags());
+    ASSIGN_OR_RETURN(runtime->nats, messaging::NatsClient::Create(
+                                        messaging::NatsClientOptionsFromFlags("patients"),
+                                        context.server.metrics()));
+    ASSIGN_OR_RETURN(runtime->publisher, messaging::JetStreamPublisher::Create(
+                                             *runtime->nats, std::move(stream),
+                                             absl::GetFlag(FLAGS_outbox_publish_timeout)));
+    runtime->outbox = std::make_unique<messaging::OutboxStore>(context.database);
+    messaging::OutboxRelayOptions relay_options;
+    relay_options.retention = absl::GetFlag(FLAGS_outbox_retention);
+    runtime->relay = std::make_unique<messaging::OutboxRelay>(
+        *runtime->outbox, *runtime->publisher, base::SystemClock(), context.server.metrics(),
+        relay_options);
+    messaging::OutboxRelay* relay = runtime->relay.get();
+    runtime->async_workflow = std::make_unique<patients::AsynchronousDeathWorkflow>(
+        *runtime->repository, base::SystemClock(), context.server.metrics(),
+        [relay] { relay->Notify(); });
+    death_workflow = runtime->async_workflow.get();
+  }
   runtime->service = std::make_unique<patients::PatientsService>(
-      *runtime->repository, *runtime->workflow, base::SystemClock(), context.server.metrics());
+      *runtime->repository, *death_workflow, base::SystemClock(), context.server.metrics());
   context.server.RegisterService(runtime->service.get(),
                                  hospital::patients::v1::PatientsService::service_full_name());
   if (absl::GetFlag(FLAGS_resilience_admin)) {
@@ -91,7 +128,11 @@ absl::Status Setup(server_kit::ServiceContext& context) {
                                    resilience::v1::ResilienceAdmin::service_full_name());
   }
   runtime->workflow->StartBackground();
-  context.on_shutdown.push_back([runtime] { runtime->workflow->Stop(); });
+  if (runtime->relay) runtime->relay->Start();
+  context.on_shutdown.push_back([runtime] {
+    runtime->workflow->Stop();
+    if (runtime->relay) runtime->relay->Stop();
+  });
   return absl::OkStatus();
 }
 
@@ -104,7 +145,8 @@ int main(int argc, char** argv) {
       "reaches the morgue and appointments services.\n"
       "Usage: patients [--listen=0.0.0.0:50051] [--metrics_listen=0.0.0.0:9091] "
       "[--db=patients.db] [--morgue_address=localhost:50052] "
-      "[--appointments_address=localhost:50053] [--resilience_policy=policy.json]",
+      "[--appointments_address=localhost:50053] [--resilience_policy=policy.json] "
+      "[--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50051",
       "0.0.0.0:9091",
       "patients.db",

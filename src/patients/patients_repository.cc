@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "messaging/outbox.h"
 #include "server_kit/rpc_support.h"
 
 namespace patients {
@@ -69,6 +70,75 @@ absl::Status LeavePending(Database::Session& session, const std::string& workflo
   return absl::OkStatus();
 }
 
+// BeginDeath's work, inside the caller's transaction; the new workflow starts in `state`.
+absl::Status StartDeath(Database::Session& session, const std::string& patient_id,
+                        const std::string& workflow_id, absl::Time time_of_death,
+                        const std::string& cause, absl::Time now, WorkflowState state,
+                        BeginDeathResult& result) {
+  absl::StatusOr<std::optional<v1::Patient>> patient = FindPatient(session, patient_id);
+  if (!patient.ok()) return patient.status();
+  if (!patient->has_value()) return PatientNotFound(patient_id);
+  Statement& workflows = session.Prepare(
+      "SELECT state, result FROM death_workflows WHERE patient_id = ?1 AND state IN (1, 2, 3)");
+  workflows.BindText(1, patient_id);
+  std::optional<BeginDeathResult::Kind> blocking;
+  while (true) {
+    absl::StatusOr<bool> row = workflows.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    switch (static_cast<WorkflowState>(workflows.ColumnInt(0))) {
+      case WorkflowState::kCompleted:
+        if (!result.recorded.ParseFromString(workflows.ColumnBlob(1))) {
+          return absl::DataLossError(
+              absl::StrCat("stored death of patient \"", patient_id, "\" cannot be read"));
+        }
+        blocking = BeginDeathResult::Kind::kAlreadyRecorded;
+        break;
+      case WorkflowState::kPending:
+        blocking = BeginDeathResult::Kind::kInProgress;
+        break;
+      default:
+        if (!blocking) blocking = BeginDeathResult::Kind::kCompensationPending;
+        break;
+    }
+  }
+  if (blocking) {
+    result.kind = *blocking;
+    result.patient = **patient;
+    return absl::OkStatus();
+  }
+  // Compared as calendar days, not as text: a year before 1000 is not zero-padded by
+  // FormatTime, and "999-..." sorts after "1990-...".
+  const std::string& date_of_birth = (*patient)->date_of_birth();
+  absl::CivilDay birth_day;
+  const absl::CivilDay death_day = absl::ToCivilDay(time_of_death, absl::UTCTimeZone());
+  if (!absl::ParseCivilTime(date_of_birth, &birth_day) || death_day < birth_day) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("time_of_death: ", absl::FormatCivilTime(death_day),
+                     " is before the date of birth ", date_of_birth));
+  }
+  Statement& insert = session.Prepare(
+      "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "
+      "create_time, update_time) VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)");
+  insert.BindText(1, workflow_id);
+  insert.BindText(2, patient_id);
+  insert.BindTime(3, time_of_death);
+  insert.BindText(4, cause);
+  insert.BindTime(5, now);
+  insert.BindInt(6, static_cast<int>(state));
+  if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+  Statement& mark =
+      session.Prepare("UPDATE patients SET status = 2, update_time = ?2 WHERE patient_id = ?1");
+  mark.BindText(1, patient_id);
+  mark.BindTime(2, now);
+  if (absl::Status marked = mark.Run(); !marked.ok()) return marked;
+  absl::StatusOr<std::optional<v1::Patient>> deceased = FindPatient(session, patient_id);
+  if (!deceased.ok()) return deceased.status();
+  result.kind = BeginDeathResult::Kind::kStarted;
+  result.patient = **deceased;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const char* CompensationActionName(CompensationAction action) {
@@ -128,6 +198,8 @@ const std::vector<std::string>& Migrations() {
       R"sql(
         CREATE INDEX workflows_by_patient ON death_workflows (patient_id, state);
       )sql",
+      // v3: the transactional outbox of the asynchronous death workflow.
+      messaging::kOutboxMigration,
   };
   return *migrations;
 }
@@ -224,68 +296,43 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::strin
                                                                 const std::string& cause,
                                                                 absl::Time now) {
   BeginDeathResult result;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) {
+    return StartDeath(session, patient_id, workflow_id, time_of_death, cause, now,
+                      WorkflowState::kPending, result);
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<BeginDeathResult> PatientsRepository::RecordDeathWithEvent(
+    const std::string& patient_id, const std::string& event_id, absl::Time time_of_death,
+    const std::string& cause, absl::Time now) {
+  BeginDeathResult result;
   absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
-    absl::StatusOr<std::optional<v1::Patient>> patient = FindPatient(session, patient_id);
-    if (!patient.ok()) return patient.status();
-    if (!patient->has_value()) return PatientNotFound(patient_id);
-    Statement& workflows = session.Prepare(
-        "SELECT state, result FROM death_workflows WHERE patient_id = ?1 AND state IN (1, 2, 3)");
-    workflows.BindText(1, patient_id);
-    std::optional<BeginDeathResult::Kind> blocking;
-    while (true) {
-      absl::StatusOr<bool> row = workflows.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      switch (static_cast<WorkflowState>(workflows.ColumnInt(0))) {
-        case WorkflowState::kCompleted:
-          if (!result.recorded.ParseFromString(workflows.ColumnBlob(1))) {
-            return absl::DataLossError(
-                absl::StrCat("stored death of patient \"", patient_id, "\" cannot be read"));
-          }
-          blocking = BeginDeathResult::Kind::kAlreadyRecorded;
-          break;
-        case WorkflowState::kPending:
-          blocking = BeginDeathResult::Kind::kInProgress;
-          break;
-        default:
-          if (!blocking) blocking = BeginDeathResult::Kind::kCompensationPending;
-          break;
-      }
-    }
-    if (blocking) {
-      result.kind = *blocking;
-      result.patient = **patient;
-      return absl::OkStatus();
-    }
-    // Compared as calendar days, not as text: a year before 1000 is not zero-padded by
-    // FormatTime, and "999-..." sorts after "1990-...".
-    const std::string& date_of_birth = (*patient)->date_of_birth();
-    absl::CivilDay birth_day;
-    const absl::CivilDay death_day = absl::ToCivilDay(time_of_death, absl::UTCTimeZone());
-    if (!absl::ParseCivilTime(date_of_birth, &birth_day) || death_day < birth_day) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("time_of_death: ", absl::FormatCivilTime(death_day),
-                       " is before the date of birth ", date_of_birth));
-    }
-    Statement& insert = session.Prepare(
-        "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "
-        "create_time, update_time) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)");
-    insert.BindText(1, workflow_id);
-    insert.BindText(2, patient_id);
-    insert.BindTime(3, time_of_death);
-    insert.BindText(4, cause);
-    insert.BindTime(5, now);
-    if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
-    Statement& mark =
-        session.Prepare("UPDATE patients SET status = 2, update_time = ?2 WHERE patient_id = ?1");
-    mark.BindText(1, patient_id);
-    mark.BindTime(2, now);
-    if (absl::Status marked = mark.Run(); !marked.ok()) return marked;
-    absl::StatusOr<std::optional<v1::Patient>> deceased = FindPatient(session, patient_id);
-    if (!deceased.ok()) return deceased.status();
-    result.kind = BeginDeathResult::Kind::kStarted;
-    result.patient = **deceased;
-    return absl::OkStatus();
+    RETURN_IF_ERROR(StartDeath(session, patient_id, event_id, time_of_death, cause, now,
+                               WorkflowState::kCompleted, result));
+    if (result.kind != BeginDeathResult::Kind::kStarted) return absl::OkStatus();
+    v1::RecordDeathResponse& response = result.recorded;
+    *response.mutable_patient() = result.patient;
+    response.set_workflow_id(event_id);
+    response.set_event_id(event_id);
+    response.set_downstream_state(v1::DOWNSTREAM_PENDING);
+    Statement& store =
+        session.Prepare("UPDATE death_workflows SET result = ?2 WHERE workflow_id = ?1");
+    store.BindText(1, event_id);
+    store.BindBlob(2, response.SerializeAsString());
+    RETURN_IF_ERROR(store.Run());
+    v1::PatientDied died;
+    died.set_event_id(event_id);
+    died.set_patient_id(patient_id);
+    *died.mutable_time_of_death() = server_kit::ToProtoTime(time_of_death);
+    died.set_cause(cause);
+    *died.mutable_record_time() = server_kit::ToProtoTime(now);
+    return messaging::AppendToOutbox(
+        session,
+        {event_id, "patient", patient_id, v1::PatientDied::descriptor()->full_name(),
+         std::string(kPatientDiedSubject), died.SerializeAsString()},
+        now);
   });
   if (!status.ok()) return status;
   return result;

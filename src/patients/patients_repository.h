@@ -1,6 +1,6 @@
 // The patients service's storage, in its own SQLite database: patients, the death workflows
 // that record deaths (one row per attempt), and the compensations still owed to downstream
-// services. Every method is one transaction.
+// services, and the outbox of events to publish. Every method is one transaction.
 #ifndef HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
 #define HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
 
@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "hospital/patients/v1/events.pb.h"
 #include "hospital/patients/v1/patients.pb.h"
 #include "server_kit/sqlite.h"
 
@@ -18,6 +19,9 @@ namespace patients {
 namespace v1 = hospital::patients::v1;
 
 const std::vector<std::string>& Migrations();
+
+// Where PatientDied events are published (events.proto).
+inline constexpr char kPatientDiedSubject[] = "hospital.patients.v1.patient_died";
 
 // States of a death workflow.
 enum class WorkflowState {
@@ -81,6 +85,15 @@ class PatientsRepository final {
                                               const std::string& workflow_id,
                                               absl::Time time_of_death, const std::string& cause,
                                               absl::Time now);
+  // The asynchronous death, in one transaction: the same checks as BeginDeath; then the patient
+  // is DECEASED, a COMPLETED workflow `event_id` stores the response (downstream_state
+  // DOWNSTREAM_PENDING, `recorded`), and a PatientDied event is appended to the outbox. A
+  // standing death gives kAlreadyRecorded (its response), kInProgress or kCompensationPending
+  // as BeginDeath does, and nothing changes.
+  absl::StatusOr<BeginDeathResult> RecordDeathWithEvent(const std::string& patient_id,
+                                                        const std::string& event_id,
+                                                        absl::Time time_of_death,
+                                                        const std::string& cause, absl::Time now);
   // PENDING -> COMPLETED, storing the response. FAILED_PRECONDITION if not PENDING.
   absl::Status CompleteDeath(const std::string& workflow_id,
                              const v1::RecordDeathResponse& response, absl::Time now);

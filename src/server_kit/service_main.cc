@@ -178,6 +178,7 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   ServiceContext context(database, server, kept);
   const absl::StatusOr<FaultInjector*> injector = SetUpFaults(context);
   if (!injector.ok()) return std::make_pair("bad_flag", injector.status());
+  context.faults = *injector;
   server.AddCollectable(std::make_shared<DatabaseMetrics>(database));
   if (absl::Status status = setup(context); !status.ok()) {
     return std::make_pair("setup_failed", status);

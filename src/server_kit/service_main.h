@@ -29,6 +29,8 @@
 
 namespace server_kit {
 
+class FaultInjector;
+
 struct ServiceDefinition {
   std::string name;  // "morgue"
   std::string usage;
@@ -47,6 +49,9 @@ class ServiceContext final {
 
   Database& database;
   Server& server;
+  // The service's fault injector (the rules of --faults_file and FaultInjection), for work that
+  // is not an RPC but should be faulted like one (event handling).
+  FaultInjector* faults = nullptr;
   // Run after the server has drained, before the database closes (stop background work here).
   std::vector<std::function<void()>> on_shutdown;
 

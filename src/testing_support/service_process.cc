@@ -36,6 +36,32 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::string& log_path) {
+  std::vector<char*> argv;
+  for (std::string& argument : argv_strings) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // The child must not inherit a blocked SIGTERM from the test process.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigmask(&attributes, &empty);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  const int error = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) {
+    return absl::InternalError(absl::StrCat("cannot start ", argv_strings[0], ": error ", error));
+  }
+  return pid;
+}
+
 std::string BinaryPath(const std::string& name) {
   return absl::StrCat(HOSPITAL_BINARY_DIR, "/src/", name, "/", name);
 }
@@ -69,30 +95,9 @@ absl::Status ServiceProcess::Start(absl::Duration timeout) {
   argv_strings.push_back(with_metrics_ ? absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)
                                        : std::string("--metrics_listen=none"));
   argv_strings.push_back(absl::StrCat("--port_file=", port_file_));
-  std::vector<char*> argv;
-  for (std::string& argument : argv_strings) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path_.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  // The child must not inherit a blocked SIGTERM from the test process.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attributes, &empty);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  const int error =
-      posix_spawn(&pid_, binary_.c_str(), &actions, &attributes, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
-    pid_ = -1;
-    return absl::InternalError(absl::StrCat("cannot start ", binary_, ": error ", error));
-  }
+  absl::StatusOr<pid_t> spawned = Spawn(argv_strings, log_path_);
+  if (!spawned.ok()) return spawned.status();
+  pid_ = *spawned;
 
   const absl::Time give_up = absl::Now() + timeout;
   while (absl::Now() < give_up) {

@@ -71,6 +71,10 @@ class ServiceProcess final {
   int metrics_port_ = 0;
 };
 
+// Starts `argv` (argv[0] looked up in PATH when it has no '/') with stdout and stderr appended to
+// `log_path` and no signal blocked; returns its pid.
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, const std::string& log_path);
+
 // Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
 std::string BinaryPath(const std::string& name);
 

@@ -248,11 +248,14 @@ TEST_CASE("an aborted call never reaches the method, for every method of every s
        R"({"patientId": "p-1", "workflowId": "w-1", "reason": "deceased"})"},
       {"hospital.appointments.v1.AppointmentsService.RestorePatientAppointments",
        R"({"patientId": "p-1", "workflowId": "w-1"})"},
+      {"hospital.messaging.v1.EventInbox.ListRejectedEvents", "{}"},
   };
   const std::vector<std::pair<std::string, ServiceProcess*>> services = {
       {"hospital.patients.v1.PatientsService", &hospital.patients_process()},
       {"hospital.morgue.v1.MorgueService", &hospital.morgue_process()},
       {"hospital.appointments.v1.AppointmentsService", &hospital.appointments_process()},
+      // Served by morgue and appointments alike; read-only.
+      {"hospital.messaging.v1.EventInbox", &hospital.morgue_process()},
   };
   int methods_called = 0;
   for (const auto& [service_name, process] : services) {

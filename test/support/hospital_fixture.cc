@@ -53,6 +53,11 @@ Hospital::Hospital(HospitalOptions options) {
     common.push_back("--fault_admin");
     common.push_back(absl::StrCat("--fault_admin_token_file=", token_path));
   }
+  if (!options.nats_url.empty()) {
+    common.push_back("--death_workflow=async");
+    common.push_back(absl::StrCat("--nats_url=", options.nats_url));
+    common.insert(common.end(), options.messaging_flags.begin(), options.messaging_flags.end());
+  }
   auto make = [&, common](const std::string& name, std::vector<std::string> flags) {
     flags.push_back(absl::StrCat("--db=", dir_.path(), "/", name, ".db"));
     flags.insert(flags.end(), common.begin(), common.end());
@@ -60,7 +65,7 @@ Hospital::Hospital(HospitalOptions options) {
         BinaryPath(name), std::move(flags), absl::StrCat(dir_.path(), "/", name, ".log"),
         absl::StrCat(dir_.path(), "/", name, ".ports"), options.with_metrics);
   };
-  morgue_ = make("morgue", {});
+  morgue_ = make("morgue", options.morgue_flags);
   appointments_ = make("appointments", {});
   std::vector<std::string> patients_flags = {"--reconcile_interval=0.1s"};
   if (!options.policy_json.empty()) {
@@ -116,6 +121,17 @@ void Hospital::Connect() {
   morgue_stub_ = hospital::morgue::v1::MorgueService::NewStub(channel(morgue_->address()));
   appointments_stub_ =
       hospital::appointments::v1::AppointmentsService::NewStub(channel(appointments_->address()));
+  morgue_inbox_stub_ = hospital::messaging::v1::EventInbox::NewStub(channel(morgue_->address()));
+  appointments_inbox_stub_ =
+      hospital::messaging::v1::EventInbox::NewStub(channel(appointments_->address()));
+}
+
+void Hospital::RestartPatients() {
+  patients_ = make_patients_();
+  const absl::Status status = patients_->Start();
+  INFO(status.ToString());
+  REQUIRE(status.ok());
+  Connect();
 }
 
 hospital::patients::v1::Patient Hospital::CreatePatient(const std::string& patient_id) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
+#include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
 #include "testing_support/service_process.h"
@@ -23,10 +24,15 @@ struct HospitalOptions {
   std::string policy_json = kTestPolicy;
   bool with_metrics = false;
   std::vector<std::string> patients_flags;
+  std::vector<std::string> morgue_flags;
   // When set, every service serves FaultInjection with this token.
   std::string fault_admin_token;
   // Health re-checked this often (readiness, and not_serving faults).
   std::string health_check_interval = "1s";
+  // Non-empty: all three run --death_workflow=async against this NATS server.
+  std::string nats_url;
+  // Flags for every service in async mode (stream and consumer settings).
+  std::vector<std::string> messaging_flags;
 };
 
 class Hospital final {
@@ -48,7 +54,13 @@ class Hospital final {
   hospital::appointments::v1::AppointmentsService::Stub& appointments() {
     return *appointments_stub_;
   }
+  hospital::messaging::v1::EventInbox::Stub& morgue_inbox() { return *morgue_inbox_stub_; }
+  hospital::messaging::v1::EventInbox::Stub& appointments_inbox() {
+    return *appointments_inbox_stub_;
+  }
   const std::string& dir() const { return dir_.path(); }
+  // Replaces the patients process (after a Kill, for a restart with other flags, or the same).
+  void RestartPatients();
 
   // Convenience calls with a 10 s deadline; REQUIRE success.
   hospital::patients::v1::Patient CreatePatient(const std::string& patient_id);
@@ -67,6 +79,8 @@ class Hospital final {
   std::unique_ptr<hospital::patients::v1::PatientsService::Stub> patients_stub_;
   std::unique_ptr<hospital::morgue::v1::MorgueService::Stub> morgue_stub_;
   std::unique_ptr<hospital::appointments::v1::AppointmentsService::Stub> appointments_stub_;
+  std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> morgue_inbox_stub_;
+  std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> appointments_inbox_stub_;
 };
 
 // A client context with a deadline `timeout` from now. With `wait_for_ready`, a call to a

@@ -1,0 +1,282 @@
+#include "messaging/jetstream_consumer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "base/latency_buckets.h"
+#include "server_kit/log.h"
+
+namespace messaging {
+namespace {
+
+constexpr char kMessageIdHeader[] = "Nats-Msg-Id";
+
+// One fetched message on its way through the batch.
+struct Fetched {
+  natsMsg* message = nullptr;
+  InboundEvent event;
+  absl::Time stream_time = absl::InfinitePast();
+  bool hang = false;
+  std::optional<absl::Status> aborted;
+};
+
+}  // namespace
+
+JetStreamConsumer::JetStreamConsumer(NatsClient& client, Inbox& inbox,
+                                     server_kit::FaultInjector* faults,
+                                     prometheus::Registry& metrics,
+                                     JetStreamConsumerOptions options)
+    : client_(client),
+      inbox_(inbox),
+      faults_(faults),
+      options_(std::move(options)),
+      consumed_(prometheus::BuildCounter()
+                    .Name("hospital_events_consumed_total")
+                    .Help("Events handled by a consumer, by outcome: applied, duplicate "
+                          "(delivered again, no second effect), rejected (can never be applied; "
+                          "recorded and terminated), retry (transient failure, redelivered), "
+                          "hang (injected; left to redelivery)")
+                    .Register(metrics)),
+      age_(prometheus::BuildHistogram()
+               .Name("hospital_event_age_seconds")
+               .Help("From an event's arrival in the stream to its effect being committed")
+               .Register(metrics)
+               .Add({{"consumer", options_.consumer.durable}},
+                    prometheus::Histogram::BucketBoundaries(base::kLatencyBucketsSeconds.begin(),
+                                                            base::kLatencyBucketsSeconds.end()))),
+      pending_(prometheus::BuildGauge()
+                   .Name("hospital_consumer_pending")
+                   .Help("Events the broker holds for this consumer: not yet delivered plus "
+                         "delivered and not yet acknowledged")
+                   .Register(metrics)
+                   .Add({{"consumer", options_.consumer.durable}})) {}
+
+JetStreamConsumer::~JetStreamConsumer() {
+  Stop();
+  if (subscription_ != nullptr) natsSubscription_Destroy(subscription_);
+}
+
+void JetStreamConsumer::Start() {
+  base::MutexLock lock(&mutex_);
+  if (thread_.has_value() || stopping_) return;
+  thread_.emplace([this] { Loop(); });
+}
+
+void JetStreamConsumer::Stop() {
+  {
+    base::MutexLock lock(&mutex_);
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  if (thread_.has_value() && thread_->joinable()) thread_->join();
+}
+
+bool JetStreamConsumer::stopping() {
+  base::MutexLock lock(&mutex_);
+  return stopping_;
+}
+
+absl::Status JetStreamConsumer::Subscribe() {
+  jsCtx* jetstream = client_.jetstream();
+  absl::StatusOr<std::string> stream = EnsureStream(jetstream, options_.stream);
+  if (!stream.ok()) return stream.status();
+  if (!stream->empty()) {
+    server_kit::Log(server_kit::LogLevel::kWarning, "stream_config_differs",
+                    {{"stream", options_.stream.name},
+                     {"differences", *stream},
+                     {"hint", "the existing stream is used as it is"}});
+  }
+  absl::StatusOr<std::string> consumer =
+      EnsureConsumer(jetstream, options_.stream.name, options_.consumer);
+  if (!consumer.ok()) return consumer.status();
+  if (!consumer->empty()) {
+    server_kit::Log(server_kit::LogLevel::kWarning, "consumer_config_differs",
+                    {{"consumer", options_.consumer.durable},
+                     {"differences", *consumer},
+                     {"hint", "the existing consumer is used as it is"}});
+  }
+  jsSubOptions subscribe;
+  jsSubOptions_Init(&subscribe);
+  subscribe.Stream = options_.stream.name.c_str();
+  subscribe.Consumer = options_.consumer.durable.c_str();
+  subscribe.ManualAck = true;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus status =
+      js_PullSubscribe(&subscription_, jetstream, options_.consumer.filter_subject.c_str(),
+                       options_.consumer.durable.c_str(), nullptr, &subscribe, &code);
+  if (status != NATS_OK) {
+    subscription_ = nullptr;
+    return FromJetStreamError(status, code,
+                              absl::StrCat("subscribing as consumer ", options_.consumer.durable));
+  }
+  server_kit::Log(server_kit::LogLevel::kInfo, "consumer_subscribed",
+                  {{"consumer", options_.consumer.durable}, {"stream", options_.stream.name}});
+  return absl::OkStatus();
+}
+
+void JetStreamConsumer::Loop() {
+  absl::Status last_failure = absl::OkStatus();
+  while (!stopping()) {
+    absl::Status failure = absl::OkStatus();
+    if (subscription_ == nullptr) failure = Subscribe();
+    if (failure.ok() && !ConsumeOnce()) failure = absl::UnavailableError("fetch failed");
+    if (failure.ok()) {
+      last_failure = absl::OkStatus();
+      continue;
+    }
+    if (failure.code() != last_failure.code()) {
+      server_kit::Log(
+          server_kit::LogLevel::kWarning, "consumer_waiting_for_broker",
+          {{"consumer", options_.consumer.durable}, {"error", std::string(failure.message())}});
+    }
+    last_failure = failure;
+    base::MutexLock lock(&mutex_);
+    const absl::Time until = absl::Now() + client_.options().reconnect_wait;
+    while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
+  }
+}
+
+void JetStreamConsumer::UpdatePending() {
+  const absl::Time now = absl::Now();
+  if (now < next_pending_update_) return;
+  next_pending_update_ = now + absl::Seconds(1);
+  jsConsumerInfo* info = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  if (js_GetConsumerInfo(&info, client_.jetstream(), options_.stream.name.c_str(),
+                         options_.consumer.durable.c_str(), nullptr, &code) != NATS_OK) {
+    return;
+  }
+  pending_.Set(static_cast<double>(info->NumPending) + static_cast<double>(info->NumAckPending));
+  jsConsumerInfo_Destroy(info);
+}
+
+bool JetStreamConsumer::ConsumeOnce() {
+  natsMsgList list{nullptr, 0};
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus status =
+      natsSubscription_Fetch(&list, subscription_, options_.batch_size,
+                             absl::ToInt64Milliseconds(options_.fetch_wait), &code);
+  if (status == NATS_TIMEOUT) {
+    UpdatePending();
+    return true;
+  }
+  if (status != NATS_OK) {
+    if (code == JSConsumerNotFoundErr || code == JSStreamNotFoundErr ||
+        status == NATS_INVALID_SUBSCRIPTION || status == NATS_CONNECTION_CLOSED) {
+      // The broker lost the consumer (a new, empty store): subscribe again from scratch.
+      natsSubscription_Destroy(subscription_);
+      subscription_ = nullptr;
+    }
+    return false;
+  }
+  std::vector<Fetched> batch(static_cast<std::size_t>(list.Count));
+  absl::Duration delay = absl::ZeroDuration();
+  std::vector<InboundEvent> to_apply;
+  std::vector<std::size_t> applied_index;
+  for (int i = 0; i < list.Count; ++i) {
+    Fetched& fetched = batch[static_cast<std::size_t>(i)];
+    fetched.message = list.Msgs[i];
+    InboundEvent& event = fetched.event;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, fetched.message) == NATS_OK) {
+      event.stream_sequence = meta->Sequence.Stream;
+      event.deliveries = meta->NumDelivered;
+      fetched.stream_time = absl::FromUnixNanos(meta->Timestamp);
+      jsMsgMetaData_Destroy(meta);
+    }
+    const char* id = nullptr;
+    if (natsMsgHeader_Get(fetched.message, kMessageIdHeader, &id) == NATS_OK && id != nullptr &&
+        *id != '\0') {
+      event.event_id = id;
+    } else {
+      event.event_id = absl::StrCat("stream-sequence-", event.stream_sequence);
+    }
+    event.subject = natsMsg_GetSubject(fetched.message);
+    event.payload.assign(natsMsg_GetData(fetched.message),
+                         static_cast<std::size_t>(natsMsg_GetDataLength(fetched.message)));
+    if (faults_ != nullptr && !options_.fault_method.empty()) {
+      const server_kit::FaultDecision decision = faults_->Decide(options_.fault_method);
+      switch (decision.kind) {
+        case server_kit::FaultDecision::Kind::kAbort:
+          fetched.aborted = decision.abort_status;
+          break;
+        case server_kit::FaultDecision::Kind::kHang:
+          fetched.hang = true;
+          break;
+        case server_kit::FaultDecision::Kind::kDelay:
+          delay += decision.delay;
+          break;
+        case server_kit::FaultDecision::Kind::kNone:
+          break;
+      }
+    }
+    if (!fetched.hang && !fetched.aborted.has_value()) {
+      to_apply.push_back(event);
+      applied_index.push_back(static_cast<std::size_t>(i));
+    }
+  }
+  if (delay > absl::ZeroDuration()) {
+    base::MutexLock lock(&mutex_);
+    const absl::Time until = absl::Now() + delay;
+    while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
+  }
+  const std::vector<EventOutcome> outcomes = inbox_.Process(to_apply);
+  const absl::Time now = absl::Now();
+  auto redelivery_delay = [&](std::uint64_t deliveries) {
+    const double factor = std::pow(
+        2.0, static_cast<double>(std::min<std::uint64_t>(deliveries > 0 ? deliveries - 1 : 0, 20)));
+    // natsMsg_NakWithDelay takes milliseconds (unlike the consumer configuration's nanoseconds).
+    return absl::ToInt64Milliseconds(
+        std::min(options_.initial_redelivery * factor, options_.max_redelivery));
+  };
+  auto count = [&](const char* outcome) {
+    consumed_.Add({{"consumer", options_.consumer.durable}, {"outcome", outcome}}).Increment();
+  };
+  for (Fetched& fetched : batch) {
+    if (fetched.hang) count("hang");
+    if (fetched.aborted.has_value()) {
+      count("retry");
+      natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
+    }
+  }
+  for (std::size_t k = 0; k < outcomes.size(); ++k) {
+    Fetched& fetched = batch[applied_index[k]];
+    const EventOutcome& outcome = outcomes[k];
+    count(DispositionName(outcome.disposition));
+    switch (outcome.disposition) {
+      case Disposition::kApplied:
+        age_.Observe(std::max(0.0, absl::ToDoubleSeconds(now - fetched.stream_time)));
+        natsMsg_Ack(fetched.message, nullptr);
+        break;
+      case Disposition::kDuplicate:
+        natsMsg_Ack(fetched.message, nullptr);
+        break;
+      case Disposition::kRejected:
+        server_kit::Log(server_kit::LogLevel::kError, "event_rejected",
+                        {{"consumer", options_.consumer.durable},
+                         {"event_id", fetched.event.event_id},
+                         {"stream_sequence", std::to_string(fetched.event.stream_sequence)},
+                         {"reason", std::string(outcome.status.message())}});
+        natsMsg_Term(fetched.message, nullptr);
+        break;
+      case Disposition::kRetry:
+        if (fetched.event.deliveries <= 1 || fetched.event.deliveries % 10 == 0) {
+          server_kit::Log(server_kit::LogLevel::kWarning, "event_retry",
+                          {{"consumer", options_.consumer.durable},
+                           {"event_id", fetched.event.event_id},
+                           {"deliveries", std::to_string(fetched.event.deliveries)},
+                           {"error", std::string(outcome.status.message())}});
+        }
+        natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
+        break;
+    }
+  }
+  natsMsgList_Destroy(&list);
+  UpdatePending();
+  return true;
+}
+
+}  // namespace messaging

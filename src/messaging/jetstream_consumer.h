@@ -1,0 +1,96 @@
+// A durable JetStream pull consumer feeding an Inbox (inbox.h): fetches a batch, applies it in
+// one local transaction, then acknowledges each event by its outcome:
+//   applied, duplicate   Ack
+//   rejected             Term (never redelivered; the inbox recorded it with its reason)
+//   transient failure    NakWithDelay, the delay growing with the delivery count
+//
+// Faults: every event is first put to the service's FaultInjector as a call of `fault_method`
+// ("/hospital.morgue.v1.MorgueEvents/PatientDied"), so the benchmark's rules reach the
+// asynchronous path as they reach an RPC: an abort is a transient failure (redelivered with
+// backoff), a delay sleeps before the batch is applied (a slow service), a hang leaves the event
+// unacknowledged until the broker redelivers it after AckWait (a service that stopped
+// answering).
+//
+// It (re)creates the stream and its consumer whenever it has no subscription (at start, and
+// after the broker lost them), and keeps trying while the broker is away.
+//
+// Metrics (label `consumer`): hospital_events_consumed_total{outcome}, hospital_event_age_seconds
+// (stream time to applied), hospital_consumer_pending (the broker's backlog for this consumer:
+// undelivered plus unacknowledged).
+#ifndef HOSPITAL_SRC_MESSAGING_JETSTREAM_CONSUMER_H_
+#define HOSPITAL_SRC_MESSAGING_JETSTREAM_CONSUMER_H_
+
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <nats/nats.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/time/time.h"
+#include "base/sync.h"
+#include "messaging/inbox.h"
+#include "messaging/jetstream_setup.h"
+#include "messaging/nats_client.h"
+#include "server_kit/fault_injection.h"
+
+namespace messaging {
+
+struct JetStreamConsumerOptions {
+  StreamSettings stream;
+  ConsumerSettings consumer;
+  // Events fetched and applied together (one transaction, one fsync).
+  int batch_size = 64;
+  // How long a fetch waits for the first event.
+  absl::Duration fetch_wait = absl::Milliseconds(500);
+  // Redelivery delay after a transient failure: initial * 2^(deliveries - 1), at most max.
+  absl::Duration initial_redelivery = absl::Milliseconds(100);
+  absl::Duration max_redelivery = absl::Seconds(5);
+  // The pseudo-method fault rules match ("/package.Service/Method"); empty: no faults.
+  std::string fault_method;
+};
+
+class JetStreamConsumer final {
+ public:
+  // Everything passed in must outlive this object; `faults` may be null.
+  JetStreamConsumer(NatsClient& client, Inbox& inbox, server_kit::FaultInjector* faults,
+                    prometheus::Registry& metrics, JetStreamConsumerOptions options);
+  ~JetStreamConsumer();
+  JetStreamConsumer(const JetStreamConsumer&) = delete;
+  JetStreamConsumer& operator=(const JetStreamConsumer&) = delete;
+
+  void Start();
+  // Stops after the batch in hand (idempotent).
+  void Stop();
+
+ private:
+  void Loop();
+  // Creates the stream, the consumer and the subscription; logs what differs.
+  absl::Status Subscribe();
+  // Fetches and handles one batch; returns false if the fetch failed (not merely empty).
+  bool ConsumeOnce();
+  void UpdatePending();
+  bool stopping();
+
+  NatsClient& client_;
+  Inbox& inbox_;
+  server_kit::FaultInjector* const faults_;
+  const JetStreamConsumerOptions options_;
+  prometheus::Family<prometheus::Counter>& consumed_;
+  prometheus::Histogram& age_;
+  prometheus::Gauge& pending_;
+  natsSubscription* subscription_ = nullptr;  // Only the loop's thread touches it.
+  absl::Time next_pending_update_ = absl::InfinitePast();
+
+  base::Mutex mutex_;
+  base::CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::optional<std::thread> thread_;
+};
+
+}  // namespace messaging
+
+#endif  // HOSPITAL_SRC_MESSAGING_JETSTREAM_CONSUMER_H_

@@ -1,0 +1,117 @@
+#include "messaging/outbox.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace messaging {
+
+using server_kit::Database;
+using server_kit::Statement;
+
+const char kOutboxMigration[] = R"sql(
+  CREATE TABLE outbox (
+    sequence       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT NOT NULL UNIQUE,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    create_time    INTEGER NOT NULL,
+    publish_time   INTEGER
+  );
+  CREATE INDEX outbox_unpublished ON outbox (sequence) WHERE publish_time IS NULL;
+  CREATE INDEX outbox_published ON outbox (publish_time) WHERE publish_time IS NOT NULL;
+)sql";
+
+absl::Status AppendToOutbox(Database::Session& session, const OutboxEvent& event, absl::Time now) {
+  Statement& insert = session.Prepare(
+      "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, event_type, subject, payload, "
+      "create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  insert.BindText(1, event.event_id);
+  insert.BindText(2, event.aggregate_type);
+  insert.BindText(3, event.aggregate_id);
+  insert.BindText(4, event.event_type);
+  insert.BindText(5, event.subject);
+  insert.BindBlob(6, event.payload);
+  insert.BindTime(7, now);
+  absl::Status inserted = insert.Run();
+  if (absl::IsAlreadyExists(inserted)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("event \"", event.event_id, "\" is already in the outbox"));
+  }
+  return inserted;
+}
+
+absl::StatusOr<std::vector<PendingEvent>> OutboxStore::ReadUnpublished(int limit) {
+  std::vector<PendingEvent> events;
+  absl::Status status = database_.WithSession([&](Database::Session& session) {
+    Statement& select = session.Prepare(
+        "SELECT sequence, event_id, aggregate_type, aggregate_id, event_type, subject, payload, "
+        "create_time FROM outbox WHERE publish_time IS NULL ORDER BY sequence LIMIT ?1");
+    select.BindInt(1, limit);
+    return select.ForEachRow([&](const Statement& row) {
+      PendingEvent pending;
+      pending.sequence = row.ColumnInt(0);
+      pending.event.event_id = row.ColumnText(1);
+      pending.event.aggregate_type = row.ColumnText(2);
+      pending.event.aggregate_id = row.ColumnText(3);
+      pending.event.event_type = row.ColumnText(4);
+      pending.event.subject = row.ColumnText(5);
+      pending.event.payload = row.ColumnBlob(6);
+      pending.create_time = row.ColumnTime(7);
+      events.push_back(std::move(pending));
+    });
+  });
+  if (!status.ok()) return status;
+  return events;
+}
+
+absl::Status OutboxStore::MarkPublished(const std::vector<std::int64_t>& sequences,
+                                        absl::Time now) {
+  if (sequences.empty()) return absl::OkStatus();
+  return database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& mark = session.Prepare(
+        "UPDATE outbox SET publish_time = ?2 WHERE sequence = ?1 AND publish_time IS NULL");
+    for (std::int64_t sequence : sequences) {
+      mark.BindInt(1, sequence);
+      mark.BindTime(2, now);
+      if (absl::Status marked = mark.Run(); !marked.ok()) return marked;
+      mark.Reset();
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> OutboxStore::PrunePublished(absl::Time published_before, int limit) {
+  int pruned = 0;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& prune = session.Prepare(
+        "DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox WHERE publish_time IS "
+        "NOT NULL AND publish_time < ?1 ORDER BY publish_time LIMIT ?2)");
+    prune.BindTime(1, published_before);
+    prune.BindInt(2, limit);
+    if (absl::Status deleted = prune.Run(); !deleted.ok()) return deleted;
+    pruned = prune.changes();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return pruned;
+}
+
+absl::StatusOr<OutboxStats> OutboxStore::Stats() {
+  OutboxStats stats;
+  absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {
+    Statement& select =
+        session.Prepare("SELECT COUNT(*), MIN(create_time) FROM outbox WHERE publish_time IS NULL");
+    absl::StatusOr<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    stats.unpublished = select.ColumnInt(0);
+    if (!select.ColumnIsNull(1)) stats.oldest_unpublished = select.ColumnTime(1);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return stats;
+}
+
+}  // namespace messaging
