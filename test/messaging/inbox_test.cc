@@ -1,0 +1,197 @@
+// The inbox on a temporary database with a scripted handler: each event's effect and its record
+// commit together; duplicates, permanent and transient failures; listing rejected events.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/testing/fake_environment.h"
+#include "messaging/inbox.h"
+#include "server_kit/sqlite.h"
+#include "testing_support/service_process.h"
+
+namespace {
+
+using messaging::Disposition;
+using messaging::InboundEvent;
+using server_kit::Database;
+
+// Writes an effect row for each event, then fails if told to for that event id (so a failure
+// must roll the effect back).
+class ScriptedHandler final : public messaging::EventHandler {
+ public:
+  absl::Status Apply(Database::Session& session, const InboundEvent& event,
+                     absl::Time /*now*/) override {
+    server_kit::Statement& insert = session.Prepare("INSERT INTO effects (event_id) VALUES (?1)");
+    insert.BindText(1, event.event_id);
+    if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+    const auto failure = failures.find(event.event_id);
+    return failure == failures.end() ? absl::OkStatus() : failure->second;
+  }
+  std::map<std::string, absl::Status> failures;
+};
+
+struct Fixture {
+  Fixture() {
+    absl::StatusOr<std::unique_ptr<Database>> opened =
+        Database::Open(dir.path() + "/inbox.db",
+                       {messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT)"});
+    REQUIRE(opened.ok());
+    database = *std::move(opened);
+    inbox.emplace(*database, handler, clock);
+  }
+  int Effects(const std::string& event_id) {
+    int count = 0;
+    REQUIRE(database
+                ->WithSession([&](Database::Session& session) {
+                  server_kit::Statement& select =
+                      session.Prepare("SELECT COUNT(*) FROM effects WHERE event_id = ?1");
+                  select.BindText(1, event_id);
+                  absl::StatusOr<bool> row = select.Step();
+                  if (!row.ok()) return row.status();
+                  count = static_cast<int>(select.ColumnInt(0));
+                  return absl::OkStatus();
+                })
+                .ok());
+    return count;
+  }
+
+  testing_support::TempDir dir;
+  std::unique_ptr<Database> database;
+  ScriptedHandler handler;
+  base::testing::FakeClock clock;
+  std::optional<messaging::Inbox> inbox;  // Over `database`, once open.
+};
+
+InboundEvent Event(const std::string& id, std::uint64_t sequence = 1) {
+  InboundEvent event;
+  event.event_id = id;
+  event.subject = "hospital.patients.v1.patient_died";
+  event.payload = absl::StrCat("payload of ", id);
+  event.stream_sequence = sequence;
+  return event;
+}
+
+std::vector<Disposition> Dispositions(const std::vector<messaging::EventOutcome>& outcomes) {
+  std::vector<Disposition> dispositions;
+  for (const auto& outcome : outcomes) dispositions.push_back(outcome.disposition);
+  return dispositions;
+}
+
+TEST_CASE("an event is applied once: a redelivery, even much later, is a duplicate", "[inbox]") {
+  Fixture f;
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kApplied});
+  f.clock.Set(f.clock.Now() + absl::Hours(24 * 30));  // Far beyond any broker dedup window.
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kDuplicate});
+  CHECK(f.Effects("e-1") == 1);
+}
+
+TEST_CASE("the same event twice in one batch has one effect", "[inbox]") {
+  Fixture f;
+  CHECK(Dispositions(f.inbox->Process({Event("e-1"), Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kApplied, Disposition::kDuplicate});
+  CHECK(f.Effects("e-1") == 1);
+}
+
+TEST_CASE("in a batch, a failing event is rolled back alone", "[inbox]") {
+  Fixture f;
+  f.handler.failures["e-2"] = absl::InvalidArgumentError("cause: empty");
+  f.handler.failures["e-3"] = absl::UnavailableError("database is busy");
+  const std::vector<messaging::EventOutcome> outcomes =
+      f.inbox->Process({Event("e-1"), Event("e-2"), Event("e-3"), Event("e-4")});
+  CHECK(Dispositions(outcomes) ==
+        std::vector<Disposition>{Disposition::kApplied, Disposition::kRejected, Disposition::kRetry,
+                                 Disposition::kApplied});
+  CHECK(outcomes[1].status.message() == "cause: empty");
+  CHECK(outcomes[2].status.code() == absl::StatusCode::kUnavailable);
+  CHECK(f.Effects("e-1") == 1);
+  CHECK(f.Effects("e-2") == 0);  // Its effect was written, then rolled back.
+  CHECK(f.Effects("e-3") == 0);
+  CHECK(f.Effects("e-4") == 1);
+}
+
+TEST_CASE("a transient failure records nothing, so the redelivery applies it", "[inbox]") {
+  Fixture f;
+  f.handler.failures["e-1"] = absl::AbortedError("injected");
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kRetry});
+  f.handler.failures.clear();
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kApplied});
+  CHECK(f.Effects("e-1") == 1);
+}
+
+TEST_CASE("a rejected event stays rejected: its redelivery is not applied", "[inbox]") {
+  Fixture f;
+  f.handler.failures["e-1"] = absl::FailedPreconditionError("contradicts the data");
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kRejected});
+  f.handler.failures.clear();
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kDuplicate});
+  CHECK(f.Effects("e-1") == 0);
+}
+
+TEST_CASE("which failures are permanent", "[inbox]") {
+  for (const absl::Status& permanent :
+       {absl::InvalidArgumentError(""), absl::FailedPreconditionError(""), absl::NotFoundError(""),
+        absl::AlreadyExistsError(""), absl::OutOfRangeError(""), absl::UnimplementedError("")}) {
+    CHECK(messaging::IsPermanentFailure(permanent));
+  }
+  for (const absl::Status& transient :
+       {absl::UnavailableError(""), absl::AbortedError(""), absl::ResourceExhaustedError(""),
+        absl::DeadlineExceededError(""), absl::InternalError(""), absl::DataLossError(""),
+        absl::CancelledError(""), absl::UnknownError("")}) {
+    CHECK_FALSE(messaging::IsPermanentFailure(transient));
+  }
+}
+
+TEST_CASE("rejected events are listed most recent first, a page at a time", "[inbox]") {
+  Fixture f;
+  for (int i = 1; i <= 5; ++i) {
+    const std::string id = absl::StrCat("e-", i);
+    f.handler.failures[id] = absl::InvalidArgumentError(absl::StrCat("reason ", i));
+    InboundEvent event = Event(id, static_cast<std::uint64_t>(i));
+    event.deliveries = 2;
+    f.inbox->Process({event});
+    f.clock.Set(f.clock.Now() + absl::Seconds(1));
+  }
+  f.inbox->Process({Event("applied-one")});  // Not listed.
+  std::vector<std::string> listed;
+  std::string position;
+  int pages = 0;
+  do {
+    absl::StatusOr<messaging::RejectedEventPage> page = f.inbox->ListRejected(position, 2);
+    REQUIRE(page.ok());
+    for (const auto& event : page->items) {
+      listed.push_back(event.event_id());
+      CHECK(event.reason() == absl::StrCat("reason ", event.stream_sequence()));
+      CHECK(event.deliveries() == 2);
+      CHECK(event.payload() == absl::StrCat("payload of ", event.event_id()));
+    }
+    position = page->next_position;
+    ++pages;
+  } while (!position.empty());
+  CHECK(listed == std::vector<std::string>{"e-5", "e-4", "e-3", "e-2", "e-1"});
+  CHECK(pages == 3);
+  CHECK(f.inbox->ListRejected("garbage", 2).status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("a payload is stored for operators up to 4 KiB", "[inbox]") {
+  Fixture f;
+  InboundEvent big = Event("big");
+  big.payload = std::string(10000, 'x');
+  f.handler.failures["big"] = absl::InvalidArgumentError("too big to apply");
+  f.inbox->Process({big});
+  absl::StatusOr<messaging::RejectedEventPage> page = f.inbox->ListRejected("", 10);
+  REQUIRE(page.ok());
+  REQUIRE(page->items.size() == 1);
+  CHECK(page->items[0].payload().size() == 4096);
+}
+
+}  // namespace

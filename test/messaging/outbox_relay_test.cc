@@ -1,0 +1,197 @@
+// The outbox and its relay on a temporary database, with a scripted publisher and a fake clock:
+// what is marked published, in which order, what is retried, what is pruned.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/sync.h"
+#include "base/testing/fake_environment.h"
+#include "messaging/outbox.h"
+#include "messaging/outbox_relay.h"
+#include "server_kit/sqlite.h"
+#include "testing_support/service_process.h"
+
+namespace {
+
+using messaging::OutboxEvent;
+using messaging::OutboxRelay;
+using messaging::OutboxStore;
+using messaging::PendingEvent;
+using server_kit::Database;
+
+// Records what it is asked to publish; answers OK unless told otherwise for an event id.
+class ScriptedPublisher final : public messaging::EventPublisher {
+ public:
+  std::vector<absl::Status> Publish(const std::vector<PendingEvent>& events) override {
+    base::MutexLock lock(&mutex_);
+    std::vector<absl::Status> results;
+    for (const PendingEvent& pending : events) {
+      sent_.push_back(pending.event.event_id);
+      const auto failure = failures_.find(pending.event.event_id);
+      results.push_back(failure == failures_.end() ? absl::OkStatus() : failure->second);
+    }
+    return results;
+  }
+  void FailFor(const std::string& event_id, absl::Status status) {
+    base::MutexLock lock(&mutex_);
+    failures_[event_id] = std::move(status);
+  }
+  void Heal() {
+    base::MutexLock lock(&mutex_);
+    failures_.clear();
+  }
+  std::vector<std::string> TakeSent() {
+    base::MutexLock lock(&mutex_);
+    return std::exchange(sent_, {});
+  }
+
+ private:
+  base::Mutex mutex_;
+  std::vector<std::string> sent_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, absl::Status> failures_ ABSL_GUARDED_BY(mutex_);
+};
+
+struct Fixture {
+  Fixture() {
+    absl::StatusOr<std::unique_ptr<Database>> opened =
+        Database::Open(dir.path() + "/outbox.db", {messaging::kOutboxMigration});
+    REQUIRE(opened.ok());
+    database = *std::move(opened);
+    store.emplace(*database);
+  }
+  // Commits events "e-<first>" .. "e-<last>", one transaction each.
+  void Commit(int first, int last) {
+    for (int i = first; i <= last; ++i) {
+      const OutboxEvent event{absl::StrCat("e-", i),    "patient",
+                              absl::StrCat("p-", i),    "hospital.patients.v1.PatientDied",
+                              "hospital.patients.v1.x", "payload"};
+      REQUIRE(database
+                  ->InTransaction([&](Database::Session& session) {
+                    return messaging::AppendToOutbox(session, event, clock.Now());
+                  })
+                  .ok());
+    }
+  }
+  int Unpublished() { return static_cast<int>(store->Stats()->unpublished); }
+
+  testing_support::TempDir dir;
+  std::unique_ptr<Database> database;
+  std::optional<OutboxStore> store;  // Over `database`, once open.
+  base::testing::FakeClock clock;
+  ScriptedPublisher publisher;
+  prometheus::Registry metrics;
+};
+
+std::vector<std::string> Ids(int first, int last) {
+  std::vector<std::string> ids;
+  for (int i = first; i <= last; ++i) ids.push_back(absl::StrCat("e-", i));
+  return ids;
+}
+
+TEST_CASE("the relay publishes in commit order and marks what the broker acknowledged",
+          "[outbox]") {
+  Fixture f;
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
+  f.Commit(1, 5);
+  const messaging::RelayPass pass = relay.RelayOnce();
+  CHECK(pass.published == 5);
+  CHECK(pass.failed == 0);
+  CHECK_FALSE(pass.more);
+  CHECK(f.publisher.TakeSent() == Ids(1, 5));
+  CHECK(f.Unpublished() == 0);
+  // Nothing is published twice.
+  CHECK(relay.RelayOnce().published == 0);
+  CHECK(f.publisher.TakeSent().empty());
+}
+
+TEST_CASE(
+    "an event the broker did not acknowledge is published again, the acknowledged ones are not",
+    "[outbox]") {
+  Fixture f;
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
+  f.Commit(1, 5);
+  f.publisher.FailFor("e-3", absl::UnavailableError("broker down"));
+  const messaging::RelayPass failed = relay.RelayOnce();
+  CHECK(failed.published == 4);
+  CHECK(failed.failed == 1);
+  CHECK(failed.error.code() == absl::StatusCode::kUnavailable);
+  CHECK(f.Unpublished() == 1);
+  f.publisher.TakeSent();
+  f.publisher.Heal();
+  CHECK(relay.RelayOnce().published == 1);
+  CHECK(f.publisher.TakeSent() == Ids(3, 3));
+  CHECK(f.Unpublished() == 0);
+}
+
+TEST_CASE("a full batch asks for another pass at once", "[outbox]") {
+  Fixture f;
+  messaging::OutboxRelayOptions options;
+  options.batch_size = 4;
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);
+  f.Commit(1, 10);
+  messaging::RelayPass pass = relay.RelayOnce();
+  CHECK(pass.published == 4);
+  CHECK(pass.more);
+  CHECK(relay.RelayOnce().more);
+  pass = relay.RelayOnce();
+  CHECK(pass.published == 2);
+  CHECK_FALSE(pass.more);
+  CHECK(f.publisher.TakeSent() == Ids(1, 10));
+}
+
+TEST_CASE("published events are pruned after the retention, unpublished ones never", "[outbox]") {
+  Fixture f;
+  messaging::OutboxRelayOptions options;
+  options.retention = absl::Minutes(1);
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);
+  f.Commit(1, 3);
+  REQUIRE(relay.RelayOnce().published == 3);
+  f.clock.Set(f.clock.Now() + absl::Seconds(30));
+  f.publisher.FailFor("e-4", absl::UnavailableError("down"));
+  f.Commit(4, 4);
+  relay.RelayOnce();
+  CHECK(*relay.PruneOnce() == 0);  // Published 30 s ago: kept.
+  f.clock.Set(f.clock.Now() + absl::Minutes(5));
+  CHECK(*relay.PruneOnce() == 3);
+  CHECK(f.Unpublished() == 1);  // e-4, five minutes old and unpublished, stays.
+}
+
+TEST_CASE("the gauges show the outbox depth and the age of its oldest event", "[outbox]") {
+  Fixture f;
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
+  f.Commit(1, 2);
+  f.clock.Set(f.clock.Now() + absl::Seconds(7));
+  relay.UpdateGauges();
+  auto value = [&](const std::string& name) {
+    for (const auto& family : f.metrics.Collect()) {
+      if (family.name == name) return family.metric.at(0).gauge.value;
+    }
+    return -1.0;
+  };
+  CHECK(value("hospital_outbox_unpublished") == 2);
+  CHECK(value("hospital_outbox_oldest_unpublished_age_seconds") == 7);
+  relay.RelayOnce();
+  relay.UpdateGauges();
+  CHECK(value("hospital_outbox_unpublished") == 0);
+  CHECK(value("hospital_outbox_oldest_unpublished_age_seconds") == 0);
+}
+
+TEST_CASE("the relay's thread publishes what Notify announces and stops cleanly", "[outbox]") {
+  Fixture f;
+  messaging::OutboxRelayOptions options;
+  options.idle_poll = absl::Hours(1);  // Only Notify can wake it after the first pass.
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);
+  relay.Start();
+  f.Commit(1, 3);
+  relay.Notify();
+  for (int i = 0; i < 500 && f.Unpublished() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  CHECK(f.Unpublished() == 0);
+  relay.Stop();
+  relay.Stop();  // Idempotent.
+}
+
+}  // namespace
