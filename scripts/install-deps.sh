@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages the project needs, if any are missing.
 #   scripts/install-deps.sh          everything: build, tests, benchmarks
 #   scripts/install-deps.sh build    only what building the services needs (the image uses this)
+#   scripts/install-deps.sh run      that, and nats-server (scripts/run-local.sh)
 set -euo pipefail
 
 build_packages=(
@@ -16,7 +17,11 @@ test_packages=(
 )
 
 packages=("${build_packages[@]}")
-if [[ "${1:-all}" != build ]]; then packages+=("${test_packages[@]}"); fi
+case "${1:-all}" in
+  build) ;;
+  run) packages+=(nats-server) ;;
+  *) packages+=("${test_packages[@]}") ;;
+esac
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the three services on this machine until Ctrl-C.
+#   scripts/run-local.sh          the synchronous death workflow (patients calls both over gRPC)
+#   scripts/run-local.sh async    the asynchronous one: also a local nats-server with JetStream,
+#                                 its store under run/nats/; deaths travel as events
 # Data and logs go to $HOSPITAL_DATA (default: ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh build
+workflow=${1:-sync}
+if [[ "$workflow" != sync && "$workflow" != async ]]; then
+  echo "usage: scripts/run-local.sh [sync|async]" >&2
+  exit 2
+fi
+
+scripts/install-deps.sh run
 cmake --preset services >/dev/null
 cmake --build build -j2 --target patients morgue appointments
 
@@ -44,10 +53,26 @@ start() {
   exit 1
 }
 
-start morgue 50052 9092
-start appointments 50053 9093
+messaging_flags=(--death_workflow="$workflow")
+if [[ "$workflow" == async ]]; then
+  # One local server with the file store's default sync interval: a killed nats-server loses
+  # nothing it acknowledged; a power cut of this machine could lose the last two minutes
+  # (README, "Durability"). Monitoring on 8222 (/jsz shows the stream and consumers).
+  nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+  mkdir -p "$data/nats"
+  "$nats_server" -js -sd "$data/nats" -a 127.0.0.1 -p 4222 -m 8222 2>>"$data/nats-server.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q "Server is ready" "$data/nats-server.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  messaging_flags+=(--nats_url=nats://127.0.0.1:4222)
+fi
+
+start morgue 50052 9092 "${messaging_flags[@]}"
+start appointments 50053 9093 "${messaging_flags[@]}"
 start patients 50051 9091 --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
-  --resilience_policy=protos/resilience/v1/example_policy.json
+  --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}"
 
 printf '\n%-13s %-16s %-32s %s\n' service gRPC metrics "database / log"
 printf '%-13s %-16s %-32s %s\n' patients 127.0.0.1:50051 http://127.0.0.1:9091/metrics \
@@ -56,6 +81,11 @@ printf '%-13s %-16s %-32s %s\n' morgue 127.0.0.1:50052 http://127.0.0.1:9092/met
   "$data/morgue.db  $data/morgue.log"
 printf '%-13s %-16s %-32s %s\n' appointments 127.0.0.1:50053 http://127.0.0.1:9093/metrics \
   "$data/appointments.db  $data/appointments.log"
+if [[ "$workflow" == async ]]; then
+  printf '%-13s %-16s %-32s %s\n' nats-server 127.0.0.1:4222 http://127.0.0.1:8222/jsz \
+    "$data/nats  $data/nats-server.log"
+fi
 echo
-echo "Running. Try: grpcurl -plaintext 127.0.0.1:50051 list    (Ctrl-C stops all three)"
+echo "Running the $workflow death workflow. Try: grpcurl -plaintext 127.0.0.1:50051 list" \
+  "(Ctrl-C stops everything)"
 wait

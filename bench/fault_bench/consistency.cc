@@ -61,6 +61,7 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     }
     ++result.patients_checked;
     const bool dead = patient.status() == patients_v1::DECEASED;
+    if (dead) ++result.deceased;
     const int admitted = admissions.count(id) ? admissions[id] : 0;
     int scheduled = 0;
     int cancelled = 0;

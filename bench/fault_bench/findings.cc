@@ -18,6 +18,19 @@ Figures FiguresOf(const RunResult& run) {
   figures.breaker_open_seconds = BreakerOpenSeconds(run);
   figures.violations = run.consistency.violations + (run.consistency.incomplete ? 1 : 0);
   figures.consistent_after = absl::ToDoubleSeconds(run.time_to_consistency);
+  figures.effects = EffectDelaysOf(run);
+  figures.fault_latency = FaultLatencyOf(run);
+  figures.drained_after = BacklogDrainedAfter(run);
+  // The services agree once the backlog of effects has drained, too (the consistency checks
+  // after the load may start after it did).
+  if (figures.drained_after > figures.consistent_after) {
+    figures.consistent_after = figures.drained_after;
+  }
+  figures.applied_after_fault_p99 = AppliedAfterFaultP99(run);
+  figures.lost = LostDeaths(run);
+  figures.peak_backlog = run.peak_backlog;
+  figures.duplicate_deliveries = run.duplicate_deliveries;
+  figures.duplicate_effects = run.duplicate_effects;
   return figures;
 }
 
@@ -35,6 +48,18 @@ int FigureSet::violations() const {
   int violations = 0;
   for (const Figures& figures : all_) violations += figures.violations;
   return violations;
+}
+
+int FigureSet::lost() const {
+  int lost = 0;
+  for (const Figures& figures : all_) lost += figures.lost;
+  return lost;
+}
+
+double FigureSet::duplicate_effects() const {
+  double duplicates = 0;
+  for (const Figures& figures : all_) duplicates += std::max(0.0, figures.duplicate_effects);
+  return duplicates;
 }
 
 std::string Findings(const Scenario& scenario, const std::vector<const RunResult*>& runs) {
@@ -67,6 +92,10 @@ std::string Findings(const Scenario& scenario, const std::vector<const RunResult
   text +=
       fmt::format(" Consistent, with no undo call owed, after the last fault: {}.",
                   figures.Each("{:.1f} s", [](const Figures& f) { return f.consistent_after; }));
+  text += fmt::format(
+      " Acknowledged deaths lost: {}; duplicate effects: {:.0f}; consistency violations: {}"
+      " (all variants; the target is 0 for each).",
+      figures.lost(), figures.duplicate_effects(), figures.violations());
   return text;
 }
 

@@ -27,6 +27,14 @@ struct Figures {
   double breaker_open_seconds = 0;
   int violations = 0;
   double consistent_after = 0;
+  EffectDelays effects;
+  FaultLatency fault_latency;
+  double drained_after = 0;             // BacklogDrainedAfter
+  double applied_after_fault_p99 = -1;  // AppliedAfterFaultP99
+  int lost = 0;
+  double peak_backlog = 0;
+  double duplicate_deliveries = 0;
+  double duplicate_effects = -1;
 };
 
 Figures FiguresOf(const RunResult& run);
@@ -42,6 +50,9 @@ class FigureSet final {
   bool Has(const std::string& variant) const;
   // Consistency violations over every variant.
   int violations() const;
+  // Acknowledged deaths lost, and duplicate effects, over every variant.
+  int lost() const;
+  double duplicate_effects() const;
 
   // One figure of every variant, formatted with `format` (fmt syntax): "naive 98.1 %,
   // retries 99.0 %".

@@ -29,7 +29,7 @@
 #include "fault_bench/variant.h"
 
 ABSL_FLAG(std::string, scenarios, "all", "Comma-separated scenario names, or all");
-ABSL_FLAG(std::string, variants, "naive,retries,resilient",
+ABSL_FLAG(std::string, variants, "naive,retries,resilient,async",
           "Comma-separated variants (bench/fault_bench/variant.cc lists them)");
 ABSL_FLAG(std::string, out, "fault-report", "Directory for report.md and results.json");
 ABSL_FLAG(std::string, binary_dir, HOSPITAL_BINARY_DIR "/src", "Where the service binaries are");

@@ -18,7 +18,27 @@ constexpr char kPreamble[] =
     "refused because a breaker was open. Time to consistency runs from the end of the last fault "
     "(of the load, if there is none) until the three services agree: until the patients service "
     "owes no more undo calls (sampled every 100 ms), confirmed by a full check after the load, "
-    "or until the first full check that passes.\n\n";
+    "or until the first full check that passes.\n\n"
+    "The second table of each scenario follows each acknowledged death to its effects: a "
+    "watcher reads the morgue's and the appointments service's databases directly (read-only, "
+    "so that an injected fault or a frozen process does not hide a committed effect) for every "
+    "death acknowledged and not yet seen applied, about every millisecond; \"ack to both "
+    "effects\" is from the acknowledgement to the first read that found the admission and no "
+    "appointment left scheduled. A synchronous death is applied before it is acknowledged, so "
+    "its figure is the time of one round of reads. "
+    "\"RecordDeath p99 during fault / healthy\" splits the calls by their intended send time: "
+    "inside a fault window, or outside every window and over a second after one ended. "
+    "\"Backlog drained\" is how long after the last fault every death acknowledged before its "
+    "end had both effects visible; \"effects after fault\" is, for the deaths acknowledged during "
+    "a fault, the time from its end to their effects. Peak backlog (asynchronous variant) is the "
+    "largest sampled sum of the patients service's unpublished outbox events and the larger "
+    "consumer's pending events (the consumers refresh theirs every second). Duplicate "
+    "deliveries are repeats the downstreams recognised: AdmitDeceased answered as already "
+    "admitted and CancelPatientAppointments as replayed (synchronous), or events a consumer had "
+    "already processed (asynchronous). Duplicate effects are events a consumer applied beyond one "
+    "per deceased patient (asynchronous; a synchronous repeat carries the idempotency key and is "
+    "counted as a delivery). Deaths lost are acknowledged deaths whose effects were never seen "
+    "within the 60 s consistency wait.\n\n";
 
 constexpr char kTableHeader[] =
     "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
@@ -47,6 +67,29 @@ std::string TableRow(const RunResult& run) {
       PeakResidentMiB(run));
 }
 
+constexpr char kEffectsHeader[] =
+    "| variant | ack to both effects p50 ms | p99 ms | max ms | RecordDeath p99 during fault / "
+    "healthy ms | backlog drained after fault s | effects after fault p99 ms | peak backlog "
+    "| duplicate deliveries | duplicate effects | deaths lost | nats-server RSS MiB |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+
+std::string OrDash(double value, const char* format) {
+  return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
+}
+
+std::string EffectsRow(const RunResult& run) {
+  const Figures figures = FiguresOf(run);
+  return fmt::format(
+      "| {} | {:.1f} | {:.1f} | {:.1f} | {} / {} | {} | {} | {:.0f} | {:.0f} | {} | {} | {} |\n",
+      run.variant, figures.effects.p50, figures.effects.p99, figures.effects.max,
+      OrDash(figures.fault_latency.during_p99, "{:.1f}"),
+      OrDash(figures.fault_latency.healthy_p99, "{:.1f}"),
+      run.fault_windows.empty() ? std::string("-") : OrDash(figures.drained_after, "{:.2f}"),
+      OrDash(figures.applied_after_fault_p99, "{:.0f}"), figures.peak_backlog,
+      figures.duplicate_deliveries, OrDash(figures.duplicate_effects, "{:.0f}"), figures.lost,
+      OrDash(BrokerResidentMiB(run), "{:.1f}"));
+}
+
 std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResult>& runs,
                             bool charts) {
   std::vector<std::string> windows;
@@ -66,6 +109,8 @@ std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResul
     scenario_runs.push_back(&run);
     section += TableRow(run);
   }
+  section += std::string("\n") + kEffectsHeader;
+  for (const RunResult* run : scenario_runs) section += EffectsRow(*run);
   section += "\n" + Findings(scenario, scenario_runs) + "\n";
   if (charts) section += fmt::format("\n![{0}]({0}.png)\n", scenario.name);
   return section + "\n";
@@ -105,6 +150,17 @@ v1::RunRecord RecordOf(const RunResult& run) {
   record.set_violations(run.consistency.violations);
   record.set_consistency_incomplete(run.consistency.incomplete);
   record.set_time_to_consistency_s(absl::ToDoubleSeconds(run.time_to_consistency));
+  record.set_effect_p50_ms(figures.effects.p50);
+  record.set_effect_p99_ms(figures.effects.p99);
+  record.set_effect_max_ms(figures.effects.max);
+  record.set_deaths_during_fault_p99_ms(figures.fault_latency.during_p99);
+  record.set_deaths_healthy_p99_ms(figures.fault_latency.healthy_p99);
+  record.set_backlog_drained_after_s(figures.drained_after);
+  record.set_applied_after_fault_p99_ms(figures.applied_after_fault_p99);
+  record.set_peak_backlog(figures.peak_backlog);
+  record.set_duplicate_deliveries(figures.duplicate_deliveries);
+  record.set_duplicate_effects(figures.duplicate_effects);
+  record.set_deaths_lost(figures.lost);
   for (const auto& [service, bytes] : run.peak_resident_bytes) {
     (*record.mutable_peak_rss_bytes())[service] = bytes;
   }

@@ -9,6 +9,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
+#include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,6 +22,7 @@
 #include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/serve.h"
+#include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
 namespace fault_bench {
@@ -60,9 +62,16 @@ class System {
           absl::StrCat(dir, "/", name, ".log"), absl::StrCat(dir, "/", name, ".ports"),
           /*with_metrics=*/true);
     };
-    morgue_ = make("morgue", {});
-    appointments_ = make("appointments", {});
-    make_patients_ = [make, this, flags = variant.patients_flags]() mutable {
+    std::vector<std::string> messaging;
+    if (variant.asynchronous) {
+      std::filesystem::create_directories(dir + "/nats");
+      broker_ = std::make_unique<testing_support::NatsServer>(dir + "/nats");
+      messaging = {"--death_workflow=async", absl::StrCat("--nats_url=", broker_->url())};
+    }
+    morgue_ = make("morgue", messaging);
+    appointments_ = make("appointments", messaging);
+    make_patients_ = [make, this, flags = variant.patients_flags, messaging]() mutable {
+      flags.insert(flags.end(), messaging.begin(), messaging.end());
       flags.push_back(absl::StrCat("--morgue_address=", morgue_->address()));
       flags.push_back(absl::StrCat("--appointments_address=", appointments_->address()));
       flags.push_back("--reconcile_interval=0.2s");
@@ -71,6 +80,9 @@ class System {
   }
 
   absl::Status Start() {
+    if (broker_ != nullptr) {
+      if (auto s = broker_->Start(); !s.ok()) return s;
+    }
     if (auto s = morgue_->Start(); !s.ok()) return s;
     if (auto s = appointments_->Start(); !s.ok()) return s;
     patients_ = make_patients_();
@@ -84,7 +96,11 @@ class System {
     for (auto* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
       if (process != nullptr) process->WaitForExit();
     }
+    if (broker_ != nullptr) broker_->Terminate();
   }
+
+  // The asynchronous variant's nats-server; null for the others.
+  testing_support::NatsServer* broker() { return broker_.get(); }
 
   testing_support::ServiceProcess& process(Service service) {
     switch (service) {
@@ -94,11 +110,14 @@ class System {
         return *morgue_;
       case Service::kAppointments:
         return *appointments_;
+      case Service::kBroker:
+        break;  // Not a ServiceProcess: see broker().
     }
     return *patients_;
   }
 
  private:
+  std::unique_ptr<testing_support::NatsServer> broker_;
   std::unique_ptr<testing_support::ServiceProcess> morgue_;
   std::unique_ptr<testing_support::ServiceProcess> appointments_;
   std::unique_ptr<testing_support::ServiceProcess> patients_;
@@ -184,7 +203,32 @@ void SleepUntil(absl::Time when) {
   if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
 }
 
+// A step on the broker: what the asynchronous variant's nats-server suffers. The synchronous
+// variants have none, so it does nothing to them.
+absl::Status ApplyBrokerStep(System& system, const Step& step) {
+  testing_support::NatsServer* broker = system.broker();
+  if (broker == nullptr) return absl::OkStatus();
+  switch (step.kind) {
+    case Step::Kind::kFreeze:
+      broker->Freeze();
+      return absl::OkStatus();
+    case Step::Kind::kUnfreeze:
+      broker->Unfreeze();
+      return absl::OkStatus();
+    case Step::Kind::kKill:
+      broker->Kill();
+      return absl::OkStatus();
+    case Step::Kind::kRestart:
+      return broker->Start();
+    case Step::Kind::kSetFault:
+    case Step::Kind::kClearFaults:
+      break;
+  }
+  return absl::InvalidArgumentError("the broker takes no fault rules");
+}
+
 absl::Status ApplyStep(System& system, const Step& step) {
+  if (step.service == Service::kBroker) return ApplyBrokerStep(system, step);
   testing_support::ServiceProcess& process = system.process(step.service);
   switch (step.kind) {
     case Step::Kind::kFreeze:
@@ -224,6 +268,14 @@ double AttemptsOf(const std::string& scrape, const std::string& method) {
 
 }  // namespace
 
+int LostDeaths(const RunResult& run) {
+  int lost = 0;
+  for (const RunResult::EffectTimes& times : run.effects) {
+    lost += times.visible < absl::ZeroDuration() ? 1 : 0;
+  }
+  return lost;
+}
+
 double Quantile(std::vector<double> values, double quantile) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
@@ -233,20 +285,77 @@ double Quantile(std::vector<double> values, double quantile) {
 
 namespace {
 
+// Reads the morgue's and the appointments service's databases, read-only, to see whether a
+// death's effects are committed.
+class EffectReader final {
+ public:
+  EffectReader(const std::string& morgue_db, const std::string& appointments_db) {
+    Open(morgue_db, &morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status = 1",
+         &admitted_);
+    Open(appointments_db, &appointments_,
+         "SELECT COUNT(*) FROM appointments WHERE patient_id = ?1 AND status = 1", &scheduled_);
+  }
+  ~EffectReader() {
+    sqlite3_finalize(admitted_);
+    sqlite3_finalize(scheduled_);
+    sqlite3_close(morgue_);
+    sqlite3_close(appointments_);
+  }
+  EffectReader(const EffectReader&) = delete;
+  EffectReader& operator=(const EffectReader&) = delete;
+
+  // Admitted, and no appointment still scheduled. False when a database cannot be read.
+  bool EffectsVisible(const std::string& patient_id) {
+    if (admitted_ == nullptr || scheduled_ == nullptr) return false;
+    sqlite3_bind_text(admitted_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
+                      SQLITE_TRANSIENT);
+    const bool admitted = sqlite3_step(admitted_) == SQLITE_ROW;
+    sqlite3_reset(admitted_);
+    if (!admitted) return false;
+    sqlite3_bind_text(scheduled_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
+                      SQLITE_TRANSIENT);
+    const bool none_scheduled =
+        sqlite3_step(scheduled_) == SQLITE_ROW && sqlite3_column_int(scheduled_, 0) == 0;
+    sqlite3_reset(scheduled_);
+    return none_scheduled;
+  }
+
+ private:
+  static void Open(const std::string& path, sqlite3** db, const char* sql,
+                   sqlite3_stmt** statement) {
+    if (sqlite3_open_v2(path.c_str(), db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return;
+    sqlite3_busy_timeout(*db, 1000);
+    sqlite3_prepare_v2(*db, sql, -1, statement, nullptr);
+  }
+
+  sqlite3* morgue_ = nullptr;
+  sqlite3* appointments_ = nullptr;
+  sqlite3_stmt* admitted_ = nullptr;
+  sqlite3_stmt* scheduled_ = nullptr;
+};
+
 // One scenario against one variant on fresh services: seed, warm up, run the load with the
 // timeline of faults and the samplers beside it, then measure and wait for consistency.
 class ScenarioRun final {
  public:
   ScenarioRun(const Scenario& scenario, const Variant& variant, const RunOptions& options,
               const std::string& dir)
-      : scenario_(scenario), options_(options), system_(options, variant, dir) {
+      : scenario_(scenario),
+        options_(options),
+        asynchronous_(variant.asynchronous),
+        dir_(dir),
+        system_(options, variant, dir) {
     result_.scenario = scenario.name;
     result_.variant = variant.name;
     result_.duration = scenario.duration;
+    result_.fault_windows = scenario.FaultWindows();
     deaths_ =
         static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
   }
-  ~ScenarioRun() { system_.Stop(); }
+  ~ScenarioRun() {
+    StopWatching();
+    system_.Stop();
+  }
 
   absl::StatusOr<RunResult> Run() {
     RETURN_IF_ERROR(system_.Start());
@@ -254,19 +363,93 @@ class ScenarioRun final {
         Seed(system_, deaths_ + options_.warmup_deaths, options_.appointments_per_patient, ids_));
     patients_ = patients_v1::PatientsService::NewStub(Channel(system_.process(Service::kPatients)));
     WarmUp();
+    if (asynchronous_) AwaitWarmUpEvents();
     const absl::StatusOr<std::string> before = ScrapePatients();
+    const absl::StatusOr<std::string> morgue_before = Scrape(Service::kMorgue);
+    watcher_ = std::thread([this] { WatchEffects(); });
     RETURN_IF_ERROR(RunLoad());
     if (const absl::StatusOr<std::string> after = ScrapePatients(); before.ok() && after.ok()) {
       MeasureAmplification(*before, *after);
     }
+    if (const absl::StatusOr<std::string> morgue_after = Scrape(Service::kMorgue);
+        asynchronous_ && morgue_before.ok() && morgue_after.ok() && deaths_ > 0) {
+      // The morgue's work per death: every delivery of an event to it, repeats included.
+      result_.morgue_attempts_per_death =
+          (Deliveries(*morgue_after) - Deliveries(*morgue_before)) / deaths_;
+    }
     MeasureBreakersAndMemory();
     AwaitConsistency();
+    StopWatching();
+    MeasureDuplicates();
     return std::move(result_);
   }
 
  private:
-  absl::StatusOr<std::string> ScrapePatients() {
-    return testing_support::ScrapeMetrics(system_.process(Service::kPatients).metrics_port());
+  absl::StatusOr<std::string> ScrapePatients() { return Scrape(Service::kPatients); }
+  absl::StatusOr<std::string> Scrape(Service service) {
+    return testing_support::ScrapeMetrics(system_.process(service).metrics_port());
+  }
+  static double Deliveries(const std::string& scrape) {
+    return testing_support::SumSamples(scrape, "hospital_events_consumed_total",
+                                       {"consumer=\"morgue\""});
+  }
+
+  // Polls, for every death acknowledged and not yet seen applied, whether both of its effects
+  // are committed: the morgue's admission, and no scheduled appointment left. It reads the two
+  // databases directly (read-only, beside the services' own connections; WAL mode lets them),
+  // so that a fault injected into the services' RPCs, or a frozen service, does not hide an
+  // effect that is there. The resolution is one round of polls (well under a millisecond per
+  // pending death).
+  void WatchEffects() {
+    EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
+    while (!stop_watching_.load()) {
+      std::vector<std::pair<std::string, absl::Duration>> pending;
+      {
+        base::MutexLock lock(&watch_mutex_);
+        pending.assign(watched_.begin(), watched_.end());
+      }
+      for (const auto& [patient_id, acknowledged] : pending) {
+        if (stop_watching_.load()) break;
+        if (!reader.EffectsVisible(patient_id)) continue;
+        base::MutexLock lock(&watch_mutex_);
+        result_.effects.push_back({acknowledged, absl::Now() - start_});
+        watched_.erase(patient_id);
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+
+  void StopWatching() {
+    stop_watching_.store(true);
+    if (watcher_.joinable()) watcher_.join();
+    base::MutexLock lock(&watch_mutex_);
+    for (const auto& [patient_id, acknowledged] : watched_) {
+      result_.effects.push_back({acknowledged, absl::Seconds(-1)});
+    }
+    watched_.clear();
+  }
+
+  void MeasureDuplicates() {
+    const absl::StatusOr<std::string> morgue = Scrape(Service::kMorgue);
+    const absl::StatusOr<std::string> appointments = Scrape(Service::kAppointments);
+    if (!morgue.ok() || !appointments.ok()) return;
+    using testing_support::SumSamples;
+    if (!asynchronous_) {
+      result_.duplicate_deliveries =
+          SumSamples(*morgue, "hospital_morgue_admissions_total", {"result=\"already_admitted\""}) +
+          SumSamples(*appointments, "hospital_appointments_patient_cancellations_replayed_total");
+      return;
+    }
+    result_.duplicate_deliveries = 0;
+    result_.duplicate_effects = 0;
+    for (const std::string* scrape : {&*morgue, &*appointments}) {
+      result_.duplicate_deliveries +=
+          SumSamples(*scrape, "hospital_events_consumed_total", {"outcome=\"duplicate\""});
+      const double applied =
+          SumSamples(*scrape, "hospital_events_consumed_total", {"outcome=\"applied\""});
+      // One event per death committed, so one application per deceased patient.
+      result_.duplicate_effects += std::max(0.0, applied - result_.consistency.deceased);
+    }
   }
 
   // Sends RecordDeath for `patient_id`; `on_done(status, context)` runs when it ends. Deaths
@@ -307,6 +490,17 @@ class ScenarioRun final {
     recorder_.WaitForAll();
   }
 
+  // The warm-up deaths' events reach the morgue after their acknowledgement: wait for them
+  // (up to 10 s), so that the load's figures count only its own deliveries.
+  void AwaitWarmUpEvents() {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < give_up) {
+      const absl::StatusOr<std::string> morgue = Scrape(Service::kMorgue);
+      if (morgue.ok() && Deliveries(*morgue) >= options_.warmup_deaths) return;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
   absl::Status RunLoad() {
     start_ = absl::Now() + absl::Milliseconds(100);
     std::thread deaths([this] { SendDeaths(); });
@@ -328,9 +522,14 @@ class ScenarioRun final {
     for (int i = 0; i < deaths_; ++i) {
       const absl::Duration offset = absl::Seconds(i / scenario_.deaths_per_second);
       SleepUntil(start_ + offset);
-      RecordDeath(ids_[static_cast<std::size_t>(i)], "benchmark",
-                  start_ + offset + options_.client_deadline,
-                  [this, offset](const grpc::Status& status, const grpc::ClientContext& context) {
+      const std::string& patient_id = ids_[static_cast<std::size_t>(i)];
+      RecordDeath(patient_id, "benchmark", start_ + offset + options_.client_deadline,
+                  [this, offset, patient_id](const grpc::Status& status,
+                                             const grpc::ClientContext& context) {
+                    if (status.ok()) {
+                      base::MutexLock lock(&watch_mutex_);
+                      watched_[patient_id] = absl::Now() - start_;
+                    }
                     const bool rejected_by_breaker =
                         server_kit::ErrorReasonOf(context) == server_kit::kReasonCircuitOpen;
                     recorder_.Add(result_.deaths, {offset, absl::Now() - (start_ + offset),
@@ -400,6 +599,7 @@ class ScenarioRun final {
         result_.pending_compensations.emplace_back(
             absl::Now() - start_,
             testing_support::SumSamples(*scrape, "hospital_death_compensations_pending", {}));
+        if (asynchronous_) SampleBacklog(*scrape);
       }
       resilience::v1::ListCircuitBreakersResponse breakers;
       if (admin->ListCircuitBreakers(Context(absl::Milliseconds(500)).get(), {}, &breakers).ok()) {
@@ -415,6 +615,21 @@ class ScenarioRun final {
       }
       absl::SleepFor(absl::Milliseconds(100));
     }
+  }
+
+  // Outbox depth plus the larger consumer backlog (each consumer gets every event).
+  void SampleBacklog(const std::string& patients_scrape) {
+    double consumers = 0;
+    for (Service service : {Service::kMorgue, Service::kAppointments}) {
+      if (const absl::StatusOr<std::string> scrape = Scrape(service); scrape.ok()) {
+        consumers = std::max(consumers,
+                             testing_support::SumSamples(*scrape, "hospital_consumer_pending", {}));
+      }
+    }
+    result_.peak_backlog =
+        std::max(result_.peak_backlog,
+                 testing_support::SumSamples(patients_scrape, "hospital_outbox_unpublished", {}) +
+                     consumers);
   }
 
   // Amplification, from the patients service's own attempt counters.
@@ -438,6 +653,10 @@ class ScenarioRun final {
     for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
       result_.peak_resident_bytes[ServiceName(service)] =
           testing_support::PeakResidentBytes(system_.process(service).pid());
+    }
+    if (testing_support::NatsServer* broker = system_.broker(); broker != nullptr) {
+      result_.peak_resident_bytes[ServiceName(Service::kBroker)] =
+          testing_support::PeakResidentBytes(broker->pid());
     }
   }
 
@@ -483,6 +702,8 @@ class ScenarioRun final {
 
   const Scenario& scenario_;
   const RunOptions& options_;
+  const bool asynchronous_;
+  const std::string dir_;
   System system_;
   RunResult result_;
   int deaths_ = 0;
@@ -494,6 +715,11 @@ class ScenarioRun final {
   absl::Time start_;
   absl::Time load_end_;
   std::atomic<bool> load_done_{false};
+  // Acknowledged deaths whose effects have not been seen yet: patient id -> acknowledged at.
+  base::Mutex watch_mutex_;
+  std::map<std::string, absl::Duration> watched_ ABSL_GUARDED_BY(watch_mutex_);
+  std::atomic<bool> stop_watching_{false};
+  std::thread watcher_;
 };
 
 }  // namespace

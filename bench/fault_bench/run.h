@@ -71,7 +71,32 @@ struct RunResult {
   // not agree within 60 s.
   absl::Duration time_to_consistency = absl::ZeroDuration();
   std::map<std::string, long> peak_resident_bytes;
+
+  // Per acknowledged death of the load: when it was acknowledged and when a poll first found
+  // both effects (the admission, and no scheduled appointment), from the load's start; visible
+  // is negative if they were never seen before the consistency wait ended.
+  // The scenario's fault windows (from, to), from the load's start.
+  std::vector<std::pair<absl::Duration, absl::Duration>> fault_windows;
+  struct EffectTimes {
+    absl::Duration acknowledged;
+    absl::Duration visible;
+  };
+  std::vector<EffectTimes> effects;
+  // The largest outbox plus consumer backlog sampled (asynchronous variant; 0 otherwise):
+  // the patients service's unpublished events plus the larger of the two consumers' pending.
+  double peak_backlog = 0;
+  // Deliveries of a death to a downstream beyond the first: RPC repeats that the morgue and
+  // appointments service answered as already applied (synchronous), or events the consumers
+  // recognised as processed (asynchronous).
+  double duplicate_deliveries = 0;
+  // Effects applied more than once (asynchronous: events a consumer applied beyond one per
+  // death); -1 when not measured (synchronous: a repeat carries the workflow id that makes it
+  // idempotent and is counted above).
+  double duplicate_effects = -1;
 };
+
+// The effects of the acknowledged deaths that were never seen.
+int LostDeaths(const RunResult& run);
 
 // The value below which `quantile` (0 to 1) of `values` fall (nearest rank); 0 when empty.
 double Quantile(std::vector<double> values, double quantile);

@@ -14,7 +14,8 @@
 
 namespace fault_bench {
 
-enum class Service { kPatients, kMorgue, kAppointments };
+// kBroker: the nats-server of the asynchronous variant (steps on it do nothing to the others).
+enum class Service { kPatients, kMorgue, kAppointments, kBroker };
 const char* ServiceName(Service service);
 
 struct Step {

@@ -67,8 +67,96 @@ double BreakerOpenSeconds(const RunResult& run) {
 
 double PeakResidentMiB(const RunResult& run) {
   long rss = 0;
-  for (const auto& [service, bytes] : run.peak_resident_bytes) rss = std::max(rss, bytes);
+  for (const auto& [service, bytes] : run.peak_resident_bytes) {
+    if (service != "nats-server") rss = std::max(rss, bytes);
+  }
   return static_cast<double>(rss) / 1048576.0;
+}
+
+double BrokerResidentMiB(const RunResult& run) {
+  const auto broker = run.peak_resident_bytes.find("nats-server");
+  return broker == run.peak_resident_bytes.end() ? -1
+                                                 : static_cast<double>(broker->second) / 1048576.0;
+}
+
+EffectDelays EffectDelaysOf(const RunResult& run) {
+  std::vector<double> delays;
+  for (const RunResult::EffectTimes& times : run.effects) {
+    if (times.visible < absl::ZeroDuration()) continue;
+    delays.push_back(absl::ToDoubleMilliseconds(times.visible - times.acknowledged));
+  }
+  EffectDelays result;
+  result.seen = static_cast<int>(delays.size());
+  result.p50 = Quantile(delays, 0.5);
+  result.p99 = Quantile(delays, 0.99);
+  result.max = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
+  return result;
+}
+
+namespace {
+
+// The window `offset` falls in, if any.
+const std::pair<absl::Duration, absl::Duration>* WindowOf(const RunResult& run,
+                                                          absl::Duration offset) {
+  for (const auto& window : run.fault_windows) {
+    if (offset >= window.first && offset < window.second) return &window;
+  }
+  return nullptr;
+}
+
+bool ShortlyAfterAWindow(const RunResult& run, absl::Duration offset) {
+  for (const auto& window : run.fault_windows) {
+    if (offset >= window.second && offset < window.second + absl::Seconds(1)) return true;
+  }
+  return false;
+}
+
+absl::Duration LastFaultEnd(const RunResult& run) {
+  absl::Duration end = absl::ZeroDuration();
+  for (const auto& window : run.fault_windows) end = std::max(end, window.second);
+  return end;
+}
+
+}  // namespace
+
+FaultLatency FaultLatencyOf(const RunResult& run) {
+  std::vector<double> during;
+  std::vector<double> healthy;
+  for (const CallSample& sample : run.deaths) {
+    const double ms = absl::ToDoubleMilliseconds(sample.latency);
+    if (WindowOf(run, sample.intended_offset) != nullptr) {
+      during.push_back(ms);
+    } else if (!ShortlyAfterAWindow(run, sample.intended_offset)) {
+      healthy.push_back(ms);
+    }
+  }
+  FaultLatency result;
+  if (!during.empty()) result.during_p99 = Quantile(during, 0.99);
+  if (!healthy.empty()) result.healthy_p99 = Quantile(healthy, 0.99);
+  return result;
+}
+
+double BacklogDrainedAfter(const RunResult& run) {
+  if (run.fault_windows.empty()) return 0;
+  const absl::Duration fault_end = LastFaultEnd(run);
+  absl::Duration drained = fault_end;
+  for (const RunResult::EffectTimes& times : run.effects) {
+    if (times.acknowledged > fault_end) continue;
+    if (times.visible < absl::ZeroDuration()) return -1;
+    drained = std::max(drained, times.visible);
+  }
+  return absl::ToDoubleSeconds(drained - fault_end);
+}
+
+double AppliedAfterFaultP99(const RunResult& run) {
+  std::vector<double> delays;
+  for (const RunResult::EffectTimes& times : run.effects) {
+    const auto* window = WindowOf(run, times.acknowledged);
+    if (window == nullptr) continue;
+    if (times.visible < absl::ZeroDuration()) return -1;
+    delays.push_back(std::max(0.0, absl::ToDoubleMilliseconds(times.visible - window->second)));
+  }
+  return delays.empty() ? -1 : Quantile(delays, 0.99);
 }
 
 }  // namespace fault_bench

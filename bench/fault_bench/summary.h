@@ -37,8 +37,34 @@ BreakerRejections RejectedByBreaker(const RunResult& run);
 // Seconds any breaker spent open.
 double BreakerOpenSeconds(const RunResult& run);
 
-// The largest peak resident set of the three services, in MiB.
+// The largest peak resident set of the three services, in MiB (the broker is reported apart).
 double PeakResidentMiB(const RunResult& run);
+// The broker's peak resident set, MiB; -1 without one.
+double BrokerResidentMiB(const RunResult& run);
+
+// From acknowledgement to both effects visible, ms, over the acknowledged deaths whose effects
+// were seen.
+struct EffectDelays {
+  int seen = 0;
+  double p50 = 0, p99 = 0, max = 0;
+};
+EffectDelays EffectDelaysOf(const RunResult& run);
+
+// RecordDeath p99 (ms) of the calls sent during a fault window, and of those sent outside
+// every window and more than a second after one ended (the healthy part of the same run);
+// -1 when there are none.
+struct FaultLatency {
+  double during_p99 = -1;
+  double healthy_p99 = -1;
+};
+FaultLatency FaultLatencyOf(const RunResult& run);
+
+// How long after the last fault ended every death acknowledged before that moment had both
+// effects visible, seconds: 0 if they already had, -1 if some never did.
+double BacklogDrainedAfter(const RunResult& run);
+// p99 over the deaths acknowledged during a fault window of the time from the window's end to
+// their effects being visible (0 for one visible before the end), ms; -1 when there are none.
+double AppliedAfterFaultP99(const RunResult& run);
 
 }  // namespace fault_bench
 

@@ -30,6 +30,13 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
                   "synchronous gRPC calls with deadlines, retries within a budget, circuit "
                   "breakers and bulkheads",
                   policy_dir),
+      {"async",
+       "transactional outbox in patients, NATS JetStream, idempotent consumers in morgue and "
+       "appointments",
+       // The policy governs only what synchronous deaths left behind (none here).
+       {"--death_workflow=async",
+        absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
+       /*asynchronous=*/true},
   };
 }
 

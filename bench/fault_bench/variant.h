@@ -15,6 +15,9 @@ struct Variant {
   std::string summary;  // One line for the report.
   // Flags the patients service starts with, which configure the integration.
   std::vector<std::string> patients_flags;
+  // Asynchronous: a nats-server with JetStream runs beside the services, and all three get
+  // --death_workflow=async and its URL.
+  bool asynchronous = false;
 };
 
 // Every variant, in report order. Policy files are read from `policy_dir`.

@@ -37,7 +37,14 @@ AppointmentsService::AppointmentsService(AppointmentsRepository& repository, bas
                     .Name("hospital_appointments_restored_total")
                     .Help("Appointments scheduled again when a death workflow was undone.")
                     .Register(metrics)
-                    .Add({})) {}
+                    .Add({})),
+      replayed_for_patient_(
+          prometheus::BuildCounter()
+              .Name("hospital_appointments_patient_cancellations_replayed_total")
+              .Help("CancelPatientAppointments calls repeating one already applied (a retry; "
+                    "answered with the original result, no second effect).")
+              .Register(metrics)
+              .Add({})) {}
 
 grpc::Status AppointmentsService::ScheduleAppointment(grpc::ServerContext* context,
                                                       const v1::ScheduleAppointmentRequest* request,
@@ -124,7 +131,9 @@ grpc::Status AppointmentsService::CancelPatientAppointments(
                          repository_.CancelForPatient(request->patient_id(), request->workflow_id(),
                                                       request->reason(),
                                                       request->patient_deceased(), clock_.Now()));
-        if (!result.replayed) {
+        if (result.replayed) {
+          replayed_for_patient_.Increment();
+        } else {
           cancelled_for_patient_.Increment(static_cast<double>(result.cancelled.size()));
         }
         v1::CancelPatientAppointmentsResponse answer;

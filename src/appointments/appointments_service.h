@@ -46,6 +46,7 @@ class AppointmentsService final : public v1::AppointmentsService::Service {
   prometheus::Counter& cancelled_single_;
   prometheus::Counter& cancelled_for_patient_;
   prometheus::Counter& restored_;
+  prometheus::Counter& replayed_for_patient_;
 };
 
 }  // namespace appointments

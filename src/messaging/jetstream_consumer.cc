@@ -125,6 +125,11 @@ void JetStreamConsumer::Loop() {
     if (failure.ok() && !ConsumeOnce()) failure = absl::UnavailableError("fetch failed");
     if (failure.ok()) {
       last_failure = absl::OkStatus();
+      if (pause_ > absl::ZeroDuration()) {
+        base::MutexLock lock(&mutex_);
+        const absl::Time until = absl::Now() + pause_;
+        while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
+      }
       continue;
     }
     if (failure.code() != last_failure.code()) {
@@ -156,9 +161,9 @@ void JetStreamConsumer::UpdatePending() {
 bool JetStreamConsumer::ConsumeOnce() {
   natsMsgList list{nullptr, 0};
   jsErrCode code = static_cast<jsErrCode>(0);
-  const natsStatus status =
-      natsSubscription_Fetch(&list, subscription_, options_.batch_size,
-                             absl::ToInt64Milliseconds(options_.fetch_wait), &code);
+  const natsStatus status = natsSubscription_Fetch(
+      &list, subscription_, pause_ > absl::ZeroDuration() ? 1 : options_.batch_size,
+      absl::ToInt64Milliseconds(options_.fetch_wait), &code);
   if (status == NATS_TIMEOUT) {
     UpdatePending();
     return true;
@@ -235,11 +240,32 @@ bool JetStreamConsumer::ConsumeOnce() {
   auto count = [&](const char* outcome) {
     consumed_.Add({{"consumer", options_.consumer.durable}, {"outcome", outcome}}).Increment();
   };
+  // Every event handled failed transiently: an outage (see the header).
+  int handled = 0;
+  int transient = 0;
+  for (const Fetched& fetched : batch) {
+    if (fetched.hang) continue;
+    ++handled;
+    if (fetched.aborted.has_value()) ++transient;
+  }
+  for (const EventOutcome& outcome : outcomes) {
+    if (outcome.disposition == Disposition::kRetry) ++transient;
+  }
+  const bool outage = handled > 0 && transient == handled;
+  pause_ = outage ? std::clamp(pause_ * 2, options_.initial_pause, options_.max_pause)
+                  : absl::ZeroDuration();
+  auto release = [&](Fetched& fetched) {
+    if (outage) {
+      natsMsg_Nak(fetched.message, nullptr);
+    } else {
+      natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
+    }
+  };
   for (Fetched& fetched : batch) {
     if (fetched.hang) count("hang");
     if (fetched.aborted.has_value()) {
       count("retry");
-      natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
+      release(fetched);
     }
   }
   for (std::size_t k = 0; k < outcomes.size(); ++k) {
@@ -270,7 +296,7 @@ bool JetStreamConsumer::ConsumeOnce() {
                            {"deliveries", std::to_string(fetched.event.deliveries)},
                            {"error", std::string(outcome.status.message())}});
         }
-        natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
+        release(fetched);
         break;
     }
   }

@@ -3,6 +3,11 @@
 //   applied, duplicate   Ack
 //   rejected             Term (never redelivered; the inbox recorded it with its reason)
 //   transient failure    NakWithDelay, the delay growing with the delivery count
+// When every event of a batch fails transiently, the service (or its database) is down rather
+// than one event bad: the events are released for redelivery at once, and the consumer pauses
+// and then probes with one event at a time, the pause doubling up to max_pause, until one
+// succeeds. An outage thus costs about one attempt per pause, not one per event per backoff,
+// and the backlog starts draining within max_pause of the recovery.
 //
 // Faults: every event is first put to the service's FaultInjector as a call of `fault_method`
 // ("/hospital.morgue.v1.MorgueEvents/PatientDied"), so the benchmark's rules reach the
@@ -49,6 +54,9 @@ struct JetStreamConsumerOptions {
   // Redelivery delay after a transient failure: initial * 2^(deliveries - 1), at most max.
   absl::Duration initial_redelivery = absl::Milliseconds(100);
   absl::Duration max_redelivery = absl::Seconds(5);
+  // Pause between probes while every event fails (see above): initial, doubling to max.
+  absl::Duration initial_pause = absl::Milliseconds(50);
+  absl::Duration max_pause = absl::Milliseconds(500);
   // The pseudo-method fault rules match ("/package.Service/Method"); empty: no faults.
   std::string fault_method;
 };
@@ -82,7 +90,9 @@ class JetStreamConsumer final {
   prometheus::Family<prometheus::Counter>& consumed_;
   prometheus::Histogram& age_;
   prometheus::Gauge& pending_;
-  natsSubscription* subscription_ = nullptr;  // Only the loop's thread touches it.
+  // Only the loop's thread touches these.
+  natsSubscription* subscription_ = nullptr;
+  absl::Duration pause_ = absl::ZeroDuration();  // Zero unless probing after an outage.
   absl::Time next_pending_update_ = absl::InfinitePast();
 
   base::Mutex mutex_;

@@ -45,7 +45,8 @@ std::string NatsServerBinary() {
 
 NatsServer::NatsServer(std::string directory, std::string extra_jetstream_config)
     : directory_(std::move(directory)),
-      extra_jetstream_config_(std::move(extra_jetstream_config)) {}
+      extra_jetstream_config_(std::move(extra_jetstream_config)),
+      port_(FreePort()) {}
 
 NatsServer::~NatsServer() { Kill(); }
 
@@ -59,7 +60,6 @@ std::string NatsServer::log() const {
 }
 
 absl::Status NatsServer::Start(absl::Duration timeout) {
-  if (port_ == 0) port_ = FreePort();
   const std::string config = absl::StrCat(directory_, "/nats-server.conf");
   std::ofstream(config) << "listen: 127.0.0.1:" << port_ << "\n"
                         << "jetstream {\n  store_dir: \"" << directory_ << "/store\"\n  "

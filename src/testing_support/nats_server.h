@@ -15,7 +15,8 @@ namespace testing_support {
 
 class NatsServer final {
  public:
-  // `directory` holds the config, the store (jetstream/) and the log. `extra_jetstream_config`
+  // Picks the port now, so url() is known before Start. `directory` holds the config, the store
+  // and the log. `extra_jetstream_config`
   // goes inside the config's jetstream block (e.g. "sync_interval: always").
   explicit NatsServer(std::string directory, std::string extra_jetstream_config = "");
   ~NatsServer();
