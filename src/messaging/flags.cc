@@ -21,7 +21,7 @@ ABSL_FLAG(absl::Duration, nats_stream_max_age, absl::Hours(24 * 7),
           "How long the stream keeps events when this service creates it: a consumer down for "
           "longer misses events");
 
-ABSL_FLAG(absl::Duration, nats_ack_wait, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, nats_ack_wait, absl::Seconds(3),
           "Consumers: an event not acknowledged within this is delivered again (when this "
           "service creates its consumer)");
 ABSL_FLAG(int64_t, nats_max_ack_pending, 1024,

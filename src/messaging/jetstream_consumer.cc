@@ -178,9 +178,6 @@ bool JetStreamConsumer::ConsumeOnce() {
     return false;
   }
   std::vector<Fetched> batch(static_cast<std::size_t>(list.Count));
-  absl::Duration delay = absl::ZeroDuration();
-  std::vector<InboundEvent> to_apply;
-  std::vector<std::size_t> applied_index;
   for (int i = 0; i < list.Count; ++i) {
     Fetched& fetched = batch[static_cast<std::size_t>(i)];
     fetched.message = list.Msgs[i];
@@ -202,44 +199,89 @@ bool JetStreamConsumer::ConsumeOnce() {
     event.subject = natsMsg_GetSubject(fetched.message);
     event.payload.assign(natsMsg_GetData(fetched.message),
                          static_cast<std::size_t>(natsMsg_GetDataLength(fetched.message)));
-    if (faults_ != nullptr && !options_.fault_method.empty()) {
-      const server_kit::FaultDecision decision = faults_->Decide(options_.fault_method);
-      switch (decision.kind) {
-        case server_kit::FaultDecision::Kind::kAbort:
-          fetched.aborted = decision.abort_status;
-          break;
-        case server_kit::FaultDecision::Kind::kHang:
-          fetched.hang = true;
-          break;
-        case server_kit::FaultDecision::Kind::kDelay:
-          delay += decision.delay;
-          break;
-        case server_kit::FaultDecision::Kind::kNone:
-          break;
-      }
-    }
-    if (!fetched.hang && !fetched.aborted.has_value()) {
-      to_apply.push_back(event);
-      applied_index.push_back(static_cast<std::size_t>(i));
-    }
   }
-  if (delay > absl::ZeroDuration()) {
-    base::MutexLock lock(&mutex_);
-    const absl::Time until = absl::Now() + delay;
-    while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
-  }
-  const std::vector<EventOutcome> outcomes = inbox_.Process(to_apply);
-  const absl::Time now = absl::Now();
-  auto redelivery_delay = [&](std::uint64_t deliveries) {
-    const double factor = std::pow(
-        2.0, static_cast<double>(std::min<std::uint64_t>(deliveries > 0 ? deliveries - 1 : 0, 20)));
-    // natsMsg_NakWithDelay takes milliseconds (unlike the consumer configuration's nanoseconds).
-    return absl::ToInt64Milliseconds(
-        std::min(options_.initial_redelivery * factor, options_.max_redelivery));
-  };
+
   auto count = [&](const char* outcome) {
     consumed_.Add({{"consumer", options_.consumer.durable}, {"outcome", outcome}}).Increment();
   };
+  // Applies the events queued so far in one transaction and settles the ones that are done
+  // (acked or terminated); failed ones are settled after the batch, when it is known whether
+  // the whole batch failed.
+  std::vector<std::size_t> queued;
+  auto flush = [&] {
+    std::vector<InboundEvent> events;
+    for (std::size_t index : queued) events.push_back(batch[index].event);
+    const std::vector<EventOutcome> outcomes = inbox_.Process(events);
+    const absl::Time now = absl::Now();
+    for (std::size_t k = 0; k < outcomes.size(); ++k) {
+      Fetched& fetched = batch[queued[k]];
+      const EventOutcome& outcome = outcomes[k];
+      count(DispositionName(outcome.disposition));
+      switch (outcome.disposition) {
+        case Disposition::kApplied:
+          age_.Observe(std::max(0.0, absl::ToDoubleSeconds(now - fetched.stream_time)));
+          natsMsg_Ack(fetched.message, nullptr);
+          break;
+        case Disposition::kDuplicate:
+          natsMsg_Ack(fetched.message, nullptr);
+          break;
+        case Disposition::kRejected:
+          server_kit::Log(server_kit::LogLevel::kError, "event_rejected",
+                          {{"consumer", options_.consumer.durable},
+                           {"event_id", fetched.event.event_id},
+                           {"stream_sequence", std::to_string(fetched.event.stream_sequence)},
+                           {"reason", std::string(outcome.status.message())}});
+          natsMsg_Term(fetched.message, nullptr);
+          break;
+        case Disposition::kRetry:
+          if (fetched.event.deliveries <= 1 || fetched.event.deliveries % 10 == 0) {
+            server_kit::Log(server_kit::LogLevel::kWarning, "event_retry",
+                            {{"consumer", options_.consumer.durable},
+                             {"event_id", fetched.event.event_id},
+                             {"deliveries", std::to_string(fetched.event.deliveries)},
+                             {"error", std::string(outcome.status.message())}});
+          }
+          fetched.aborted = outcome.status;
+          break;
+      }
+    }
+    queued.clear();
+  };
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Fetched& fetched = batch[i];
+    // Decided event by event, as the consumer reaches it: a rule set or cleared meanwhile
+    // applies from the next event on, as it would to the next RPC.
+    server_kit::FaultDecision decision;
+    if (faults_ != nullptr && !options_.fault_method.empty()) {
+      decision = faults_->Decide(options_.fault_method);
+    }
+    switch (decision.kind) {
+      case server_kit::FaultDecision::Kind::kAbort:
+        count("retry");
+        fetched.aborted = decision.abort_status;
+        break;
+      case server_kit::FaultDecision::Kind::kHang:
+        count("hang");
+        fetched.hang = true;
+        break;
+      case server_kit::FaultDecision::Kind::kDelay: {
+        // A slow handling of this event: the events before it are applied and acknowledged
+        // first, so that none waits unacknowledged behind a chain of delays.
+        flush();
+        base::MutexLock lock(&mutex_);
+        const absl::Time until = absl::Now() + decision.delay;
+        while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
+        queued.push_back(i);
+        break;
+      }
+      case server_kit::FaultDecision::Kind::kNone:
+        queued.push_back(i);
+        break;
+    }
+    if (decision.kind == server_kit::FaultDecision::Kind::kDelay) flush();
+  }
+  flush();
+
   // Every event handled failed transiently: an outage (see the header).
   int handled = 0;
   int transient = 0;
@@ -248,56 +290,22 @@ bool JetStreamConsumer::ConsumeOnce() {
     ++handled;
     if (fetched.aborted.has_value()) ++transient;
   }
-  for (const EventOutcome& outcome : outcomes) {
-    if (outcome.disposition == Disposition::kRetry) ++transient;
-  }
   const bool outage = handled > 0 && transient == handled;
   pause_ = outage ? std::clamp(pause_ * 2, options_.initial_pause, options_.max_pause)
                   : absl::ZeroDuration();
-  auto release = [&](Fetched& fetched) {
+  for (Fetched& fetched : batch) {
+    if (!fetched.aborted.has_value()) continue;
     if (outage) {
       natsMsg_Nak(fetched.message, nullptr);
     } else {
-      natsMsg_NakWithDelay(fetched.message, redelivery_delay(fetched.event.deliveries), nullptr);
-    }
-  };
-  for (Fetched& fetched : batch) {
-    if (fetched.hang) count("hang");
-    if (fetched.aborted.has_value()) {
-      count("retry");
-      release(fetched);
-    }
-  }
-  for (std::size_t k = 0; k < outcomes.size(); ++k) {
-    Fetched& fetched = batch[applied_index[k]];
-    const EventOutcome& outcome = outcomes[k];
-    count(DispositionName(outcome.disposition));
-    switch (outcome.disposition) {
-      case Disposition::kApplied:
-        age_.Observe(std::max(0.0, absl::ToDoubleSeconds(now - fetched.stream_time)));
-        natsMsg_Ack(fetched.message, nullptr);
-        break;
-      case Disposition::kDuplicate:
-        natsMsg_Ack(fetched.message, nullptr);
-        break;
-      case Disposition::kRejected:
-        server_kit::Log(server_kit::LogLevel::kError, "event_rejected",
-                        {{"consumer", options_.consumer.durable},
-                         {"event_id", fetched.event.event_id},
-                         {"stream_sequence", std::to_string(fetched.event.stream_sequence)},
-                         {"reason", std::string(outcome.status.message())}});
-        natsMsg_Term(fetched.message, nullptr);
-        break;
-      case Disposition::kRetry:
-        if (fetched.event.deliveries <= 1 || fetched.event.deliveries % 10 == 0) {
-          server_kit::Log(server_kit::LogLevel::kWarning, "event_retry",
-                          {{"consumer", options_.consumer.durable},
-                           {"event_id", fetched.event.event_id},
-                           {"deliveries", std::to_string(fetched.event.deliveries)},
-                           {"error", std::string(outcome.status.message())}});
-        }
-        release(fetched);
-        break;
+      // natsMsg_NakWithDelay takes milliseconds (the consumer configuration, nanoseconds).
+      const double factor =
+          std::pow(2.0, static_cast<double>(std::min<std::uint64_t>(
+                            fetched.event.deliveries > 0 ? fetched.event.deliveries - 1 : 0, 20)));
+      natsMsg_NakWithDelay(fetched.message,
+                           absl::ToInt64Milliseconds(std::min(options_.initial_redelivery * factor,
+                                                              options_.max_redelivery)),
+                           nullptr);
     }
   }
   natsMsgList_Destroy(&list);

@@ -12,8 +12,9 @@
 // Faults: every event is first put to the service's FaultInjector as a call of `fault_method`
 // ("/hospital.morgue.v1.MorgueEvents/PatientDied"), so the benchmark's rules reach the
 // asynchronous path as they reach an RPC: an abort is a transient failure (redelivered with
-// backoff), a delay sleeps before the batch is applied (a slow service), a hang leaves the event
-// unacknowledged until the broker redelivers it after AckWait (a service that stopped
+// backoff), a delay sleeps before that event is applied (a slow service: the consumer handles
+// events one after another, so a delay of d caps it at 1/d events a second), a hang leaves the
+// event unacknowledged until the broker redelivers it after AckWait (a service that stopped
 // answering).
 //
 // It (re)creates the stream and its consumer whenever it has no subscription (at start, and

@@ -35,8 +35,11 @@ struct ConsumerSettings {
   // Durable name, also the consumer's identity at the broker: "morgue", "appointments".
   std::string durable;
   std::string filter_subject = "hospital.patients.v1.patient_died";
-  // An unacknowledged delivery is redelivered after this; above the slowest batch's handling.
-  absl::Duration ack_wait = absl::Seconds(10);
+  // An unacknowledged delivery is redelivered after this. It bounds how long the events a
+  // crashed consumer had fetched wait before another delivery (the catch-up after a consumer
+  // restart); a batch handled for longer than this is delivered again meanwhile, and the
+  // repeat is absorbed as a duplicate. A batch normally takes one commit (milliseconds).
+  absl::Duration ack_wait = absl::Seconds(3);
   // Deliveries before the broker stops redelivering; the consumer itself rejects an event
   // (records it and terminates it) before this when its failure is permanent, so this only
   // bounds a transient failure that never ends. -1: unlimited.
