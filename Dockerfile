@@ -1,4 +1,5 @@
-# One image with the three service binaries. Build it from the repository root:
+# One image with the three service binaries, and Debian's nats-server for the asynchronous death
+# workflow (k8s/components/async runs it from this image). Build it from the repository root:
 #   docker build -t hospital:dev .
 # The build stage runs the same install script and CMake commands as the README.
 
@@ -17,7 +18,8 @@ FROM debian:12-slim
 # Only the shared libraries the binaries load (found with ldd; dpkg -S names their packages).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgrpc++1.51 libprotobuf32 libabsl20220623 \
-      libsqlite3-0 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 ca-certificates \
+      libsqlite3-0 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libnats3.4 ca-certificates \
+      nats-server \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 hospital \
  && useradd --system --uid 10001 --gid hospital --home-dir /data --no-create-home hospital \

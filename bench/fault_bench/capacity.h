@@ -4,6 +4,7 @@
 #define HOSPITAL_BENCH_FAULT_BENCH_CAPACITY_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "fault_bench/run.h"
@@ -11,8 +12,12 @@
 
 namespace fault_bench {
 
-// Runs every search and returns the report's capacity section. `options.progress` is unused.
-absl::StatusOr<std::string> RunCapacity(const RunOptions& options, const Variant& variant,
+// Runs every search (RecordDeath for each of `variants`, the echo baselines) and, for an
+// asynchronous variant among them, the relay's drain rate; returns the report's capacity
+// section.
+// `options.progress` is unused.
+absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
+                                        const std::vector<Variant>& variants,
                                         const std::string& echo_binary, double p99_limit_ms);
 
 }  // namespace fault_bench

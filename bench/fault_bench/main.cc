@@ -45,7 +45,8 @@ ABSL_FLAG(bool, capacity, false,
           "Also find the highest RecordDeath rate the healthy system holds with p99 under "
           "--p99_limit_ms (variant --capacity_variant), and the same for a one-hop echo");
 ABSL_FLAG(double, p99_limit_ms, 50, "The capacity criterion: p99 below this, no failed call");
-ABSL_FLAG(std::string, capacity_variant, "resilient", "Variant of the capacity run");
+ABSL_FLAG(std::string, capacity_variant, "resilient,async",
+          "Variants of the capacity run, comma-separated");
 ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/src/testing_support/echo_server",
           "The echo server of the capacity baseline");
 
@@ -142,7 +143,8 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs fault scenarios against integration variants of the hospital services.\n"
-      "Usage: fault_bench [--scenarios=all] [--variants=naive,retries,resilient] [--out=DIR]");
+      "Usage: fault_bench [--scenarios=all] [--variants=naive,retries,resilient,async] "
+      "[--out=DIR] [--capacity]");
   absl::ParseCommandLine(argc, argv);
   const absl::StatusOr<std::vector<Scenario>> scenarios =
       SelectScenarios(absl::GetFlag(FLAGS_scenarios));
@@ -167,9 +169,9 @@ int main(int argc, char** argv) {
     const absl::StatusOr<std::vector<Variant>> capacity_variant =
         fault_bench::SelectVariants(absl::GetFlag(FLAGS_capacity_variant), policy_dir);
     if (!capacity_variant.ok()) return Fail(capacity_variant.status());
-    absl::StatusOr<std::string> capacity = fault_bench::RunCapacity(
-        options, capacity_variant->front(), absl::GetFlag(FLAGS_echo_binary),
-        absl::GetFlag(FLAGS_p99_limit_ms));
+    absl::StatusOr<std::string> capacity =
+        fault_bench::RunCapacity(options, *capacity_variant, absl::GetFlag(FLAGS_echo_binary),
+                                 absl::GetFlag(FLAGS_p99_limit_ms));
     if (!capacity.ok()) return Fail(capacity.status());
     context.capacity = *std::move(capacity);
   }

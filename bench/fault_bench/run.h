@@ -23,6 +23,9 @@ struct RunOptions {
   // Extra flags for all three services, e.g. --sqlite_synchronous=NORMAL.
   std::vector<std::string> service_flags;
   int appointments_per_patient = 3;
+  // Asynchronous variant: lines added inside nats-server's jetstream block (e.g.
+  // "sync_interval: always").
+  std::string broker_config;
   // RecordDeath calls sent all at once before the load, on patients of their own, so that the
   // measured load does not include the first calls' cold start (connections, server threads).
   int warmup_deaths = 24;
@@ -113,8 +116,14 @@ struct CapacityStep {
   // The largest peak resident set among the processes under test, MiB (RecordDeath steps:
   // the three services).
   double peak_rss_mib = 0;
+  // The broker's peak resident set, MiB (asynchronous variant; -1 otherwise).
+  double broker_rss_mib = -1;
+  // After the load's end, until every acknowledged death's effects were visible, seconds
+  // (effectively 0 for the synchronous variants; a backlog that grew during the load takes
+  // longer to drain). Infinite if some never were.
+  double drained_after_s = 0;
   bool Holds(double p99_limit_ms) const {
-    return ok == calls && calls > 0 && p99_ms < p99_limit_ms;
+    return ok == calls && calls > 0 && p99_ms < p99_limit_ms && drained_after_s <= 0.5;
   }
 };
 
@@ -134,6 +143,19 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
 // Offers `rate` RecordDeath calls per second for `duration` to fresh services on `variant`.
 absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,
                                        double rate, absl::Duration duration);
+
+// How fast the outbox relay drains a backlog: `events` PatientDied events are written into the
+// patients service's outbox while the broker is down (the consumers are stopped, so only the
+// relay and the broker work), then the broker is started.
+struct RelayDrain {
+  int events = 0;
+  double seconds_to_first = 0;   // From the broker's start until the first event left.
+  double seconds_to_empty = 0;   // From the first event's departure until the outbox was empty.
+  double events_per_second = 0;  // events / seconds_to_empty
+  double broker_rss_mib = 0;
+};
+absl::StatusOr<RelayDrain> MeasureRelayDrain(const RunOptions& options, const Variant& variant,
+                                             int events);
 
 }  // namespace fault_bench
 

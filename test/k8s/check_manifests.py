@@ -24,7 +24,8 @@ import time
 import jsonschema
 import yaml
 
-OVERLAYS = ["dev", "prod"]
+OVERLAYS = ["dev", "prod", "dev-async", "prod-async"]
+NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 PROBE_SERVICES = {"liveness", "readiness"}  # Registered by server_kit::Server.
 KNOWN_CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
                       ("monitoring.coreos.com/v1", "PrometheusRule")}
@@ -242,6 +243,146 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
             fail(where, "did not stop within 30 s of SIGTERM")
 
 
+def config_value(config, key):
+    match = re.search(rf"^\s*{key}:\s*(\S+)", config, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def check_nats(overlay, objects, sts, scratch):
+    """The NATS StatefulSet: its config parses (nats-server -t), agrees with the pod's ports,
+    probes and volumes, and a single server started from it answers /healthz."""
+    where = f"{overlay}: StatefulSet/nats"
+    spec = sts["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    args = container.get("args", [])
+    if args[:1] != ["--config"] or len(args) != 2:
+        fail(where, "args must be --config <file>")
+        return
+    mount, key = mount_for(container, args[1])
+    volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]),
+                  None)
+    if volume is None or "configMap" not in volume:
+        fail(where, f"{args[1]} is not on a ConfigMap volume")
+        return
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
+                      and o["metadata"]["name"] == volume["configMap"]["name"])
+    config = config_map["data"].get(key)
+    if config is None:
+        fail(where, f"ConfigMap {config_map['metadata']['name']} has no {key}")
+        return
+    work = tempfile.mkdtemp(dir=scratch)
+    path = os.path.join(work, "nats.conf")
+    with open(path, "w") as f:
+        f.write(config)
+    env = dict(os.environ, POD_NAME="nats-0")
+    result = subprocess.run([NATS_SERVER, "-c", path, "-t"], capture_output=True, text=True,
+                            env=env)
+    if result.returncode != 0:
+        fail(where, f"nats-server -t rejects the config: {result.stderr.strip()}")
+        return
+    for name, key_name in (("client", "listen"), ("monitor", "http")):
+        value = config_value(config, key_name)
+        if value is None or port_of(value) != ports.get(name):
+            fail(where, f"containerPort {name} {ports.get(name)} != config {key_name} {value}")
+    store = re.search(r"store_dir:\s*(\S+)", config)
+    store_mount, _ = mount_for(container, store.group(1) if store else "")
+    claims = {c["metadata"]["name"] for c in sts["spec"].get("volumeClaimTemplates", [])}
+    if store_mount is None or store_mount["name"] not in claims:
+        fail(where, "the JetStream store_dir is not on a volume claim")
+    replicas = sts["spec"]["replicas"]
+    routes = re.findall(r"nats://(nats-\d+)\.([a-z-]+):(\d+)", config)
+    if replicas == 1 and routes:
+        fail(where, "one replica with cluster routes")
+    if replicas > 1:
+        if sorted(r[0] for r in routes) != [f"nats-{i}" for i in range(replicas)]:
+            fail(where, f"cluster routes {routes} do not name the {replicas} pods")
+        for _, service, port in routes:
+            if service != sts["spec"]["serviceName"] or int(port) != ports.get("cluster"):
+                fail(where, f"route via {service}:{port}: not the StatefulSet's service and "
+                            "cluster port")
+    for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(probe_name, {}).get("httpGet")
+        if probe is None or probe.get("port") not in ("monitor", ports.get("monitor")):
+            fail(where, f"{probe_name} must be an HTTP probe on the monitor port")
+    if not container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        fail(where, "container must have a read-only root filesystem")
+    if replicas > 1:
+        return
+    # One server: run it from the config, on loopback, with its store in the scratch directory.
+    local = re.sub(r"(listen|http):\s*0\.0\.0\.0:", r"\1: 127.0.0.1:", config)
+    local = re.sub(r"store_dir:\s*\S+", f"store_dir: {work}/store", local)
+    local = re.sub(r"pid_file:\s*\S+", f"pid_file: {work}/nats.pid", local)
+    with open(path, "w") as f:
+        f.write(local)
+    log_path = os.path.join(work, "log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([NATS_SERVER, "-c", path], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
+    try:
+        import urllib.request
+        url = f"http://127.0.0.1:{ports.get('monitor')}/healthz?js-enabled-only=true"
+        deadline = time.time() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                with open(log_path) as f:
+                    fail(where, f"{url} did not answer 200:\n{f.read()}")
+                return
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            fail(where, "nats-server did not stop within 30 s of SIGTERM")
+
+
+def check_async_flags(overlay, objects, sts, args):
+    """The services' messaging flags agree with the overlay and with the NATS objects."""
+    where = f"{overlay}: StatefulSet/{sts['metadata']['name']}"
+    asynchronous = overlay.endswith("-async")
+    if args.get("death_workflow", "sync") != ("async" if asynchronous else "sync"):
+        fail(where, f"--death_workflow must be {'async' if asynchronous else 'sync'} here")
+    if not asynchronous:
+        return
+    nats = next((o for o in objects if o["kind"] == "StatefulSet"
+                 and o["metadata"]["name"] == "nats"), None)
+    if nats is None:
+        fail(where, "async, but no nats StatefulSet")
+        return
+    client_port = next(p["containerPort"] for p in nats["spec"]["template"]["spec"]["containers"][0]
+                       ["ports"] if p["name"] == "client")
+    for url in args.get("nats_url", "").split(","):
+        match = re.fullmatch(r"nats://([a-z0-9.-]+):(\d+)", url)
+        if match is None:
+            fail(where, f"--nats_url {url!r} is not nats://host:port")
+            continue
+        host, port = match.group(1), int(match.group(2))
+        pod = re.fullmatch(r"nats-(\d+)\.([a-z-]+)", host)
+        if pod:
+            if (int(pod.group(1)) >= nats["spec"]["replicas"]
+                    or pod.group(2) != nats["spec"]["serviceName"] or port != client_port):
+                fail(where, f"--nats_url {url}: no such NATS pod and client port")
+        else:
+            service = next((o for o in objects if o["kind"] == "Service"
+                            and o["metadata"]["name"] == host), None)
+            if service is None or not any(p["port"] == port and p.get("targetPort") == "client"
+                                          for p in service["spec"]["ports"]):
+                fail(where, f"--nats_url {url}: no Service {host} routing {port} to the client "
+                            "port")
+    replicas = int(args.get("nats_stream_replicas", "1"))
+    if replicas > nats["spec"]["replicas"] or (nats["spec"]["replicas"] >= 3 and replicas < 3):
+        fail(where, f"--nats_stream_replicas {replicas} with {nats['spec']['replicas']} NATS "
+                    "servers")
+
+
 def main():
     root, build = sys.argv[1], sys.argv[2]
     scratch = tempfile.mkdtemp(prefix="hospital-k8s-")
@@ -257,11 +398,15 @@ def main():
                     fail(overlay, f"renders no {required}")
             fault_admin = False
             for sts in (o for o in objects if o["kind"] == "StatefulSet"):
+                if sts["metadata"]["name"] == "nats":
+                    check_nats(overlay, objects, sts, scratch)
+                    continue
                 container, args, grpc_port = check_statefulset(overlay, objects, sts)
+                check_async_flags(overlay, objects, sts, args)
                 fault_admin |= "fault_admin" in args
                 run_binary(root, build, overlay, objects, sts, container, args, grpc_port,
                            scratch)
-            if fault_admin != (overlay == "dev"):
+            if fault_admin != overlay.startswith("dev"):
                 fail(overlay, "the fault admin service must be on in dev and only there")
             print(f"overlay {overlay}: {len(objects)} objects checked")
         # The monitoring kustomization (PrometheusRule and the dashboard's ConfigMap).

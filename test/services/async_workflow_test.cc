@@ -295,6 +295,34 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   CHECK(AdmissionCount(hospital) == 10);
 }
 
+TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store, one server)",
+          "[async]") {
+  Broker broker;
+  Hospital hospital(AsyncOptions(broker));
+  hospital.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    ids.push_back(absl::StrCat("p-", i));
+    hospital.CreatePatient(ids.back());
+  }
+  // No consumer running: the events exist only in the broker once the outbox is empty.
+  hospital.morgue_process().Kill();
+  hospital.appointments_process().Kill();
+  for (const std::string& id : ids) RequireDeath(hospital, id);
+  REQUIRE(Eventually(
+      [&] {
+        return Metric(hospital.patients_process(), "hospital_outbox_published_total") == 10 &&
+               Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 0;
+      },
+      absl::Seconds(10)));
+  broker.server.Kill();
+  REQUIRE(broker.server.Start().ok());
+  REQUIRE(hospital.morgue_process().Start().ok());
+  REQUIRE(hospital.appointments_process().Start().ok());
+  CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
+  CHECK(AdmissionCount(hospital) == 10);
+}
+
 TEST_CASE("async: patients killed between commit and publish publishes after restart, once",
           "[async]") {
   Broker broker;

@@ -16,6 +16,8 @@
 #include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
 #include "support/hospital_fixture.h"
+#include "testing_support/nats_server.h"
+#include "testing_support/service_process.h"
 
 namespace {
 
@@ -126,6 +128,51 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
     const int status = pclose(pipe);
     INFO("promtool check metrics on port " << process->metrics_port() << ":\n" << output);
     CHECK(WEXITSTATUS(status) == 0);
+  }
+
+  {
+    // The asynchronous workflow's metrics: the same services against a real nats-server, after
+    // one death has travelled as an event.
+    const testing_support::TempDir broker_dir;
+    testing_support::NatsServer broker(broker_dir.path());
+    REQUIRE(broker.Start().ok());
+    testing_support::HospitalOptions async_options;
+    async_options.with_metrics = true;
+    async_options.nats_url = broker.url();
+    Hospital async_hospital(async_options);
+    async_hospital.Start();
+    async_hospital.CreatePatient("p-1");
+    death.set_patient_id("p-1");
+    REQUIRE(async_hospital.patients()
+                .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+                .ok());
+    REQUIRE(testing_support::Eventually(
+        [&] {
+          const absl::StatusOr<std::string> scrape =
+              testing_support::ScrapeMetrics(async_hospital.morgue_process().metrics_port());
+          return scrape.ok() &&
+                 testing_support::SumSamples(*scrape, "hospital_events_consumed_total") == 1;
+        },
+        absl::Seconds(10)));
+    for (testing_support::ServiceProcess* process :
+         {&async_hospital.patients_process(), &async_hospital.morgue_process(),
+          &async_hospital.appointments_process()}) {
+      const absl::StatusOr<std::string> scraped =
+          testing_support::ScrapeMetrics(process->metrics_port());
+      REQUIRE(scraped.ok());
+      const std::set<std::string> names = SeriesNames(*scraped);
+      exported.insert(names.begin(), names.end());
+      const std::string path = absl::StrCat(dir.path(), "/async-scrape-", process->metrics_port());
+      std::ofstream(path) << *scraped;
+      const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
+      FILE* pipe = popen(command.c_str(), "r");
+      REQUIRE(pipe != nullptr);
+      std::string output;
+      char buffer[512];
+      while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+      INFO("promtool check metrics (async) on port " << process->metrics_port() << ":\n" << output);
+      CHECK(WEXITSTATUS(pclose(pipe)) == 0);
+    }
   }
 
   const std::string files =
