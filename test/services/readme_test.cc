@@ -12,6 +12,7 @@
 
 #include "hospital/appointments/v1/appointments.pb.h"
 #include "hospital/faults/v1/faults.pb.h"
+#include "hospital/messaging/v1/inbox.pb.h"
 #include "hospital/morgue/v1/morgue.pb.h"
 #include "hospital/patients/v1/patients.pb.h"
 #include "resilience/v1/admin.pb.h"
@@ -63,6 +64,7 @@ TEST_CASE("README grpcurl bodies parse as the methods' request messages", "[read
   hospital::appointments::v1::ListAppointmentsRequest::descriptor();
   resilience::v1::CircuitBreakerRequest::descriptor();
   hospital::faults::v1::SetFaultRequest::descriptor();
+  hospital::messaging::v1::ListRejectedEventsRequest::descriptor();
 
   std::ifstream file(HOSPITAL_README);
   std::stringstream text;
