@@ -99,6 +99,21 @@ absl::StatusOr<int> OutboxStore::PrunePublished(absl::Time published_before, int
   return pruned;
 }
 
+absl::StatusOr<int> OutboxStore::MarkUnpublishedSince(absl::Time since) {
+  int marked = 0;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& update = session.Prepare(
+        "UPDATE outbox SET publish_time = NULL WHERE publish_time IS NOT NULL AND "
+        "publish_time >= ?1");
+    update.BindTime(1, since);
+    if (absl::Status updated = update.Run(); !updated.ok()) return updated;
+    marked = update.changes();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return marked;
+}
+
 absl::StatusOr<OutboxStats> OutboxStore::Stats() {
   OutboxStats stats;
   absl::Status status = database_.WithSession([&](Database::Session& session) -> absl::Status {

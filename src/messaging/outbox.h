@@ -71,6 +71,10 @@ class OutboxStore final {
   // Deletes at most `limit` events published before `published_before`; returns how many.
   absl::StatusOr<int> PrunePublished(absl::Time published_before, int limit);
   absl::StatusOr<OutboxStats> Stats();
+  // Marks every event published at or after `since` unpublished again, so that the relay sends
+  // it again (after a broker lost what it had acknowledged); returns how many. Events already
+  // pruned are gone: the retention must cover the window a broker can lose.
+  absl::StatusOr<int> MarkUnpublishedSince(absl::Time since);
 
  private:
   server_kit::Database& database_;

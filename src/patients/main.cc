@@ -34,9 +34,14 @@ ABSL_FLAG(absl::Duration, outbox_publish_timeout, absl::Seconds(1),
           "With --death_workflow=async: how long the relay waits for the broker to acknowledge a "
           "batch before it publishes the unacknowledged events again (a repeat the broker "
           "drops within its duplicate window)");
-ABSL_FLAG(absl::Duration, outbox_retention, absl::Minutes(1),
+ABSL_FLAG(absl::Duration, outbox_retention, absl::Minutes(5),
           "With --death_workflow=async: how long published events stay in the outbox table "
-          "before they are pruned");
+          "before they are pruned; longer than what the broker can lose (its file store syncs "
+          "every 2 minutes), so that --outbox_republish_since can send them again");
+ABSL_FLAG(absl::Duration, outbox_republish_since, absl::ZeroDuration(),
+          "With --death_workflow=async: at start, publish again every event published within "
+          "this long (e.g. 3m after the broker lost power: what it had acknowledged but not yet "
+          "synced is sent again; consumers absorb the repeats); 0: none");
 ABSL_FLAG(absl::Duration, reconcile_interval, absl::Seconds(1),
           "How often owed undo calls are retried and orphaned deaths resumed");
 ABSL_FLAG(bool, resilience_admin, true,
@@ -107,6 +112,13 @@ absl::Status Setup(server_kit::ServiceContext& context) {
                                              *runtime->nats, std::move(stream),
                                              absl::GetFlag(FLAGS_outbox_publish_timeout)));
     runtime->outbox = std::make_unique<messaging::OutboxStore>(context.database);
+    if (const absl::Duration since = absl::GetFlag(FLAGS_outbox_republish_since);
+        since > absl::ZeroDuration()) {
+      ASSIGN_OR_RETURN(const int marked,
+                       runtime->outbox->MarkUnpublishedSince(absl::Now() - since));
+      server_kit::Log(server_kit::LogLevel::kWarning, "outbox_republish",
+                      {{"since", absl::FormatDuration(since)}, {"events", std::to_string(marked)}});
+    }
     messaging::OutboxRelayOptions relay_options;
     relay_options.retention = absl::GetFlag(FLAGS_outbox_retention);
     runtime->relay = std::make_unique<messaging::OutboxRelay>(

@@ -160,6 +160,21 @@ TEST_CASE("published events are pruned after the retention, unpublished ones nev
   CHECK(f.Unpublished() == 1);  // e-4, five minutes old and unpublished, stays.
 }
 
+TEST_CASE("events published since a moment can be marked for publishing again", "[outbox]") {
+  Fixture f;
+  OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
+  f.Commit(1, 2);
+  REQUIRE(relay.RelayOnce().published == 2);
+  const absl::Time between = f.clock.Now() + absl::Seconds(30);
+  f.clock.Set(f.clock.Now() + absl::Minutes(1));
+  f.Commit(3, 4);
+  REQUIRE(relay.RelayOnce().published == 2);
+  f.publisher.TakeSent();
+  CHECK(*f.store->MarkUnpublishedSince(between) == 2);
+  CHECK(relay.RelayOnce().published == 2);
+  CHECK(f.publisher.TakeSent() == Ids(3, 4));
+}
+
 TEST_CASE("the gauges show the outbox depth and the age of its oldest event", "[outbox]") {
   Fixture f;
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);

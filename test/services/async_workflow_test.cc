@@ -4,6 +4,7 @@
 #include <nats/nats.h>
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -321,6 +322,37 @@ TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store
   REQUIRE(hospital.appointments_process().Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
   CHECK(AdmissionCount(hospital) == 10);
+}
+
+TEST_CASE("async: after the broker lost its store, --outbox_republish_since sends the events again",
+          "[async]") {
+  Broker broker;
+  Hospital hospital(AsyncOptions(broker));
+  hospital.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    ids.push_back(absl::StrCat("p-", i));
+    hospital.CreatePatient(ids.back());
+  }
+  hospital.morgue_process().Kill();
+  hospital.appointments_process().Kill();
+  for (const std::string& id : ids) RequireDeath(hospital, id);
+  REQUIRE(Eventually(
+      [&] { return Metric(hospital.patients_process(), "hospital_outbox_published_total") == 10; },
+      absl::Seconds(10)));
+  // What a power cut can do to a single server's unsynced file store, at its worst: the
+  // acknowledged events are gone.
+  broker.server.Kill();
+  std::filesystem::remove_all(broker.directory.path() + "/store");
+  REQUIRE(broker.server.Start().ok());
+  hospital.patients_process().Kill();
+  hospital.RestartPatients({"--outbox_republish_since=5m"});
+  REQUIRE(hospital.morgue_process().Start().ok());
+  REQUIRE(hospital.appointments_process().Start().ok());
+  CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
+  CHECK(AdmissionCount(hospital) == 10);
+  CHECK(hospital.patients_process().log().find("\"event\":\"outbox_republish\"") !=
+        std::string::npos);
 }
 
 TEST_CASE("async: patients killed between commit and publish publishes after restart, once",

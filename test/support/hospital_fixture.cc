@@ -126,8 +126,11 @@ void Hospital::Connect() {
       hospital::messaging::v1::EventInbox::NewStub(channel(appointments_->address()));
 }
 
-void Hospital::RestartPatients() {
+void Hospital::RestartPatients(const std::vector<std::string>& extra_flags) {
+  const std::vector<std::string> flags = patients_flags_;
+  patients_flags_.insert(patients_flags_.end(), extra_flags.begin(), extra_flags.end());
   patients_ = make_patients_();
+  patients_flags_ = flags;
   const absl::Status status = patients_->Start();
   INFO(status.ToString());
   REQUIRE(status.ok());

@@ -59,8 +59,8 @@ class Hospital final {
     return *appointments_inbox_stub_;
   }
   const std::string& dir() const { return dir_.path(); }
-  // Replaces the patients process (after a Kill, for a restart with other flags, or the same).
-  void RestartPatients();
+  // Replaces the patients process (after a Kill), with `extra_flags` added to its flags.
+  void RestartPatients(const std::vector<std::string>& extra_flags = {});
 
   // Convenience calls with a 10 s deadline; REQUIRE success.
   hospital::patients::v1::Patient CreatePatient(const std::string& patient_id);
