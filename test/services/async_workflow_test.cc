@@ -12,10 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/create_channel.h>
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "hospital/patients/v1/events.pb.h"
 #include "server_kit/rpc_support.h"
 #include "support/hospital_fixture.h"
@@ -139,6 +141,19 @@ double Metric(testing_support::ServiceProcess& process, const std::string& name,
   absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process.metrics_port());
   REQUIRE(scrape.ok());
   return testing_support::SumSamples(*scrape, name, labels);
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("readiness");
+  grpc::health::v1::HealthCheckResponse response;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  if (!stub->Check(context.get(), request, &response).ok()) {
+    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
 }
 
 // Publishes raw messages straight to the stream, as a buggy or hostile producer would.
@@ -287,7 +302,16 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   REQUIRE(Eventually(
       [&] { return Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 10; },
       absl::Seconds(5)));
-  // Readiness does not depend on the broker.
+  // Losing the broker leaves every service ready (readiness is re-checked every second), and
+  // it shows in the metrics instead.
+  absl::SleepFor(absl::Milliseconds(1500));
+  for (testing_support::ServiceProcess* process :
+       {&hospital.patients_process(), &hospital.morgue_process(),
+        &hospital.appointments_process()}) {
+    CHECK(Readiness(process->address()) == grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  CHECK(Metric(hospital.patients_process(), "hospital_nats_connected") == 0);
+  CHECK(Metric(hospital.patients_process(), "hospital_outbox_oldest_unpublished_age_seconds") > 0);
   REQUIRE(broker.server.Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
   CHECK(Eventually(
