@@ -129,6 +129,34 @@ appointments_v1::Appointment GetAppointment(Hospital& hospital, const std::strin
   return appointment;
 }
 
+// Patients "p-0" .. "p-<count - 1>".
+std::vector<std::string> CreatePatients(Hospital& hospital, int count) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < count; ++i) {
+    ids.push_back(absl::StrCat("p-", i));
+    hospital.CreatePatient(ids.back());
+  }
+  return ids;
+}
+
+double Metric(testing_support::ServiceProcess& process, const std::string& name,
+              const std::vector<std::string>& labels = {});
+
+// Kills both consumers, records the deaths of `ids`, and waits until the broker has
+// acknowledged every event (the outbox is empty): the events then exist only in the broker.
+void RecordDeathsWithConsumersDown(Hospital& hospital, const std::vector<std::string>& ids) {
+  hospital.morgue_process().Kill();
+  hospital.appointments_process().Kill();
+  for (const std::string& id : ids) RequireDeath(hospital, id);
+  REQUIRE(Eventually(
+      [&] {
+        return Metric(hospital.patients_process(), "hospital_outbox_published_total") ==
+                   static_cast<double>(ids.size()) &&
+               Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 0;
+      },
+      absl::Seconds(10)));
+}
+
 bool AllApplied(Hospital& hospital, const std::vector<std::string>& patient_ids) {
   for (const std::string& id : patient_ids) {
     if (!FindAdmission(hospital, id).has_value()) return false;
@@ -137,7 +165,7 @@ bool AllApplied(Hospital& hospital, const std::vector<std::string>& patient_ids)
 }
 
 double Metric(testing_support::ServiceProcess& process, const std::string& name,
-              const std::vector<std::string>& labels = {}) {
+              const std::vector<std::string>& labels) {
   absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process.metrics_port());
   REQUIRE(scrape.ok());
   return testing_support::SumSamples(*scrape, name, labels);
@@ -273,11 +301,7 @@ TEST_CASE("async: deaths recorded while the morgue is down are all applied after
   Broker broker;
   Hospital hospital(AsyncOptions(broker));
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 20; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
+  const std::vector<std::string> ids = CreatePatients(hospital, 20);
   hospital.morgue_process().Kill();
   for (const std::string& id : ids) {
     CHECK(RequireDeath(hospital, id).downstream_state() == patients_v1::DOWNSTREAM_PENDING);
@@ -292,11 +316,7 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   Broker broker;
   Hospital hospital(AsyncOptions(broker));
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 10; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
+  const std::vector<std::string> ids = CreatePatients(hospital, 10);
   broker.server.Kill();
   for (const std::string& id : ids) RequireDeath(hospital, id);
   REQUIRE(Eventually(
@@ -325,21 +345,9 @@ TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store
   Broker broker;
   Hospital hospital(AsyncOptions(broker));
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 10; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
+  const std::vector<std::string> ids = CreatePatients(hospital, 10);
   // No consumer running: the events exist only in the broker once the outbox is empty.
-  hospital.morgue_process().Kill();
-  hospital.appointments_process().Kill();
-  for (const std::string& id : ids) RequireDeath(hospital, id);
-  REQUIRE(Eventually(
-      [&] {
-        return Metric(hospital.patients_process(), "hospital_outbox_published_total") == 10 &&
-               Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 0;
-      },
-      absl::Seconds(10)));
+  RecordDeathsWithConsumersDown(hospital, ids);
   broker.server.Kill();
   REQUIRE(broker.server.Start().ok());
   REQUIRE(hospital.morgue_process().Start().ok());
@@ -353,17 +361,8 @@ TEST_CASE("async: after the broker lost its store, --outbox_republish_since send
   Broker broker;
   Hospital hospital(AsyncOptions(broker));
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 10; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
-  hospital.morgue_process().Kill();
-  hospital.appointments_process().Kill();
-  for (const std::string& id : ids) RequireDeath(hospital, id);
-  REQUIRE(Eventually(
-      [&] { return Metric(hospital.patients_process(), "hospital_outbox_published_total") == 10; },
-      absl::Seconds(10)));
+  const std::vector<std::string> ids = CreatePatients(hospital, 10);
+  RecordDeathsWithConsumersDown(hospital, ids);
   // What a power cut can do to a single server's unsynced file store, at its worst: the
   // acknowledged events are gone.
   broker.server.Kill();
@@ -384,11 +383,7 @@ TEST_CASE("async: patients killed between commit and publish publishes after res
   Broker broker;
   Hospital hospital(AsyncOptions(broker));
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 10; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
+  const std::vector<std::string> ids = CreatePatients(hospital, 10);
   // A frozen broker: the deaths commit, the relay cannot get an acknowledgement.
   broker.server.Freeze();
   for (const std::string& id : ids) RequireDeath(hospital, id);
@@ -445,11 +440,7 @@ TEST_CASE("async: morgue killed while applying events applies each exactly once"
   options.morgue_flags = {absl::StrCat("--faults_file=", faults_file)};
   Hospital hospital(options);
   hospital.Start();
-  std::vector<std::string> ids;
-  for (int i = 0; i < 40; ++i) {
-    ids.push_back(absl::StrCat("p-", i));
-    hospital.CreatePatient(ids.back());
-  }
+  const std::vector<std::string> ids = CreatePatients(hospital, 40);
   for (const std::string& id : ids) RequireDeath(hospital, id);
   REQUIRE(
       Eventually([&] { return FindAdmission(hospital, "p-0").has_value(); }, absl::Seconds(10)));

@@ -52,6 +52,20 @@ std::set<std::string> ReferencedNames(const std::string& text) {
   return names;
 }
 
+// Writes `scrape` to `path` and checks that `promtool check metrics` accepts it.
+void CheckWithPromtool(const std::string& path, const std::string& scrape) {
+  std::ofstream(path) << scrape;
+  const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[512];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = pclose(pipe);
+  INFO("promtool check metrics on " << path << ":\n" << output);
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
 TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass promtool",
           "[monitoring]") {
   testing_support::HospitalOptions options;
@@ -117,17 +131,7 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
     REQUIRE(std::regex_search(scrape, units, kUnits));
     CHECK(std::stod(units[1]) >= 1);
     CHECK(names.count("hospital_sqlite_transactions_total") == 1);
-    const std::string path = absl::StrCat(dir.path(), "/scrape-", process->metrics_port());
-    std::ofstream(path) << scrape;
-    const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string output;
-    char buffer[512];
-    while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-    const int status = pclose(pipe);
-    INFO("promtool check metrics on port " << process->metrics_port() << ":\n" << output);
-    CHECK(WEXITSTATUS(status) == 0);
+    CheckWithPromtool(dir.path() + "/scrape-" + std::to_string(process->metrics_port()), scrape);
   }
 
   {
@@ -162,16 +166,8 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
       REQUIRE(scraped.ok());
       const std::set<std::string> names = SeriesNames(*scraped);
       exported.insert(names.begin(), names.end());
-      const std::string path = absl::StrCat(dir.path(), "/async-scrape-", process->metrics_port());
-      std::ofstream(path) << *scraped;
-      const std::string command = absl::StrCat("promtool check metrics < ", path, " 2>&1");
-      FILE* pipe = popen(command.c_str(), "r");
-      REQUIRE(pipe != nullptr);
-      std::string output;
-      char buffer[512];
-      while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-      INFO("promtool check metrics (async) on port " << process->metrics_port() << ":\n" << output);
-      CHECK(WEXITSTATUS(pclose(pipe)) == 0);
+      CheckWithPromtool(dir.path() + "/async-scrape-" + std::to_string(process->metrics_port()),
+                        *scraped);
     }
   }
 
