@@ -18,8 +18,11 @@
 #include "appointments/appointments_repository.h"
 #include "appointments/appointments_service.h"
 #include "base/testing/fake_environment.h"
+#include "messaging/inbox.h"
+#include "messaging/inbox_service.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/morgue_service.h"
+#include "morgue/patient_died_handler.h"
 #include "patients/death_workflow.h"
 #include "patients/patients_repository.h"
 #include "patients/patients_service.h"
@@ -109,7 +112,9 @@ struct System {
         workflow(patients_repository, downstreams, env.environment(), registry),
         patients_service(patients_repository, workflow, env.clock(), registry),
         morgue_service(morgue_repository, env.clock(), registry),
-        appointments_service(appointments_repository, env.clock(), registry) {}
+        appointments_service(appointments_repository, env.clock(), registry),
+        morgue_inbox(*morgue_db, morgue_handler, env.clock()),
+        morgue_inbox_service(morgue_inbox) {}
 
   testing_support::TempDir dir;
   base::testing::FakeEnvironment env;
@@ -125,6 +130,9 @@ struct System {
   patients::PatientsService patients_service;
   morgue::MorgueService morgue_service;
   appointments::AppointmentsService appointments_service;
+  morgue::PatientDiedHandler morgue_handler;
+  messaging::Inbox morgue_inbox;
+  messaging::InboxService morgue_inbox_service;
 };
 
 System& TheSystem() {
@@ -147,7 +155,7 @@ bool Call(Service& service,
 
 using Method = std::function<bool(System&, const std::string&, grpc::Status&)>;
 
-// Every method of the three services, in a fixed order (the first input byte picks one).
+// Every method the three services serve, in a fixed order (the first input byte picks one).
 const std::vector<Method>& Methods() {
   using appointments::AppointmentsService;
   using morgue::MorgueService;
@@ -173,6 +181,7 @@ const std::vector<Method>& Methods() {
       HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, CancelAppointment),
       HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, CancelPatientAppointments),
       HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, RestorePatientAppointments),
+      HOSPITAL_FUZZ_METHOD(morgue_inbox_service, messaging::InboxService, ListRejectedEvents),
 #undef HOSPITAL_FUZZ_METHOD
   };
   return *methods;
