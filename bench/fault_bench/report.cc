@@ -38,7 +38,9 @@ constexpr char kPreamble[] =
     "already processed (asynchronous). Duplicate effects are events a consumer applied beyond one "
     "per deceased patient (asynchronous; a synchronous repeat carries the idempotency key and is "
     "counted as a delivery). Deaths lost are acknowledged deaths whose effects were never seen "
-    "within the 60 s consistency wait.\n\n";
+    "within the 60 s consistency wait. CPU ms per death is each process's user plus system time "
+    "over the load window (from /proc) divided by the load's deaths; \"bench\" is the load "
+    "generator with the effect watcher; a process restarted during the load is not counted.\n\n";
 
 constexpr char kTableHeader[] =
     "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
@@ -70,8 +72,9 @@ std::string TableRow(const RunResult& run) {
 constexpr char kEffectsHeader[] =
     "| variant | ack to both effects p50 ms | p99 ms | max ms | RecordDeath p99 during fault / "
     "healthy ms | backlog drained after fault s | effects after fault p99 ms | peak backlog "
-    "| duplicate deliveries | duplicate effects | deaths lost | nats-server RSS MiB |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    "| duplicate deliveries | duplicate effects | deaths lost | nats-server RSS MiB "
+    "| CPU ms per death: patients, morgue, appointments, nats-server, bench |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 std::string OrDash(double value, const char* format) {
   return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
@@ -79,15 +82,21 @@ std::string OrDash(double value, const char* format) {
 
 std::string EffectsRow(const RunResult& run) {
   const Figures figures = FiguresOf(run);
+  std::vector<std::string> cpu;
+  for (const char* name : {"patients", "morgue", "appointments", "nats-server", "bench"}) {
+    const auto found = run.cpu_ms_per_death.find(name);
+    cpu.push_back(found == run.cpu_ms_per_death.end() ? "-" : fmt::format("{:.2f}", found->second));
+  }
   return fmt::format(
-      "| {} | {:.1f} | {:.1f} | {:.1f} | {} / {} | {} | {} | {:.0f} | {:.0f} | {} | {} | {} |\n",
+      "| {} | {:.1f} | {:.1f} | {:.1f} | {} / {} | {} | {} | {:.0f} | {:.0f} | {} | {} | {} | {} "
+      "|\n",
       run.variant, figures.effects.p50, figures.effects.p99, figures.effects.max,
       OrDash(figures.fault_latency.during_p99, "{:.1f}"),
       OrDash(figures.fault_latency.healthy_p99, "{:.1f}"),
       run.fault_windows.empty() ? std::string("-") : OrDash(figures.drained_after, "{:.2f}"),
       OrDash(figures.applied_after_fault_p99, "{:.0f}"), figures.peak_backlog,
       figures.duplicate_deliveries, OrDash(figures.duplicate_effects, "{:.0f}"), figures.lost,
-      OrDash(BrokerResidentMiB(run), "{:.1f}"));
+      OrDash(BrokerResidentMiB(run), "{:.1f}"), absl::StrJoin(cpu, ", "));
 }
 
 std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResult>& runs,
@@ -161,6 +170,8 @@ v1::RunRecord RecordOf(const RunResult& run) {
   record.set_duplicate_deliveries(figures.duplicate_deliveries);
   record.set_duplicate_effects(figures.duplicate_effects);
   record.set_deaths_lost(figures.lost);
+  for (const auto& [name, ms] : run.cpu_ms_per_death)
+    (*record.mutable_cpu_ms_per_death())[name] = ms;
   for (const auto& [service, bytes] : run.peak_resident_bytes) {
     (*record.mutable_peak_rss_bytes())[service] = bytes;
   }

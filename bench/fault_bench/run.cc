@@ -551,7 +551,22 @@ class ScenarioRun final {
     }
   }
 
+  // The processes whose CPU the load is charged to: name -> (pid, CPU time so far).
+  std::map<std::string, std::pair<pid_t, absl::Duration>> CpuNow() {
+    std::map<std::string, std::pair<pid_t, absl::Duration>> now;
+    for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+      const pid_t pid = system_.process(service).pid();
+      now[ServiceName(service)] = {pid, testing_support::CpuTime(pid)};
+    }
+    if (testing_support::NatsServer* broker = system_.broker(); broker != nullptr) {
+      now[ServiceName(Service::kBroker)] = {broker->pid(), testing_support::CpuTime(broker->pid())};
+    }
+    now["bench"] = {0, testing_support::CpuTime(0)};
+    return now;
+  }
+
   absl::Status RunLoad() {
+    const auto cpu_before = CpuNow();
     start_ = absl::Now() + absl::Milliseconds(100);
     std::thread deaths([this] { SendDeaths(); });
     std::thread reads([this] { SendReads(); });
@@ -565,6 +580,17 @@ class ScenarioRun final {
     load_end_ = absl::Now();
     load_done_.store(true);
     sampler.join();
+    if (deaths_ > 0) {
+      for (const auto& [name, after] : CpuNow()) {
+        const auto before = cpu_before.find(name);
+        if (before == cpu_before.end() || before->second.first != after.first ||
+            before->second.second < absl::ZeroDuration() || after.second < absl::ZeroDuration()) {
+          continue;
+        }
+        result_.cpu_ms_per_death[name] =
+            absl::ToDoubleMilliseconds(after.second - before->second.second) / deaths_;
+      }
+    }
     return timeline_status;
   }
 

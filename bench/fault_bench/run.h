@@ -96,6 +96,10 @@ struct RunResult {
   // death); -1 when not measured (synchronous: a repeat carries the workflow id that makes it
   // idempotent and is counted above).
   double duplicate_effects = -1;
+  // CPU time per death of the load, ms, per process ("patients", "morgue", "appointments",
+  // "nats-server", "bench": the load generator and the effect watcher), from /proc over the
+  // load window; a process restarted during the load is left out.
+  std::map<std::string, double> cpu_ms_per_death;
 };
 
 // The effects of the acknowledged deaths that were never seen.

@@ -227,4 +227,28 @@ long PeakResidentBytes(pid_t pid) {
   return -1;
 }
 
+absl::Duration CpuTime(pid_t pid) {
+  std::ifstream file(pid > 0 ? absl::StrCat("/proc/", pid, "/stat")
+                             : std::string("/proc/self/stat"));
+  std::string stat;
+  std::getline(file, stat);
+  // Fields after the command (which may hold spaces), from field 3: utime is 14, stime 15.
+  const std::size_t close = stat.rfind(')');
+  if (close == std::string::npos) return absl::Seconds(-1);
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  long utime = -1;
+  long stime = -1;
+  for (int index = 3; fields >> field; ++index) {
+    if (index == 14) (void)absl::SimpleAtoi(field, &utime);
+    if (index == 15) {
+      (void)absl::SimpleAtoi(field, &stime);
+      break;
+    }
+  }
+  if (utime < 0 || stime < 0) return absl::Seconds(-1);
+  return absl::Seconds(static_cast<double>(utime + stime) /
+                       static_cast<double>(sysconf(_SC_CLK_TCK)));
+}
+
 }  // namespace testing_support

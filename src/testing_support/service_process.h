@@ -89,6 +89,10 @@ double SumSamples(const std::string& scrape, const std::string& name,
 // Peak resident memory of a process in bytes (VmHWM), or -1.
 long PeakResidentBytes(pid_t pid);
 
+// CPU time (user + system) a process has used so far; `pid` 0 for this process. Negative if
+// it cannot be read.
+absl::Duration CpuTime(pid_t pid);
+
 }  // namespace testing_support
 
 #endif  // HOSPITAL_SRC_TESTING_SUPPORT_SERVICE_PROCESS_H_
