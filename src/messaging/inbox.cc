@@ -1,6 +1,5 @@
 #include "messaging/inbox.h"
 
-#include <algorithm>
 #include <limits>
 #include <utility>
 

@@ -1,7 +1,6 @@
 #include "messaging/jetstream_consumer.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -299,13 +298,12 @@ bool JetStreamConsumer::ConsumeOnce() {
       natsMsg_Nak(fetched.message, nullptr);
     } else {
       // natsMsg_NakWithDelay takes milliseconds (the consumer configuration, nanoseconds).
-      const double factor =
-          std::pow(2.0, static_cast<double>(std::min<std::uint64_t>(
-                            fetched.event.deliveries > 0 ? fetched.event.deliveries - 1 : 0, 20)));
-      natsMsg_NakWithDelay(fetched.message,
-                           absl::ToInt64Milliseconds(std::min(options_.initial_redelivery * factor,
-                                                              options_.max_redelivery)),
-                           nullptr);
+      const int deliveries =
+          static_cast<int>(std::min<std::uint64_t>(fetched.event.deliveries, 1000));
+      natsMsg_NakWithDelay(
+          fetched.message,
+          absl::ToInt64Milliseconds(resilience::BackoffCeiling(options_.redelivery, deliveries)),
+          nullptr);
     }
   }
   natsMsgList_Destroy(&list);

@@ -41,6 +41,7 @@
 #include "messaging/inbox.h"
 #include "messaging/jetstream_setup.h"
 #include "messaging/nats_client.h"
+#include "resilience/backoff.h"
 #include "server_kit/fault_injection.h"
 
 namespace messaging {
@@ -52,9 +53,9 @@ struct JetStreamConsumerOptions {
   int batch_size = 64;
   // How long a fetch waits for the first event.
   absl::Duration fetch_wait = absl::Milliseconds(500);
-  // Redelivery delay after a transient failure: initial * 2^(deliveries - 1), at most max.
-  absl::Duration initial_redelivery = absl::Milliseconds(100);
-  absl::Duration max_redelivery = absl::Seconds(5);
+  // Redelivery delay after a transient failure: the backoff's ceiling for the delivery count
+  // (100 ms doubling to 5 s; no jitter: the broker spreads redeliveries itself).
+  resilience::BackoffConfig redelivery = {absl::Milliseconds(100), absl::Seconds(5), 2.0};
   // Pause between probes while every event fails (see above): initial, doubling to max.
   absl::Duration initial_pause = absl::Milliseconds(50);
   absl::Duration max_pause = absl::Milliseconds(500);

@@ -1,7 +1,6 @@
 #include "messaging/outbox.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 
 namespace messaging {
 
