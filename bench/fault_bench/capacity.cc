@@ -1,14 +1,15 @@
 #include "fault_bench/capacity.h"
 
 #include <cstdio>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 
 namespace fault_bench {
 namespace {
 
-// Doubles the offered rate from `first` until a step fails the criterion, then bisects twice
-// between the last rate that held and the first that did not. Returns every step; the
+// Doubles the offered rate from `first` until a step fails the criterion, then bisects three
+// times between the last rate that held and the first that did not. Returns every step; the
 // capacity is the highest rate that held.
 template <typename StepFunction>
 absl::StatusOr<std::vector<CapacityStep>> SearchCapacity(double first, double last, double limit_ms,
@@ -26,7 +27,7 @@ absl::StatusOr<std::vector<CapacityStep>> SearchCapacity(double first, double la
     }
     held = rate;
   }
-  for (int bisection = 0; bisection < 2 && held > 0 && failed > 0; ++bisection) {
+  for (int bisection = 0; bisection < 3 && held > 0 && failed > 0; ++bisection) {
     const double rate = (held + failed) / 2;
     absl::StatusOr<CapacityStep> result = step(rate);
     if (!result.ok()) return result.status();
@@ -42,6 +43,22 @@ double Capacity(const std::vector<CapacityStep>& steps, double limit_ms) {
     if (step.Holds(limit_ms)) best = std::max(best, step.rate);
   }
   return best;
+}
+
+// "under test, bench" CPU ms per call of a RecordDeath step.
+std::string CpuPerCall(const CapacityStep& step) {
+  if (step.cpu_ms_per_call < 0) return "-";
+  return absl::StrFormat("%.2f, %.2f", step.cpu_ms_per_call, step.bench_cpu_ms_per_call);
+}
+
+// The share of the machine's cores that the processes under test and the bench kept busy over
+// the load window: CPU per call times calls per second, over the cores. Other tenants of a
+// shared machine are not counted, so 100 % is an upper bound on what the step could use.
+std::string MachineBusy(const CapacityStep& step) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (step.cpu_ms_per_call < 0 || cores == 0) return "-";
+  const double busy = (step.cpu_ms_per_call + step.bench_cpu_ms_per_call) * step.rate / 1000.0;
+  return absl::StrFormat("%.0f", 100 * busy / cores);
 }
 
 // One echo set-up measured beside the deaths, and its steps.
@@ -70,7 +87,7 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
       "## Capacity\n\nThe highest offered rate held with every call succeeding, p99 (from "
       "intended send time) below %.0f ms, and (for RecordDeath) every acknowledged death's "
       "effects visible within 0.5 s of the load's end, so that a backlog growing during the "
-      "load fails the step: doubling the rate and then bisecting twice, 3 s a step. Healthy "
+      "load fails the step: doubling the rate and then bisecting three times, 3 s a step. Healthy "
       "system, fresh services, databases and broker for every step. The echoes run on the same "
       "machine with no storage: one RPC to a separate process served with gRPC's callback API "
       "(the plain baseline) or its synchronous API (which the hospital services use), and the "
@@ -98,22 +115,23 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
   }
   report +=
       "\n| load | offered/s | calls | ok | p99 ms | effects drained after load s | peak RSS MiB "
-      "(largest service) | nats-server RSS MiB |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- |\n";
+      "(largest service) | nats-server RSS MiB | CPU ms per call: under test, bench | machine "
+      "busy % |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const EchoBaseline& baseline : baselines) {
     for (const auto& step : baseline.steps) {
-      absl::StrAppendFormat(&report, "| %s | %.0f | %d | %d | %.1f | - | - | - |\n", baseline.name,
-                            step.rate, step.calls, step.ok, step.p99_ms);
+      absl::StrAppendFormat(&report, "| %s | %.0f | %d | %d | %.1f | - | - | - | - | - |\n",
+                            baseline.name, step.rate, step.calls, step.ok, step.p99_ms);
     }
   }
   for (const DeathSearch& search : deaths) {
     for (const auto& step : search.steps) {
-      absl::StrAppendFormat(&report,
-                            "| RecordDeath, `%s` | %.0f | %d | %d | %.1f | %.2f | %.1f | %s |\n",
-                            search.variant, step.rate, step.calls, step.ok, step.p99_ms,
-                            step.drained_after_s, step.peak_rss_mib,
-                            step.broker_rss_mib < 0 ? std::string("-")
-                                                    : absl::StrFormat("%.1f", step.broker_rss_mib));
+      absl::StrAppendFormat(
+          &report, "| RecordDeath, `%s` | %.0f | %d | %d | %.1f | %.2f | %.1f | %s | %s | %s |\n",
+          search.variant, step.rate, step.calls, step.ok, step.p99_ms, step.drained_after_s,
+          step.peak_rss_mib,
+          step.broker_rss_mib < 0 ? std::string("-") : absl::StrFormat("%.1f", step.broker_rss_mib),
+          CpuPerCall(step), MachineBusy(step));
     }
   }
   if (!drains.empty()) {

@@ -1,9 +1,11 @@
 #include "fault_bench/run.h"
 
 #include <csignal>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>
@@ -336,32 +338,46 @@ absl::Status FillOutbox(const std::string& path, int events) {
 }
 
 // Reads the morgue's and the appointments service's databases, read-only, to see whether a
-// death's effects are committed.
+// death's effects are committed, and whether either database has changed at all since it last
+// looked (PRAGMA data_version), so that the watcher re-reads only after a commit.
 class EffectReader final {
  public:
   EffectReader(const std::string& morgue_db, const std::string& appointments_db) {
-    Open(morgue_db, &morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status = 1",
-         &admitted_);
-    Open(appointments_db, &appointments_,
-         "SELECT COUNT(*) FROM appointments WHERE patient_id = ?1 AND status = 1", &scheduled_);
+    morgue_ = Open(morgue_db);
+    appointments_ = Open(appointments_db);
+    admitted_ = Prepare(morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status = 1");
+    morgue_version_ = Prepare(morgue_, "PRAGMA data_version");
+    scheduled_ = Prepare(appointments_,
+                         "SELECT COUNT(*) FROM appointments WHERE patient_id = ?1 AND status = 1");
+    appointments_version_ = Prepare(appointments_, "PRAGMA data_version");
   }
   ~EffectReader() {
-    sqlite3_finalize(admitted_);
-    sqlite3_finalize(scheduled_);
+    for (sqlite3_stmt* statement :
+         {admitted_, morgue_version_, scheduled_, appointments_version_}) {
+      sqlite3_finalize(statement);
+    }
     sqlite3_close(morgue_);
     sqlite3_close(appointments_);
   }
   EffectReader(const EffectReader&) = delete;
   EffectReader& operator=(const EffectReader&) = delete;
 
-  // Admitted, and no appointment still scheduled. False when a database cannot be read.
-  bool EffectsVisible(const std::string& patient_id) {
-    if (admitted_ == nullptr || scheduled_ == nullptr) return false;
+  // Whether another connection committed to the database since the previous call (true on the
+  // first call, and when the version cannot be read).
+  bool MorgueChanged() { return Changed(morgue_version_, &last_morgue_version_); }
+  bool AppointmentsChanged() { return Changed(appointments_version_, &last_appointments_version_); }
+
+  // False when the database cannot be read.
+  bool Admitted(const std::string& patient_id) {
+    if (admitted_ == nullptr) return false;
     sqlite3_bind_text(admitted_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
                       SQLITE_TRANSIENT);
     const bool admitted = sqlite3_step(admitted_) == SQLITE_ROW;
     sqlite3_reset(admitted_);
-    if (!admitted) return false;
+    return admitted;
+  }
+  bool NoneScheduled(const std::string& patient_id) {
+    if (scheduled_ == nullptr) return false;
     sqlite3_bind_text(scheduled_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
                       SQLITE_TRANSIENT);
     const bool none_scheduled =
@@ -371,17 +387,38 @@ class EffectReader final {
   }
 
  private:
-  static void Open(const std::string& path, sqlite3** db, const char* sql,
-                   sqlite3_stmt** statement) {
-    if (sqlite3_open_v2(path.c_str(), db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return;
-    sqlite3_busy_timeout(*db, 1000);
-    sqlite3_prepare_v2(*db, sql, -1, statement, nullptr);
+  static sqlite3* Open(const std::string& path) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return nullptr;
+    }
+    sqlite3_busy_timeout(db, 1000);
+    return db;
+  }
+  static sqlite3_stmt* Prepare(sqlite3* db, const char* sql) {
+    sqlite3_stmt* statement = nullptr;
+    if (db != nullptr) sqlite3_prepare_v2(db, sql, -1, &statement, nullptr);
+    return statement;
+  }
+  static bool Changed(sqlite3_stmt* version, std::int64_t* last) {
+    if (version == nullptr) return true;
+    const std::int64_t now =
+        sqlite3_step(version) == SQLITE_ROW ? sqlite3_column_int64(version, 0) : -1;
+    sqlite3_reset(version);
+    const bool changed = now < 0 || now != *last;
+    *last = now;
+    return changed;
   }
 
   sqlite3* morgue_ = nullptr;
   sqlite3* appointments_ = nullptr;
   sqlite3_stmt* admitted_ = nullptr;
+  sqlite3_stmt* morgue_version_ = nullptr;
   sqlite3_stmt* scheduled_ = nullptr;
+  sqlite3_stmt* appointments_version_ = nullptr;
+  std::int64_t last_morgue_version_ = -1;
+  std::int64_t last_appointments_version_ = -1;
 };
 
 // One scenario against one variant on fresh services: seed, warm up, run the load with the
@@ -444,39 +481,76 @@ class ScenarioRun final {
                                        {"consumer=\"morgue\""});
   }
 
-  // Polls, for every death acknowledged and not yet seen applied, whether both of its effects
-  // are committed: the morgue's admission, and no scheduled appointment left. It reads the two
-  // databases directly (read-only, beside the services' own connections; WAL mode lets them),
-  // so that a fault injected into the services' RPCs, or a frozen service, does not hide an
-  // effect that is there. The resolution is one round of polls (well under a millisecond per
-  // pending death).
+  // Follows every acknowledged death until both of its effects are committed: the morgue's
+  // admission, then no scheduled appointment left. It reads the two databases directly
+  // (read-only, beside the services' own connections; WAL mode lets them), so that a fault
+  // injected into the services' RPCs, or a frozen process, does not hide an effect that is
+  // there. Every millisecond it reads each database's version; a death is checked when it is
+  // new, and again only after a commit to the database it waits on. Re-reading every pending
+  // death each round instead cost the bench several times its healthy CPU during a backlog,
+  // taken from the very processes it measures on two shared cores.
   void WatchEffects() {
     EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
     while (!stop_watching_.load()) {
-      std::vector<std::pair<std::string, absl::Duration>> pending;
+      std::vector<std::pair<std::string, absl::Duration>> arrived;
       {
         base::MutexLock lock(&watch_mutex_);
-        pending.assign(watched_.begin(), watched_.end());
+        arrived.swap(newly_acknowledged_);
       }
-      for (const auto& [patient_id, acknowledged] : pending) {
-        if (stop_watching_.load()) break;
-        if (!reader.EffectsVisible(patient_id)) continue;
-        base::MutexLock lock(&watch_mutex_);
-        result_.effects.push_back({acknowledged, absl::Now() - start_});
-        watched_.erase(patient_id);
+      const bool morgue_changed = reader.MorgueChanged();
+      const bool appointments_changed = reader.AppointmentsChanged();
+      std::vector<std::string> admitted_now;
+      const auto check_admission = [&](const std::string& patient_id, absl::Duration acked) {
+        if (!reader.Admitted(patient_id)) return false;
+        awaiting_appointments_[patient_id] = acked;
+        admitted_now.push_back(patient_id);
+        return true;
+      };
+      for (const auto& [patient_id, acknowledged] : arrived) {
+        if (!check_admission(patient_id, acknowledged)) {
+          awaiting_admission_[patient_id] = acknowledged;
+        }
+      }
+      if (morgue_changed) {
+        for (auto it = awaiting_admission_.begin(); it != awaiting_admission_.end();) {
+          it = check_admission(it->first, it->second) ? awaiting_admission_.erase(it) : ++it;
+        }
+      }
+      const auto record_if_done = [&](const std::string& patient_id) {
+        const auto it = awaiting_appointments_.find(patient_id);
+        if (it == awaiting_appointments_.end() || !reader.NoneScheduled(patient_id)) return;
+        effects_seen_.push_back({it->second, absl::Now() - start_});
+        awaiting_appointments_.erase(it);
+      };
+      if (appointments_changed) {
+        std::vector<std::string> waiting;
+        for (const auto& entry : awaiting_appointments_) waiting.push_back(entry.first);
+        for (const std::string& patient_id : waiting) record_if_done(patient_id);
+      } else {
+        for (const std::string& patient_id : admitted_now) record_if_done(patient_id);
       }
       absl::SleepFor(absl::Milliseconds(1));
     }
   }
 
+  // Ends the watcher; deaths whose effects it never saw are recorded as such.
   void StopWatching() {
     stop_watching_.store(true);
     if (watcher_.joinable()) watcher_.join();
     base::MutexLock lock(&watch_mutex_);
-    for (const auto& [patient_id, acknowledged] : watched_) {
-      result_.effects.push_back({acknowledged, absl::Seconds(-1)});
+    for (const auto& [patient_id, acknowledged] : newly_acknowledged_) {
+      awaiting_admission_[patient_id] = acknowledged;
     }
-    watched_.clear();
+    newly_acknowledged_.clear();
+    for (const RunResult::EffectTimes& times : effects_seen_) result_.effects.push_back(times);
+    effects_seen_.clear();
+    for (const auto* waiting : {&awaiting_admission_, &awaiting_appointments_}) {
+      for (const auto& [patient_id, acknowledged] : *waiting) {
+        result_.effects.push_back({acknowledged, absl::Seconds(-1)});
+      }
+    }
+    awaiting_admission_.clear();
+    awaiting_appointments_.clear();
   }
 
   void MeasureDuplicates() {
@@ -604,7 +678,7 @@ class ScenarioRun final {
                                              const grpc::ClientContext& context) {
                     if (status.ok()) {
                       base::MutexLock lock(&watch_mutex_);
-                      watched_[patient_id] = absl::Now() - start_;
+                      newly_acknowledged_.emplace_back(patient_id, absl::Now() - start_);
                     }
                     const bool rejected_by_breaker =
                         server_kit::ErrorReasonOf(context) == server_kit::kReasonCircuitOpen;
@@ -791,9 +865,16 @@ class ScenarioRun final {
   absl::Time start_;
   absl::Time load_end_;
   std::atomic<bool> load_done_{false};
-  // Acknowledged deaths whose effects have not been seen yet: patient id -> acknowledged at.
+  // Deaths acknowledged since the watcher last looked: patient id, acknowledged at.
   base::Mutex watch_mutex_;
-  std::map<std::string, absl::Duration> watched_ ABSL_GUARDED_BY(watch_mutex_);
+  std::vector<std::pair<std::string, absl::Duration>> newly_acknowledged_
+      ABSL_GUARDED_BY(watch_mutex_);
+  // The watcher thread's own (read by StopWatching after joining it): deaths waiting for the
+  // admission, deaths admitted and waiting for their appointments to be cancelled (patient id
+  // -> acknowledged at), and the effects seen complete.
+  std::map<std::string, absl::Duration> awaiting_admission_;
+  std::map<std::string, absl::Duration> awaiting_appointments_;
+  std::vector<RunResult::EffectTimes> effects_seen_;
   std::atomic<bool> stop_watching_{false};
   std::thread watcher_;
 };
@@ -881,6 +962,15 @@ absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant&
   CapacityStep step = Summarise(rate, run->deaths);
   step.peak_rss_mib = PeakResidentMiB(*run);
   step.broker_rss_mib = BrokerResidentMiB(*run);
+  if (!run->cpu_ms_per_death.empty()) {
+    double under_test = 0;
+    double bench = 0;
+    for (const auto& [process, ms] : run->cpu_ms_per_death) {
+      (process == "bench" ? bench : under_test) += ms;
+    }
+    step.cpu_ms_per_call = under_test;
+    step.bench_cpu_ms_per_call = bench;
+  }
   absl::Duration last_visible = absl::ZeroDuration();
   for (const RunResult::EffectTimes& times : run->effects) {
     if (times.visible < absl::ZeroDuration()) {

@@ -126,6 +126,10 @@ struct CapacityStep {
   // (effectively 0 for the synchronous variants; a backlog that grew during the load takes
   // longer to drain). Infinite if some never were.
   double drained_after_s = 0;
+  // CPU time over the load window per call, ms: the processes under test (services and broker)
+  // and the load generator (with the effect watcher); -1 when not measured (echo steps).
+  double cpu_ms_per_call = -1;
+  double bench_cpu_ms_per_call = -1;
   bool Holds(double p99_limit_ms) const {
     return ok == calls && calls > 0 && p99_ms < p99_limit_ms && drained_after_s <= 0.5;
   }
