@@ -32,6 +32,7 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
   };
   // Admissions per patient, from the full list (the unique index should make this 1 at most).
   std::map<std::string, int> admissions;
+  std::set<std::string> provisional;
   morgue_v1::ListAdmissionsRequest list;
   list.set_page_size(500);
   do {
@@ -42,6 +43,9 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     }
     for (const auto& admission : page.admissions()) {
       if (admission.status() != morgue_v1::CANCELLED) ++admissions[admission.patient_id()];
+      if (admission.status() == morgue_v1::ADMITTED && admission.provisional()) {
+        provisional.insert(admission.patient_id());
+      }
     }
     list.set_page_token(page.next_page_token());
   } while (!list.page_token().empty());
@@ -70,6 +74,9 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     }
     if (admitted > 1) violation(absl::StrCat(id, ": ", admitted, " admissions"));
     if (dead && admitted == 0) violation(absl::StrCat(id, ": dead but not in the morgue"));
+    if (dead && provisional.count(id) != 0) {
+      violation(absl::StrCat(id, ": dead, but its admission was never confirmed"));
+    }
     if (dead && scheduled > 0) {
       violation(absl::StrCat(id, ": dead with ", scheduled, " scheduled appointments"));
     }

@@ -1,5 +1,6 @@
 // The end-of-run consistency check: after faults clear, the three services must agree.
-//   - every patient recorded dead is ADMITTED in the morgue and has no scheduled appointment;
+//   - every patient recorded dead is ADMITTED in the morgue, its admission confirmed (no longer
+//     provisional: the body can be released), and has no scheduled appointment;
 //   - no living patient is admitted, or has appointments cancelled (only deaths cancel here);
 //   - no patient has two admissions;
 //   - every RecordDeath the caller saw succeed left the patient dead (no acknowledged write lost).

@@ -4,6 +4,7 @@
 #include "base/status.h"
 #include "messaging/inbox.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 
 namespace morgue {
 namespace {
@@ -13,7 +14,7 @@ using server_kit::Statement;
 
 constexpr char kColumns[] =
     "admission_id, patient_id, workflow_id, time_of_death, cause, status, admit_time, "
-    "funeral_home, release_time, cancel_time";
+    "funeral_home, release_time, cancel_time, confirmed";
 
 Admission ReadAdmission(const Statement& row) {
   Admission admission;
@@ -31,6 +32,9 @@ Admission ReadAdmission(const Statement& row) {
   if (!row.ColumnIsNull(9)) {
     *admission.mutable_cancel_time() = server_kit::ToProtoTime(row.ColumnTime(9));
   }
+  // Only a standing admission can be waiting for its workflow; an undone one is just CANCELLED.
+  admission.set_provisional(row.ColumnInt(10) == 0 &&
+                            admission.status() == hospital::morgue::v1::ADMITTED);
   return admission;
 }
 
@@ -79,14 +83,23 @@ const std::vector<std::string>& Migrations() {
       )sql",
       // v3: the inbox of the asynchronous death workflow's events.
       messaging::kInboxMigration,
+      // v4: an admission made by a synchronous death workflow is provisional (0) until the
+      // workflow completes and confirms it; only then may the body be released, so that undoing
+      // the workflow never meets a released body. Admissions made before this version were
+      // made under the old protocol and count as confirmed.
+      R"sql(
+        ALTER TABLE admissions ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1
+          CHECK (confirmed IN (0, 1));
+      )sql",
   };
   return *migrations;
 }
 
 absl::Status MorgueRepository::AdmitIn(Database::Session& session, const std::string& patient_id,
                                        const std::string& workflow_id, absl::Time time_of_death,
-                                       const std::string& cause, absl::Time now,
-                                       AdmitResult& result) {
+                                       const std::string& cause, Confirmation confirmation,
+                                       absl::Time now, AdmitResult& result) {
+  const int confirmed = confirmation == Confirmation::kConfirmed ? 1 : 0;
   Statement& cancelled =
       session.Prepare("SELECT 1 FROM cancelled_workflows WHERE workflow_id = ?1");
   cancelled.BindText(1, workflow_id);
@@ -113,23 +126,25 @@ absl::Status MorgueRepository::AdmitIn(Database::Session& session, const std::st
   if (existing->has_value()) {
     Statement& reopen = session.Prepare(
         "UPDATE admissions SET workflow_id = ?2, time_of_death = ?3, cause = ?4, status = 1, "
-        "admit_time = ?5, cancel_time = NULL WHERE admission_id = ?1");
+        "admit_time = ?5, cancel_time = NULL, confirmed = ?6 WHERE admission_id = ?1");
     reopen.BindText(1, (*existing)->admission_id());
     reopen.BindText(2, workflow_id);
     reopen.BindTime(3, time_of_death);
     reopen.BindText(4, cause);
     reopen.BindTime(5, now);
+    reopen.BindInt(6, confirmed);
     if (absl::Status updated = reopen.Run(); !updated.ok()) return updated;
   } else {
     Statement& insert = session.Prepare(
         "INSERT INTO admissions (admission_id, patient_id, workflow_id, time_of_death, cause, "
-        "status, admit_time) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)");
+        "status, admit_time, confirmed) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)");
     insert.BindText(1, server_kit::NewId());
     insert.BindText(2, patient_id);
     insert.BindText(3, workflow_id);
     insert.BindTime(4, time_of_death);
     insert.BindText(5, cause);
     insert.BindTime(6, now);
+    insert.BindInt(7, confirmed);
     if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
   }
   absl::StatusOr<std::optional<Admission>> admitted = FindBy(session, "patient_id", patient_id);
@@ -152,7 +167,8 @@ absl::StatusOr<AdmitResult> MorgueRepository::Admit(const std::string& patient_i
                                                     const std::string& cause, absl::Time now) {
   AdmitResult result;
   absl::Status status = database_.InTransaction([&](Database::Session& session) {
-    return AdmitIn(session, patient_id, workflow_id, time_of_death, cause, now, result);
+    return AdmitIn(session, patient_id, workflow_id, time_of_death, cause,
+                   Confirmation::kProvisional, now, result);
   });
   if (!status.ok()) return status;
   return result;
@@ -226,6 +242,15 @@ absl::StatusOr<Admission> MorgueRepository::Release(const std::string& admission
                        hospital::morgue::v1::AdmissionStatus_Name((*admission)->status()),
                        "; only an ADMITTED body can be released"));
     }
+    if ((*admission)->provisional()) {
+      return server_kit::WithErrorReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              "admission \"", admission_id, "\" is provisional: the death workflow \"",
+              (*admission)->workflow_id(),
+              "\" that made it has not completed and may still be undone; retry once the death "
+              "is recorded (usually within a second)")),
+          kReasonAdmissionProvisional);
+    }
     Statement& update = session.Prepare(
         "UPDATE admissions SET status = 2, funeral_home = ?2, release_time = ?3 "
         "WHERE admission_id = ?1");
@@ -240,6 +265,45 @@ absl::StatusOr<Admission> MorgueRepository::Release(const std::string& admission
   });
   if (!status.ok()) return status;
   return released;
+}
+
+absl::StatusOr<ConfirmResult> MorgueRepository::Confirm(const std::string& patient_id,
+                                                        const std::string& workflow_id) {
+  ConfirmResult result;
+  absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    ASSIGN_OR_RETURN(const std::optional<Admission> admission,
+                     FindBy(session, "patient_id", patient_id));
+    if (!admission.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("patient_id: no admission of patient \"", patient_id, "\""));
+    }
+    if (admission->status() == hospital::morgue::v1::CANCELLED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("admission \"", admission->admission_id(), "\" of patient \"", patient_id,
+                       "\" was cancelled by its workflow and cannot be confirmed"));
+    }
+    if (!admission->provisional()) {
+      // Confirmed before, or made final by an event; a workflow that found it standing (its
+      // AdmitDeceased answered already_admitted) confirms it too.
+      result.admission = *admission;
+      result.already_confirmed = true;
+      return absl::OkStatus();
+    }
+    if (admission->workflow_id() != workflow_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "admission \"", admission->admission_id(), "\" is provisional for workflow \"",
+          admission->workflow_id(), "\", not \"", workflow_id, "\""));
+    }
+    Statement& confirm =
+        session.Prepare("UPDATE admissions SET confirmed = 1 WHERE admission_id = ?1");
+    confirm.BindText(1, admission->admission_id());
+    RETURN_IF_ERROR(confirm.Run());
+    result.admission = *admission;
+    result.admission.set_provisional(false);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return result;
 }
 
 absl::StatusOr<bool> MorgueRepository::CancelWorkflow(const std::string& patient_id,

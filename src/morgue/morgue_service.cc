@@ -36,6 +36,11 @@ MorgueService::MorgueService(MorgueRepository& repository, base::Clock& clock,
                      .Name("hospital_morgue_cancellations_total")
                      .Help("Admissions undone by the death workflow's compensation.")
                      .Register(metrics)
+                     .Add({})),
+      confirmed_(prometheus::BuildCounter()
+                     .Name("hospital_morgue_confirmations_total")
+                     .Help("Provisional admissions confirmed by their completed death workflow.")
+                     .Register(metrics)
                      .Add({})) {}
 
 grpc::Status MorgueService::AdmitDeceased(grpc::ServerContext* context,
@@ -127,6 +132,23 @@ grpc::Status MorgueService::CancelAdmission(grpc::ServerContext* context,
     answer.set_cancelled(cancelled);
     return answer;
   });
+}
+
+grpc::Status MorgueService::ConfirmAdmission(grpc::ServerContext* context,
+                                             const v1::ConfirmAdmissionRequest* request,
+                                             v1::ConfirmAdmissionResponse* response) {
+  return server_kit::Serve(
+      context, response, [&]() -> absl::StatusOr<v1::ConfirmAdmissionResponse> {
+        RETURN_IF_ERROR(server_kit::ValidateId("patient_id", request->patient_id()));
+        RETURN_IF_ERROR(server_kit::ValidateId("workflow_id", request->workflow_id()));
+        ASSIGN_OR_RETURN(ConfirmResult result,
+                         repository_.Confirm(request->patient_id(), request->workflow_id()));
+        if (!result.already_confirmed) confirmed_.Increment();
+        v1::ConfirmAdmissionResponse answer;
+        *answer.mutable_admission() = std::move(result.admission);
+        answer.set_already_confirmed(result.already_confirmed);
+        return answer;
+      });
 }
 
 }  // namespace morgue

@@ -34,6 +34,9 @@ class MorgueService final : public hospital::morgue::v1::MorgueService::Service 
   grpc::Status CancelAdmission(grpc::ServerContext* context,
                                const hospital::morgue::v1::CancelAdmissionRequest* request,
                                hospital::morgue::v1::CancelAdmissionResponse* response) override;
+  grpc::Status ConfirmAdmission(grpc::ServerContext* context,
+                                const hospital::morgue::v1::ConfirmAdmissionRequest* request,
+                                hospital::morgue::v1::ConfirmAdmissionResponse* response) override;
 
  private:
   MorgueRepository& repository_;
@@ -42,6 +45,7 @@ class MorgueService final : public hospital::morgue::v1::MorgueService::Service 
   prometheus::Counter& already_admitted_;
   prometheus::Counter& released_;
   prometheus::Counter& cancelled_;
+  prometheus::Counter& confirmed_;
 };
 
 }  // namespace morgue

@@ -18,7 +18,7 @@ absl::Status PatientDiedHandler::Apply(server_kit::Database::Session& session,
   }
   AdmitResult result;
   return MorgueRepository::AdmitIn(session, died.patient_id, died.event_id, died.time_of_death,
-                                   died.cause, now, result);
+                                   died.cause, Confirmation::kConfirmed, now, result);
 }
 
 }  // namespace morgue

@@ -89,6 +89,16 @@ SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repositor
                                  .Help("Undo calls owed to downstream services.")
                                  .Register(metrics)
                                  .Add({})),
+      confirmations_(prometheus::BuildCounter()
+                         .Name("hospital_admission_confirmations_total")
+                         .Help("Confirmations of completed deaths' provisional morgue admissions, "
+                               "by result (done, retry, impossible).")
+                         .Register(metrics)),
+      confirmations_pending_(prometheus::BuildGauge()
+                                 .Name("hospital_admission_confirmations_pending")
+                                 .Help("Confirmations owed to the morgue by completed deaths.")
+                                 .Register(metrics)
+                                 .Add({})),
       rolled_forward_(prometheus::BuildCounter()
                           .Name("hospital_death_workflows_rolled_forward_total")
                           .Help("Pending death workflows resumed by the background pass.")
@@ -220,6 +230,10 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::Conclude(
                        "); it will complete in the background, retry to read the result"));
     }
     deaths_.Add({{"result", "completed"}}).Increment();
+    // Waited for, so that a body can be released as soon as RecordDeath has answered; if the
+    // morgue does not acknowledge it now, the background pass keeps trying, and the death is
+    // recorded either way.
+    Confirm({workflow_id, request.patient_id, 0}, parent_deadline);
     return response;
   }
 
@@ -305,6 +319,49 @@ void SynchronousDeathWorkflow::Compensate(const std::string& workflow_id,
   }
 }
 
+void SynchronousDeathWorkflow::Confirm(const DueConfirmation& owed, absl::Time deadline) {
+  morgue_v1::ConfirmAdmissionRequest confirm;
+  confirm.set_patient_id(owed.patient_id);
+  confirm.set_workflow_id(owed.workflow_id);
+  auto result = std::make_shared<absl::Status>();
+  auto join = std::make_shared<Join>(1);
+  downstreams_.ConfirmAdmission(
+      confirm, deadline,
+      [result, join](const absl::Status& status, const morgue_v1::ConfirmAdmissionResponse&) {
+        *result = status;
+        join->Done();
+      });
+  join->Wait();
+  const absl::Time now = environment_.clock->Now();
+  absl::Status recorded;
+  if (result->ok() || absl::IsFailedPrecondition(*result) || absl::IsNotFound(*result) ||
+      absl::IsInvalidArgument(*result)) {
+    if (!result->ok()) {
+      // The morgue has no admission of this workflow to confirm (say, its database was
+      // restored from a backup): retrying will not help, and a person must look.
+      confirmations_.Add({{"result", "impossible"}}).Increment();
+      Log(LogLevel::kError, "admission_confirmation_impossible",
+          {{"workflow_id", owed.workflow_id},
+           {"patient_id", owed.patient_id},
+           {"error", result->ToString()}});
+    } else {
+      confirmations_.Add({{"result", "done"}}).Increment();
+    }
+    recorded = repository_.ConfirmationDone(owed.workflow_id, now);
+  } else {
+    confirmations_.Add({{"result", "retry"}}).Increment();
+    const absl::Duration backoff = resilience::FullJitterBackoff(
+        options_.compensation_backoff, owed.attempts + 1, *environment_.random);
+    recorded = repository_.ConfirmationFailed(owed.workflow_id, result->ToString(), now + backoff);
+  }
+  if (!recorded.ok()) {
+    // Still due in the database: the next pass sends it again (the morgue's confirm is
+    // idempotent).
+    Log(LogLevel::kError, "admission_confirmation_not_recorded",
+        {{"workflow_id", owed.workflow_id}, {"error", recorded.ToString()}});
+  }
+}
+
 namespace {
 
 // Runs `work` on every item, at most `parallelism` at a time, each on a thread of its own, and
@@ -345,6 +402,22 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
     Log(LogLevel::kError, "reconcile_failed", {{"error", due.status().ToString()}});
   }
 
+  // Confirmations a request could not deliver, or that a crash interrupted.
+  if (absl::StatusOr<std::vector<DueConfirmation>> confirmations =
+          repository_.DueConfirmations(now, 100);
+      confirmations.ok()) {
+    std::vector<DueConfirmation> claimed;
+    for (DueConfirmation& owed : *confirmations) {
+      if (MarkInFlight(owed.workflow_id)) claimed.push_back(std::move(owed));
+    }
+    ForEachInParallel(claimed, options_.recovery_parallelism, [&](const DueConfirmation& owed) {
+      Confirm(owed, deadline);
+      ClearInFlight(owed.workflow_id);
+    });
+  } else {
+    Log(LogLevel::kError, "reconcile_failed", {{"error", confirmations.status().ToString()}});
+  }
+
   // Every PENDING workflow not driven by a live request belongs to a process that died.
   absl::StatusOr<std::vector<DeathWorkflowRow>> orphans = repository_.PendingWorkflows(now);
   if (orphans.ok()) {
@@ -358,6 +431,9 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
 
   if (absl::StatusOr<int> pending = repository_.PendingCompensationCount(); pending.ok()) {
     compensations_pending_.Set(*pending);
+  }
+  if (absl::StatusOr<int> pending = repository_.PendingConfirmationCount(); pending.ok()) {
+    confirmations_pending_.Set(*pending);
   }
 }
 

@@ -15,7 +15,10 @@
 //      resilience library, with the workflow id as idempotency key; the call takes as long as
 //      the slower of the two.
 //   3. Both succeed: the workflow is COMPLETED and its response stored, so that a repeated
-//      RecordDeath returns the original result.
+//      RecordDeath returns the original result. The morgue's admission was provisional (the
+//      body cannot be released while the workflow may still be undone); the same transaction
+//      records its confirmation as owed, and ConfirmAdmission is sent before the caller is
+//      answered (and retried in the background until the morgue acknowledges it).
 //   4. Either fails: one transaction makes the patient ALIVE again, marks the workflow
 //      COMPENSATING and records both undo calls as owed (both, because a call that failed may
 //      still have been applied, or may arrive late; the downstream undo operations are
@@ -73,7 +76,8 @@ struct SynchronousDeathWorkflowOptions {
   // the other recoveries by no more than that.
   int recovery_parallelism = 16;
   absl::Duration recovery_deadline = absl::Seconds(10);
-  // Backoff of a failed undo call (full jitter, as the resilience library's retries).
+  // Backoff of a failed undo call or confirmation (full jitter, as the resilience library's
+  // retries).
   resilience::BackoffConfig compensation_backoff = {absl::Milliseconds(500), absl::Seconds(30),
                                                     2.0};
 };
@@ -89,7 +93,8 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
                                                       absl::Time parent_deadline) override;
 
-  // One background pass: retries due undo calls and rolls forward orphaned workflows, each
+  // One background pass: retries due undo calls and confirmations and rolls forward orphaned
+  // workflows, each
   // only once claimed (a workflow a request is driving is left to it), several at once.
   void ReconcileOnce();
   // Runs ReconcileOnce every reconcile_interval on a thread of its own, until Stop.
@@ -110,6 +115,8 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   // Sends the owed undo calls concurrently, waits, and records each result.
   void Compensate(const std::string& workflow_id, const std::string& patient_id,
                   const std::vector<DueCompensation>& owed, absl::Time parent_deadline);
+  // Sends one owed ConfirmAdmission, waits, and records the result.
+  void Confirm(const DueConfirmation& owed, absl::Time deadline);
   // Rolls forward a claimed PENDING workflow left by a process that died.
   void RollForward(const DeathWorkflowRow& orphan, absl::Time deadline);
   bool MarkInFlight(const std::string& workflow_id);
@@ -122,6 +129,8 @@ class SynchronousDeathWorkflow final : public DeathWorkflow {
   prometheus::Family<prometheus::Counter>& deaths_;
   prometheus::Family<prometheus::Counter>& compensations_;
   prometheus::Gauge& compensations_pending_;
+  prometheus::Family<prometheus::Counter>& confirmations_;
+  prometheus::Gauge& confirmations_pending_;
   prometheus::Counter& rolled_forward_;
 
   base::Mutex mutex_;

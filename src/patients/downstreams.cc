@@ -52,6 +52,8 @@ GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
       admit_(Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "AdmitDeceased")),
       cancel_admission_(
           Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "CancelAdmission")),
+      confirm_admission_(
+          Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "ConfirmAdmission")),
       cancel_appointments_(Guarded(targets, kAppointmentsTarget,
                                    AppointmentsService::service_full_name(),
                                    "CancelPatientAppointments")),
@@ -84,6 +86,14 @@ void GrpcDownstreams::CancelAdmission(const morgue_v1::CancelAdmissionRequest& r
                                       Done<morgue_v1::CancelAdmissionResponse> done) {
   CallGuarded<MorgueService>(cancel_admission_, morgue_.get(),
                              &MorgueService::StubInterface::async_interface::CancelAdmission,
+                             request, parent_deadline, std::move(done));
+}
+
+void GrpcDownstreams::ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest& request,
+                                       absl::Time parent_deadline,
+                                       Done<morgue_v1::ConfirmAdmissionResponse> done) {
+  CallGuarded<MorgueService>(confirm_admission_, morgue_.get(),
+                             &MorgueService::StubInterface::async_interface::ConfirmAdmission,
                              request, parent_deadline, std::move(done));
 }
 

@@ -51,6 +51,9 @@ class Downstreams {
   virtual void RestorePatientAppointments(
       const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
       Done<appointments_v1::RestorePatientAppointmentsResponse> done) = 0;
+  virtual void ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest& request,
+                                absl::Time parent_deadline,
+                                Done<morgue_v1::ConfirmAdmissionResponse> done) = 0;
 };
 
 // Downstreams over gRPC, every call through the resilience library (targets "morgue" and
@@ -72,12 +75,16 @@ class GrpcDownstreams final : public Downstreams {
   void RestorePatientAppointments(
       const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
       Done<appointments_v1::RestorePatientAppointmentsResponse> done) override;
+  void ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest& request,
+                        absl::Time parent_deadline,
+                        Done<morgue_v1::ConfirmAdmissionResponse> done) override;
 
  private:
   std::unique_ptr<morgue_v1::MorgueService::Stub> morgue_;
   std::unique_ptr<appointments_v1::AppointmentsService::Stub> appointments_;
   resilience::GuardedMethod& admit_;
   resilience::GuardedMethod& cancel_admission_;
+  resilience::GuardedMethod& confirm_admission_;
   resilience::GuardedMethod& cancel_appointments_;
   resilience::GuardedMethod& restore_appointments_;
 };

@@ -200,6 +200,20 @@ const std::vector<std::string>& Migrations() {
       )sql",
       // v3: the transactional outbox of the asynchronous death workflow.
       messaging::kOutboxMigration,
+      // v4: the morgue's admission stays provisional (the body cannot be released) until the
+      // completed workflow confirms it; a confirmation is owed from the transaction that
+      // completes the workflow until the morgue has acknowledged it.
+      R"sql(
+        CREATE TABLE admission_confirmations (
+          workflow_id       TEXT PRIMARY KEY REFERENCES death_workflows (workflow_id),
+          attempts          INTEGER NOT NULL DEFAULT 0,
+          next_attempt_time INTEGER NOT NULL,
+          last_error        TEXT,
+          done_time         INTEGER
+        );
+        CREATE INDEX admission_confirmations_due ON admission_confirmations (next_attempt_time)
+          WHERE done_time IS NULL;
+      )sql",
   };
   return *migrations;
 }
@@ -350,8 +364,68 @@ absl::Status PatientsRepository::CompleteDeath(const std::string& workflow_id,
         session.Prepare("UPDATE death_workflows SET result = ?2 WHERE workflow_id = ?1");
     store.BindText(1, workflow_id);
     store.BindBlob(2, response.SerializeAsString());
-    return store.Run();
+    RETURN_IF_ERROR(store.Run());
+    Statement& owe = session.Prepare(
+        "INSERT INTO admission_confirmations (workflow_id, next_attempt_time) VALUES (?1, ?2)");
+    owe.BindText(1, workflow_id);
+    owe.BindTime(2, now);
+    return owe.Run();
   });
+}
+
+absl::Status PatientsRepository::ConfirmationDone(const std::string& workflow_id, absl::Time now) {
+  return database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& done = session.Prepare(
+        "UPDATE admission_confirmations SET done_time = ?2, attempts = attempts + 1 "
+        "WHERE workflow_id = ?1 AND done_time IS NULL");
+    done.BindText(1, workflow_id);
+    done.BindTime(2, now);
+    return done.Run();
+  });
+}
+
+absl::Status PatientsRepository::ConfirmationFailed(const std::string& workflow_id,
+                                                    const std::string& error,
+                                                    absl::Time next_attempt) {
+  return database_.InTransaction([&](Database::Session& session) -> absl::Status {
+    Statement& failed = session.Prepare(
+        "UPDATE admission_confirmations SET attempts = attempts + 1, last_error = ?2, "
+        "next_attempt_time = ?3 WHERE workflow_id = ?1 AND done_time IS NULL");
+    failed.BindText(1, workflow_id);
+    failed.BindText(2, error);
+    failed.BindTime(3, next_attempt);
+    return failed.Run();
+  });
+}
+
+absl::StatusOr<std::vector<DueConfirmation>> PatientsRepository::DueConfirmations(absl::Time now,
+                                                                                  int limit) {
+  std::vector<DueConfirmation> due;
+  RETURN_IF_ERROR(database_.WithSession([&](Database::Session& session) -> absl::Status {
+    Statement& select = session.Prepare(
+        "SELECT c.workflow_id, w.patient_id, c.attempts FROM admission_confirmations c "
+        "JOIN death_workflows w ON w.workflow_id = c.workflow_id "
+        "WHERE c.done_time IS NULL AND c.next_attempt_time <= ?1 "
+        "ORDER BY c.next_attempt_time LIMIT ?2");
+    select.BindTime(1, now);
+    select.BindInt(2, limit);
+    return select.ForEachRow([&](const Statement& row) {
+      due.push_back({row.ColumnText(0), row.ColumnText(1), static_cast<int>(row.ColumnInt(2))});
+    });
+  }));
+  return due;
+}
+
+absl::StatusOr<int> PatientsRepository::PendingConfirmationCount() {
+  int count = 0;
+  RETURN_IF_ERROR(database_.WithSession([&](Database::Session& session) -> absl::Status {
+    Statement& select =
+        session.Prepare("SELECT count(*) FROM admission_confirmations WHERE done_time IS NULL");
+    ASSIGN_OR_RETURN(const bool row, select.Step());
+    count = row ? static_cast<int>(select.ColumnInt(0)) : 0;
+    return absl::OkStatus();
+  }));
+  return count;
 }
 
 absl::Status PatientsRepository::BeginCompensation(const std::string& workflow_id,

@@ -1,6 +1,7 @@
 // The patients service's storage, in its own SQLite database: patients, the death workflows
 // that record deaths (one row per attempt), and the compensations still owed to downstream
-// services, and the outbox of events to publish. Every method is one transaction.
+// services, the confirmations owed to the morgue by completed workflows, and the outbox of
+// events to publish. Every method is one transaction.
 #ifndef HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
 #define HOSPITAL_SRC_PATIENTS_PATIENTS_REPOSITORY_H_
 
@@ -62,6 +63,13 @@ struct DueCompensation {
   int attempts = 0;
 };
 
+// A completed workflow's confirmation of its provisional morgue admission, not yet acknowledged.
+struct DueConfirmation {
+  std::string workflow_id;
+  std::string patient_id;
+  int attempts = 0;
+};
+
 // Patients in id order; the next page starts after `next_position`, a patient id.
 using PatientPage = server_kit::Page<v1::Patient>;
 
@@ -94,7 +102,8 @@ class PatientsRepository final {
                                                         const std::string& event_id,
                                                         absl::Time time_of_death,
                                                         const std::string& cause, absl::Time now);
-  // PENDING -> COMPLETED, storing the response. FAILED_PRECONDITION if not PENDING.
+  // PENDING -> COMPLETED, storing the response, with the confirmation of the morgue's
+  // provisional admission owed, due now. FAILED_PRECONDITION if not PENDING.
   absl::Status CompleteDeath(const std::string& workflow_id,
                              const v1::RecordDeathResponse& response, absl::Time now);
   // PENDING -> COMPENSATING: the patient is ALIVE again and both undo calls are owed, due now.
@@ -111,6 +120,15 @@ class PatientsRepository final {
   absl::StatusOr<std::vector<DueCompensation>> DueCompensations(absl::Time now, int limit);
   // Undo calls not yet done.
   absl::StatusOr<int> PendingCompensationCount();
+  // Marks the owed confirmation acknowledged (or found impossible).
+  absl::Status ConfirmationDone(const std::string& workflow_id, absl::Time now);
+  // Records a failed confirmation and when to try it again.
+  absl::Status ConfirmationFailed(const std::string& workflow_id, const std::string& error,
+                                  absl::Time next_attempt);
+  // Confirmations due by `now`, oldest first, at most `limit`.
+  absl::StatusOr<std::vector<DueConfirmation>> DueConfirmations(absl::Time now, int limit);
+  // Confirmations not yet acknowledged.
+  absl::StatusOr<int> PendingConfirmationCount();
   // PENDING workflows last changed before `older_than`.
   absl::StatusOr<std::vector<DeathWorkflowRow>> PendingWorkflows(absl::Time older_than);
   // Whether the workflow is still PENDING (a snapshot of pending workflows goes stale as soon as

@@ -136,10 +136,10 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
       case FaultDecision::Kind::kNone:
         return;
       case FaultDecision::Kind::kDelay:
-        WaitUntil(context, absl::Now() + decision.delay);
+        WaitUntil(context, absl::Now() + decision.delay, injector_);
         return;
       case FaultDecision::Kind::kHang:
-        WaitUntil(context, absl::InfiniteFuture());
+        WaitUntil(context, absl::InfiniteFuture(), injector_);
         Mark(metadata, absl::DeadlineExceededError("fault injected: hang"));
         return;
       case FaultDecision::Kind::kAbort:
@@ -148,13 +148,15 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
     }
   }
 
-  // Sleeps on the serving thread until `until`, the caller's deadline or its cancellation.
-  static void WaitUntil(grpc::ServerContextBase* context, absl::Time until) {
+  // Sleeps on the serving thread until `until`, the caller's deadline or its cancellation, or
+  // until the server shuts down.
+  static void WaitUntil(grpc::ServerContextBase* context, absl::Time until,
+                        const FaultInjector& injector) {
     const auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       until = std::min(until, absl::FromChrono(deadline));
     }
-    while (absl::Now() < until && !context->IsCancelled()) {
+    while (absl::Now() < until && !context->IsCancelled() && !injector.Releasing()) {
       absl::SleepFor(std::min(absl::Milliseconds(5), until - absl::Now()));
     }
   }

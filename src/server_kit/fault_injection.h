@@ -21,6 +21,7 @@
 #ifndef HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_
 #define HOSPITAL_SRC_SERVER_KIT_FAULT_INJECTION_H_
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,12 @@ class FaultInjector final {
   FaultDecision Decide(absl::string_view full_method);
   // Whether a NotServing rule is active.
   bool NotServing();
+  // Ends every injected wait now and any later one at once (a hung call gets its
+  // DEADLINE_EXCEEDED, a delayed one runs): called when the server starts shutting down. A
+  // hung call does not notice that its client went away (the interceptor waits before the
+  // server watches for cancellation), and would otherwise hold the drain until its deadline.
+  void ReleaseWaits() { releasing_.store(true); }
+  bool Releasing() const { return releasing_.load(); }
 
  private:
   void DropExpiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -74,6 +81,7 @@ class FaultInjector final {
   prometheus::Gauge& active_;
   base::Mutex mutex_;
   std::vector<faults_v1::Fault> rules_ ABSL_GUARDED_BY(mutex_);
+  std::atomic<bool> releasing_{false};
 };
 
 // Reads a FaultSet as JSON from `path` and sets each rule. The error names the file and field.

@@ -217,6 +217,7 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   if (started.ok()) {
     const std::string signal = WaitForTerminationSignal();
     Log(LogLevel::kInfo, "signal", {{"signal", signal}});
+    (*injector)->ReleaseWaits();
     server.Shutdown();
   }
   for (auto& hook : context.on_shutdown) hook();

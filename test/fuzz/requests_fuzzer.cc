@@ -58,6 +58,10 @@ class AcceptingDownstreams final : public patients::Downstreams {
       Done<appointments_v1::RestorePatientAppointmentsResponse> done) override {
     done(absl::OkStatus(), {});
   }
+  void ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest&, absl::Time,
+                        Done<morgue_v1::ConfirmAdmissionResponse> done) override {
+    done(absl::OkStatus(), {});
+  }
 };
 
 std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
@@ -182,6 +186,7 @@ const std::vector<Method>& Methods() {
       HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, CancelPatientAppointments),
       HOSPITAL_FUZZ_METHOD(appointments_service, AppointmentsService, RestorePatientAppointments),
       HOSPITAL_FUZZ_METHOD(morgue_inbox_service, messaging::InboxService, ListRejectedEvents),
+      HOSPITAL_FUZZ_METHOD(morgue_service, MorgueService, ConfirmAdmission),
 #undef HOSPITAL_FUZZ_METHOD
   };
   return *methods;

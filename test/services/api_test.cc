@@ -11,6 +11,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 #include "support/hospital_fixture.h"
 
 namespace {
@@ -370,6 +371,29 @@ TEST_CASE("a body is released only once, to a named funeral home", "[api]") {
                                  &released)
                     .ok());  // No funeral home.
   release.set_funeral_home("Hill & Sons");
+  // The admission is provisional until its workflow confirms it: the death may still be undone.
+  CHECK(admitted.admission().provisional());
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    const grpc::Status early = hospital.morgue().ReleaseBody(&context, release, &released);
+    CHECK(early.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+    CHECK_THAT(early.error_message(), Catch::Contains("provisional"));
+    CHECK(server_kit::ErrorReasonOf(context) == "ADMISSION_PROVISIONAL");
+  }
+  morgue_v1::ConfirmAdmissionRequest confirm;
+  confirm.set_patient_id("p-9");
+  confirm.set_workflow_id("w-9");
+  morgue_v1::ConfirmAdmissionResponse confirmed;
+  REQUIRE(hospital.morgue()
+              .ConfirmAdmission(ContextWithTimeout(absl::Seconds(5)).get(), confirm, &confirmed)
+              .ok());
+  CHECK_FALSE(confirmed.admission().provisional());
+  CHECK_FALSE(confirmed.already_confirmed());
+  confirm.set_workflow_id("");
+  CHECK(hospital.morgue()
+            .ConfirmAdmission(ContextWithTimeout(absl::Seconds(5)).get(), confirm, &confirmed)
+            .error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   REQUIRE(hospital.morgue()
               .ReleaseBody(ContextWithTimeout(absl::Seconds(5)).get(), release, &released)
               .ok());

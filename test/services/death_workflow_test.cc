@@ -25,11 +25,13 @@ class ScriptedDownstreams final : public Downstreams {
   std::deque<absl::Status> cancel;
   std::deque<absl::Status> undo_admit;
   std::deque<absl::Status> undo_cancel;
+  std::deque<absl::Status> confirm;
   std::string rejecting;  // What RejectingTarget reports.
   std::atomic<int> admit_calls{0};
   std::atomic<int> cancel_calls{0};
   std::atomic<int> undo_admit_calls{0};
   std::atomic<int> undo_cancel_calls{0};
+  std::atomic<int> confirm_calls{0};
   // Runs before an undo of an admission is answered, with the patient's id.
   std::function<void(const std::string&)> on_undo_admit;
   // The parent deadline of every undo of an admission.
@@ -68,6 +70,11 @@ class ScriptedDownstreams final : public Downstreams {
     ++undo_cancel_calls;
     done(Next(undo_cancel), {});
   }
+  void ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest&, absl::Time,
+                        Done<morgue_v1::ConfirmAdmissionResponse> done) override {
+    ++confirm_calls;
+    done(Next(confirm), {});
+  }
 
  private:
   absl::Status Next(std::deque<absl::Status>& script) {
@@ -105,6 +112,7 @@ struct Fixture {
   }
   v1::PatientStatus Status() { return repository->Get("p-1")->status(); }
   int Pending() { return *repository->PendingCompensationCount(); }
+  int ConfirmationsOwed() { return *repository->PendingConfirmationCount(); }
 
   testing_support::TempDir dir;
   base::testing::FakeEnvironment env;
@@ -127,6 +135,55 @@ TEST_CASE("both downstreams succeed: the death is completed and replayed", "[wor
   CHECK(again->replayed());
   CHECK(again->workflow_id() == recorded->workflow_id());
   CHECK(f.downstreams.admit_calls == 1);  // The replay did not call anyone.
+  // The provisional admission was confirmed before the caller heard OK, once.
+  CHECK(f.downstreams.confirm_calls == 1);
+  CHECK(f.ConfirmationsOwed() == 0);
+}
+
+TEST_CASE("a confirmation the morgue does not acknowledge is retried until it is", "[workflow]") {
+  Fixture f;
+  f.downstreams.confirm.push_back(kDown);
+  f.downstreams.confirm.push_back(kDown);
+  absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
+  REQUIRE(recorded.ok());  // The death is recorded whatever happens to the confirmation.
+  CHECK(f.Status() == v1::DECEASED);
+  CHECK(f.ConfirmationsOwed() == 1);
+  f.workflow->ReconcileOnce();  // Not due yet: backed off.
+  CHECK(f.downstreams.confirm_calls == 1);
+  f.env.Advance(absl::Minutes(1));
+  f.workflow->ReconcileOnce();  // Fails again, backs off again.
+  CHECK(f.downstreams.confirm_calls == 2);
+  CHECK(f.ConfirmationsOwed() == 1);
+  f.env.Advance(absl::Minutes(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.confirm_calls == 3);
+  CHECK(f.ConfirmationsOwed() == 0);
+  f.env.Advance(absl::Minutes(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.confirm_calls == 3);  // Acknowledged: never sent again.
+}
+
+TEST_CASE("a confirmation the morgue refuses for good is given up and no longer owed",
+          "[workflow]") {
+  Fixture f;
+  f.downstreams.confirm.push_back(
+      absl::FailedPreconditionError("admission was cancelled by its workflow"));
+  REQUIRE(f.Record().ok());
+  CHECK(f.ConfirmationsOwed() == 0);
+  f.env.Advance(absl::Minutes(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.confirm_calls == 1);
+}
+
+TEST_CASE("a failed death never confirms its admission", "[workflow]") {
+  Fixture f;
+  f.downstreams.cancel.push_back(kDown);
+  REQUIRE_FALSE(f.Record().ok());
+  f.env.Advance(absl::Minutes(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.confirm_calls == 0);
+  CHECK(f.ConfirmationsOwed() == 0);
+  CHECK(f.downstreams.undo_admit_calls >= 1);
 }
 
 TEST_CASE("a failed downstream compensates both sides and restores the patient", "[workflow]") {

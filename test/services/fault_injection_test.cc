@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <ostream>
+#include <thread>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
@@ -234,6 +237,8 @@ TEST_CASE("an aborted call never reaches the method, for every method of every s
       {"hospital.morgue.v1.MorgueService.ReleaseBody",
        R"({"admissionId": "adm-1", "funeralHome": "Hill & Sons"})"},
       {"hospital.morgue.v1.MorgueService.CancelAdmission",
+       R"({"patientId": "p-9", "workflowId": "w-9"})"},
+      {"hospital.morgue.v1.MorgueService.ConfirmAdmission",
        R"({"patientId": "p-9", "workflowId": "w-9"})"},
       {"hospital.appointments.v1.AppointmentsService.ScheduleAppointment",
        R"({"appointmentId": "a-new", "patientId": "p-1", "clinician": "Dr. Snow",
@@ -467,3 +472,195 @@ TEST_CASE("a stalled service stays within --max_threads", "[faults][hospital]") 
 }
 
 }  // namespace
+
+// --- The patients service killed at each step of a synchronous death ---------------------------
+
+faults_v1::Fault Hang(const std::string& method) {
+  faults_v1::Fault fault;
+  fault.set_method(method);
+  fault.mutable_hang();
+  return fault;
+}
+
+// Long enough that a hung call is still waiting when the test kills the caller.
+constexpr char kPatientPolicy[] = R"({
+  "defaultTarget": {"methodConfig": [{"name": [{}], "timeout": "30s"}]}
+})";
+
+// What the three services hold about one patient.
+struct EndState {
+  patients_v1::PatientStatus patient = patients_v1::PATIENT_STATUS_UNSPECIFIED;
+  // Empty when there is no admission.
+  std::string admission_status;
+  bool provisional = false;
+  int cancelled_appointments = 0;
+  bool operator==(const EndState& other) const {
+    return patient == other.patient && admission_status == other.admission_status &&
+           provisional == other.provisional &&
+           cancelled_appointments == other.cancelled_appointments;
+  }
+};
+
+std::ostream& operator<<(std::ostream& out, const EndState& state) {
+  return out << patients_v1::PatientStatus_Name(state.patient) << ", admission "
+             << (state.admission_status.empty() ? "none" : state.admission_status)
+             << (state.provisional ? " (provisional)" : "") << ", " << state.cancelled_appointments
+             << " cancelled appointments";
+}
+
+EndState StateOf(Hospital& hospital, const std::string& patient_id) {
+  EndState state;
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id(patient_id);
+  patients_v1::Patient patient;
+  if (hospital.patients()
+          .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &patient)
+          .ok()) {
+    state.patient = patient.status();
+  }
+  hospital::morgue::v1::GetAdmissionRequest get_admission;
+  get_admission.set_patient_id(patient_id);
+  hospital::morgue::v1::Admission admission;
+  if (hospital.morgue()
+          .GetAdmission(ContextWithTimeout(absl::Seconds(5)).get(), get_admission, &admission)
+          .ok()) {
+    state.admission_status = hospital::morgue::v1::AdmissionStatus_Name(admission.status());
+    state.provisional = admission.provisional();
+  }
+  hospital::appointments::v1::ListAppointmentsRequest list;
+  list.set_patient_id(patient_id);
+  hospital::appointments::v1::ListAppointmentsResponse listed;
+  if (hospital.appointments()
+          .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+          .ok()) {
+    for (const auto& appointment : listed.appointments()) {
+      if (appointment.status() == hospital::appointments::v1::CANCELLED) {
+        ++state.cancelled_appointments;
+      }
+    }
+  }
+  return state;
+}
+
+TEST_CASE("the patients service killed at each step of a death: the end state after restart",
+          "[faults][hospital][crash]") {
+  // Each row holds the workflow at one step with hung (or failing) downstream calls, kills the
+  // patients service there (kill -9), clears the faults, restarts it on the same database, and
+  // waits for the background pass to settle the death.
+  struct Row {
+    std::string step;
+    std::vector<std::pair<std::string, faults_v1::Fault>> faults;  // Service address, rule.
+    // True when the kill comes once the step is reached.
+    std::function<bool(Hospital&)> reached;
+    EndState settled;
+  };
+  const std::string morgue = "hospital.morgue.v1.MorgueService/";
+  const std::string appointments = "hospital.appointments.v1.AppointmentsService/";
+  const auto deceased = [](Hospital& h) {
+    return StateOf(h, "p-1").patient == patients_v1::DECEASED;
+  };
+  const auto admitted = [](Hospital& h) { return !StateOf(h, "p-1").admission_status.empty(); };
+  const auto hangs_seen = [](Hospital& h) {
+    const absl::StatusOr<std::string> scrape =
+        testing_support::ScrapeMetrics(h.morgue_process().metrics_port());
+    return scrape.ok() && testing_support::SumSamples(*scrape, "hospital_faults_injected_total",
+                                                      {"kind=\"hang\""}) >= 1;
+  };
+  const EndState recorded{patients_v1::DECEASED, "ADMITTED", false, 1};
+  const EndState undone{patients_v1::ALIVE, "CANCELLED", false, 0};
+  const std::vector<Row> rows = {
+      {"after the local commit, both calls hung",
+       {{"morgue", Hang(morgue + "AdmitDeceased")},
+        {"appointments", Hang(appointments + "CancelPatientAppointments")}},
+       deceased,
+       recorded},
+      {"between the calls: admitted, appointments hung",
+       {{"appointments", Hang(appointments + "CancelPatientAppointments")}},
+       [&](Hospital& h) { return deceased(h) && admitted(h); },
+       recorded},
+      {"during compensation: appointments failed, the undo of the admission hung",
+       {{"appointments", Abort(appointments + "CancelPatientAppointments", "INVALID_ARGUMENT")},
+        {"morgue", Hang(morgue + "CancelAdmission")}},
+       [&](Hospital& h) { return admitted(h) && StateOf(h, "p-1").patient == patients_v1::ALIVE; },
+       undone},
+      {"completed, the confirmation of the admission hung",
+       {{"morgue", Hang(morgue + "ConfirmAdmission")}},
+       hangs_seen,
+       recorded},
+  };
+  for (const Row& row : rows) {
+    INFO("killed " << row.step);
+    testing_support::HospitalOptions options;
+    options.fault_admin_token = "s3cret";
+    options.with_metrics = true;
+    options.policy_json = kPatientPolicy;
+    Hospital hospital(options);
+    hospital.Start();
+    hospital.CreatePatient("p-1");
+    hospital.Schedule("p-1", absl::Hours(24));
+    FaultAdmin morgue_admin(hospital.morgue_process().address());
+    FaultAdmin appointments_admin(hospital.appointments_process().address());
+    for (const auto& [service, fault] : row.faults) {
+      REQUIRE((service == "morgue" ? morgue_admin : appointments_admin).Set(fault).ok());
+    }
+    std::thread caller([&] {
+      patients_v1::RecordDeathRequest request;
+      request.set_patient_id("p-1");
+      request.set_cause("stroke");
+      *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+      patients_v1::RecordDeathResponse response;
+      // Ends when the service is killed; its outcome is what the restart settles.
+      (void)hospital.patients().RecordDeath(ContextWithTimeout(absl::Seconds(30)).get(), request,
+                                            &response);
+    });
+    const bool reached = Eventually([&] { return row.reached(hospital); }, absl::Seconds(10));
+    hospital.patients_process().Kill();
+    caller.join();
+    REQUIRE(reached);
+    REQUIRE(morgue_admin.Clear().ok());
+    REQUIRE(appointments_admin.Clear().ok());
+    hospital.RestartPatients();
+    EndState state;
+    CHECK(Eventually(
+        [&] {
+          state = StateOf(hospital, "p-1");
+          return state == row.settled;
+        },
+        absl::Seconds(15)));
+    INFO("settled as " << state);
+    CHECK(state == row.settled);
+  }
+}
+
+TEST_CASE("SIGTERM ends a hung call at once instead of draining until its deadline",
+          "[faults][hospital][shutdown]") {
+  testing_support::HospitalOptions options;
+  options.fault_admin_token = "s3cret";
+  options.with_metrics = true;
+  Hospital hospital(options);
+  hospital.Start();
+  FaultAdmin admin(hospital.appointments_process().address());
+  REQUIRE(admin.Set(Hang("hospital.appointments.v1.AppointmentsService/ListAppointments")).ok());
+  grpc::Status hung;
+  std::thread caller([&] {
+    hospital::appointments::v1::ListAppointmentsRequest list;
+    list.set_patient_id("p-1");
+    hospital::appointments::v1::ListAppointmentsResponse listed;
+    hung = hospital.appointments().ListAppointments(ContextWithTimeout(absl::Seconds(60)).get(),
+                                                    list, &listed);
+  });
+  REQUIRE(Eventually(
+      [&] {
+        const absl::StatusOr<std::string> scrape =
+            testing_support::ScrapeMetrics(hospital.appointments_process().metrics_port());
+        return scrape.ok() && testing_support::SumSamples(*scrape, "hospital_faults_injected_total",
+                                                          {"kind=\"hang\""}) >= 1;
+      },
+      absl::Seconds(10)));
+  const absl::Time start = absl::Now();
+  CHECK(hospital.appointments_process().Terminate() == 0);
+  // Well within the 10 s grace period, let alone the call's 60 s deadline.
+  CHECK(absl::Now() - start < absl::Seconds(5));
+  caller.join();
+  CHECK(hung.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}

@@ -205,6 +205,56 @@ TEST_CASE("appointments too slow for the deadline: compensated once it answers a
   CHECK(Eventually([&] { return FullyUndone(hospital, "p-3"); }, absl::Seconds(20)));
 }
 
+grpc::Status ReleaseBody(Hospital& hospital, const std::string& admission_id,
+                         std::string* reason = nullptr) {
+  morgue_v1::ReleaseBodyRequest request;
+  request.set_admission_id(admission_id);
+  request.set_funeral_home("Hill & Sons");
+  morgue_v1::Admission released;
+  auto context = ContextWithTimeout(absl::Seconds(10));
+  const grpc::Status status = hospital.morgue().ReleaseBody(context.get(), request, &released);
+  if (reason != nullptr) *reason = server_kit::ErrorReasonOf(*context);
+  return status;
+}
+
+TEST_CASE("a body cannot be released while its death may still be undone", "[hospital]") {
+  Hospital hospital;
+  hospital.Start();
+  hospital.CreatePatient("p-5");
+  hospital.Schedule("p-5", absl::Hours(24));
+  // Appointments hangs, so the death stays pending with the morgue's admission made.
+  hospital.appointments_process().Freeze();
+  grpc::Status death;
+  std::thread recording([&] {
+    patients_v1::RecordDeathResponse response;
+    death = RecordDeath(hospital, "p-5", &response, absl::Seconds(20));
+  });
+  morgue_v1::Admission admission;
+  REQUIRE(
+      Eventually([&] { return Admission(hospital, "p-5", &admission).ok(); }, absl::Seconds(10)));
+  CHECK(admission.provisional());
+  std::string reason;
+  const grpc::Status early = ReleaseBody(hospital, admission.admission_id(), &reason);
+  CHECK(early.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(reason == "ADMISSION_PROVISIONAL");
+  recording.join();
+  CHECK(death.error_code() == grpc::StatusCode::UNAVAILABLE);  // Appointments timed out.
+  hospital.appointments_process().Unfreeze();
+  // The undo met an admission nobody had released: the patient is alive, nothing is left.
+  CHECK(Eventually([&] { return FullyUndone(hospital, "p-5"); }, absl::Seconds(20)));
+  CHECK(GetPatient(hospital, "p-5").status() == patients_v1::ALIVE);
+  REQUIRE(Admission(hospital, "p-5", &admission).ok());
+  CHECK(admission.status() == morgue_v1::CANCELLED);
+
+  // A death that completes has confirmed its admission by the time the caller hears OK.
+  hospital.CreatePatient("p-6");
+  patients_v1::RecordDeathResponse recorded;
+  REQUIRE(RecordDeath(hospital, "p-6", &recorded).ok());
+  REQUIRE(Admission(hospital, "p-6", &admission).ok());
+  CHECK_FALSE(admission.provisional());
+  CHECK(ReleaseBody(hospital, recorded.morgue().admission_id()).ok());
+}
+
 TEST_CASE("without a policy, a service too slow for the caller's deadline is named", "[hospital]") {
   testing_support::HospitalOptions options;
   options.policy_json = "";  // The library's defaults and the built-in deadline margin.

@@ -13,12 +13,26 @@
 #include "morgue/morgue_repository.h"
 #include "patients/patients_repository.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/serve.h"
 #include "server_kit/sqlite.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
 using server_kit::Database;
+
+// Admits a patient as the asynchronous workflow's consumer does, in its own transaction.
+void AdmitFromEvent(Database& database, const std::string& patient_id, const std::string& event_id,
+                    absl::Time now) {
+  REQUIRE(database
+              .InTransaction([&](Database::Session& session) {
+                morgue::AdmitResult result;
+                return morgue::MorgueRepository::AdmitIn(session, patient_id, event_id, now,
+                                                         "cause", morgue::Confirmation::kConfirmed,
+                                                         now, result);
+              })
+              .ok());
+}
 
 std::unique_ptr<Database> Open(const std::string& path,
                                const std::vector<std::string>& migrations) {
@@ -490,6 +504,81 @@ TEST_CASE("morgue: one admission per patient, reopened for a new workflow after 
   CHECK(reopened->admission.status() == hospital::morgue::v1::ADMITTED);
   auto page = repository.List("", 10, hospital::morgue::v1::ADMISSION_STATUS_UNSPECIFIED);
   CHECK(page->items.size() == 1);
+}
+
+TEST_CASE("morgue: releasing a body against every phase of a death", "[storage][morgue]") {
+  // An operator releases the body in each phase of a synchronous death. A release is allowed
+  // only once the death can no longer be undone (the workflow completed and confirmed the
+  // admission), so an undo never meets a released body and a living patient's body is never
+  // recorded as released.
+  enum class Phase { kBefore, kPending, kCompensating, kCompleted, kUndone };
+  struct Row {
+    Phase phase;
+    absl::StatusCode release;
+  };
+  for (const Row& row : {Row{Phase::kBefore, absl::StatusCode::kNotFound},
+                         Row{Phase::kPending, absl::StatusCode::kFailedPrecondition},
+                         Row{Phase::kCompensating, absl::StatusCode::kFailedPrecondition},
+                         Row{Phase::kCompleted, absl::StatusCode::kOk},
+                         Row{Phase::kUndone, absl::StatusCode::kFailedPrecondition}}) {
+    INFO("phase " << static_cast<int>(row.phase));
+    testing_support::TempDir dir;
+    auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+    morgue::MorgueRepository repository(*database);
+    const absl::Time now = absl::Now();
+    std::string admission_id = "not-admitted-yet";
+    const auto release = [&] {
+      const auto released = repository.Release(admission_id, "Funeral Home", now);
+      CHECK(released.status().code() == row.release);
+      if (row.phase == Phase::kPending || row.phase == Phase::kCompensating) {
+        CHECK(server_kit::ErrorReasonOf(released.status()) == morgue::kReasonAdmissionProvisional);
+        CHECK_THAT(std::string(released.status().message()), Catch::Contains("\"w\""));
+      }
+    };
+    if (row.phase == Phase::kBefore) release();
+    const auto admitted = repository.Admit("p", "w", now, "cause", now);
+    REQUIRE(admitted.ok());
+    CHECK(admitted->admission.provisional());
+    admission_id = admitted->admission.admission_id();
+    if (row.phase == Phase::kPending) release();
+    if (row.phase == Phase::kCompleted) {
+      const auto confirmed = repository.Confirm("p", "w");
+      REQUIRE(confirmed.ok());
+      CHECK_FALSE(confirmed->admission.provisional());
+      CHECK(repository.Confirm("p", "w")->already_confirmed);  // Idempotent.
+      release();
+      CHECK(repository.GetByPatient("p")->status() == hospital::morgue::v1::RELEASED);
+      continue;
+    }
+    // The death fails: its undo is owed (compensating), then delivered (undone).
+    if (row.phase == Phase::kCompensating) release();
+    const auto undone = repository.CancelWorkflow("p", "w", now);
+    REQUIRE(undone.ok());
+    CHECK(*undone);  // The undo was never blocked by a release.
+    if (row.phase == Phase::kUndone) release();
+    CHECK(repository.GetByPatient("p")->status() == hospital::morgue::v1::CANCELLED);
+    // A late confirmation of the undone workflow is refused and changes nothing.
+    CHECK(repository.Confirm("p", "w").status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(repository.GetByPatient("p")->status() == hospital::morgue::v1::CANCELLED);
+  }
+}
+
+TEST_CASE("morgue: confirming names what is wrong", "[storage][morgue]") {
+  testing_support::TempDir dir;
+  auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+  morgue::MorgueRepository repository(*database);
+  const absl::Time now = absl::Now();
+  CHECK(repository.Confirm("nobody", "w").status().code() == absl::StatusCode::kNotFound);
+  REQUIRE(repository.Admit("p", "w1", now, "cause", now).ok());
+  const auto other = repository.Confirm("p", "w2");
+  CHECK(other.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(other.status().message()), Catch::Contains("provisional for workflow"));
+  CHECK(repository.GetByPatient("p")->provisional());  // Unchanged.
+  // An admission made from an event is final at once: nothing to confirm, releasable.
+  AdmitFromEvent(*database, "q", "e1", now);
+  CHECK_FALSE(repository.GetByPatient("q")->provisional());
+  CHECK(repository.Confirm("q", "w9")->already_confirmed);
+  CHECK(repository.Release(repository.GetByPatient("q")->admission_id(), "Home", now).ok());
 }
 
 TEST_CASE("morgue: a workflow admits one patient", "[storage][morgue]") {
