@@ -24,7 +24,8 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
                              morgue_v1::MorgueService::Stub& morgue,
                              appointments_v1::AppointmentsService::Stub& appointments,
                              const std::vector<std::string>& patient_ids,
-                             const std::set<std::string>& acknowledged_deaths) {
+                             const std::set<std::string>& acknowledged_deaths,
+                             const UserActions& user_actions) {
   Consistency result;
   auto violation = [&](const std::string& what) {
     ++result.violations;
@@ -33,6 +34,7 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
   // Admissions per patient, from the full list (the unique index should make this 1 at most).
   std::map<std::string, int> admissions;
   std::set<std::string> provisional;
+  std::set<std::string> released;
   morgue_v1::ListAdmissionsRequest list;
   list.set_page_size(500);
   do {
@@ -43,6 +45,7 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     }
     for (const auto& admission : page.admissions()) {
       if (admission.status() != morgue_v1::CANCELLED) ++admissions[admission.patient_id()];
+      if (admission.status() == morgue_v1::RELEASED) released.insert(admission.patient_id());
       if (admission.status() == morgue_v1::ADMITTED && admission.provisional()) {
         provisional.insert(admission.patient_id());
       }
@@ -68,9 +71,29 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     if (dead) ++result.deceased;
     const int admitted = admissions.count(id) ? admissions[id] : 0;
     int scheduled = 0;
-    int cancelled = 0;
+    int cancelled = 0;  // By a death: the patient's own cancellations are theirs to make.
     for (const auto& visit : visits.appointments()) {
+      const auto own = user_actions.cancelled_by_patient.find(visit.appointment_id());
+      if (own != user_actions.cancelled_by_patient.end()) {
+        if (visit.status() != appointments_v1::CANCELLED || visit.cancel_reason() != own->second) {
+          violation(absl::StrCat(id, ": the patient's own cancellation of ", visit.appointment_id(),
+                                 " was lost (",
+                                 appointments_v1::AppointmentStatus_Name(visit.status()),
+                                 ", reason \"", visit.cancel_reason(), "\")"));
+        }
+        continue;
+      }
       (visit.status() == appointments_v1::SCHEDULED ? scheduled : cancelled) += 1;
+      const bool booked_in_load = user_actions.booked.count(visit.appointment_id()) != 0;
+      if (booked_in_load && !dead && visit.status() != appointments_v1::SCHEDULED) {
+        violation(absl::StrCat(id, ": alive, but the booking ", visit.appointment_id(),
+                               " it was given is ",
+                               appointments_v1::AppointmentStatus_Name(visit.status())));
+      }
+    }
+    if (user_actions.released.count(id) != 0 && (!dead || released.count(id) == 0)) {
+      violation(absl::StrCat(id, ": its body was released, but the patient is ",
+                             dead ? "dead with the admission not RELEASED" : "alive"));
     }
     if (admitted > 1) violation(absl::StrCat(id, ": ", admitted, " admissions"));
     if (dead && admitted == 0) violation(absl::StrCat(id, ": dead but not in the morgue"));

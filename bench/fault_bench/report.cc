@@ -47,16 +47,17 @@ constexpr char kTableHeader[] =
     "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
     "| failed p99 ms | failed while open p99 ms | rejected by breaker: calls, p99 ms "
     "| GetPatient p99 ms | ListAppointments p99 ms | morgue attempts/death | breaker open s "
-    "| violations | consistent after s | peak RSS MiB |\n"
+    "| violations | consistent after s | peak RSS MiB "
+    "| users' releases, own cancellations, bookings: acknowledged/refused |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-    "| --- | --- | --- | --- |\n";
+    "| --- | --- | --- | --- | --- |\n";
 
 std::string TableRow(const RunResult& run) {
   const Figures figures = FiguresOf(run);
   const Summary& deaths = figures.deaths;
   return fmt::format(
       "| {} | {}/{} ({:.1f}%) | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} "
-      "| {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} | {}{} | {:.1f} | {:.1f} |\n",
+      "| {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} | {}{} | {:.1f} | {:.1f} | {} |\n",
       run.variant, deaths.ok, deaths.calls, deaths.success_percent, deaths.throughput, deaths.p50,
       deaths.p90, deaths.p99, deaths.p999, deaths.max, deaths.failed_p99,
       figures.failed_while_open_p99 < 0 ? "-"
@@ -67,7 +68,10 @@ std::string TableRow(const RunResult& run) {
       figures.reads.p99, figures.appointment_reads.p99, figures.attempts_per_death,
       figures.breaker_open_seconds, run.consistency.violations,
       run.consistency.incomplete ? " (incomplete)" : "", figures.consistent_after,
-      PeakResidentMiB(run));
+      PeakResidentMiB(run),
+      fmt::format("{}/{}, {}/{}, {}/{}", run.releases.acknowledged, run.releases.refused,
+                  run.own_cancellations.acknowledged, run.own_cancellations.refused,
+                  run.bookings.acknowledged, run.bookings.refused));
 }
 
 constexpr char kEffectsHeader[] =
@@ -108,10 +112,11 @@ std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResul
         fmt::format("{:.1f}-{:.1f} s", absl::ToDoubleSeconds(from), absl::ToDoubleSeconds(to)));
   }
   std::string section = fmt::format(
-      "## {}\n\n{}\n\nLoad: {:.0f} deaths/s and {:.0f} reads/s (GetPatient and ListAppointments "
-      "in turn) for {:.0f} s. Faults: {}.\n\n{}",
+      "## {}\n\n{}\n\nLoad: {:.0f} deaths/s, {:.0f} reads/s (GetPatient and ListAppointments "
+      "in turn) and {:.0f} user actions/s (a release, an own cancellation or a booking, in turn, "
+      "on the patient whose death was just sent) for {:.0f} s. Faults: {}.\n\n{}",
       scenario.name, scenario.claim, scenario.deaths_per_second, scenario.reads_per_second,
-      absl::ToDoubleSeconds(scenario.duration),
+      scenario.user_actions_per_second, absl::ToDoubleSeconds(scenario.duration),
       windows.empty() ? "none" : absl::StrJoin(windows, ", "), kTableHeader);
   std::vector<const RunResult*> scenario_runs;
   for (const RunResult& run : runs) {
@@ -157,6 +162,15 @@ v1::RunRecord RecordOf(const RunResult& run) {
   for (const auto& [target, seconds] : run.breaker_open_seconds) {
     (*record.mutable_breaker_open_s())[target] = seconds;
   }
+  const auto counts_of = [](const RunResult::ActionCounts& counts) {
+    v1::UserActionCounts message;
+    message.set_acknowledged(counts.acknowledged);
+    message.set_refused(counts.refused);
+    return message;
+  };
+  *record.mutable_releases() = counts_of(run.releases);
+  *record.mutable_own_cancellations() = counts_of(run.own_cancellations);
+  *record.mutable_bookings() = counts_of(run.bookings);
   record.set_violations(run.consistency.violations);
   record.set_consistency_incomplete(run.consistency.incomplete);
   record.set_time_to_consistency_s(absl::ToDoubleSeconds(run.time_to_consistency));

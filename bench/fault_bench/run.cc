@@ -337,6 +337,10 @@ absl::Status FillOutbox(const std::string& path, int events) {
   return absl::OkStatus();
 }
 
+// The reason the synchronous death workflow gives when it cancels a patient's appointments
+// (patients/death_workflow.cc).
+constexpr char kDeathCancelReason[] = "patient deceased";
+
 // Reads the morgue's and the appointments service's databases, read-only, to see whether a
 // death's effects are committed, and whether either database has changed at all since it last
 // looked (PRAGMA data_version), so that the watcher re-reads only after a commit.
@@ -345,7 +349,9 @@ class EffectReader final {
   EffectReader(const std::string& morgue_db, const std::string& appointments_db) {
     morgue_ = Open(morgue_db);
     appointments_ = Open(appointments_db);
-    admitted_ = Prepare(morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status = 1");
+    // Admitted, or admitted and since released by the bench's clerk (ActAsUsers).
+    admitted_ =
+        Prepare(morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status IN (1, 2)");
     morgue_version_ = Prepare(morgue_, "PRAGMA data_version");
     scheduled_ = Prepare(appointments_,
                          "SELECT COUNT(*) FROM appointments WHERE patient_id = ?1 AND status = 1");
@@ -644,11 +650,13 @@ class ScenarioRun final {
     start_ = absl::Now() + absl::Milliseconds(100);
     std::thread deaths([this] { SendDeaths(); });
     std::thread reads([this] { SendReads(); });
+    std::thread people([this] { ActAsUsers(); });
     absl::Status timeline_status;
     std::thread timeline([&] { timeline_status = ApplyTimeline(); });
     std::thread sampler([this] { Sample(); });
     deaths.join();
     reads.join();
+    people.join();
     timeline.join();
     recorder_.WaitForAll();
     load_end_ = absl::Now();
@@ -726,6 +734,102 @@ class ScenarioRun final {
             },
             std::move(request), deadline, sample(&result_.appointment_reads));
       }
+    }
+  }
+
+  // The people using the system while deaths are recorded, one action at a time, each aimed at
+  // the patient whose death was sent a moment ago (so often still in flight): a clerk releases
+  // the body, the patient cancels one of their appointments, or books a new one (in turn). What
+  // the services acknowledge goes into user_actions_ for the checker; what they refuse is
+  // counted, with no rule (refusing is their right while a death is unsettled).
+  void ActAsUsers() {
+    if (scenario_.user_actions_per_second <= 0 || deaths_ == 0) return;
+    auto morgue = morgue_v1::MorgueService::NewStub(Channel(system_.process(Service::kMorgue)));
+    auto appointments = appointments_v1::AppointmentsService::NewStub(
+        Channel(system_.process(Service::kAppointments)));
+    std::mt19937 random(7);
+    const int actions = static_cast<int>(scenario_.user_actions_per_second *
+                                         absl::ToDoubleSeconds(scenario_.duration));
+    for (int i = 0; i < actions; ++i) {
+      const absl::Duration offset = absl::Seconds(i / scenario_.user_actions_per_second);
+      SleepUntil(start_ + offset);
+      // The death sent 0 to 3 sends before now.
+      const int sent =
+          static_cast<int>(absl::ToDoubleSeconds(offset) * scenario_.deaths_per_second) -
+          std::uniform_int_distribution<int>(0, 3)(random);
+      if (sent < 0 || sent >= deaths_) continue;
+      const std::string& patient_id = ids_[static_cast<std::size_t>(sent)];
+      bool attempted = true;  // False when there was nothing to act on (no admission yet...).
+      bool acknowledged = false;
+      switch (i % 3) {
+        case 0: {
+          morgue_v1::GetAdmissionRequest get;
+          get.set_patient_id(patient_id);
+          morgue_v1::Admission admission;
+          if (!morgue->GetAdmission(Context(absl::Seconds(1)).get(), get, &admission).ok()) {
+            attempted = false;
+            break;
+          }
+          morgue_v1::ReleaseBodyRequest release;
+          release.set_admission_id(admission.admission_id());
+          release.set_funeral_home("Hill & Sons");
+          morgue_v1::Admission released;
+          acknowledged =
+              morgue->ReleaseBody(Context(absl::Seconds(1)).get(), release, &released).ok();
+          if (acknowledged) user_actions_.released.insert(patient_id);
+          break;
+        }
+        case 1: {
+          appointments_v1::ListAppointmentsRequest list;
+          list.set_patient_id(patient_id);
+          appointments_v1::ListAppointmentsResponse listed;
+          attempted = false;
+          if (!appointments->ListAppointments(Context(absl::Seconds(1)).get(), list, &listed)
+                   .ok()) {
+            break;
+          }
+          // A scheduled one, or one a death cancelled (the patient may not know yet): either
+          // way the patient's own cancellation must stand if the death is undone.
+          for (const auto& appointment : listed.appointments()) {
+            if (user_actions_.cancelled_by_patient.count(appointment.appointment_id()) != 0 ||
+                (appointment.status() != appointments_v1::SCHEDULED &&
+                 appointment.cancel_reason() != kDeathCancelReason)) {
+              continue;
+            }
+            attempted = true;
+            appointments_v1::CancelAppointmentRequest cancel;
+            cancel.set_appointment_id(appointment.appointment_id());
+            cancel.set_reason(absl::StrCat("patient's own reason ", i));
+            appointments_v1::Appointment cancelled;
+            acknowledged =
+                appointments->CancelAppointment(Context(absl::Seconds(1)).get(), cancel, &cancelled)
+                    .ok();
+            if (acknowledged) {
+              user_actions_.cancelled_by_patient[appointment.appointment_id()] = cancel.reason();
+            }
+            break;
+          }
+          break;
+        }
+        default: {
+          appointments_v1::ScheduleAppointmentRequest book;
+          book.set_patient_id(patient_id);
+          book.set_clinician("Dr. Snow");
+          *book.mutable_scheduled_time() =
+              server_kit::ToProtoTime(absl::Now() + absl::Hours(24 * 30) + absl::Minutes(i));
+          appointments_v1::Appointment booked;
+          acknowledged =
+              appointments->ScheduleAppointment(Context(absl::Seconds(1)).get(), book, &booked)
+                  .ok();
+          if (acknowledged) user_actions_.booked[booked.appointment_id()] = patient_id;
+          break;
+        }
+      }
+      if (!attempted) continue;
+      RunResult::ActionCounts& counts = i % 3 == 0   ? result_.releases
+                                        : i % 3 == 1 ? result_.own_cancellations
+                                                     : result_.bookings;
+      ++(acknowledged ? counts.acknowledged : counts.refused);
     }
   }
 
@@ -825,7 +929,7 @@ class ScenarioRun final {
     result_.time_to_consistency = absl::Seconds(-1);
     for (bool first_check = true;; first_check = false) {
       result_.consistency =
-          CheckConsistency(*patients_, *morgue, *appointments, ids_, acknowledged_);
+          CheckConsistency(*patients_, *morgue, *appointments, ids_, acknowledged_, user_actions_);
       const absl::Time checked = absl::Now();
       if (!result_.consistency.incomplete && result_.consistency.violations == 0) {
         const absl::Duration converged =
@@ -862,6 +966,7 @@ class ScenarioRun final {
   Recorder recorder_;
   base::Mutex acknowledged_mutex_;
   std::set<std::string> acknowledged_;  // Read after every call has ended.
+  UserActions user_actions_;            // Written by ActAsUsers only; read after it ended.
   absl::Time start_;
   absl::Time load_end_;
   std::atomic<bool> load_done_{false};
@@ -957,6 +1062,7 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
 absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant& variant,
                                        double rate, absl::Duration duration) {
   Scenario scenario{absl::StrCat("capacity-", static_cast<int>(rate)), "", duration, rate, 0, {}};
+  scenario.user_actions_per_second = 0;  // Capacity is RecordDeath's alone.
   absl::StatusOr<RunResult> run = RunScenario(scenario, variant, options);
   if (!run.ok()) return run.status();
   CapacityStep step = Summarise(rate, run->deaths);

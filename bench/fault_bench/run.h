@@ -100,6 +100,14 @@ struct RunResult {
   // "nats-server", "bench": the load generator and the effect watcher), from /proc over the
   // load window; a process restarted during the load is left out.
   std::map<std::string, double> cpu_ms_per_death;
+  // The people's actions during the load: how many the services acknowledged and refused.
+  struct ActionCounts {
+    int acknowledged = 0;
+    int refused = 0;
+  };
+  ActionCounts releases;
+  ActionCounts own_cancellations;
+  ActionCounts bookings;
 };
 
 // The effects of the acknowledged deaths that were never seen.

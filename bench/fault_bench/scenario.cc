@@ -365,6 +365,7 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
     scenario.duration = scenario.duration * time_scale;
     scenario.deaths_per_second *= rate_scale;
     scenario.reads_per_second *= rate_scale;
+    scenario.user_actions_per_second *= rate_scale;
     for (Step& step : scenario.timeline) step.at = step.at * time_scale;
   }
   return scenarios;

@@ -48,6 +48,9 @@ struct Scenario {
   std::vector<std::string> judged_on = {};
   // Reads the figures that bear on the claim; empty for a scenario that only reports.
   std::function<Judgement(const FigureSet&)> judge = {};
+  // The people using the system meanwhile (fault_bench's ActAsUsers): releases, own
+  // cancellations and bookings, in turn, on patients whose deaths were just sent.
+  double user_actions_per_second = 6;  // Last: the table in scenario.cc leaves it out.
 
   // When the last fault ends (zero when there is none).
   absl::Duration FaultsEnd() const;
