@@ -39,8 +39,11 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
   list.set_page_size(500);
   do {
     morgue_v1::ListAdmissionsResponse page;
-    if (!morgue.ListAdmissions(Context().get(), list, &page).ok()) {
+    if (const grpc::Status listed = morgue.ListAdmissions(Context().get(), list, &page);
+        !listed.ok()) {
       result.incomplete = true;
+      result.examples.push_back(
+          absl::StrCat("morgue: ListAdmissions failed: ", listed.error_message()));
       return result;
     }
     for (const auto& admission : page.admissions()) {
@@ -61,9 +64,16 @@ Consistency CheckConsistency(patients_v1::PatientsService::Stub& patients,
     booked.set_patient_id(id);
     booked.set_page_size(500);
     appointments_v1::ListAppointmentsResponse visits;
-    if (!patients.GetPatient(Context().get(), get, &patient).ok() ||
-        !appointments.ListAppointments(Context().get(), booked, &visits).ok()) {
+    if (const grpc::Status got = patients.GetPatient(Context().get(), get, &patient); !got.ok()) {
       result.incomplete = true;
+      result.examples.push_back(absl::StrCat("patients: GetPatient failed: ", got.error_message()));
+      return result;
+    }
+    if (const grpc::Status listed = appointments.ListAppointments(Context().get(), booked, &visits);
+        !listed.ok()) {
+      result.incomplete = true;
+      result.examples.push_back(
+          absl::StrCat("appointments: ListAppointments failed: ", listed.error_message()));
       return result;
     }
     ++result.patients_checked;

@@ -88,8 +88,35 @@ std::function<void(double)> ProgressBar(int index, int total, const Scenario& sc
   };
 }
 
+// Keeps the working directory of a run whose services ended disagreeing (their databases,
+// logs and the broker's store) under `out`/kept, and says what the checker found; removes the
+// others.
+void KeepEvidence(const std::string& out, const fault_bench::RunOptions& options,
+                  const Scenario& scenario, const Variant& variant, const RunResult& run) {
+  const std::string name = scenario.name + "-" + variant.name;
+  const std::string dir = options.work_dir + "/" + name;
+  if (run.consistency.violations == 0 && !run.consistency.incomplete) {
+    std::filesystem::remove_all(dir);
+    return;
+  }
+  const std::string kept = out + "/kept/" + name;
+  std::filesystem::remove_all(kept);
+  std::filesystem::create_directories(out + "/kept");
+  std::error_code error;
+  std::filesystem::rename(dir, kept, error);
+  std::fprintf(
+      stderr, "%s/%s: %d consistency violations%s; its databases and logs are in %s\n",
+      scenario.name.c_str(), variant.name.c_str(), run.consistency.violations,
+      run.consistency.incomplete ? " (incomplete: a service did not answer the check)" : "",
+      error ? dir.c_str() : kept.c_str());
+  for (const std::string& example : run.consistency.examples) {
+    std::fprintf(stderr, "  %s\n", example.c_str());
+  }
+}
+
 absl::StatusOr<std::vector<RunResult>> RunAll(const std::vector<Scenario>& scenarios,
                                               const std::vector<Variant>& variants,
+                                              const std::string& out,
                                               fault_bench::RunOptions options) {
   std::vector<RunResult> runs;
   const int total = static_cast<int>(scenarios.size() * variants.size());
@@ -102,6 +129,7 @@ absl::StatusOr<std::vector<RunResult>> RunAll(const std::vector<Scenario>& scena
         return absl::Status(run.status().code(), scenario.name + "/" + variant.name + ": " +
                                                      std::string(run.status().message()));
       }
+      KeepEvidence(out, options, scenario, variant, *run);
       runs.push_back(*std::move(run));
     }
   }
@@ -161,7 +189,7 @@ int main(int argc, char** argv) {
   options.work_dir = out + "/work";
   options.service_flags = absl::GetFlag(FLAGS_service_flags);
   const absl::Time began = absl::Now();
-  const absl::StatusOr<std::vector<RunResult>> runs = RunAll(*scenarios, *variants, options);
+  const absl::StatusOr<std::vector<RunResult>> runs = RunAll(*scenarios, *variants, out, options);
   if (!runs.ok()) return Fail(runs.status());
   fault_bench::ReportContext context;
   context.machine = absl::GetFlag(FLAGS_machine);
