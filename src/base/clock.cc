@@ -12,6 +12,19 @@ class SystemClockImpl final : public Clock {
   absl::Time Now() override { return absl::Now(); }
 };
 
+class MonotonicClockImpl final : public Clock {
+ public:
+  MonotonicClockImpl()
+      : wall_anchor_(absl::Now()), steady_anchor_(std::chrono::steady_clock::now()) {}
+  absl::Time Now() override {
+    return wall_anchor_ + absl::FromChrono(std::chrono::steady_clock::now() - steady_anchor_);
+  }
+
+ private:
+  const absl::Time wall_anchor_;
+  const std::chrono::steady_clock::time_point steady_anchor_;
+};
+
 class SystemRandomImpl final : public RandomSource {
  public:
   double Uniform01() override {
@@ -27,6 +40,16 @@ class SystemRandomImpl final : public RandomSource {
 Clock& SystemClock() {
   static SystemClockImpl* const clock = new SystemClockImpl();
   return *clock;
+}
+
+Clock& MonotonicClock() {
+  static MonotonicClockImpl* const clock = new MonotonicClockImpl();
+  return *clock;
+}
+
+absl::Time ToClockTime(std::chrono::system_clock::time_point wall_deadline, Clock& clock) {
+  if (wall_deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return clock.Now() + absl::FromChrono(wall_deadline - std::chrono::system_clock::now());
 }
 
 RandomSource& SystemRandom() {
@@ -80,8 +103,8 @@ void TimerThread::Loop() {
     }
     auto first = timers_.begin();
     const absl::Time due = first->first.when;
-    if (clock_.Now() < due) {
-      wake_.WaitWithDeadline(&mutex_, due);
+    if (const absl::Time now = clock_.Now(); now < due) {
+      wake_.WaitFor(&mutex_, due - now);
       continue;
     }
     absl::AnyInvocable<void()> callback = std::move(first->second);
@@ -99,6 +122,6 @@ void TimerThread::Loop() {
   mutex_.Unlock();
 }
 
-RealEnvironment::RealEnvironment() : timers_(SystemClock()) {}
+RealEnvironment::RealEnvironment() : timers_(MonotonicClock()) {}
 
 }  // namespace base

@@ -9,6 +9,7 @@
 #ifndef HOSPITAL_SRC_BASE_CLOCK_H_
 #define HOSPITAL_SRC_BASE_CLOCK_H_
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <thread>
@@ -58,14 +59,27 @@ struct Environment {
   RandomSource* random;
 };
 
-// The process clock (absl::Now()).
+// The wall clock (absl::Now()): for times a person reads or a database stores. An NTP step
+// moves it, so never time durations, deadlines or waits with it.
 Clock& SystemClock();
+
+// A monotonic clock for durations, deadlines and timers: it never steps. Its readings are
+// absl::Times that matched the wall clock when the process first read it, and then advance
+// with std::chrono::steady_clock; compare them only with each other (convert a wall-clock
+// deadline with ToClockTime).
+Clock& MonotonicClock();
+
+// `wall_deadline` (a system_clock time point, as gRPC gives deadlines) on `clock`'s scale:
+// now on `clock` plus the time remaining until it. time_point::max() is InfiniteFuture.
+absl::Time ToClockTime(std::chrono::system_clock::time_point wall_deadline, Clock& clock);
 
 // A thread-safe source seeded from the operating system.
 RandomSource& SystemRandom();
 
-// A Scheduler with one thread that sleeps until the earliest timer is due. The destructor stops
-// the thread; callbacks not yet run are dropped.
+// A Scheduler with one thread that sleeps until the earliest timer is due, by `clock` (a wait
+// is a duration on that clock, so a monotonic clock makes it immune to wall-clock steps). The
+// destructor stops the thread; callbacks not yet run are dropped, so users that must complete
+// their work (resilience::TargetRegistry) cancel and finish their timers before it goes.
 class TimerThread final : public Scheduler {
  public:
   explicit TimerThread(Clock& clock);
@@ -101,11 +115,11 @@ class TimerThread final : public Scheduler {
   std::thread thread_;
 };
 
-// The production environment: system clock, system random source and a TimerThread it owns.
+// The production environment: monotonic clock, system random source and a TimerThread it owns.
 class RealEnvironment final {
  public:
   RealEnvironment();
-  Environment environment() { return {&SystemClock(), &timers_, &SystemRandom()}; }
+  Environment environment() { return {&MonotonicClock(), &timers_, &SystemRandom()}; }
 
  private:
   TimerThread timers_;

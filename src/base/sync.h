@@ -65,6 +65,15 @@ class CondVar final {
     lock.release();
     return timed_out;
   }
+  // As Wait, but gives up after `timeout`, measured on the steady clock (immune to wall-clock
+  // steps). Returns true if the timeout passed.
+  bool WaitFor(Mutex* mutex, absl::Duration timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex) {
+    std::unique_lock<std::mutex> lock(mutex->mutex_, std::adopt_lock);
+    const bool timed_out =
+        condition_.wait_for(lock, absl::ToChronoNanoseconds(timeout)) == std::cv_status::timeout;
+    lock.release();
+    return timed_out;
+  }
   void Signal() { condition_.notify_one(); }
   void SignalAll() { condition_.notify_all(); }
 

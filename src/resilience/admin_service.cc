@@ -37,8 +37,10 @@ v1::CircuitBreakerStatus DescribeTarget(Target& target) {
   status.set_failure_rate_percent(snapshot.window.failure_rate_percent());
   status.set_slow_call_rate_percent(snapshot.window.slow_call_rate_percent());
   if (snapshot.state == BreakerState::kOpen) {
+    // The breaker's clock is monotonic; a person reads wall time.
+    const absl::Duration remaining = snapshot.open_until - target.environment().clock->Now();
     *status.mutable_open_until() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-        absl::ToUnixNanos(snapshot.open_until));
+        absl::ToUnixNanos(absl::Now() + remaining));
   }
   status.set_consecutive_trips(snapshot.consecutive_trips);
   status.set_bulkhead_in_flight(target.bulkhead().in_flight());

@@ -8,13 +8,19 @@ namespace resilience {
 Bulkhead::Bulkhead(const BulkheadConfig& config, base::Environment environment)
     : config_(config), environment_(environment) {}
 
-Bulkhead::~Bulkhead() {
+Bulkhead::~Bulkhead() { Shutdown(); }
+
+void Bulkhead::Shutdown() {
   std::list<Queued> queued;
   {
     base::MutexLock lock(&mutex_);
     queued.swap(queue_);
   }
-  for (const Queued& waiter : queued) environment_.scheduler->Cancel(waiter.timer);
+  for (const Queued& waiter : queued) {
+    // A timer already running finds its id gone from the queue and does nothing.
+    environment_.scheduler->Cancel(waiter.timer);
+    waiter.waiter->OnBulkheadDecision(false);
+  }
 }
 
 Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {

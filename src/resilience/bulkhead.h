@@ -40,7 +40,8 @@ class Bulkhead final {
   enum class Result { kAcquired, kRejected, kQueued };
 
   Bulkhead(const BulkheadConfig& config, base::Environment environment);
-  // Cancels the timers of waiters still queued. Destroy only when no call is using the bulkhead.
+  // Tells the waiters still queued that they got no slot (Shutdown). Destroy only when no call
+  // is using the bulkhead.
   ~Bulkhead();
   Bulkhead(const Bulkhead&) = delete;
   Bulkhead& operator=(const Bulkhead&) = delete;
@@ -50,6 +51,9 @@ class Bulkhead final {
   Result TryAcquire(Waiter* waiter, absl::Time deadline);
   // Frees a slot, handing it to the oldest waiter if there is one.
   void Release();
+  // Ends every wait: each queued waiter is told it got no slot (on this thread) and its timer is
+  // cancelled. Later waits are still possible; the caller stops them from starting.
+  void Shutdown();
 
   std::uint32_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   std::uint32_t max_concurrent() const { return config_.max_concurrent; }

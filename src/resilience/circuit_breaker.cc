@@ -96,7 +96,11 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
       case BreakerState::kHalfOpen:
         if (probes_started_ < config_.half_open_permitted_calls) {
           ++probes_started_;
+          probes_exhausted_.store(probes_started_ >= config_.half_open_permitted_calls,
+                                  std::memory_order_relaxed);
           permitted = true;
+        } else {
+          ExpireHalfOpenLocked(now, transition);
         }
         break;
     }
@@ -109,8 +113,20 @@ bool CircuitBreaker::TryAcquire(Permit& permit, absl::Time now) {
 void CircuitBreaker::Record(const Permit& permit, absl::StatusCode code, absl::Duration elapsed,
                             absl::Time now) {
   if (!permit.judged) return;
-  const bool failure = config_.failure_codes.Contains(code);
-  const bool slow = elapsed >= config_.slow_call_duration;
+  RecordOutcome(permit, config_.failure_codes.Contains(code), elapsed >= config_.slow_call_duration,
+                now);
+}
+
+void CircuitBreaker::RecordCallerCut(const Permit& permit, absl::Duration elapsed, absl::Time now) {
+  if (!permit.judged) return;
+  if (elapsed >= config_.slow_call_duration) {
+    RecordOutcome(permit, /*failure=*/false, /*slow=*/true, now);
+  } else {
+    Release(permit);
+  }
+}
+
+void CircuitBreaker::RecordOutcome(const Permit& permit, bool failure, bool slow, absl::Time now) {
   Transition transition;
   {
     base::MutexLock lock(&mutex_);
@@ -140,7 +156,19 @@ void CircuitBreaker::Release(const Permit& permit) {
   if (permit.generation == generation_ && state_ == BreakerState::kHalfOpen &&
       probes_started_ > 0) {
     --probes_started_;
+    probes_exhausted_.store(false, std::memory_order_relaxed);
   }
+}
+
+bool CircuitBreaker::ExpireHalfOpenLocked(absl::Time now, Transition& transition) {
+  const std::uint32_t unanswered = probes_started_ - probe_results_.calls;
+  if (unanswered == 0 || now < half_open_since_ + config_.max_wait_in_half_open) return false;
+  // Judged on what is known, each unanswered probe a failure; their late outcomes carry the
+  // old generation and are ignored.
+  probe_results_.calls += unanswered;
+  probe_results_.failures += unanswered;
+  TransitionLocked(BreakerState::kOpen, now, transition);
+  return true;
 }
 
 bool CircuitBreaker::TripsLocked(const WindowCounts& counts) const {
@@ -171,8 +199,8 @@ void CircuitBreaker::TransitionLocked(BreakerState to, absl::Time now, Transitio
   transition.to = to;
   state_ = to;
   ++generation_;
-  PublishLocked();
   probes_started_ = 0;
+  probes_exhausted_.store(false, std::memory_order_relaxed);
   probe_results_ = {};
   switch (to) {
     case BreakerState::kOpen:
@@ -186,9 +214,13 @@ void CircuitBreaker::TransitionLocked(BreakerState to, absl::Time now, Transitio
       window_->Clear();
       break;
     case BreakerState::kHalfOpen:
+      half_open_since_ = now;
+      break;
     case BreakerState::kForcedOpen:
       break;
   }
+  // Last: a lock-free reader that sees the new state word also sees what it depends on.
+  PublishLocked();
 }
 
 void CircuitBreaker::Notify(const Transition& transition) {
@@ -240,9 +272,13 @@ bool CircuitBreaker::IsRejecting(absl::Time now) const {
       return true;
     case BreakerState::kOpen:
       return absl::ToUnixNanos(now) < open_until_nanos_.load(std::memory_order_relaxed);
-    default:
+    case BreakerState::kHalfOpen:
+      return probes_exhausted_.load(std::memory_order_relaxed);
+    case BreakerState::kClosed:
+    case BreakerState::kDisabled:
       return false;
   }
+  return false;
 }
 
 BreakerState CircuitBreaker::state() {

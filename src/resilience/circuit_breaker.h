@@ -10,7 +10,10 @@
 //   HALF_OPEN  exactly half_open_permitted_calls probe calls pass and every other call is
 //              rejected, so a recovering service is not stampeded. When all probes have
 //              finished, their failure and slow rates decide: OPEN again (a consecutive trip) or
-//              CLOSED with an empty window.
+//              CLOSED with an empty window. A probe still unanswered max_wait_in_half_open after
+//              the breaker became HALF_OPEN counts as failed: the breaker opens again (checked
+//              when a call asks), so a probe that hangs, or whose outcome is never reported,
+//              cannot hold the breaker rejecting everything for longer than that.
 //   FORCED_OPEN rejects everything, DISABLED lets everything through unjudged; both are set by
 //              an operator and held until Reset().
 //
@@ -70,6 +73,7 @@ struct CircuitBreakerConfig {
   absl::Duration max_wait_in_open = absl::Seconds(5);
   double wait_jitter = 0.0;  // Fraction in [0, 1).
   std::uint32_t half_open_permitted_calls = 10;
+  absl::Duration max_wait_in_half_open = absl::Seconds(60);
   base::StatusCodeSet failure_codes = DefaultFailureCodes();
 };
 
@@ -108,6 +112,11 @@ class CircuitBreaker final {
   bool TryAcquire(Permit& permit, absl::Time now);
   // Records the outcome of a permitted call that ended at `now` after `elapsed`.
   void Record(const Permit& permit, absl::StatusCode code, absl::Duration elapsed, absl::Time now);
+  // Records a call that the caller cut short (its own deadline ran out, or it cancelled): that
+  // says nothing about the downstream's errors, so it is never a failure. If it had already
+  // lasted slow_call_duration it counts as a slow call; otherwise as if it never happened
+  // (Release).
+  void RecordCallerCut(const Permit& permit, absl::Duration elapsed, absl::Time now);
   // Returns a permission that was not used (for example the bulkhead refused the call).
   void Release(const Permit& permit);
 
@@ -117,9 +126,10 @@ class CircuitBreaker final {
   // Back to CLOSED (or DISABLED when the config disables the breaker), with an empty window.
   void Reset();
 
-  // Whether a call made at `now` would be rejected (FORCED_OPEN, or OPEN with its wait not
-  // over). Takes no permission and no lock: for callers that want to fail before doing work
-  // the call would need.
+  // Whether a call made at `now` would be rejected (FORCED_OPEN, OPEN with its wait not over,
+  // or HALF_OPEN with every probe slot taken). Takes no permission and no lock: for callers
+  // that want to fail before doing work the call would need. A HALF_OPEN breaker whose probes
+  // all finish before `now` may let the call through after all; the answer is the likely one.
   bool IsRejecting(absl::Time now) const;
 
   BreakerState state();
@@ -140,7 +150,12 @@ class CircuitBreaker final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Duration NextOpenWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   bool TripsLocked(const WindowCounts& counts) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  // Counts the probes still unanswered as failed once HALF_OPEN has lasted its maximum, and
+  // opens the breaker. Returns whether it did.
+  bool ExpireHalfOpenLocked(absl::Time now, Transition& transition)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void Notify(const Transition& transition);
+  void RecordOutcome(const Permit& permit, bool failure, bool slow, absl::Time now);
   // Mirrors state_ and generation_ into state_word_.
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
@@ -159,8 +174,11 @@ class CircuitBreaker final {
   }
   static std::uint64_t GenerationOf(std::uint64_t word) { return word >> kStateBits; }
   std::atomic<std::uint64_t> state_word_;
-  // Mirrors open_until_ for the lock-free check while OPEN; written only under mutex_.
+  // Mirrors open_until_ for the lock-free check while OPEN; written only under mutex_, before
+  // the state word that makes it relevant.
   std::atomic<std::int64_t> open_until_nanos_{0};
+  // Whether HALF_OPEN has handed out every probe slot, for IsRejecting; written under mutex_.
+  std::atomic<bool> probes_exhausted_{false};
 
   base::Mutex mutex_;
   BreakerState state_ ABSL_GUARDED_BY(mutex_);
@@ -169,6 +187,7 @@ class CircuitBreaker final {
   absl::Time open_until_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
   std::uint32_t consecutive_trips_ ABSL_GUARDED_BY(mutex_) = 0;
   std::uint32_t probes_started_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::Time half_open_since_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
   WindowCounts probe_results_ ABSL_GUARDED_BY(mutex_);
 };
 

@@ -43,10 +43,8 @@ void ReconnectBeforeProbes(Target& target, std::shared_ptr<grpc::Channel> channe
   });
 }
 
-absl::Time DeadlineOf(const grpc::ServerContextBase& context) {
-  const auto deadline = context.deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
-  return absl::FromChrono(deadline);
+absl::Time DeadlineOf(const grpc::ServerContextBase& context, base::Clock& clock) {
+  return base::ToClockTime(context.deadline(), clock);
 }
 
 Pushback PushbackOf(const grpc::ClientContext& context) {

@@ -24,8 +24,10 @@
 // one place where the library meets grpc::Status.
 //
 // Each attempt gets a fresh grpc::ClientContext with the attempt's deadline and the options'
-// metadata (so an idempotency key is the same on every attempt), and the server's
-// grpc-retry-pushback-ms trailer is honoured.
+// metadata (so an idempotency key is the same on every attempt), a retry also
+// grpc-previous-rpc-attempts (gRFC A6: the number of attempts before it), and the server's
+// grpc-retry-pushback-ms trailer is honoured. A CallOptions::cancellation cancels the call: the
+// attempt in flight with ClientContext::TryCancel, and no attempt after it.
 #ifndef HOSPITAL_SRC_RESILIENCE_GRPC_CALL_H_
 #define HOSPITAL_SRC_RESILIENCE_GRPC_CALL_H_
 
@@ -47,6 +49,7 @@
 #include "absl/status/status.h"
 #include "base/grpc_status.h"
 #include "base/sync.h"
+#include "resilience/cancellation.h"
 #include "resilience/guarded_call.h"
 
 namespace resilience {
@@ -74,16 +77,24 @@ std::shared_ptr<grpc::Channel> CreateChannel(
 void ReconnectBeforeProbes(Target& target, std::shared_ptr<grpc::Channel> channel);
 inline constexpr absl::Duration kReconnectLead = absl::Milliseconds(50);
 
-// The deadline of a request being served, for CallOptions::parent_deadline.
-absl::Time DeadlineOf(const grpc::ServerContextBase& context);
+// The deadline of a request being served, for CallOptions::parent_deadline, on the scale of
+// `clock` (the targets' clock: base::MonotonicClock() in a base::RealEnvironment).
+absl::Time DeadlineOf(const grpc::ServerContextBase& context,
+                      base::Clock& clock = base::MonotonicClock());
 
 // The server's pushback, read from a finished attempt's trailing metadata.
 Pushback PushbackOf(const grpc::ClientContext& context);
+
+// The metadata key that tells the server how many attempts came before this one.
+inline constexpr char kPreviousAttemptsMetadataKey[] = "grpc-previous-rpc-attempts";
 
 struct CallOptions {
   // Deadline of the request being served; InfiniteFuture when the call is not made on behalf of
   // one.
   absl::Time parent_deadline = absl::InfiniteFuture();
+  // Cancelled when the request being served is (its client went away): the call is cancelled
+  // too. Null: none. Must outlive the call.
+  Cancellation* cancellation = nullptr;
   // Sent with every attempt, e.g. {"idempotency-key", "..."}. Keys must be lower case.
   std::vector<std::pair<std::string, std::string>> metadata;
 };
@@ -99,38 +110,70 @@ class UnaryCall final : public GuardedCall {
  public:
   using Done = absl::AnyInvocable<void(const absl::Status&, Response&)>;
 
-  // With `delete_when_done`, the object was made with new and deletes itself after `done`.
   UnaryCall(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
-            CallOptions options, Done done, bool delete_when_done)
+            CallOptions options, Done done)
       : GuardedCall(method),
         sender_(std::move(sender)),
         request_(std::move(request)),
         options_(std::move(options)),
-        done_(std::move(done)),
-        delete_when_done_(delete_when_done) {}
+        done_(std::move(done)) {}
 
+  // Starts a call that owns itself (held by `self`) until it is done; a cancellation in the
+  // options reaches it through a weak reference, so the two never race its destruction.
+  static void RunOwned(std::shared_ptr<UnaryCall> self) {
+    UnaryCall& call = *self;
+    call.self_ = std::move(self);
+    if (call.options_.cancellation != nullptr) {
+      call.cancellation_id_ =
+          call.options_.cancellation->Register([weak = std::weak_ptr<UnaryCall>(call.self_)] {
+            if (std::shared_ptr<UnaryCall> alive = weak.lock()) alive->Cancel();
+          });
+    }
+    call.Start(call.options_.parent_deadline);
+  }
+
+  // Starts a call owned by the caller, which must keep it alive until `done` has run.
   void Run() { Start(options_.parent_deadline); }
 
  private:
   void StartAttempt(absl::Time attempt_deadline) override {
-    context_.emplace();
+    grpc::ClientContext* context;
+    {
+      base::MutexLock lock(&context_mutex_);
+      context = &context_.emplace();
+    }
+    // Cancel may have looked for a context just before this one existed.
+    if (cancel_requested()) context->TryCancel();
     // Converted through the remaining time, so the pipeline may run on any Clock.
     const absl::Duration remaining = attempt_deadline - attempt_start();
     if (remaining < absl::InfiniteDuration()) {
-      context_->set_deadline(std::chrono::system_clock::now() +
-                             absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
+      context->set_deadline(std::chrono::system_clock::now() +
+                            absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
     }
-    for (const auto& [key, value] : options_.metadata) context_->AddMetadata(key, value);
+    for (const auto& [key, value] : options_.metadata) context->AddMetadata(key, value);
+    if (attempts() > 1) {
+      context->AddMetadata(kPreviousAttemptsMetadataKey, std::to_string(attempts() - 1));
+    }
     response_.Clear();
-    sender_(&*context_, &request_, &response_, [this](grpc::Status status) {
+    sender_(context, &request_, &response_, [this, context](grpc::Status status) {
       // Pushback only matters to a failed attempt; a success skips the metadata lookup.
-      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context_);
+      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
       FinishAttempt(base::FromGrpcStatus(status), pushback);
     });
   }
 
+  void CancelAttempt() override {
+    // Under the lock, so that the context is not replaced meanwhile. gRPC may finish the
+    // attempt inside TryCancel, on this thread; nothing on that path takes this lock (a retry
+    // is always started by the scheduler), and a self-owned call is kept alive by the
+    // cancellation's reference until this returns.
+    base::MutexLock lock(&context_mutex_);
+    if (context_) context_->TryCancel();
+  }
+
   void OnDone(const absl::Status& status) override {
-    if (!delete_when_done_) {
+    if (options_.cancellation != nullptr) options_.cancellation->Unregister(cancellation_id_);
+    if (self_ == nullptr) {
       done_(status, response_);
       return;
     }
@@ -138,7 +181,7 @@ class UnaryCall final : public GuardedCall {
     // often starts the next call. `status` never points into this object.
     Done done = std::move(done_);
     Response response = std::move(response_);
-    delete this;
+    self_.reset();  // May destroy this object.
     done(status, response);
   }
 
@@ -146,19 +189,19 @@ class UnaryCall final : public GuardedCall {
   const Request request_;
   const CallOptions options_;
   Done done_;
-  const bool delete_when_done_;
   Response response_;
-  std::optional<grpc::ClientContext> context_;
+  base::Mutex context_mutex_;
+  std::optional<grpc::ClientContext> context_ ABSL_GUARDED_BY(context_mutex_);
+  std::shared_ptr<UnaryCall> self_;  // Set while a self-owned call runs.
+  Cancellation::Id cancellation_id_ = 0;
 };
 
 // Makes a call without blocking; `done` gets the status and the response of the last attempt.
 template <typename Request, typename Response>
 void CallUnary(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
                CallOptions options, typename UnaryCall<Request, Response>::Done done) {
-  (new UnaryCall<Request, Response>(method, std::move(sender), std::move(request),
-                                    std::move(options), std::move(done),
-                                    /*delete_when_done=*/true))
-      ->Run();
+  UnaryCall<Request, Response>::RunOwned(std::make_shared<UnaryCall<Request, Response>>(
+      method, std::move(sender), std::move(request), std::move(options), std::move(done)));
 }
 
 // Makes a call and waits for it on the calling thread.
@@ -168,16 +211,20 @@ absl::Status CallUnaryBlocking(GuardedMethod& method, UnarySender<Request, Respo
                                CallOptions options = {}) {
   absl::Status result;
   base::Notification finished;
-  UnaryCall<Request, Response> call(
-      method, std::move(sender), request, std::move(options),
-      [&](const absl::Status& status, Response& last) {
-        result = status;
-        *response = std::move(last);
-        finished.Notify();
-      },
-      /*delete_when_done=*/false);
+  Cancellation* const cancellation = options.cancellation;
+  UnaryCall<Request, Response> call(method, std::move(sender), request, std::move(options),
+                                    [&](const absl::Status& status, Response& last) {
+                                      result = status;
+                                      *response = std::move(last);
+                                      finished.Notify();
+                                    });
+  // Unregistered after the wait: Unregister waits for a Cancel running on another thread, so
+  // nothing touches `call` once this function returns.
+  Cancellation::Id id = 0;
+  if (cancellation != nullptr) id = cancellation->Register([&call] { call.Cancel(); });
   call.Run();
   finished.WaitForNotification();
+  if (cancellation != nullptr) cancellation->Unregister(id);
   return result;
 }
 

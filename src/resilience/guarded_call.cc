@@ -8,15 +8,41 @@ GuardedCall::GuardedCall(GuardedMethod& method)
     : method_(method), target_(method.target()), environment_(target_.environment()) {}
 
 void GuardedCall::Start(absl::Time parent_deadline) {
+  target_.live_calls_.Add(1);
   const MethodPolicy& policy = method_.policy();
   call_start_ = environment_.clock->Now();
-  deadline_ = std::min(call_start_ + policy.timeout, parent_deadline - policy.deadline_margin);
+  const absl::Time callers_deadline = parent_deadline - policy.deadline_margin;
+  deadline_is_callers_ = callers_deadline < call_start_ + policy.timeout;
+  deadline_ = deadline_is_callers_ ? callers_deadline : call_start_ + policy.timeout;
   RetryBudget& budget = target_.budget();
   if (budget.enabled()) budget.RecordCall();
   Attempt(call_start_);
 }
 
+void GuardedCall::Cancel() {
+  cancelled_.store(true, std::memory_order_release);
+  CancelAttempt();
+}
+
+const absl::Status* GuardedCall::StopStatus() const {
+  if (cancel_requested()) return &method_.cancelled_status();
+  if (target_.shutting_down()) return &method_.shutdown_status();
+  return nullptr;
+}
+
+void GuardedCall::OnRetryDue() {
+  {
+    base::MutexLock lock(&target_.waits_mutex_);
+    target_.retry_waits_.erase(retry_timer_);
+  }
+  Attempt(environment_.clock->Now());
+}
+
 void GuardedCall::Attempt(absl::Time now) {
+  if (const absl::Status* stop = StopStatus()) {
+    Finish(*stop, CallOutcome::kCancelled, now);
+    return;
+  }
   if (now >= deadline_) {
     Finish(method_.deadline_spent_status(), CallOutcome::kDeadlineExceeded, now);
     return;
@@ -46,31 +72,59 @@ void GuardedCall::OnBulkheadDecision(bool acquired) {
     return;
   }
   target_.breaker().Release(permit_);
+  if (const absl::Status* stop = StopStatus()) {
+    Finish(*stop, CallOutcome::kCancelled, now);
+    return;
+  }
   Finish(method_.bulkhead_full_status(), CallOutcome::kRejectedByBulkhead, now);
 }
 
 void GuardedCall::Send(absl::Time now) {
+  if (const absl::Status* stop = StopStatus()) {  // Stopped while waiting for the bulkhead.
+    target_.bulkhead().Release();
+    target_.breaker().Release(permit_);
+    Finish(*stop, CallOutcome::kCancelled, now);
+    return;
+  }
   MethodMetrics& metrics = method_.metrics();
   metrics.attempts.Increment();
   if (attempts_ > 0) metrics.retries.Increment();
   ++attempts_;
   attempt_start_ = now;
-  attempt_deadline_ = std::min(deadline_, attempt_start_ + method_.policy().per_attempt_timeout);
+  const absl::Time per_attempt_end = attempt_start_ + method_.policy().per_attempt_timeout;
+  attempt_deadline_is_callers_ = deadline_is_callers_ && deadline_ < per_attempt_end;
+  attempt_deadline_ = std::min(deadline_, per_attempt_end);
   StartAttempt(attempt_deadline_);
+}
+
+bool GuardedCall::CutByCaller(absl::StatusCode code, absl::Time now) const {
+  if (code == absl::StatusCode::kCancelled) return cancel_requested();
+  return code == absl::StatusCode::kDeadlineExceeded && attempt_deadline_is_callers_ &&
+         now >= attempt_deadline_;
 }
 
 void GuardedCall::FinishAttempt(const absl::Status& status, Pushback pushback) {
   const absl::Time now = environment_.clock->Now();
   const absl::Duration elapsed = now - attempt_start_;
   target_.bulkhead().Release();
-  target_.breaker().Record(permit_, status.code(), elapsed, now);
+  if (!status.ok() && CutByCaller(status.code(), now)) {
+    target_.breaker().RecordCallerCut(permit_, elapsed, now);
+  } else {
+    target_.breaker().Record(permit_, status.code(), elapsed, now);
+  }
   method_.metrics().attempt_duration.Observe(elapsed);
   if (status.ok()) {
     Finish(status, CallOutcome::kSuccess, now);
     return;
   }
+  if (const absl::Status* stop = StopStatus()) {
+    Finish(*stop, CallOutcome::kCancelled, now);
+    return;
+  }
   CallOutcome outcome;
-  if (!ScheduleRetry(status, pushback, now, outcome)) Finish(status, outcome, now);
+  if (!ScheduleRetry(status, pushback, now, outcome)) {
+    Finish(outcome == CallOutcome::kCancelled ? method_.shutdown_status() : status, outcome, now);
+  }
 }
 
 bool GuardedCall::ScheduleRetry(const absl::Status& status, Pushback pushback, absl::Time now,
@@ -92,10 +146,10 @@ bool GuardedCall::ScheduleRetry(const absl::Status& status, Pushback pushback, a
       (policy.retryable_codes.Contains(code) &&
        (code != absl::StatusCode::kResourceExhausted || pushback.kind == Pushback::Kind::kDelay));
   if (!retryable) return false;
+  const bool pushed_back = pushback.kind == Pushback::Kind::kDelay;
   const absl::Duration delay =
-      pushback.kind == Pushback::Kind::kDelay
-          ? pushback.delay
-          : FullJitterBackoff(policy.backoff, attempts_, *environment_.random);
+      pushed_back ? pushback.delay
+                  : FullJitterBackoff(policy.backoff, backoff_step_ + 1, *environment_.random);
   // Never wait past the deadline: a retry that could not be sent in time only adds latency.
   if (now + delay >= deadline_) return false;
   // Nor wait for a retry that the breaker (opened by this very failure, say) would turn away:
@@ -106,7 +160,17 @@ bool GuardedCall::ScheduleRetry(const absl::Status& status, Pushback pushback, a
     outcome = CallOutcome::kRetryBudgetExhausted;
     return false;
   }
-  environment_.scheduler->RunAt(now + delay, [this] { Attempt(environment_.clock->Now()); });
+  // gRFC A6: after a retry at the server's delay, the next backoff starts from the beginning.
+  backoff_step_ = pushed_back ? 0 : backoff_step_ + 1;
+  // Recorded where Target::Shutdown finds it; the timer cannot fire before that, as OnRetryDue
+  // takes the same lock.
+  base::MutexLock lock(&target_.waits_mutex_);
+  if (target_.waits_closed_) {  // Shutting down since the check in FinishAttempt.
+    outcome = CallOutcome::kCancelled;
+    return false;
+  }
+  retry_timer_ = environment_.scheduler->RunAt(now + delay, [this] { OnRetryDue(); });
+  target_.retry_waits_.emplace(retry_timer_, this);
   return true;
 }
 
@@ -114,7 +178,10 @@ void GuardedCall::Finish(const absl::Status& status, CallOutcome outcome, absl::
   MethodMetrics& metrics = method_.metrics();
   metrics.calls[static_cast<std::size_t>(outcome)].Increment();
   metrics.call_duration.Observe(now - call_start_);
-  OnDone(status);  // Last: may destroy this object.
+  Target& target = target_;
+  OnDone(status);  // May destroy this object, and `status` may belong to the target: the target
+                   // stays alive until the count below says the call is over.
+  target.live_calls_.Add(-1);
 }
 
 }  // namespace resilience

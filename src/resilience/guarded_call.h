@@ -16,12 +16,28 @@
 //
 // Retry rules: an attempt is retried only if attempts remain, the method is idempotent (a
 // non-idempotent method is never retried once an attempt was sent), it was not a half-open
-// probe of the breaker, its status code is
+// probe of the breaker, the caller has not cancelled the call, its status code is
 // retryable (RESOURCE_EXHAUSTED only together with valid server pushback) or the attempt ran
 // out of its per-attempt timeout, the server did not push back with "do not retry", the delay
-// (pushback, else full-jitter backoff) ends before the deadline and before which the breaker
-// would still reject the retry, and the retry budget has a token. Waiting for a retry holds no
-// thread: the next attempt is scheduled on the Scheduler.
+// (pushback, else full-jitter backoff) ends before the deadline and the breaker would not
+// reject the retry by then (OPEN, or HALF_OPEN with every probe slot taken), and the retry
+// budget has a token. After a retry at the server's pushback delay the backoff starts again
+// from initialBackoff (gRFC A6). Waiting for a retry holds no thread: the next attempt is
+// scheduled on the Scheduler.
+//
+// Whose fault a timeout is: a DEADLINE_EXCEEDED attempt whose deadline was the policy's (the
+// method's timeout or per-attempt timeout) counts against the downstream like any failure. One
+// whose deadline was its caller's (the parent deadline minus the margin, earlier than both of
+// the policy's) does not: the caller ran out of time, which says nothing about the downstream,
+// so the breaker records it only as a slow call if it had lasted that long (RecordCallerCut).
+//
+// Cancellation: Cancel (or a resilience::Cancellation passed to the gRPC adapter) stops the
+// call: an attempt in flight is cancelled, no further attempt is sent (a call waiting for a
+// retry or for a bulkhead slot ends when that wait would have, without sending), and the call
+// ends with CANCELLED and the outcome "cancelled", unless an attempt had already succeeded. The
+// cancelled attempt is never counted as the downstream's failure. Target::Shutdown ends calls
+// the same way, at once for those waiting.
+
 //
 // Usage: subclass, implement StartAttempt and OnDone, then call Start. resilience::UnaryCall
 // (grpc_call.h) does this for gRPC unary methods.
@@ -32,6 +48,8 @@
 // OnDone, which may destroy it.
 #ifndef HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
 #define HOSPITAL_SRC_RESILIENCE_GUARDED_CALL_H_
+
+#include <atomic>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -53,6 +71,10 @@ class GuardedCall : private Bulkhead::Waiter {
   // call's deadline is then min(now + timeout, parent_deadline - deadline_margin).
   void Start(absl::Time parent_deadline = absl::InfiniteFuture());
 
+  // Cancels the call, from any thread, at any time until OnDone has been called (see the
+  // file comment). Never calls OnDone itself; it may run on another thread meanwhile.
+  void Cancel();
+
   // The deadline computed by Start.
   absl::Time deadline() const { return deadline_; }
   // Attempts sent so far.
@@ -72,10 +94,24 @@ class GuardedCall : private Bulkhead::Waiter {
   absl::Time attempt_start() const { return attempt_start_; }
   // Reports the outcome of the attempt started last.
   void FinishAttempt(const absl::Status& status, Pushback pushback = {});
+  // Cancels the attempt in flight, if the transport can; called by Cancel on the cancelling
+  // thread, possibly while StartAttempt runs on another. The attempt must still end through
+  // FinishAttempt.
+  virtual void CancelAttempt() {}
+  // Whether Cancel was called: an implementation that creates the attempt's transport state
+  // after Cancel's CancelAttempt may have run checks this afterwards.
+  bool cancel_requested() const { return cancelled_.load(std::memory_order_acquire); }
 
  private:
+  friend class Target;  // Shutdown ends a call waiting for its retry through Attempt.
+
   // Tries to send the next attempt at `now`: deadline, breaker, bulkhead.
   void Attempt(absl::Time now);
+  // The retry timer fired.
+  void OnRetryDue();
+  // Why the call must stop now without sending (cancelled, or the target shutting down), or
+  // null if it may go on.
+  const absl::Status* StopStatus() const;
   // Sends the attempt once breaker and bulkhead let it through.
   void Send(absl::Time now);
   // Decides whether a failed attempt is retried, and schedules it if so. Returns false if the
@@ -84,16 +120,26 @@ class GuardedCall : private Bulkhead::Waiter {
                      CallOutcome& outcome);
   void Finish(const absl::Status& status, CallOutcome outcome, absl::Time now);
   void OnBulkheadDecision(bool acquired) override;
+  // Whether the attempt that just ended with `code` at `now` was cut short by the caller: its
+  // cancellation, or its own deadline rather than the policy's.
+  bool CutByCaller(absl::StatusCode code, absl::Time now) const;
 
   GuardedMethod& method_;
   Target& target_;
   const base::Environment environment_;
   absl::Time call_start_;
   absl::Time deadline_ = absl::InfiniteFuture();
+  // Whether deadline_ is the caller's (parent deadline minus margin) rather than the policy's.
+  bool deadline_is_callers_ = false;
   absl::Time attempt_start_;
   absl::Time attempt_deadline_;
+  bool attempt_deadline_is_callers_ = false;
   int attempts_ = 0;
+  // The exponent of the next backoff; back to the start after a retry at pushback's delay.
+  int backoff_step_ = 0;
   CircuitBreaker::Permit permit_;
+  base::Scheduler::TimerId retry_timer_ = 0;  // Written and read under the target's waits lock.
+  std::atomic<bool> cancelled_{false};
 };
 
 }  // namespace resilience

@@ -8,8 +8,8 @@ namespace resilience {
 
 std::string_view CallOutcomeName(CallOutcome outcome) {
   static constexpr std::array<std::string_view, kCallOutcomeCount> kNames = {
-      "success",       "failure",           "circuit_open",
-      "bulkhead_full", "deadline_exceeded", "budget_exhausted"};
+      "success",           "failure",          "circuit_open", "bulkhead_full",
+      "deadline_exceeded", "budget_exhausted", "cancelled"};
   return kNames[static_cast<std::size_t>(outcome)];
 }
 
@@ -59,28 +59,16 @@ std::vector<prometheus::MetricFamily> EmptyCallFamilies() {
              MetricType::Gauge),
       family("resilience_retry_budget_tokens",
              "Tokens left in the retry budget; -1 when there is no budget.", MetricType::Gauge),
+      family("resilience_circuit_breaker_state",
+             "1 for the circuit breaker's current state, 0 for the others.", MetricType::Gauge),
   };
 }
 
 Metrics::Metrics(prometheus::Registry& registry)
-    : breaker_state_(prometheus::BuildGauge()
-                         .Name("resilience_circuit_breaker_state")
-                         .Help("1 for the circuit breaker's current state, 0 for the others.")
-                         .Register(registry)),
-      breaker_transitions_(prometheus::BuildCounter()
+    : breaker_transitions_(prometheus::BuildCounter()
                                .Name("resilience_circuit_breaker_transitions_total")
                                .Help("Circuit breaker state changes.")
                                .Register(registry)) {}
-
-TargetMetrics Metrics::ForTarget(const std::string& target) {
-  TargetMetrics metrics;
-  for (int i = 0; i < kBreakerStateCount; ++i) {
-    metrics.breaker_state[static_cast<std::size_t>(i)] = &breaker_state_.Add(
-        {{"target", target},
-         {"state", std::string(BreakerStateName(static_cast<BreakerState>(i)))}});
-  }
-  return metrics;
-}
 
 void Metrics::CountTransition(const std::string& target, BreakerState from, BreakerState to) {
   breaker_transitions_

@@ -1,9 +1,13 @@
 // Every Prometheus metric of the resilience library, declared in one place.
 //
-// Series (labels are bounded: target and method names come from the application's code, states
-// and outcomes from fixed lists):
+// Series (labels are bounded: target names come from the application's code, states and
+// outcomes from fixed lists, and each target gives its own series to at most
+// kMaxMethodSeriesPerTarget method names, counting calls to any further name under
+// method="other", so that a caller passing names it did not write cannot grow them without
+// end):
 //   resilience_calls_total{target,method,outcome}         calls by how they ended; outcome is
 //       success | failure | circuit_open | bulkhead_full | deadline_exceeded | budget_exhausted
+//       | cancelled (the caller cancelled it)
 //   resilience_attempts_total{target,method}               attempts sent to the network
 //   resilience_retries_total{target,method}                attempts after the first
 //   resilience_call_duration_seconds{target,method}        whole calls, retries and waits included
@@ -18,8 +22,9 @@
 // update a double with a compare-and-swap loop, which together cost about 2 % of a loopback
 // call's throughput. The pipeline records them in relaxed integer atomics (MethodMetrics) and
 // TargetRegistry::call_metrics() turns them into metric families when scraped; the bulkhead and
-// budget gauges are read from the bulkhead and the budget at that moment. The breaker series
-// change only on transitions and stay in the prometheus::Registry.
+// budget gauges are read from the bulkhead and the budget at that moment, and so is the breaker
+// state (one read of the state per scrape, so the five state series always agree). The
+// transition counter changes only on transitions and stays in the prometheus::Registry.
 #ifndef HOSPITAL_SRC_RESILIENCE_METRICS_H_
 #define HOSPITAL_SRC_RESILIENCE_METRICS_H_
 
@@ -52,11 +57,12 @@ enum class CallOutcome {
   kRejectedByBulkhead,
   kDeadlineExceeded,
   kRetryBudgetExhausted,
+  kCancelled,
 };
-inline constexpr int kCallOutcomeCount = 6;
+inline constexpr int kCallOutcomeCount = 7;
 
 // The outcome label value: "success", "failure", "circuit_open", "bulkhead_full",
-// "deadline_exceeded", "budget_exhausted".
+// "deadline_exceeded", "budget_exhausted", "cancelled".
 std::string_view CallOutcomeName(CallOutcome outcome);
 
 // A counter on the call path: one relaxed atomic add, no lock.
@@ -92,10 +98,6 @@ struct MethodMetrics {
   LatencyHistogram attempt_duration;
 };
 
-struct TargetMetrics {
-  std::array<prometheus::Gauge*, kBreakerStateCount> breaker_state{};
-};
-
 // The per-call series as metric families without samples, indexed by CallFamily; filled by
 // TargetRegistry::call_metrics() on each scrape.
 enum class CallFamily {
@@ -106,21 +108,24 @@ enum class CallFamily {
   kAttemptDuration,
   kBulkheadInFlight,
   kBudgetTokens,
+  kBreakerState,
 };
+
+// Method names of one target with series of their own; calls to others count as "other".
+inline constexpr int kMaxMethodSeriesPerTarget = 100;
+inline constexpr char kOtherMethodLabel[] = "other";
 std::vector<prometheus::MetricFamily> EmptyCallFamilies();
 
-// The breaker series, in a prometheus::Registry.
+// The breaker transition series, in a prometheus::Registry.
 class Metrics final {
  public:
-  // Registers the families in `registry`, which must outlive this object.
+  // Registers the family in `registry`, which must outlive this object.
   explicit Metrics(prometheus::Registry& registry);
 
-  TargetMetrics ForTarget(const std::string& target);
   // Counts a breaker transition (rare: the series is resolved on each call).
   void CountTransition(const std::string& target, BreakerState from, BreakerState to);
 
  private:
-  prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Counter>& breaker_transitions_;
 };
 

@@ -1,5 +1,6 @@
 #include "resilience/policy.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -59,6 +60,10 @@ absl::Status CompileRetryPolicy(const v1::RetryPolicy& proto, absl::string_view 
                    absl::StrCat("must be 1 to 10, got ", proto.max_attempts()));
   }
   out.max_attempts = static_cast<int>(proto.max_attempts());
+  if (proto.max_attempts() == 1 && !proto.has_initial_backoff() && proto.has_max_backoff()) {
+    return Invalid(absl::StrCat(path, ".maxBackoff"),
+                   "has no effect with maxAttempts 1 (no retry is ever made)");
+  }
   if (proto.max_attempts() > 1 || proto.has_initial_backoff()) {
     if (!proto.has_initial_backoff()) {
       return Invalid(absl::StrCat(path, ".initialBackoff"), "is required when maxAttempts > 1");
@@ -85,6 +90,12 @@ absl::Status CompileRetryPolicy(const v1::RetryPolicy& proto, absl::string_view 
     if (!(out.backoff.multiplier >= 1.0 && out.backoff.multiplier <= 100.0)) {
       return Invalid(absl::StrCat(path, ".backoffMultiplier"),
                      absl::StrCat("must be 1 to 100, got ", proto.backoff_multiplier()));
+    }
+    if (out.backoff.multiplier == 1.0 && out.backoff.max_backoff > out.backoff.initial_backoff) {
+      return Invalid(absl::StrCat(path, ".maxBackoff"),
+                     absl::StrCat("\"", FormatDuration(proto.max_backoff()),
+                                  "\" is never reached: with backoffMultiplier 1 every delay is "
+                                  "drawn below initialBackoff"));
     }
   }
   if (proto.retryable_status_codes_size() > 0) {
@@ -180,6 +191,12 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
                    absl::StrCat("must be 1 to 100, got ", proto.wait_duration_multiplier()));
   }
   out.max_wait_in_open = out.wait_in_open;
+  if (out.wait_multiplier > 1.0 && !proto.has_max_wait_duration_in_open_state()) {
+    return Invalid(absl::StrCat(path, ".waitDurationMultiplier"),
+                   absl::StrCat(proto.wait_duration_multiplier(),
+                                " has no effect without a maxWaitDurationInOpenState above "
+                                "waitDurationInOpenState (the wait is capped at it)"));
+  }
   if (proto.has_max_wait_duration_in_open_state()) {
     if (auto s = ReadDuration(proto.max_wait_duration_in_open_state(),
                               absl::StrCat(path, ".maxWaitDurationInOpenState"), false,
@@ -205,6 +222,14 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
     return Invalid(absl::StrCat(path, ".permittedNumberOfCallsInHalfOpenState"),
                    absl::StrCat("must be 1 to 1000, got ", out.half_open_permitted_calls));
   }
+  if (proto.has_max_wait_duration_in_half_open_state()) {
+    if (auto s = ReadDuration(proto.max_wait_duration_in_half_open_state(),
+                              absl::StrCat(path, ".maxWaitDurationInHalfOpenState"), false,
+                              out.max_wait_in_half_open);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (proto.failure_status_codes_size() > 0) {
     return ReadCodes(proto.failure_status_codes(), absl::StrCat(path, ".failureStatusCodes"),
                      out.failure_codes);
@@ -226,6 +251,12 @@ absl::Status CompileBudget(const v1::RetryBudget& proto, absl::string_view path,
   if (!(proto.max_tokens() >= 1.0 && proto.max_tokens() <= 1e6)) {
     return Invalid(absl::StrCat(path, ".maxTokens"),
                    absl::StrCat("must be 1 to 1e6, got ", proto.max_tokens()));
+  }
+  if (proto.ratio() == 0.0 && proto.min_retries_per_second() == 0.0) {
+    return Invalid(absl::StrCat(path, ".ratio"),
+                   "0 together with minRetriesPerSecond 0 never refills the budget: after "
+                   "maxTokens retries none would be allowed for the life of the process (set "
+                   "either above 0, or leave retryBudget out for no budget)");
   }
   out.ratio = proto.ratio();
   out.min_retries_per_second = proto.min_retries_per_second();
@@ -294,6 +325,19 @@ absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path
       out.SetMethodPolicy(service, method, policy);
     }
   }
+  const absl::Duration longest_timeout = out.LongestTimeout();
+  if (proto.circuit_breaker().has_slow_call_duration_threshold() &&
+      out.breaker.slow_call_duration > longest_timeout) {
+    return Invalid(
+        absl::StrCat(path, ".circuitBreaker.slowCallDurationThreshold"),
+        absl::StrCat("\"", FormatDuration(proto.circuit_breaker().slow_call_duration_threshold()),
+                     "\" can never be reached: no method of the target has a timeout above ",
+                     absl::FormatDuration(longest_timeout)));
+  }
+  if (!proto.circuit_breaker().has_max_wait_duration_in_half_open_state()) {
+    // A probe ends by its own deadline before then; only an outcome never reported is cut.
+    out.breaker.max_wait_in_half_open = std::max(out.breaker.wait_in_open, longest_timeout);
+  }
   return absl::OkStatus();
 }
 
@@ -314,6 +358,12 @@ const MethodPolicy& TargetPolicy::ForMethod(std::string_view full_method) const 
 
 void TargetPolicy::SetMethodPolicy(std::string service, std::string method, MethodPolicy policy) {
   methods_.insert_or_assign(absl::StrCat(service, "/", method), std::move(policy));
+}
+
+absl::Duration TargetPolicy::LongestTimeout() const {
+  absl::Duration longest = methods_.count("/") != 0 ? absl::ZeroDuration() : builtin_.timeout;
+  for (const auto& [key, policy] : methods_) longest = std::max(longest, policy.timeout);
+  return longest;
 }
 
 const TargetPolicy& Policy::ForTarget(std::string_view target) const {

@@ -54,6 +54,10 @@ class TargetPolicy {
   // Adds a method entry; `service` empty means the target's default (then `method` must be too).
   void SetMethodPolicy(std::string service, std::string method, MethodPolicy policy);
 
+  // The longest timeout any method of the target can have (the built-in default's included
+  // when no entry covers every method).
+  absl::Duration LongestTimeout() const;
+
  private:
   // Keyed by "service/method", "service/" or "/".
   std::map<std::string, MethodPolicy, std::less<>> methods_;

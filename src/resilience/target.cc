@@ -3,19 +3,29 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "resilience/guarded_call.h"
 
 namespace resilience {
 
-GuardedMethod::GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy)
+GuardedMethod::GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy,
+                             MethodMetrics* shared_metrics)
     : target_(target),
       full_name_(std::move(full_name)),
       policy_(policy),
+      metrics_(shared_metrics != nullptr ? shared_metrics : &own_metrics_),
       deadline_spent_status_(absl::StatusCode::kDeadlineExceeded,
                              absl::StrCat("deadline of call to '", target.name(), "' ", full_name_,
                                           " was spent before an attempt could be sent")),
       bulkhead_full_status_(
           absl::StatusCode::kResourceExhausted,
-          absl::StrCat("bulkhead of '", target.name(), "' is full: too many concurrent calls")) {}
+          absl::StrCat("bulkhead of '", target.name(), "' is full: too many concurrent calls")),
+      cancelled_status_(absl::StatusCode::kCancelled,
+                        absl::StrCat("call to '", target.name(), "' ", full_name_,
+                                     " was cancelled by its caller")),
+      shutdown_status_(absl::StatusCode::kCancelled,
+                       absl::StrCat("call to '", target.name(), "' ", full_name_,
+                                    " was cancelled: the client is shutting down")) {}
 
 Target::Target(std::string name, const TargetPolicy& policy, base::Environment environment,
                Metrics& metrics)
@@ -23,22 +33,48 @@ Target::Target(std::string name, const TargetPolicy& policy, base::Environment e
       policy_(policy),
       environment_(environment),
       metrics_(metrics),
-      target_metrics_(metrics.ForTarget(name_)),
       breaker_(name_, policy.breaker, *environment.clock, *environment.random, this),
       budget_(policy.budget, *environment.clock),
-      bulkhead_(policy.bulkhead, environment) {
-  target_metrics_.breaker_state[static_cast<std::size_t>(breaker_.state())]->Set(1);
+      bulkhead_(policy.bulkhead, environment) {}
+
+Target::~Target() { Shutdown(); }
+
+void Target::Shutdown() {
+  shutting_down_.store(true, std::memory_order_release);
+  std::map<base::Scheduler::TimerId, GuardedCall*> waiting;
+  {
+    base::MutexLock lock(&waits_mutex_);
+    waits_closed_ = true;  // No retry is scheduled from now on.
+    waiting.swap(retry_waits_);
+  }
+  for (const auto& [timer, call] : waiting) {
+    // False: the timer has run (or Cancel waited for it), and the call went on by itself.
+    if (environment_.scheduler->Cancel(timer)) call->Attempt(environment_.clock->Now());
+  }
+  bulkhead_.Shutdown();
+  // Attempts in flight end by their deadlines; a finished call leaves the count last of all.
+  while (live_calls_.Sum() > 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
 GuardedMethod& Target::Method(std::string_view full_name) {
   base::MutexLock lock(&mutex_);
-  auto it = methods_.find(full_name);
-  if (it == methods_.end()) {
-    std::string name(full_name);
-    auto method = std::make_unique<GuardedMethod>(*this, name, policy_.ForMethod(full_name));
-    it = methods_.emplace(std::move(name), std::move(method)).first;
+  if (auto it = methods_.find(full_name); it != methods_.end()) return *it->second;
+  const MethodPolicy& policy = policy_.ForMethod(full_name);
+  if (methods_.size() >= static_cast<std::size_t>(kMaxMethodSeriesPerTarget)) {
+    std::unique_ptr<GuardedMethod>& shared = overflow_methods_[&policy];
+    if (shared == nullptr) {
+      shared = std::make_unique<GuardedMethod>(*this, kOtherMethodLabel, policy, &other_metrics_);
+    }
+    return *shared;
   }
-  return *it->second;
+  std::string name(full_name);
+  auto method = std::make_unique<GuardedMethod>(*this, name, policy);
+  return *methods_.emplace(std::move(name), std::move(method)).first->second;
+}
+
+const MethodMetrics* Target::other_metrics() {
+  base::MutexLock lock(&mutex_);
+  return overflow_methods_.empty() ? nullptr : &other_metrics_;
 }
 
 std::vector<GuardedMethod*> Target::methods() {
@@ -62,13 +98,6 @@ void Target::OnStateChange(BreakerState from, BreakerState to) {
   }
   for (const auto& listener : listeners) listener(from, to);
   metrics_.CountTransition(name_, from, to);
-  // Reads the state afresh instead of trusting `to`: notifications of two quick transitions can
-  // arrive out of order, and the last reader must leave the gauge on the real state.
-  const BreakerState current = breaker_.state();
-  for (int i = 0; i < kBreakerStateCount; ++i) {
-    target_metrics_.breaker_state[static_cast<std::size_t>(i)]->Set(
-        static_cast<BreakerState>(i) == current ? 1 : 0);
-  }
 }
 
 // Builds the per-call metric families from the targets' atomics on each scrape. Holds the
@@ -97,33 +126,52 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
       add(CallFamily::kBulkheadInFlight, gauge);
       gauge.gauge.value = target->budget().tokens();
       add(CallFamily::kBudgetTokens, gauge);
+      // One read: the five series agree even while the breaker moves.
+      const BreakerState state = target->breaker().state();
+      for (int i = 0; i < kBreakerStateCount; ++i) {
+        prometheus::ClientMetric state_gauge;
+        state_gauge.label = {{"state", std::string(BreakerStateName(static_cast<BreakerState>(i)))},
+                             {"target", target->name()}};
+        state_gauge.gauge.value = static_cast<BreakerState>(i) == state ? 1 : 0;
+        add(CallFamily::kBreakerState, std::move(state_gauge));
+      }
       for (GuardedMethod* method : target->methods()) {
-        const MethodMetrics& recorded = method->metrics();
-        prometheus::ClientMetric metric;
-        metric.label = {{"method", method->full_name()}, {"target", target->name()}};
-        for (int i = 0; i < kCallOutcomeCount; ++i) {
-          prometheus::ClientMetric outcome = metric;
-          outcome.label.push_back(
-              {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))});
-          outcome.counter.value =
-              static_cast<double>(recorded.calls[static_cast<std::size_t>(i)].value());
-          add(CallFamily::kCalls, std::move(outcome));
-        }
-        metric.counter.value = static_cast<double>(recorded.attempts.value());
-        add(CallFamily::kAttempts, metric);
-        metric.counter.value = static_cast<double>(recorded.retries.value());
-        add(CallFamily::kRetries, metric);
-        metric.counter.value = 0;
-        metric.histogram = recorded.call_duration.Snapshot();
-        add(CallFamily::kCallDuration, metric);
-        metric.histogram = recorded.attempt_duration.Snapshot();
-        add(CallFamily::kAttemptDuration, metric);
+        AddMethod(families, target->name(), method->full_name(), method->metrics());
+      }
+      if (const MethodMetrics* other = target->other_metrics()) {
+        AddMethod(families, target->name(), kOtherMethodLabel, *other);
       }
     }
     return families;
   }
 
  private:
+  static void AddMethod(std::vector<prometheus::MetricFamily>& families, const std::string& target,
+                        const std::string& method, const MethodMetrics& recorded) {
+    const auto add = [&families](CallFamily family, prometheus::ClientMetric metric) {
+      families[static_cast<std::size_t>(family)].metric.push_back(std::move(metric));
+    };
+    prometheus::ClientMetric metric;
+    metric.label = {{"method", method}, {"target", target}};
+    for (int i = 0; i < kCallOutcomeCount; ++i) {
+      prometheus::ClientMetric outcome = metric;
+      outcome.label.push_back(
+          {"outcome", std::string(CallOutcomeName(static_cast<CallOutcome>(i)))});
+      outcome.counter.value =
+          static_cast<double>(recorded.calls[static_cast<std::size_t>(i)].value());
+      add(CallFamily::kCalls, std::move(outcome));
+    }
+    metric.counter.value = static_cast<double>(recorded.attempts.value());
+    add(CallFamily::kAttempts, metric);
+    metric.counter.value = static_cast<double>(recorded.retries.value());
+    add(CallFamily::kRetries, metric);
+    metric.counter.value = 0;
+    metric.histogram = recorded.call_duration.Snapshot();
+    add(CallFamily::kCallDuration, metric);
+    metric.histogram = recorded.attempt_duration.Snapshot();
+    add(CallFamily::kAttemptDuration, metric);
+  }
+
   mutable base::Mutex mutex_;
   TargetRegistry* registry_ ABSL_GUARDED_BY(mutex_);
 };
@@ -135,7 +183,14 @@ TargetRegistry::TargetRegistry(Policy policy, base::Environment environment,
       metrics_(registry),
       collector_(std::make_shared<Collector>(this)) {}
 
-TargetRegistry::~TargetRegistry() { collector_->Detach(); }
+TargetRegistry::~TargetRegistry() {
+  collector_->Detach();
+  Shutdown();
+}
+
+void TargetRegistry::Shutdown() {
+  for (Target* target : targets()) target->Shutdown();
+}
 
 std::shared_ptr<prometheus::Collectable> TargetRegistry::call_metrics() const { return collector_; }
 

@@ -11,6 +11,7 @@
 #ifndef HOSPITAL_SRC_RESILIENCE_TARGET_H_
 #define HOSPITAL_SRC_RESILIENCE_TARGET_H_
 
+#include <atomic>
 #include <functional>
 
 #include <prometheus/collectable.h>
@@ -23,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "base/clock.h"
+#include "base/sharded_counter.h"
 #include "base/sync.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
@@ -32,43 +34,71 @@
 
 namespace resilience {
 
+class GuardedCall;
 class Target;
 
 // One method of a target: its policy, metrics and prebuilt error statuses.
 class GuardedMethod final {
  public:
-  GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy);
+  // `shared_metrics`: where to record instead of a series of its own (the target's "other"
+  // series, beyond kMaxMethodSeriesPerTarget names); null for its own.
+  GuardedMethod(Target& target, std::string full_name, const MethodPolicy& policy,
+                MethodMetrics* shared_metrics = nullptr);
 
   Target& target() const { return target_; }
   const std::string& full_name() const { return full_name_; }
   const MethodPolicy& policy() const { return policy_; }
   // Recorded by the pipeline on every call; read by TargetRegistry::call_metrics().
-  MethodMetrics& metrics() { return metrics_; }
+  MethodMetrics& metrics() { return *metrics_; }
+  // Whether metrics() is this method's own series.
+  bool has_own_series() const { return metrics_ == &own_metrics_; }
   // DEADLINE_EXCEEDED for a call whose time was spent before an attempt could be sent.
   const absl::Status& deadline_spent_status() const { return deadline_spent_status_; }
   // RESOURCE_EXHAUSTED for a call the bulkhead turned away.
   const absl::Status& bulkhead_full_status() const { return bulkhead_full_status_; }
+  // CANCELLED for a call its caller cancelled.
+  const absl::Status& cancelled_status() const { return cancelled_status_; }
+  // CANCELLED for a call ended by the target's shutdown.
+  const absl::Status& shutdown_status() const { return shutdown_status_; }
 
  private:
   Target& target_;
   const std::string full_name_;
   const MethodPolicy policy_;
-  MethodMetrics metrics_;
+  MethodMetrics own_metrics_;
+  MethodMetrics* const metrics_;
   const absl::Status deadline_spent_status_;
   const absl::Status bulkhead_full_status_;
+  const absl::Status cancelled_status_;
+  const absl::Status shutdown_status_;
 };
 
 class Target final : private CircuitBreaker::Listener {
  public:
   Target(std::string name, const TargetPolicy& policy, base::Environment environment,
          Metrics& metrics);
+  // Shuts down first (see Shutdown).
+  ~Target() override;
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
 
-  // The method named "/package.Service/Method", created on first use.
+  // Ends the target's calls, each exactly once: calls waiting for a retry or a bulkhead slot
+  // end now with CANCELLED, calls started from now on end with CANCELLED before sending, and
+  // the attempts in flight are waited for (their deadlines bound the wait). Returns when no
+  // call of the target is left and no timer of theirs is pending. Idempotent. Must not be
+  // called from a call's continuation (it would wait for that very call).
+  void Shutdown();
+  bool shutting_down() const { return shutting_down_.load(std::memory_order_acquire); }
+
+  // The method named "/package.Service/Method", created on first use. Beyond
+  // kMaxMethodSeriesPerTarget names, a new name gets its policy but records into the target's
+  // "other" series (other_metrics()), and shares one GuardedMethod, named "other", with every
+  // further name that the same policy entry covers.
   GuardedMethod& Method(std::string_view full_name);
-  // Every method created so far, sorted by name.
+  // Every method with a series of its own, sorted by name.
   std::vector<GuardedMethod*> methods();
+  // The series of the names beyond the cap; null while there are none.
+  const MethodMetrics* other_metrics();
   // Calls `listener` after every breaker transition, on the thread that caused it (for a move
   // to HALF_OPEN: the first probe's, before the probe is sent), with no lock of the target or
   // the breaker held. It must not block. Listeners are kept for the target's life.
@@ -79,7 +109,6 @@ class Target final : private CircuitBreaker::Listener {
   RetryBudget& budget() { return budget_; }
   Bulkhead& bulkhead() { return bulkhead_; }
   base::Environment environment() const { return environment_; }
-  const TargetMetrics& metrics() const { return target_metrics_; }
 
  private:
   void OnStateChange(BreakerState from, BreakerState to) override;
@@ -88,14 +117,27 @@ class Target final : private CircuitBreaker::Listener {
   const TargetPolicy policy_;
   const base::Environment environment_;
   Metrics& metrics_;
-  const TargetMetrics target_metrics_;
   CircuitBreaker breaker_;
   RetryBudget budget_;
   Bulkhead bulkhead_;
 
+  friend class GuardedCall;
+  // Calls waiting for a retry, by their timer, so that Shutdown can end them at once.
+  // Touched only on the retry path.
+  base::Mutex waits_mutex_;
+  std::map<base::Scheduler::TimerId, GuardedCall*> retry_waits_ ABSL_GUARDED_BY(waits_mutex_);
+  bool waits_closed_ ABSL_GUARDED_BY(waits_mutex_) = false;
+  std::atomic<bool> shutting_down_{false};
+  // Calls started and not yet ended: Shutdown waits for none to be left.
+  base::ShardedCounter live_calls_;
+
   base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<GuardedMethod>, std::less<>> methods_
       ABSL_GUARDED_BY(mutex_);
+  // Beyond the cap: one method per policy entry, all recording into other_metrics_.
+  std::map<const MethodPolicy*, std::unique_ptr<GuardedMethod>> overflow_methods_
+      ABSL_GUARDED_BY(mutex_);
+  MethodMetrics other_metrics_;
   std::vector<std::function<void(BreakerState, BreakerState)>> state_listeners_
       ABSL_GUARDED_BY(mutex_);
 };
@@ -106,7 +148,11 @@ class TargetRegistry final {
   // `environment`'s members and `registry` must outlive this object. The breaker series go to
   // `registry`; register call_metrics() with the same exposer for the per-call series.
   TargetRegistry(Policy policy, base::Environment environment, prometheus::Registry& registry);
+  // Shuts every target down (Target::Shutdown) before anything is freed, so that no call and
+  // no timer outlives the registry.
   ~TargetRegistry();
+  // Target::Shutdown for every target created so far.
+  void Shutdown();
   TargetRegistry(const TargetRegistry&) = delete;
   TargetRegistry& operator=(const TargetRegistry&) = delete;
 

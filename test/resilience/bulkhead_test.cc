@@ -90,5 +90,18 @@ TEST_CASE("the wait is bounded by the call's deadline", "[bulkhead]") {
   CHECK(bulkhead.TryAcquire(&waiter, env.Now()) == Bulkhead::Result::kRejected);
 }
 
+TEST_CASE("destroying a bulkhead tells its waiters, and cancels their timers", "[bulkhead]") {
+  base::testing::FakeEnvironment env;
+  RecordingWaiter waiter;
+  {
+    Bulkhead bulkhead(Limit(1, absl::Seconds(1)), env.environment());
+    REQUIRE(bulkhead.TryAcquire(nullptr, absl::InfiniteFuture()) == Bulkhead::Result::kAcquired);
+    REQUIRE(bulkhead.TryAcquire(&waiter, absl::InfiniteFuture()) == Bulkhead::Result::kQueued);
+    REQUIRE(env.scheduler().pending() == 1);
+  }
+  CHECK(waiter.decisions == std::vector<bool>{false});
+  CHECK(env.scheduler().pending() == 0);
+}
+
 }  // namespace
 }  // namespace resilience

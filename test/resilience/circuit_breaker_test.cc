@@ -256,6 +256,70 @@ TEST_CASE("IsRejecting tells without taking a permit", "[breaker]") {
   CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
 }
 
+TEST_CASE("a probe unanswered for the half-open maximum counts as failed and reopens",
+          "[breaker][half-open]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.max_wait_in_half_open = absl::Seconds(3);
+  Fixture f(config);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
+  f.env.Advance(absl::Seconds(5));
+  CircuitBreaker::Permit answered;
+  CircuitBreaker::Permit hanging;
+  CircuitBreaker::Permit other;
+  REQUIRE(f.Acquire(answered));
+  REQUIRE(f.Acquire(hanging));
+  f.Record(answered, StatusCode::kOk);
+  f.env.Advance(absl::Milliseconds(2999));
+  CHECK_FALSE(f.Acquire(other));  // Still waiting for the second probe.
+  CHECK(f.breaker.state() == BreakerState::kHalfOpen);
+  f.env.Advance(absl::Milliseconds(1));
+  CHECK_FALSE(f.Acquire(other));  // This asking reopens it: the probe counts as failed.
+  CHECK(f.breaker.state() == BreakerState::kOpen);
+  CHECK(f.breaker.Snapshot().consecutive_trips == 2);
+  CHECK(f.listener.transitions.back() ==
+        std::make_pair(BreakerState::kHalfOpen, BreakerState::kOpen));
+  // The late answer belongs to the old HALF_OPEN and moves nothing.
+  f.Record(hanging, StatusCode::kOk);
+  CHECK(f.breaker.state() == BreakerState::kOpen);
+  // The next wait, then probing as usual.
+  f.env.Advance(absl::Seconds(5));
+  REQUIRE(f.Call(StatusCode::kOk));
+  REQUIRE(f.Call(StatusCode::kOk));
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+}
+
+TEST_CASE("half-open waits for probes still to be sent, however long", "[breaker][half-open]") {
+  CircuitBreakerConfig config = SmallCountWindow();
+  config.max_wait_in_half_open = absl::Seconds(3);
+  Fixture f(config);
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
+  f.env.Advance(absl::Seconds(5));
+  REQUIRE(f.Call(StatusCode::kOk));  // One probe of two; the second comes much later.
+  f.env.Advance(absl::Seconds(60));
+  REQUIRE(f.Call(StatusCode::kOk));  // Nothing was unanswered: no expiry.
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+}
+
+TEST_CASE("IsRejecting says yes while every half-open probe slot is taken",
+          "[breaker][half-open]") {
+  Fixture f(SmallCountWindow());
+  for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);
+  f.env.Advance(absl::Seconds(5));
+  CircuitBreaker::Permit a;
+  CircuitBreaker::Permit b;
+  REQUIRE(f.Acquire(a));
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));  // One slot left.
+  REQUIRE(f.Acquire(b));
+  CHECK(f.breaker.IsRejecting(f.env.Now()));
+  f.breaker.Release(b);
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
+  REQUIRE(f.Acquire(b));
+  f.Record(a, StatusCode::kOk);
+  f.Record(b, StatusCode::kOk);
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  CHECK_FALSE(f.breaker.IsRejecting(f.env.Now()));
+}
+
 TEST_CASE("a released half-open permit frees its probe slot", "[breaker][half-open]") {
   Fixture f(SmallCountWindow());
   for (int i = 0; i < 4; ++i) f.Call(StatusCode::kUnavailable);

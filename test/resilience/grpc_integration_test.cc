@@ -2,6 +2,7 @@
 // request asks.
 #include <atomic>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include <grpc/grpc.h>
@@ -138,6 +139,94 @@ TEST_CASE("metadata such as an idempotency key is sent with every attempt", "[gr
   CHECK_FALSE(f.Call(Failing(grpc::StatusCode::UNAVAILABLE), nullptr, options).ok());
   CHECK(f.server->MetadataSeen("idempotency-key") ==
         std::vector<std::string>{"death-42", "death-42", "death-42"});
+}
+
+TEST_CASE("each retry tells the server how many attempts came before it", "[grpc][retry]") {
+  Fixture f(kRetryPolicy);
+  CHECK_FALSE(f.Call(Failing(grpc::StatusCode::UNAVAILABLE)).ok());
+  REQUIRE(f.server->requests_received() == 3);
+  CHECK(f.server->MetadataSeen(kPreviousAttemptsMetadataKey) ==
+        std::vector<std::string>{"1", "2"});  // None on the first attempt (gRFC A6).
+}
+
+constexpr char kJudgedPolicy[] = R"({"defaultTarget": {
+    "circuitBreaker": {"slidingWindowSize": 1, "minimumNumberOfCalls": 1},
+    "methodConfig": [{"timeout": "10s", "retryPolicy": {"maxAttempts": 3,
+        "initialBackoff": "0.001s", "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}}]}})";
+
+TEST_CASE("cancelling the caller's request cancels the call in flight at once", "[grpc][cancel]") {
+  Fixture f(kJudgedPolicy);
+  EchoRequest stalled;
+  stalled.set_delay_ms(5000);
+  Cancellation cancellation;
+  CallOptions options;
+  options.cancellation = &cancellation;
+  std::thread client_goes_away([&cancellation] {
+    absl::SleepFor(absl::Milliseconds(100));
+    cancellation.Cancel();
+  });
+  const absl::Time start = absl::Now();
+  const absl::Status status = f.Call(stalled, nullptr, options);
+  const absl::Duration elapsed = absl::Now() - start;
+  client_goes_away.join();
+  CHECK(status.code() == absl::StatusCode::kCancelled);
+  CHECK(elapsed < absl::Seconds(2));
+  CHECK(f.server->requests_received() == 1);  // CANCELLED is retryable here; not this one.
+  CHECK(testing_support::MetricValue(*f.targets->call_metrics(), "resilience_calls_total",
+                                     {{"outcome", "cancelled"}}) == 1);
+  // The breaker (one failure opens it) did not count the caller's cancellation.
+  CHECK(f.targets->GetTarget("echo").breaker().state() == BreakerState::kClosed);
+}
+
+TEST_CASE("a call made after its caller was cancelled is never sent", "[grpc][cancel]") {
+  Fixture f(kJudgedPolicy);
+  Cancellation cancellation;
+  cancellation.Cancel();
+  CallOptions options;
+  options.cancellation = &cancellation;
+  base::Notification done;
+  absl::Status result;
+  CallUnary<EchoRequest, EchoResponse>(*f.method, f.sender, EchoRequest(), options,
+                                       [&](const absl::Status& status, EchoResponse&) {
+                                         result = status;
+                                         done.Notify();
+                                       });
+  REQUIRE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  CHECK(result.code() == absl::StatusCode::kCancelled);
+  CHECK(f.server->requests_received() == 0);
+}
+
+TEST_CASE("cancelling asynchronous calls races their completion safely", "[grpc][cancel]") {
+  // Many calls, each cancelled at a different moment of its life (before, during, after its
+  // attempt), from another thread; every completion must run exactly once. Run under TSan and
+  // ASan in CI.
+  Fixture f(kJudgedPolicy);
+  constexpr int kCalls = 200;
+  std::vector<std::unique_ptr<Cancellation>> cancellations;
+  for (int i = 0; i < kCalls; ++i) cancellations.push_back(std::make_unique<Cancellation>());
+  std::atomic<int> completions{0};
+  base::Notification all_done;
+  for (int i = 0; i < kCalls; ++i) {
+    EchoRequest request;
+    request.set_delay_ms(i % 3);
+    CallOptions options;
+    options.cancellation = cancellations[static_cast<std::size_t>(i)].get();
+    CallUnary<EchoRequest, EchoResponse>(
+        *f.method, f.sender, request, options, [&](const absl::Status& status, EchoResponse&) {
+          CHECK((status.ok() || status.code() == absl::StatusCode::kCancelled));
+          if (completions.fetch_add(1) + 1 == kCalls) {
+            all_done.Notify();
+          }
+        });
+    if (i % 2 == 0) cancellations[static_cast<std::size_t>(i)]->Cancel();
+  }
+  std::thread late([&] {
+    for (int i = 1; i < kCalls; i += 2) cancellations[static_cast<std::size_t>(i)]->Cancel();
+  });
+  REQUIRE(all_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  late.join();
+  CHECK(completions.load() == kCalls);
+  CHECK(f.targets->GetTarget("echo").breaker().state() == BreakerState::kClosed);
 }
 
 TEST_CASE("two calls made asynchronously run concurrently", "[grpc][async]") {

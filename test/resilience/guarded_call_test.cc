@@ -1,12 +1,16 @@
 #include "resilience/guarded_call.h"
 
+#include <atomic>
 #include <cmath>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include <prometheus/metric_family.h>
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/testing/fake_environment.h"
 #include "testing_support/metrics_reader.h"
 
@@ -34,12 +38,16 @@ class ScriptedCall final : public GuardedCall {
   std::vector<absl::Time> attempt_deadlines;
   std::vector<absl::Time> attempt_times;
   std::optional<absl::Status> result;
+  int attempts_cancelled = 0;  // CancelAttempt calls with an attempt in flight.
 
  private:
   void StartAttempt(absl::Time attempt_deadline) override {
     attempt_in_flight = true;
     attempt_deadlines.push_back(attempt_deadline);
     attempt_times.push_back(clock().Now());
+  }
+  void CancelAttempt() override {
+    if (attempt_in_flight) ++attempts_cancelled;
   }
   void OnDone(const absl::Status& status) override { result = status; }
 };
@@ -240,7 +248,7 @@ TEST_CASE("an attempt cut by its per-attempt timeout is retried within the deadl
 
 TEST_CASE("an exhausted retry budget ends the call with its own outcome", "[call][budget]") {
   Fixture f(R"({"defaultTarget": {
-      "retryBudget": {"ratio": 0, "minRetriesPerSecond": 0, "maxTokens": 1},
+      "retryBudget": {"ratio": 0, "minRetriesPerSecond": 0.001, "maxTokens": 1},
       "methodConfig": [{"retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s"}}]}})");
   f.env.random().Push(0.0);
   ScriptedCall first(*f.method);
@@ -331,8 +339,13 @@ TEST_CASE("the breaker rejects fast and stops retries once it opens", "[call][br
   CHECK_THAT(std::string(rejected.result->message()),
              Catch::Contains("circuit breaker 'downstream'"));
   CHECK(f.Calls("circuit_open") == 1);
-  CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_state",
-                                     {{"target", "downstream"}, {"state", "OPEN"}}) == 1);
+  for (const char* state : {"CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"}) {
+    INFO(state);
+    CHECK(testing_support::MetricValue(*f.targets->call_metrics(),
+                                       "resilience_circuit_breaker_state",
+                                       {{"target", "downstream"}, {"state", state}}) ==
+          (std::string(state) == "OPEN" ? 1 : 0));
+  }
   CHECK(testing_support::MetricValue(f.registry, "resilience_circuit_breaker_transitions_total",
                                      {{"from", "CLOSED"}, {"to", "OPEN"}}) == 1);
 }
@@ -404,6 +417,26 @@ TEST_CASE("call metrics are collected from the pipeline's atomics, and outlive t
   CHECK(collectable->Collect().empty());  // A scrape after the registry is gone finds nothing.
 }
 
+TEST_CASE("method names beyond the cap share one 'other' series", "[call][metrics]") {
+  Fixture f(kRetryPolicy);
+  Target& target = f.targets->GetTarget("downstream");
+  for (int i = 0; i < kMaxMethodSeriesPerTarget + 50; ++i) {
+    GuardedMethod& method = target.Method(absl::StrCat("/test.v1.Downstream/M", i));
+    CHECK(method.policy().max_attempts == 4);  // Every name keeps its policy.
+    ScriptedCall call(method);
+    call.Start();
+    call.Answer(StatusCode::kOk);
+  }
+  CHECK(target.methods().size() == static_cast<std::size_t>(kMaxMethodSeriesPerTarget));
+  CHECK(&target.Method("/test.v1.Downstream/M200") == &target.Method("/test.v1.Downstream/M300"));
+  // The fixture's own method took one of the slots: M0 to M98 have theirs, M99 on share.
+  CHECK(testing_support::MetricValue(*f.targets->call_metrics(), "resilience_calls_total",
+                                     {{"method", "other"}, {"outcome", "success"}}) == 51);
+  CHECK(testing_support::MetricValue(
+            *f.targets->call_metrics(), "resilience_calls_total",
+            {{"method", "/test.v1.Downstream/M0"}, {"outcome", "success"}}) == 1);
+}
+
 TEST_CASE("a full bulkhead rejects with RESOURCE_EXHAUSTED and spares the breaker",
           "[call][bulkhead]") {
   Fixture f(R"({"defaultTarget": {"bulkhead": {"maxConcurrentCalls": 1},
@@ -434,6 +467,218 @@ TEST_CASE("a queued call proceeds when the bulkhead frees a slot", "[call][bulkh
   REQUIRE(queued.attempt_in_flight);
   queued.Answer(StatusCode::kOk);
   CHECK(queued.result->ok());
+}
+
+// Two calls fail, the breaker judging every failure (window 2, 50 %).
+constexpr char kJudgingBreaker[] = R"({"defaultTarget": {
+    "circuitBreaker": {"slidingWindowSize": 2, "minimumNumberOfCalls": 2,
+                       "failureRateThreshold": 50, "waitDurationInOpenState": "1s",
+                       "slowCallDurationThreshold": "0.5s",
+                       "permittedNumberOfCallsInHalfOpenState": 1},
+    "methodConfig": [{"timeout": "1s", "deadlineMargin": "0.01s",
+                      "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s",
+                                      "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}}]}})";
+
+TEST_CASE("a timeout the caller imposed is not the downstream's failure", "[call][deadline]") {
+  Fixture f(kJudgingBreaker);
+  Target& target = f.targets->GetTarget("downstream");
+  // Callers arriving with 150 ms left against a downstream that needs longer: each attempt runs
+  // out of the caller's time (140 ms after the margin), never the policy's 1 s.
+  for (int i = 0; i < 4; ++i) {
+    ScriptedCall call(*f.method);
+    call.Start(f.env.Now() + absl::Milliseconds(150));
+    f.env.Advance(absl::Milliseconds(140));
+    call.Answer(StatusCode::kDeadlineExceeded);
+    REQUIRE(call.result);
+    CHECK(call.result->code() == StatusCode::kDeadlineExceeded);
+    CHECK(call.attempt_times.size() == 1);
+  }
+  CHECK(f.Calls("deadline_exceeded") == 4);
+  CHECK(target.breaker().state() == BreakerState::kClosed);
+  CHECK(target.breaker().Snapshot().window.calls == 0);
+
+  // The policy's own timeout running out is the downstream's failure.
+  for (int i = 0; i < 2; ++i) {
+    ScriptedCall call(*f.method);
+    call.Start(f.env.Now() + absl::Seconds(10));
+    f.env.Advance(absl::Seconds(1));
+    call.Answer(StatusCode::kDeadlineExceeded);
+    REQUIRE(call.result);
+  }
+  CHECK(target.breaker().state() == BreakerState::kOpen);
+}
+
+TEST_CASE("a call the caller cut after the slow threshold counts as slow, not failed",
+          "[call][deadline]") {
+  Fixture f(kJudgingBreaker);
+  ScriptedCall call(*f.method);
+  call.Start(f.env.Now() + absl::Milliseconds(610));
+  f.env.Advance(absl::Milliseconds(600));  // Past the 0.5 s slow threshold.
+  call.Answer(StatusCode::kDeadlineExceeded);
+  const BreakerSnapshot snapshot = f.targets->GetTarget("downstream").breaker().Snapshot();
+  CHECK(snapshot.window.calls == 1);
+  CHECK(snapshot.window.failures == 0);
+  CHECK(snapshot.window.slow_calls == 1);
+}
+
+TEST_CASE("cancelling a call cancels its attempt, sends no retry and spares the breaker",
+          "[call][cancel]") {
+  Fixture f(kJudgingBreaker);
+  Target& target = f.targets->GetTarget("downstream");
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Cancel();
+  CHECK(call.attempts_cancelled == 1);
+  call.Answer(StatusCode::kCancelled);  // What gRPC reports for a cancelled attempt.
+  REQUIRE(call.result);
+  CHECK(call.result->code() == StatusCode::kCancelled);
+  CHECK_THAT(std::string(call.result->message()), Catch::Contains("cancelled by its caller"));
+  CHECK(call.attempt_times.size() == 1);  // CANCELLED is retryable here, but not now.
+  CHECK(f.env.scheduler().pending() == 0);
+  CHECK(f.Calls("cancelled") == 1);
+  CHECK(target.breaker().Snapshot().window.calls == 0);
+
+  // A CANCELLED that this side did not ask for is the downstream's: judged, and retried.
+  f.env.random().Push(0.5);
+  ScriptedCall other(*f.method);
+  other.Start();
+  other.Answer(StatusCode::kCancelled);
+  f.env.Advance(absl::Milliseconds(50));
+  REQUIRE(other.attempt_in_flight);
+  other.Answer(StatusCode::kCancelled);
+  CHECK(target.breaker().state() == BreakerState::kOpen);
+}
+
+TEST_CASE("an attempt that fails on its own after the cancel is judged, and not retried",
+          "[call][cancel]") {
+  Fixture f(kJudgingBreaker);
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Cancel();
+  call.Answer(StatusCode::kUnavailable);  // Failed before the cancel reached it.
+  REQUIRE(call.result);
+  CHECK(call.result->code() == StatusCode::kCancelled);
+  CHECK(call.attempt_times.size() == 1);
+  CHECK(f.targets->GetTarget("downstream").breaker().Snapshot().window.failures == 1);
+}
+
+TEST_CASE("a call cancelled while waiting for its retry never sends it", "[call][cancel]") {
+  Fixture f(kJudgingBreaker);
+  f.env.random().Push(0.5);
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::kUnavailable);
+  REQUIRE(f.env.scheduler().pending() == 1);
+  call.Cancel();
+  CHECK(call.attempts_cancelled == 0);  // Nothing in flight.
+  f.env.Advance(absl::Milliseconds(50));
+  REQUIRE(call.result);
+  CHECK(call.result->code() == StatusCode::kCancelled);
+  CHECK(call.attempt_times.size() == 1);
+  CHECK(f.Metric("resilience_retries_total") == 0);
+}
+
+TEST_CASE("a call cancelled before it starts sends nothing", "[call][cancel]") {
+  Fixture f(kJudgingBreaker);
+  ScriptedCall call(*f.method);
+  call.Cancel();
+  call.Start();
+  REQUIRE(call.result);
+  CHECK(call.result->code() == StatusCode::kCancelled);
+  CHECK(call.attempt_times.empty());
+}
+
+TEST_CASE("after a retry at the server's pushback delay the backoff starts again",
+          "[call][pushback]") {
+  Fixture f(kRetryPolicy);  // Backoff 100 ms doubling; four attempts.
+  for (int i = 0; i < 3; ++i) f.env.random().Push(0.5);
+  ScriptedCall call(*f.method);
+  const absl::Time start = f.env.Now();
+  call.Start();
+  call.Answer(StatusCode::kUnavailable);  // First retry: 0.5 x 100 ms.
+  f.env.Advance(absl::Milliseconds(50));
+  call.Answer(StatusCode::kUnavailable, ParsePushback("300"));
+  f.env.Advance(absl::Milliseconds(300));
+  call.Answer(StatusCode::kUnavailable);  // 0.5 x 100 ms again, not 0.5 x 400 ms.
+  f.env.Advance(absl::Milliseconds(50));
+  REQUIRE(call.attempt_in_flight);
+  CHECK(call.attempt_times == std::vector<absl::Time>{start, start + absl::Milliseconds(50),
+                                                      start + absl::Milliseconds(350),
+                                                      start + absl::Milliseconds(400)});
+  call.Answer(StatusCode::kOk);
+}
+
+TEST_CASE("no retry waits for a half-open breaker whose probe slots are all taken",
+          "[call][breaker][half-open]") {
+  Fixture f(kJudgingBreaker);
+  f.env.random().Push(0.5);
+  ScriptedCall slow(*f.method);  // Sent while the breaker is closed.
+  slow.Start();
+  for (int i = 0; i < 2; ++i) {  // Two other calls fail and open the breaker.
+    ScriptedCall failing(*f.method);
+    failing.Start();
+    failing.Answer(StatusCode::kInternal);
+  }
+  f.env.Advance(absl::Seconds(1));
+  ScriptedCall probe(*f.method);
+  probe.Start();  // Takes the only probe slot.
+  REQUIRE(probe.attempt_in_flight);
+  slow.Answer(StatusCode::kUnavailable);  // Retryable, but the retry would be turned away.
+  REQUIRE(slow.result);
+  CHECK(slow.result->code() == StatusCode::kUnavailable);
+  CHECK(slow.result->message() == "scripted");
+  CHECK(f.env.scheduler().pending() == 0);
+  probe.Answer(StatusCode::kOk);
+}
+
+TEST_CASE("shutdown ends a call waiting for its retry at once, with CANCELLED",
+          "[call][shutdown]") {
+  Fixture f(kRetryPolicy);
+  f.env.random().Push(0.5);
+  ScriptedCall call(*f.method);
+  call.Start();
+  call.Answer(StatusCode::kUnavailable);
+  REQUIRE(f.env.scheduler().pending() == 1);
+  f.targets->Shutdown();
+  REQUIRE(call.result);
+  CHECK(call.result->code() == StatusCode::kCancelled);
+  CHECK_THAT(std::string(call.result->message()), Catch::Contains("shutting down"));
+  CHECK(call.attempt_times.size() == 1);
+  CHECK(f.env.scheduler().pending() == 0);  // Nothing left that points at the call.
+  CHECK(f.Calls("cancelled") == 1);
+
+  ScriptedCall late(*f.method);  // A call started after the shutdown sends nothing.
+  late.Start();
+  REQUIRE(late.result);
+  CHECK(late.result->code() == StatusCode::kCancelled);
+  CHECK(late.attempt_times.empty());
+}
+
+TEST_CASE("shutdown ends queued calls and waits for the attempts in flight", "[call][shutdown]") {
+  Fixture f(R"({"defaultTarget": {"bulkhead": {"maxConcurrentCalls": 1,
+                                                "maxWaitDuration": "10s"}}})");
+  ScriptedCall holder(*f.method);
+  holder.Start();
+  REQUIRE(holder.attempt_in_flight);
+  ScriptedCall queued(*f.method);
+  queued.Start();
+  REQUIRE_FALSE(queued.result);
+  std::atomic<bool> shut_down{false};
+  std::thread shutdown([&] {
+    f.targets->Shutdown();
+    shut_down = true;
+  });
+  // The queued call ends at once; the shutdown then waits for the holder's attempt.
+  absl::SleepFor(absl::Milliseconds(50));
+  CHECK_FALSE(shut_down.load());
+  holder.Answer(StatusCode::kOk);
+  shutdown.join();
+  REQUIRE(queued.result);
+  CHECK(queued.result->code() == StatusCode::kCancelled);
+  CHECK(queued.attempt_times.empty());
+  REQUIRE(holder.result);
+  CHECK(holder.result->ok());  // An attempt in flight keeps its answer.
+  CHECK(f.env.scheduler().pending() == 0);
 }
 
 }  // namespace

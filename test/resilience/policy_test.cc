@@ -101,6 +101,57 @@ TEST_CASE("invalid policies name the field and the value", "[policy]") {
              Catch::Contains("methodConfig[1].name[0]") && Catch::Contains("duplicate"));
 }
 
+TEST_CASE("settings that could never take effect are refused, naming the field", "[policy]") {
+  // A budget that never refills would end retries for the life of the process.
+  CHECK_THAT(
+      ErrorOf(R"({"defaultTarget": {"retryBudget": {"ratio": 0, "maxTokens": 10}}})"),
+      Catch::Contains("defaultTarget.retryBudget.ratio") && Catch::Contains("never refills"));
+  // A growing open wait capped at its own starting value.
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBreaker": {"waitDurationInOpenState": "1s",
+                 "waitDurationMultiplier": 2}}})"),
+             Catch::Contains("circuitBreaker.waitDurationMultiplier") &&
+                 Catch::Contains("maxWaitDurationInOpenState"));
+  // A slow-call threshold no attempt can reach: every method times out before it.
+  CHECK_THAT(ErrorOf(R"({"targets": {"morgue": {
+                 "circuitBreaker": {"slowCallDurationThreshold": "3s"},
+                 "methodConfig": [{"timeout": "1s"},
+                                  {"name": [{"service": "m.v1.Morgue"}], "timeout": "2s"}]}}})"),
+             Catch::Contains("targets[\"morgue\"].circuitBreaker.slowCallDurationThreshold") &&
+                 Catch::Contains("3s") && Catch::Contains("2s"));
+  // Without a default entry a method may have the built-in 30 s timeout.
+  CHECK(ParsePolicyJson(R"({"targets": {"morgue": {
+            "circuitBreaker": {"slowCallDurationThreshold": "3s"},
+            "methodConfig": [{"name": [{"service": "m.v1.Morgue"}], "timeout": "2s"}]}}})")
+            .ok());
+  // A maxBackoff that no delay can reach.
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"retryPolicy": {"maxAttempts": 3,
+                 "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 1}}]}})"),
+             Catch::Contains("retryPolicy.maxBackoff") && Catch::Contains("never reached"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"methodConfig": [{"retryPolicy": {"maxAttempts": 1,
+                 "maxBackoff": "1s"}}]}})"),
+             Catch::Contains("retryPolicy.maxBackoff") && Catch::Contains("maxAttempts 1"));
+}
+
+TEST_CASE("half-open waits by default as long as the longest timeout or the open wait",
+          "[policy][half-open]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(R"({"targets": {
+      "morgue": {"circuitBreaker": {"waitDurationInOpenState": "2s"},
+                 "methodConfig": [{"timeout": "1s"},
+                                  {"name": [{"service": "m.v1.Morgue"}], "timeout": "4s"}]},
+      "short": {"circuitBreaker": {"waitDurationInOpenState": "2s"},
+                "methodConfig": [{"timeout": "1s"}]},
+      "set": {"circuitBreaker": {"maxWaitDurationInHalfOpenState": "0.5s"},
+              "methodConfig": [{"timeout": "1s"}]}}})");
+  INFO(policy.status().ToString());
+  REQUIRE(policy.ok());
+  CHECK(policy->ForTarget("morgue").breaker.max_wait_in_half_open == absl::Seconds(4));
+  CHECK(policy->ForTarget("short").breaker.max_wait_in_half_open == absl::Seconds(2));
+  CHECK(policy->ForTarget("set").breaker.max_wait_in_half_open == absl::Milliseconds(500));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBreaker": {
+                 "maxWaitDurationInHalfOpenState": "0s"}}})"),
+             Catch::Contains("circuitBreaker.maxWaitDurationInHalfOpenState"));
+}
+
 TEST_CASE("the JSON parser rejects unknown fields and malformed values", "[policy]") {
   CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBraker": {}}})"),
              Catch::Contains("circuitBraker"));
