@@ -3,9 +3,13 @@
 //
 //   BM_RawCall               the fake call alone (the baseline)
 //   BM_PipelineSuccess       deadline + retry + budget + breaker + bulkhead + metrics, success
+//   BM_PipelineNoBulkhead    the same without a bulkhead: nothing every call must share
 //   BM_OpenBreakerRejection  a call rejected by an open breaker
 //
-// Each reports allocs_per_call, counted by replacing the global operator new in this binary.
+// Each runs on one and on two threads calling one target (with N threads Google Benchmark
+// reports wall time over all threads' iterations, so calls per second is 1e9 / real_time
+// whatever N is; scripts/bench-resilience.sh prints the two-thread / one-thread ratio). Each
+// reports allocs_per_call, counted by replacing the global operator new in this binary.
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -48,6 +52,13 @@ constexpr char kFullPolicy[] = R"({"defaultTarget": {
   "circuitBreaker": {"slidingWindowSize": 100, "minimumNumberOfCalls": 20},
   "bulkhead": {"maxConcurrentCalls": 1000}}})";
 
+constexpr char kNoBulkheadPolicy[] = R"({"defaultTarget": {
+  "methodConfig": [{"timeout": "1s", "perAttemptTimeout": "0.5s", "deadlineMargin": "0.01s",
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+                    "backoffMultiplier": 2}}],
+  "retryBudget": {"ratio": 0.1, "minRetriesPerSecond": 10, "maxTokens": 100},
+  "circuitBreaker": {"slidingWindowSize": 100, "minimumNumberOfCalls": 20}}})";
+
 // Answers every attempt at once, with a fixed status.
 class InstantCall final : public GuardedCall {
  public:
@@ -60,8 +71,8 @@ class InstantCall final : public GuardedCall {
 };
 
 struct Pipeline {
-  Pipeline() {
-    absl::StatusOr<Policy> policy = ParsePolicyJson(kFullPolicy);
+  explicit Pipeline(const char* policy_json) {
+    absl::StatusOr<Policy> policy = ParsePolicyJson(policy_json);
     if (!policy.ok()) std::abort();
     targets.emplace(*std::move(policy), env.environment(), registry);
     method = &targets->GetTarget("downstream").Method("/bench.v1.Bench/Call");
@@ -73,7 +84,12 @@ struct Pipeline {
 };
 
 Pipeline& SharedPipeline() {
-  static Pipeline* const pipeline = new Pipeline();
+  static Pipeline* const pipeline = new Pipeline(kFullPolicy);
+  return *pipeline;
+}
+
+Pipeline& SharedPipelineWithoutBulkhead() {
+  static Pipeline* const pipeline = new Pipeline(kNoBulkheadPolicy);
   return *pipeline;
 }
 
@@ -96,10 +112,12 @@ void BM_RawCall(benchmark::State& state) {
 }
 BENCHMARK(BM_RawCall)->ThreadRange(1, 2)->UseRealTime();
 
-// Makes one call per iteration through the shared pipeline, its breaker set up by `prepare`.
-void RunCalls(benchmark::State& state, void (CircuitBreaker::*prepare)()) {
-  Pipeline& pipeline = SharedPipeline();
-  (pipeline.targets->GetTarget("downstream").breaker().*prepare)();
+// Makes one call per iteration through `pipeline`, its breaker set up by `prepare` (by the
+// first thread only: the others would move it while the first is timing).
+void RunCalls(benchmark::State& state, Pipeline& pipeline, void (CircuitBreaker::*prepare)()) {
+  if (state.thread_index() == 0) {
+    (pipeline.targets->GetTarget("downstream").breaker().*prepare)();
+  }
   const long before = g_allocations.load();
   for (auto _ : state) {
     InstantCall call(*pipeline.method);
@@ -109,11 +127,18 @@ void RunCalls(benchmark::State& state, void (CircuitBreaker::*prepare)()) {
   ReportAllocations(state, before);
 }
 
-void BM_PipelineSuccess(benchmark::State& state) { RunCalls(state, &CircuitBreaker::Reset); }
+void BM_PipelineSuccess(benchmark::State& state) {
+  RunCalls(state, SharedPipeline(), &CircuitBreaker::Reset);
+}
 BENCHMARK(BM_PipelineSuccess)->ThreadRange(1, 2)->UseRealTime();
 
+void BM_PipelineNoBulkhead(benchmark::State& state) {
+  RunCalls(state, SharedPipelineWithoutBulkhead(), &CircuitBreaker::Reset);
+}
+BENCHMARK(BM_PipelineNoBulkhead)->ThreadRange(1, 2)->UseRealTime();
+
 void BM_OpenBreakerRejection(benchmark::State& state) {
-  RunCalls(state, &CircuitBreaker::ForceOpen);
+  RunCalls(state, SharedPipeline(), &CircuitBreaker::ForceOpen);
 }
 BENCHMARK(BM_OpenBreakerRejection)->ThreadRange(1, 2)->UseRealTime();
 

@@ -33,19 +33,20 @@ class ShardedCounter final {
     return sum;
   }
 
- private:
-  // 64 bytes: a cache line on the machines we run on, so that two slots never share one.
-  struct alignas(64) Shard {
-    std::atomic<std::int64_t> value{0};
-  };
-
-  // Threads take slots in turn, so that the first kShards threads never share one.
+  // The shard of the calling thread, in [0, kShards): threads take them in turn, so that the
+  // first kShards threads never share one. For other per-thread sharded state.
   static std::size_t ShardOfThisThread() {
     static std::atomic<std::size_t> next_shard{0};
     thread_local const std::size_t shard =
         next_shard.fetch_add(1, std::memory_order_relaxed) % kShards;
     return shard;
   }
+
+ private:
+  // 64 bytes: a cache line on the machines we run on, so that two slots never share one.
+  struct alignas(64) Shard {
+    std::atomic<std::int64_t> value{0};
+  };
 
   std::array<Shard, kShards> shards_{};
 };

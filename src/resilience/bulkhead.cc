@@ -25,7 +25,7 @@ void Bulkhead::Shutdown() {
 
 Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
   if (!limited()) {
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    unlimited_in_flight_.Add(1);  // Nothing to enforce: counted for the gauge only.
     return Result::kAcquired;
   }
   std::uint32_t current = in_flight_.load(std::memory_order_relaxed);
@@ -59,7 +59,11 @@ Bulkhead::Result Bulkhead::TryAcquire(Waiter* waiter, absl::Time deadline) {
 }
 
 void Bulkhead::Release() {
-  if (!limited() || config_.max_wait <= absl::ZeroDuration()) {
+  if (!limited()) {
+    unlimited_in_flight_.Add(-1);
+    return;
+  }
+  if (config_.max_wait <= absl::ZeroDuration()) {
     // Nobody can be queued: no lock needed.
     in_flight_.fetch_sub(1, std::memory_order_release);
     return;

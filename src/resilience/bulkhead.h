@@ -7,10 +7,13 @@
 // released the slot or on the scheduler's thread when the wait times out. Waiters are served in
 // arrival order.
 //
-// Thread-safe. TryAcquire without waiting does not allocate; queuing does.
+// Thread-safe. TryAcquire without waiting does not allocate; queuing does. A limited bulkhead's
+// count of calls in flight is one atomic that every call shares (it must be, to enforce the
+// limit); without a limit, calls are counted per thread and never share a cache line.
 #ifndef HOSPITAL_SRC_RESILIENCE_BULKHEAD_H_
 #define HOSPITAL_SRC_RESILIENCE_BULKHEAD_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <list>
@@ -18,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
+#include "base/sharded_counter.h"
 #include "base/sync.h"
 
 namespace resilience {
@@ -55,7 +59,11 @@ class Bulkhead final {
   // cancelled. Later waits are still possible; the caller stops them from starting.
   void Shutdown();
 
-  std::uint32_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  std::uint32_t in_flight() const {
+    return limited()
+               ? in_flight_.load(std::memory_order_relaxed)
+               : static_cast<std::uint32_t>(std::max<std::int64_t>(0, unlimited_in_flight_.Sum()));
+  }
   std::uint32_t max_concurrent() const { return config_.max_concurrent; }
   bool limited() const { return config_.max_concurrent > 0; }
 
@@ -69,7 +77,10 @@ class Bulkhead final {
 
   const BulkheadConfig config_;
   const base::Environment environment_;
+  // The one piece of state that every call of a limited bulkhead must share.
   std::atomic<std::uint32_t> in_flight_{0};
+  // Without a limit nothing is enforced, so threads count apart (a gauge adds them up).
+  base::ShardedCounter unlimited_in_flight_;
 
   base::Mutex mutex_;
   std::list<Queued> queue_ ABSL_GUARDED_BY(mutex_);

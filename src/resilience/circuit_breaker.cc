@@ -14,6 +14,11 @@ std::unique_ptr<SlidingWindow> MakeWindow(const CircuitBreakerConfig& config) {
   return std::make_unique<CountWindow>(config.window_size);
 }
 
+bool Trips(const CircuitBreakerConfig& config, const WindowCounts& counts) {
+  return counts.failure_rate_percent() >= config.failure_rate_threshold ||
+         counts.slow_call_rate_percent() >= config.slow_call_rate_threshold;
+}
+
 BreakerState ResetState(const CircuitBreakerConfig& config) {
   return config.enabled ? BreakerState::kClosed : BreakerState::kDisabled;
 }
@@ -45,7 +50,7 @@ CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& con
       rejection_status_(absl::StatusCode::kUnavailable,
                         "circuit breaker '" + name_ + "' is open: call not sent"),
       state_(ResetState(config)),
-      window_(MakeWindow(config)) {
+      window_([&config] { return MakeWindow(config); }) {
   base::MutexLock lock(&mutex_);
   PublishLocked();
 }
@@ -127,17 +132,31 @@ void CircuitBreaker::RecordCallerCut(const Permit& permit, absl::Duration elapse
 }
 
 void CircuitBreaker::RecordOutcome(const Permit& permit, bool failure, bool slow, absl::Time now) {
+  const std::uint64_t word = state_word_.load(std::memory_order_acquire);
+  if (GenerationOf(word) != permit.generation) return;  // Admitted under an earlier state.
+  if (StateOf(word) == BreakerState::kClosed) {
+    // Into this thread's shard of the window, without the breaker's lock.
+    window_.Record(permit.generation, now, failure, slow);
+    // Only a failure or a slow call can raise a rate: a success is never judged, so the
+    // healthy path reads no other thread's shard.
+    if (!failure && !slow) return;
+    const WindowCounts counts = window_.Counts(permit.generation, now);
+    if (counts.calls < config_.minimum_calls || !Trips(config_, counts)) return;
+    Transition transition;
+    {
+      base::MutexLock lock(&mutex_);
+      if (generation_ == permit.generation && state_ == BreakerState::kClosed) {
+        TransitionLocked(BreakerState::kOpen, now, transition);
+      }
+    }
+    Notify(transition);
+    return;
+  }
   Transition transition;
   {
     base::MutexLock lock(&mutex_);
-    if (permit.generation != generation_) return;  // Admitted under an earlier state.
-    if (state_ == BreakerState::kClosed) {
-      window_->Record(now, failure, slow);
-      const WindowCounts counts = window_->Counts(now);
-      if (counts.calls >= config_.minimum_calls && TripsLocked(counts)) {
-        TransitionLocked(BreakerState::kOpen, now, transition);
-      }
-    } else if (state_ == BreakerState::kHalfOpen) {
+    if (permit.generation != generation_) return;
+    if (state_ == BreakerState::kHalfOpen) {
       ++probe_results_.calls;
       if (failure) ++probe_results_.failures;
       if (slow) ++probe_results_.slow_calls;
@@ -172,8 +191,7 @@ bool CircuitBreaker::ExpireHalfOpenLocked(absl::Time now, Transition& transition
 }
 
 bool CircuitBreaker::TripsLocked(const WindowCounts& counts) const {
-  return counts.failure_rate_percent() >= config_.failure_rate_threshold ||
-         counts.slow_call_rate_percent() >= config_.slow_call_rate_threshold;
+  return Trips(config_, counts);
 }
 
 absl::Duration CircuitBreaker::NextOpenWaitLocked() {
@@ -210,8 +228,8 @@ void CircuitBreaker::TransitionLocked(BreakerState to, absl::Time now, Transitio
       break;
     case BreakerState::kClosed:
     case BreakerState::kDisabled:
+      // The new generation starts an empty window (ShardedWindow empties shards lazily).
       consecutive_trips_ = 0;
-      window_->Clear();
       break;
     case BreakerState::kHalfOpen:
       half_open_since_ = now;
@@ -253,8 +271,7 @@ void CircuitBreaker::Reset() {
     base::MutexLock lock(&mutex_);
     const BreakerState target = ResetState(config_);
     if (state_ == target) {
-      // Already there: still empty the window, as the operator asked.
-      window_->Clear();
+      // Already there: still empty the window (a new generation), as the operator asked.
       consecutive_trips_ = 0;
       ++generation_;
       PublishLocked();
@@ -291,7 +308,8 @@ BreakerSnapshot CircuitBreaker::Snapshot() {
   base::MutexLock lock(&mutex_);
   BreakerSnapshot snapshot;
   snapshot.state = state_;
-  snapshot.window = state_ == BreakerState::kHalfOpen ? probe_results_ : window_->Counts(now);
+  snapshot.window =
+      state_ == BreakerState::kHalfOpen ? probe_results_ : window_.Counts(generation_, now);
   snapshot.open_until = open_until_;
   snapshot.consecutive_trips = consecutive_trips_;
   snapshot.half_open_probes_started = probes_started_;

@@ -21,9 +21,13 @@
 // of a call admitted under an earlier state never moves the current state.
 //
 // Thread-safe. TryAcquire and Record neither allocate nor throw. TryAcquire takes no lock in
-// CLOSED, DISABLED, FORCED_OPEN and while OPEN waits (the state is mirrored in one atomic word);
-// Record locks only in CLOSED and HALF_OPEN. Transitions are reported to the listener outside
-// the lock.
+// CLOSED, DISABLED, FORCED_OPEN and while OPEN waits (the state is mirrored in one atomic word).
+// In CLOSED, Record takes only the lock of this thread's shard of the window (ShardedWindow), so
+// threads recording at once do not wait for each other; only a failure or a slow call can raise
+// a rate, so only those are judged, against the merged window (a success never opens the
+// breaker, even one that brings the window to minimum_calls: the next failure judges it).
+// HALF_OPEN takes the breaker's lock. Transitions are reported to the listener outside the
+// lock.
 #ifndef HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
 #define HOSPITAL_SRC_RESILIENCE_CIRCUIT_BREAKER_H_
 
@@ -183,7 +187,9 @@ class CircuitBreaker final {
   base::Mutex mutex_;
   BreakerState state_ ABSL_GUARDED_BY(mutex_);
   std::uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 1;
-  std::unique_ptr<SlidingWindow> window_ ABSL_GUARDED_BY(mutex_);
+  // Recorded into without mutex_ in CLOSED (each thread into its own shard); a transition
+  // starts a new window by changing generation_.
+  ShardedWindow window_;
   absl::Time open_until_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
   std::uint32_t consecutive_trips_ ABSL_GUARDED_BY(mutex_) = 0;
   std::uint32_t probes_started_ ABSL_GUARDED_BY(mutex_) = 0;

@@ -18,24 +18,27 @@ void LatencyHistogram::Observe(absl::Duration duration) {
   const auto& bounds = base::kLatencyBucketsSeconds;
   std::size_t bucket = 0;
   while (bucket < kBuckets && seconds > bounds[bucket]) ++bucket;
-  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_.fetch_add(absl::ToInt64Nanoseconds(duration), std::memory_order_relaxed);
+  Shard& shard = shards_[base::ShardedCounter::ShardOfThisThread()];
+  shard.counts[bucket].fetch_add(1, std::memory_order_relaxed);
+  shard.sum_nanos.fetch_add(absl::ToInt64Nanoseconds(duration), std::memory_order_relaxed);
 }
 
 prometheus::ClientMetric::Histogram LatencyHistogram::Snapshot() const {
   prometheus::ClientMetric::Histogram histogram;
   const auto& bounds = base::kLatencyBucketsSeconds;
   std::uint64_t cumulative = 0;
+  std::int64_t sum_nanos = 0;
+  for (const Shard& shard : shards_) sum_nanos += shard.sum_nanos.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i <= kBuckets; ++i) {
-    cumulative += counts_[i].load(std::memory_order_relaxed);
+    for (const Shard& shard : shards_)
+      cumulative += shard.counts[i].load(std::memory_order_relaxed);
     prometheus::ClientMetric::Bucket bucket;
     bucket.cumulative_count = cumulative;
     bucket.upper_bound = i < kBuckets ? bounds[i] : std::numeric_limits<double>::infinity();
     histogram.bucket.push_back(bucket);
   }
   histogram.sample_count = cumulative;
-  histogram.sample_sum =
-      static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / 1'000'000'000.0;
+  histogram.sample_sum = static_cast<double>(sum_nanos) / 1'000'000'000.0;
   return histogram;
 }
 

@@ -20,7 +20,8 @@
 // The per-call series (the first five, and the bulkhead and budget gauges) are not prometheus-cpp
 // objects: prometheus-cpp's histogram takes a mutex on every observation and its counters
 // update a double with a compare-and-swap loop, which together cost about 2 % of a loopback
-// call's throughput. The pipeline records them in relaxed integer atomics (MethodMetrics) and
+// call's throughput. The pipeline records them in integer atomics sharded by thread
+// (MethodMetrics: threads calling one method do not share a cache line) and
 // TargetRegistry::call_metrics() turns them into metric families when scraped; the bulkhead and
 // budget gauges are read from the bulkhead and the budget at that moment, and so is the breaker
 // state (one read of the state per scrape, so the five state series always agree). The
@@ -45,6 +46,7 @@
 
 #include "absl/time/time.h"
 #include "base/latency_buckets.h"
+#include "base/sharded_counter.h"
 #include "resilience/circuit_breaker.h"
 
 namespace resilience {
@@ -65,29 +67,35 @@ inline constexpr int kCallOutcomeCount = 7;
 // "deadline_exceeded", "budget_exhausted", "cancelled".
 std::string_view CallOutcomeName(CallOutcome outcome);
 
-// A counter on the call path: one relaxed atomic add, no lock.
+// A counter on the call path: one atomic add into this thread's shard (base::ShardedCounter),
+// no lock, no cache line shared with a thread on another shard; a scrape adds the shards up.
 class CallCounter final {
  public:
-  void Increment() { value_.fetch_add(1, std::memory_order_relaxed); }
-  std::uint64_t value() const { return value_.load(std::memory_order_relaxed); }
+  void Increment() { value_.Add(1); }
+  std::uint64_t value() const { return static_cast<std::uint64_t>(value_.Sum()); }
 
  private:
-  std::atomic<std::uint64_t> value_{0};
+  base::ShardedCounter value_;
 };
 
 // A latency histogram on the call path with the base::kLatencyBucketsSeconds boundaries: two
-// relaxed atomic adds per observation, no lock. A scrape may see an observation's bucket before its
-// sum; the next scrape is consistent again, which Prometheus's rate() tolerates.
+// atomic adds per observation into this thread's shard, no lock; a scrape adds the shards up. A
+// scrape may see an observation's bucket before its sum; the next scrape is consistent again,
+// which Prometheus's rate() tolerates.
 class LatencyHistogram final {
  public:
   static constexpr std::size_t kBuckets = base::kLatencyBucketsSeconds.size();
+  static constexpr std::size_t kShards = base::ShardedCounter::kShards;
 
   void Observe(absl::Duration duration);
   prometheus::ClientMetric::Histogram Snapshot() const;
 
  private:
-  std::array<std::atomic<std::uint64_t>, kBuckets + 1> counts_{};  // The last one is +Inf.
-  std::atomic<std::int64_t> sum_nanos_{0};
+  struct alignas(64) Shard {
+    std::array<std::atomic<std::uint64_t>, kBuckets + 1> counts{};  // The last one is +Inf.
+    std::atomic<std::int64_t> sum_nanos{0};
+  };
+  std::array<Shard, kShards> shards_{};
 };
 
 struct MethodMetrics {

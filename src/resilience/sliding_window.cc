@@ -84,4 +84,28 @@ void TimeWindow::Clear() {
   totals_ = {};
 }
 
+void ShardedWindow::Record(std::uint64_t generation, absl::Time now, bool failure, bool slow) {
+  Shard& shard = shards_[base::ShardedCounter::ShardOfThisThread()];
+  base::MutexLock lock(&shard.mutex);
+  if (shard.generation > generation) return;  // A late outcome of an earlier window.
+  if (shard.generation < generation) {
+    shard.window->Clear();
+    shard.generation = generation;
+  }
+  shard.window->Record(now, failure, slow);
+}
+
+WindowCounts ShardedWindow::Counts(std::uint64_t generation, absl::Time now) {
+  WindowCounts merged;
+  for (Shard& shard : shards_) {
+    base::MutexLock lock(&shard.mutex);
+    if (shard.generation != generation) continue;
+    const WindowCounts counts = shard.window->Counts(now);
+    merged.calls += counts.calls;
+    merged.failures += counts.failures;
+    merged.slow_calls += counts.slow_calls;
+  }
+  return merged;
+}
+
 }  // namespace resilience

@@ -1,13 +1,20 @@
 // The sliding windows a circuit breaker judges: the last N calls, or the calls of the last N
-// seconds. Not thread-safe; the breaker guards them with its mutex. No allocation after
-// construction.
+// seconds. CountWindow and TimeWindow are not thread-safe; ShardedWindow spreads one over
+// shards that threads record into without sharing a lock. No allocation after construction.
 #ifndef HOSPITAL_SRC_RESILIENCE_SLIDING_WINDOW_H_
 #define HOSPITAL_SRC_RESILIENCE_SLIDING_WINDOW_H_
 
+#include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "base/sharded_counter.h"
+#include "base/sync.h"
 
 namespace resilience {
 
@@ -66,6 +73,45 @@ class TimeWindow final : public SlidingWindow {
   std::vector<Bucket> buckets_;
   std::int64_t newest_second_ = 0;
   WindowCounts totals_;
+};
+
+// One window per shard, each with its own lock; a thread records into the shard it was given
+// (as base::ShardedCounter's), so threads on different shards never wait for each other or
+// share a cache line, and Counts merges the shards.
+//
+// Each shard holds the calls of one generation (the breaker's: it changes on every transition),
+// so that starting a new window is one change of number, with no lock of every shard: a shard
+// still holding an older generation is emptied by the next call it records, and left out of
+// Counts meanwhile; an outcome of an older generation than a shard's is dropped.
+//
+// Merged, a time window is exact: the calls of the last N seconds, whichever thread recorded
+// them. A count window holds each shard's last N calls: with one thread (or all recording into
+// one shard) that is the last N calls, and with T threads on T shards it is the last N of each,
+// so its rates are over between N and T x N recent calls and its call count may exceed N.
+//
+// Thread-safe.
+class ShardedWindow final {
+ public:
+  static constexpr std::size_t kShards = base::ShardedCounter::kShards;
+
+  // `make` builds one shard's window.
+  template <typename MakeWindow>
+  explicit ShardedWindow(MakeWindow make) {
+    for (Shard& shard : shards_) shard.window = make();
+  }
+
+  // Records into this thread's shard, for `generation`.
+  void Record(std::uint64_t generation, absl::Time now, bool failure, bool slow);
+  // The merged totals of `generation` as of `now`.
+  WindowCounts Counts(std::uint64_t generation, absl::Time now);
+
+ private:
+  struct alignas(64) Shard {
+    base::Mutex mutex;
+    std::unique_ptr<SlidingWindow> window ABSL_GUARDED_BY(mutex);
+    std::uint64_t generation ABSL_GUARDED_BY(mutex) = 0;
+  };
+  std::array<Shard, kShards> shards_;
 };
 
 }  // namespace resilience

@@ -1,6 +1,7 @@
 #include "resilience/circuit_breaker.h"
 
 #include <atomic>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -389,6 +390,52 @@ TEST_CASE("rejection status is UNAVAILABLE and names the breaker", "[breaker]") 
   Fixture f(SmallCountWindow());
   CHECK(f.breaker.rejection_status().code() == StatusCode::kUnavailable);
   CHECK_THAT(std::string(f.breaker.rejection_status().message()), Catch::Contains("'morgue'"));
+}
+
+TEST_CASE("a sharded window merges what every thread recorded, one generation at a time",
+          "[breaker][window]") {
+  ShardedWindow window([] { return std::make_unique<CountWindow>(10); });
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  std::thread successes([&] {
+    for (int i = 0; i < 10; ++i) window.Record(1, now, false, false);
+  });
+  std::thread failures([&] {
+    for (int i = 0; i < 10; ++i) window.Record(1, now, true, false);
+  });
+  successes.join();
+  failures.join();
+  // Each thread's shard holds its last 10 calls: 20 in all, half failed.
+  const WindowCounts merged = window.Counts(1, now);
+  CHECK(merged.calls == 20);
+  CHECK(merged.failures == 10);
+  CHECK(window.Counts(2, now).calls == 0);  // A new generation starts empty...
+  window.Record(2, now, true, false);
+  CHECK(window.Counts(2, now).calls == 1);  // ...and fills as calls come.
+  window.Record(1, now, true, false);       // A late outcome of the old one is dropped
+  CHECK(window.Counts(2, now).calls == 1);  // wherever it lands.
+}
+
+TEST_CASE("failures recorded on many threads at once open the breaker", "[breaker][window]") {
+  Fixture f(SmallCountWindow());
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) f.Call(StatusCode::kUnavailable);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  CHECK(f.breaker.state() == BreakerState::kOpen);
+  CHECK(f.listener.transitions.size() == 1);
+}
+
+TEST_CASE("a success is never judged: the next failure opens a window already past its rate",
+          "[breaker][window]") {
+  Fixture f(SmallCountWindow());  // Minimum 4 calls, 50 %.
+  for (int i = 0; i < 3; ++i) REQUIRE(f.Call(StatusCode::kUnavailable));
+  REQUIRE(f.Call(StatusCode::kOk));  // 4 calls, 75 % failed: judged only on a failure.
+  CHECK(f.breaker.state() == BreakerState::kClosed);
+  REQUIRE(f.Call(StatusCode::kUnavailable));
+  CHECK(f.breaker.state() == BreakerState::kOpen);
 }
 
 }  // namespace
