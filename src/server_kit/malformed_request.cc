@@ -9,6 +9,11 @@
 namespace server_kit {
 namespace {
 
+// gRPC's deserializer's messages when the request buffer is missing
+// (grpcpp/impl/codegen/proto_utils.h, GenericDeserialize, and ProtoBufferReader).
+constexpr char kNoPayload[] = "No payload";
+constexpr char kNoByteBufferReader[] = "Couldn't initialize byte buffer reader";
+
 // "hospital.patients.v1.CreatePatientRequest" for "/hospital.patients.v1.PatientsService/
 // CreatePatient", or "request message" for a method this binary has no descriptor of.
 std::string RequestTypeOf(const char* full_method) {
@@ -36,10 +41,24 @@ class MalformedRequestInterceptor final : public grpc::experimental::Interceptor
     }
     if (unparsable_ &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      methods->ModifySendStatus(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "request: cannot be parsed as " + RequestTypeOf(info_->method()) +
-                           " (is every string field valid UTF-8?); nothing was changed"));
+      // When no request message arrived at all (the stream ended before it), gRPC 1.51 says
+      // INTERNAL "Couldn't initialize byte buffer reader" (or "No payload"): the transport's
+      // doing, not a malformed request. Answered as INVALID_ARGUMENT, a caller would give up on
+      // a request that a retry may deliver (a morgue resumed after a freeze was seen to answer
+      // two well-formed confirmations so). A parse failure has an empty message.
+      const grpc::Status original = methods->GetSendStatus();
+      if (original.error_code() == grpc::StatusCode::INTERNAL &&
+          (original.error_message() == kNoPayload ||
+           original.error_message() == kNoByteBufferReader)) {
+        methods->ModifySendStatus(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "request: no message arrived (the stream ended before it); nothing was changed"));
+      } else {
+        methods->ModifySendStatus(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "request: cannot be parsed as " + RequestTypeOf(info_->method()) +
+                             " (is every string field valid UTF-8?); nothing was changed"));
+      }
     }
     methods->Proceed();
   }

@@ -4,7 +4,9 @@
 // often a string field that is not valid UTF-8, which proto3 requires) the sync server answers
 // INTERNAL with an empty message, which tells an operator nothing and blames the server. This
 // interceptor notices the missing request and rewrites the status sent: INVALID_ARGUMENT naming
-// the request type. The handler never ran, so nothing changed.
+// the request type. When no request message arrived at all (gRPC's INTERNAL "No payload": the
+// stream ended before the message), it is UNAVAILABLE instead, a transient failure that a
+// caller may retry. Either way the handler never ran, so nothing changed.
 #ifndef HOSPITAL_SRC_SERVER_KIT_MALFORMED_REQUEST_H_
 #define HOSPITAL_SRC_SERVER_KIT_MALFORMED_REQUEST_H_
 

@@ -315,6 +315,43 @@ TEST_CASE("a request gRPC cannot parse gets INVALID_ARGUMENT naming its type", "
             .error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_CASE("a call whose request message never arrives gets UNAVAILABLE, not INVALID_ARGUMENT",
+          "[api]") {
+  Hospital hospital;
+  hospital.Start();
+  // A unary method called as a stream that closes without sending a message: the server
+  // finds no payload, which says nothing about the request's content.
+  grpc::GenericStub stub(grpc::CreateChannel(hospital.patients_process().address(),
+                                             grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue queue;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      stub.PrepareCall(context.get(), "/hospital.patients.v1.PatientsService/GetPatient", &queue);
+  const auto await = [&queue](void* expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(queue.Next(&tag, &ok));
+    CHECK(tag == expected);
+  };
+  int start = 0;
+  int writes_done = 0;
+  int finish = 0;
+  call->StartCall(&start);
+  await(&start);
+  call->WritesDone(&writes_done);
+  await(&writes_done);
+  grpc::Status status;
+  call->Finish(&status, &finish);
+  await(&finish);
+  queue.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue.Next(&tag, &ok)) {
+  }
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(status.error_message(), Catch::StartsWith("request: no message arrived"));
+}
+
 TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]") {
   Hospital hospital;
   hospital.Start();
