@@ -52,6 +52,12 @@ void GuardedCall::Attempt(absl::Time now) {
     Finish(breaker.rejection_status(), CallOutcome::kRejectedByBreaker, now);
     return;
   }
+  // A half-open probe is always sent: it is how the breaker learns that the target is back.
+  if (!permit_.probe && !target_.throttle().Admit(now)) {
+    breaker.Release(permit_);  // Never sent: nothing for the breaker to judge.
+    Finish(method_.throttled_status(), CallOutcome::kThrottled, now);
+    return;
+  }
   switch (target_.bulkhead().TryAcquire(this, deadline_)) {
     case Bulkhead::Result::kAcquired:
       Send(now);
@@ -107,6 +113,7 @@ void GuardedCall::FinishAttempt(const absl::Status& status, Pushback pushback) {
   const absl::Time now = environment_.clock->Now();
   const absl::Duration elapsed = now - attempt_start_;
   target_.bulkhead().Release();
+  target_.throttle().RecordOutcome(status.code(), now);
   if (!status.ok() && CutByCaller(status.code(), now)) {
     target_.breaker().RecordCallerCut(permit_, elapsed, now);
   } else {

@@ -2,12 +2,18 @@
 //
 // The order of the guards, outermost first, and why:
 //
-//   deadline  ->  retry (+ budget)  ->  circuit breaker  ->  bulkhead  ->  attempt (+ timeout)
+//   deadline -> retry (+ budget) -> circuit breaker -> adaptive throttle -> bulkhead -> attempt
 //
 // * The deadline is outermost: it bounds the whole call, retries and backoff included, and a
 //   call whose time is already spent fails with DEADLINE_EXCEEDED before touching anything.
 // * Retry wraps the breaker, so every attempt is judged by the breaker on its own and a breaker
 //   that opens mid-call stops the retries at once (a rejection by the breaker is final).
+// * Adaptive throttling sits between the breaker and the bulkhead. After the breaker, because an
+//   open breaker already rejects everything and its half-open probes must reach the downstream
+//   to find out whether it recovered; throttling is the graded answer while the breaker is
+//   closed. Before the bulkhead, so that a request rejected locally never takes a slot. Its
+//   rejection is final like the breaker's (retrying a local rejection at once would only be
+//   rejected again) and is never judged by the breaker (nothing was sent).
 // * The breaker wraps the bulkhead, so a call the breaker rejects never takes a concurrency
 //   slot, and a full bulkhead (an overload of this client, not a fault of the downstream) is
 //   never counted as a downstream failure: the breaker's permission is handed back unused.

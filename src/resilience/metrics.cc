@@ -9,7 +9,8 @@ namespace resilience {
 std::string_view CallOutcomeName(CallOutcome outcome) {
   static constexpr std::array<std::string_view, kCallOutcomeCount> kNames = {
       "success",           "failure",          "circuit_open", "bulkhead_full",
-      "deadline_exceeded", "budget_exhausted", "cancelled"};
+      "deadline_exceeded", "budget_exhausted", "cancelled",    "throttled"};
+  static_assert(!kNames.back().empty(), "every outcome needs its name");
   return kNames[static_cast<std::size_t>(outcome)];
 }
 
@@ -64,6 +65,8 @@ std::vector<prometheus::MetricFamily> EmptyCallFamilies() {
              "Tokens left in the retry budget; -1 when there is no budget.", MetricType::Gauge),
       family("resilience_circuit_breaker_state",
              "1 for the circuit breaker's current state, 0 for the others.", MetricType::Gauge),
+      family("resilience_throttle_probability",
+             "Probability that adaptive throttling rejects an attempt locally.", MetricType::Gauge),
   };
 }
 

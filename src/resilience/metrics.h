@@ -7,7 +7,7 @@
 // end):
 //   resilience_calls_total{target,method,outcome}         calls by how they ended; outcome is
 //       success | failure | circuit_open | bulkhead_full | deadline_exceeded | budget_exhausted
-//       | cancelled (the caller cancelled it)
+//       | cancelled (the caller cancelled it) | throttled (adaptive throttling rejected it)
 //   resilience_attempts_total{target,method}               attempts sent to the network
 //   resilience_retries_total{target,method}                attempts after the first
 //   resilience_call_duration_seconds{target,method}        whole calls, retries and waits included
@@ -16,6 +16,8 @@
 //   resilience_circuit_breaker_transitions_total{target,from,to}
 //   resilience_bulkhead_in_flight{target}                  calls holding a bulkhead slot
 //   resilience_retry_budget_tokens{target}                 tokens left (-1: no budget)
+//   resilience_throttle_probability{target}                adaptive throttling's rejection
+//                                                          probability (absent: not configured)
 //
 // The per-call series (the first five, and the bulkhead and budget gauges) are not prometheus-cpp
 // objects: prometheus-cpp's histogram takes a mutex on every observation and its counters
@@ -60,11 +62,12 @@ enum class CallOutcome {
   kDeadlineExceeded,
   kRetryBudgetExhausted,
   kCancelled,
+  kThrottled,
 };
-inline constexpr int kCallOutcomeCount = 7;
+inline constexpr int kCallOutcomeCount = 8;
 
 // The outcome label value: "success", "failure", "circuit_open", "bulkhead_full",
-// "deadline_exceeded", "budget_exhausted", "cancelled".
+// "deadline_exceeded", "budget_exhausted", "cancelled", "throttled".
 std::string_view CallOutcomeName(CallOutcome outcome);
 
 // A counter on the call path: one atomic add into this thread's shard (base::ShardedCounter),
@@ -117,6 +120,7 @@ enum class CallFamily {
   kBulkheadInFlight,
   kBudgetTokens,
   kBreakerState,
+  kThrottleProbability,
 };
 
 // Method names of one target with series of their own; calls to others count as "other".

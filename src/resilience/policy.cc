@@ -278,6 +278,30 @@ absl::Status CompileBulkhead(const v1::Bulkhead& proto, absl::string_view path,
   return absl::OkStatus();
 }
 
+absl::Status CompileThrottle(const v1::AdaptiveThrottling& proto, absl::string_view path,
+                             AdaptiveThrottleConfig& out) {
+  out.enabled = true;
+  if (proto.k() != 0) out.k = proto.k();
+  if (!(out.k >= 1.0 && out.k <= 10.0)) {
+    return Invalid(absl::StrCat(path, ".k"), absl::StrCat("must be 1 to 10, got ", proto.k()));
+  }
+  if (proto.has_window()) {
+    const absl::Duration window = base::FromProtoDuration(proto.window());
+    if (window < absl::Seconds(1) || window > absl::Seconds(3600) ||
+        window != absl::Trunc(window, absl::Seconds(1))) {
+      return Invalid(absl::StrCat(path, ".window"),
+                     absl::StrCat("must be whole seconds from 1s to 3600s, got \"",
+                                  FormatDuration(proto.window()), "\""));
+    }
+    out.window_seconds = static_cast<std::uint32_t>(absl::ToInt64Seconds(window));
+  }
+  if (proto.rejection_status_codes_size() > 0) {
+    return ReadCodes(proto.rejection_status_codes(), absl::StrCat(path, ".rejectionStatusCodes"),
+                     out.rejection_codes);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path,
                            TargetPolicy& out) {
   out.breaker.enabled = false;
@@ -297,6 +321,13 @@ absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path
   }
   if (proto.has_bulkhead()) {
     if (auto s = CompileBulkhead(proto.bulkhead(), absl::StrCat(path, ".bulkhead"), out.bulkhead);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (proto.has_adaptive_throttling()) {
+    if (auto s = CompileThrottle(proto.adaptive_throttling(),
+                                 absl::StrCat(path, ".adaptiveThrottling"), out.throttle);
         !s.ok()) {
       return s;
     }

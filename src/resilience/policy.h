@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/status.h"
+#include "resilience/adaptive_throttle.h"
 #include "resilience/backoff.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
@@ -45,6 +46,7 @@ class TargetPolicy {
   CircuitBreakerConfig breaker;
   RetryBudgetConfig budget;
   BulkheadConfig bulkhead;
+  AdaptiveThrottleConfig throttle;
 
   // The policy of `full_method` ("/package.Service/Method"), by gRPC's service config rules:
   // an entry naming service and method, else one naming the service, else the default entry,

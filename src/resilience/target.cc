@@ -25,7 +25,11 @@ GuardedMethod::GuardedMethod(Target& target, std::string full_name, const Method
                                      " was cancelled by its caller")),
       shutdown_status_(absl::StatusCode::kCancelled,
                        absl::StrCat("call to '", target.name(), "' ", full_name_,
-                                    " was cancelled: the client is shutting down")) {}
+                                    " was cancelled: the client is shutting down")),
+      throttled_status_(absl::StatusCode::kUnavailable,
+                        absl::StrCat("adaptive throttling of '", target.name(),
+                                     "' rejected the call locally: the target has been "
+                                     "rejecting most requests")) {}
 
 Target::Target(std::string name, const TargetPolicy& policy, base::Environment environment,
                Metrics& metrics)
@@ -35,7 +39,8 @@ Target::Target(std::string name, const TargetPolicy& policy, base::Environment e
       metrics_(metrics),
       breaker_(name_, policy.breaker, *environment.clock, *environment.random, this),
       budget_(policy.budget, *environment.clock),
-      bulkhead_(policy.bulkhead, environment) {}
+      bulkhead_(policy.bulkhead, environment),
+      throttle_(policy.throttle, *environment.random) {}
 
 Target::~Target() { Shutdown(); }
 
@@ -126,6 +131,11 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
       add(CallFamily::kBulkheadInFlight, gauge);
       gauge.gauge.value = target->budget().tokens();
       add(CallFamily::kBudgetTokens, gauge);
+      if (target->throttle().enabled()) {
+        gauge.gauge.value =
+            target->throttle().RejectionProbability(target->environment().clock->Now());
+        add(CallFamily::kThrottleProbability, gauge);
+      }
       // One read: the five series agree even while the breaker moves.
       const BreakerState state = target->breaker().state();
       for (int i = 0; i < kBreakerStateCount; ++i) {

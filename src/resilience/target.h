@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "base/sharded_counter.h"
 #include "base/sync.h"
+#include "resilience/adaptive_throttle.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
 #include "resilience/metrics.h"
@@ -60,6 +61,8 @@ class GuardedMethod final {
   const absl::Status& cancelled_status() const { return cancelled_status_; }
   // CANCELLED for a call ended by the target's shutdown.
   const absl::Status& shutdown_status() const { return shutdown_status_; }
+  // UNAVAILABLE for a call that adaptive throttling rejected locally.
+  const absl::Status& throttled_status() const { return throttled_status_; }
 
  private:
   Target& target_;
@@ -71,6 +74,7 @@ class GuardedMethod final {
   const absl::Status bulkhead_full_status_;
   const absl::Status cancelled_status_;
   const absl::Status shutdown_status_;
+  const absl::Status throttled_status_;
 };
 
 class Target final : private CircuitBreaker::Listener {
@@ -108,6 +112,7 @@ class Target final : private CircuitBreaker::Listener {
   CircuitBreaker& breaker() { return breaker_; }
   RetryBudget& budget() { return budget_; }
   Bulkhead& bulkhead() { return bulkhead_; }
+  AdaptiveThrottle& throttle() { return throttle_; }
   base::Environment environment() const { return environment_; }
 
  private:
@@ -120,6 +125,7 @@ class Target final : private CircuitBreaker::Listener {
   CircuitBreaker breaker_;
   RetryBudget budget_;
   Bulkhead bulkhead_;
+  AdaptiveThrottle throttle_;
 
   friend class GuardedCall;
   // Calls waiting for a retry, by their timer, so that Shutdown can end them at once.

@@ -25,6 +25,15 @@ constexpr char kMethod[] = "/test.v1.Downstream/Do";
 class ScriptedCall final : public GuardedCall {
  public:
   explicit ScriptedCall(GuardedMethod& method) : GuardedCall(method) {}
+  // A test that stops (a failed REQUIRE) with an attempt in flight ends it, so that the
+  // registry's shutdown does not wait for it forever.
+  ~ScriptedCall() override {
+    if (attempt_in_flight) {
+      Cancel();
+      attempt_in_flight = false;
+      FinishAttempt(absl::CancelledError());
+    }
+  }
 
   // Answers the attempt in flight.
   void Answer(StatusCode code, Pushback pushback = {}) {
@@ -679,6 +688,56 @@ TEST_CASE("shutdown ends queued calls and waits for the attempts in flight", "[c
   REQUIRE(holder.result);
   CHECK(holder.result->ok());  // An attempt in flight keeps its answer.
   CHECK(f.env.scheduler().pending() == 0);
+}
+
+TEST_CASE("adaptive throttling rejects locally after the breaker, before the bulkhead",
+          "[call][throttle]") {
+  Fixture f(R"({"defaultTarget": {
+      "adaptiveThrottling": {"k": 2, "window": "60s"},
+      "bulkhead": {"maxConcurrentCalls": 10},
+      "circuitBreaker": {"slidingWindowSize": 100, "minimumNumberOfCalls": 100,
+                         "failureStatusCodes": ["UNAVAILABLE"]}}})");
+  Target& target = f.targets->GetTarget("downstream");
+  // No draw while the counts build up: the probability is recomputed only every kRefresh.
+  for (int i = 0; i < 50; ++i) {  // The backend sheds load: RESOURCE_EXHAUSTED, not a failure here.
+    ScriptedCall call(*f.method);
+    call.Start();
+    call.Answer(StatusCode::kResourceExhausted);
+  }
+  f.env.Advance(AdaptiveThrottle::kRefresh);
+  CHECK(f.Metric("resilience_throttle_probability") > 0.95);
+  f.env.random().Push(0.5);
+  ScriptedCall throttled(*f.method);
+  throttled.Start();
+  REQUIRE(throttled.result);
+  CHECK(throttled.result->code() == StatusCode::kUnavailable);
+  CHECK_THAT(std::string(throttled.result->message()), Catch::Contains("adaptive throttling"));
+  CHECK(throttled.attempt_times.empty());
+  CHECK(f.Calls("throttled") == 1);
+  CHECK(target.bulkhead().in_flight() == 0);
+  CHECK(target.breaker().Snapshot().window.calls == 50);  // The throttled call is not judged.
+  CHECK(f.Metric("resilience_attempts_total") == 50);
+}
+
+TEST_CASE("a half-open probe is never throttled", "[call][throttle][half-open]") {
+  Fixture f(R"({"defaultTarget": {
+      "adaptiveThrottling": {"k": 2, "window": "60s"},
+      "circuitBreaker": {"slidingWindowSize": 10, "minimumNumberOfCalls": 10,
+                         "waitDurationInOpenState": "1s",
+                         "permittedNumberOfCallsInHalfOpenState": 1}}})");
+  for (int i = 0; i < 10; ++i) {  // UNAVAILABLE: rejected by the backend, and failures.
+    ScriptedCall call(*f.method);
+    call.Start();
+    call.Answer(StatusCode::kUnavailable);
+  }
+  REQUIRE(f.targets->GetTarget("downstream").breaker().state() == BreakerState::kOpen);
+  f.env.Advance(absl::Seconds(1));
+  f.env.random().Push(0.0);  // Would reject anything the throttle decides on.
+  ScriptedCall probe(*f.method);
+  probe.Start();
+  REQUIRE(probe.attempt_in_flight);
+  probe.Answer(StatusCode::kOk);
+  CHECK(f.targets->GetTarget("downstream").breaker().state() == BreakerState::kClosed);
 }
 
 }  // namespace

@@ -152,6 +152,30 @@ TEST_CASE("half-open waits by default as long as the longest timeout or the open
              Catch::Contains("circuitBreaker.maxWaitDurationInHalfOpenState"));
 }
 
+TEST_CASE("adaptive throttling is configured per target, and checked", "[policy][throttle]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(R"({"targets": {"morgue": {
+      "adaptiveThrottling": {"k": 1.5, "window": "30s",
+                             "rejectionStatusCodes": ["RESOURCE_EXHAUSTED"]}}}})");
+  INFO(policy.status().ToString());
+  REQUIRE(policy.ok());
+  const AdaptiveThrottleConfig& throttle = policy->ForTarget("morgue").throttle;
+  CHECK(throttle.enabled);
+  CHECK(throttle.k == 1.5);
+  CHECK(throttle.window_seconds == 30);
+  CHECK(throttle.rejection_codes.Contains(StatusCode::kResourceExhausted));
+  CHECK_FALSE(throttle.rejection_codes.Contains(StatusCode::kUnavailable));
+  CHECK_FALSE(policy->ForTarget("other").throttle.enabled);
+  const AdaptiveThrottleConfig defaults =
+      ParsePolicyJson(R"({"defaultTarget": {"adaptiveThrottling": {}}})")->default_target.throttle;
+  CHECK(defaults.enabled);
+  CHECK(defaults.k == 2.0);
+  CHECK(defaults.window_seconds == 120);
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"adaptiveThrottling": {"k": 0.5}}})"),
+             Catch::Contains("defaultTarget.adaptiveThrottling.k") && Catch::Contains("0.5"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"adaptiveThrottling": {"window": "1.5s"}}})"),
+             Catch::Contains("adaptiveThrottling.window") && Catch::Contains("1.5s"));
+}
+
 TEST_CASE("the JSON parser rejects unknown fields and malformed values", "[policy]") {
   CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBraker": {}}})"),
              Catch::Contains("circuitBraker"));
