@@ -7,11 +7,10 @@
 namespace resilience {
 namespace {
 
-std::unique_ptr<SlidingWindow> MakeWindow(const CircuitBreakerConfig& config) {
-  if (config.window_type == CircuitBreakerConfig::WindowType::kTimeBased) {
-    return std::make_unique<TimeWindow>(config.window_size);
-  }
-  return std::make_unique<CountWindow>(config.window_size);
+ShardedWindow::Kind WindowKind(const CircuitBreakerConfig& config) {
+  return config.window_type == CircuitBreakerConfig::WindowType::kTimeBased
+             ? ShardedWindow::Kind::kTime
+             : ShardedWindow::Kind::kCount;
 }
 
 bool Trips(const CircuitBreakerConfig& config, const WindowCounts& counts) {
@@ -50,7 +49,7 @@ CircuitBreaker::CircuitBreaker(std::string name, const CircuitBreakerConfig& con
       rejection_status_(absl::StatusCode::kUnavailable,
                         "circuit breaker '" + name_ + "' is open: call not sent"),
       state_(ResetState(config)),
-      window_([&config] { return MakeWindow(config); }) {
+      window_(WindowKind(config), config.window_size) {
   base::MutexLock lock(&mutex_);
   PublishLocked();
 }

@@ -84,26 +84,73 @@ void TimeWindow::Clear() {
   totals_ = {};
 }
 
+ShardedWindow::ShardedWindow(Kind kind, std::uint32_t size)
+    : kind_(kind), size_(std::max<std::uint32_t>(size, 1)) {
+  for (Shard& shard : shards_) {
+    base::MutexLock lock(&shard.mutex);
+    if (kind_ == Kind::kCount) {
+      shard.ring.resize(size_);
+    } else {
+      shard.seconds = std::make_unique<TimeWindow>(size_);
+    }
+  }
+  if (kind_ == Kind::kCount) {
+    base::MutexLock lock(&merge_mutex_);
+    merge_.reserve(kShards * size_);
+  }
+}
+
 void ShardedWindow::Record(std::uint64_t generation, absl::Time now, bool failure, bool slow) {
   Shard& shard = shards_[base::ShardedCounter::ShardOfThisThread()];
   base::MutexLock lock(&shard.mutex);
   if (shard.generation > generation) return;  // A late outcome of an earlier window.
   if (shard.generation < generation) {
-    shard.window->Clear();
     shard.generation = generation;
+    shard.next = 0;
+    shard.filled = 0;
+    if (shard.seconds) shard.seconds->Clear();
   }
-  shard.window->Record(now, failure, slow);
+  if (kind_ == Kind::kTime) {
+    shard.seconds->Record(now, failure, slow);
+    return;
+  }
+  shard.ring[shard.next] = Entry{absl::ToUnixNanos(now), failure, slow};
+  shard.next = (shard.next + 1) % shard.ring.size();
+  shard.filled = std::min(shard.filled + 1, shard.ring.size());
 }
 
 WindowCounts ShardedWindow::Counts(std::uint64_t generation, absl::Time now) {
   WindowCounts merged;
+  if (kind_ == Kind::kTime) {
+    for (Shard& shard : shards_) {
+      base::MutexLock lock(&shard.mutex);
+      if (shard.generation != generation) continue;
+      const WindowCounts counts = shard.seconds->Counts(now);
+      merged.calls += counts.calls;
+      merged.failures += counts.failures;
+      merged.slow_calls += counts.slow_calls;
+    }
+    return merged;
+  }
+  base::MutexLock merge_lock(&merge_mutex_);
+  merge_.clear();
   for (Shard& shard : shards_) {
     base::MutexLock lock(&shard.mutex);
     if (shard.generation != generation) continue;
-    const WindowCounts counts = shard.window->Counts(now);
-    merged.calls += counts.calls;
-    merged.failures += counts.failures;
-    merged.slow_calls += counts.slow_calls;
+    merge_.insert(merge_.end(), shard.ring.begin(),
+                  shard.ring.begin() + static_cast<std::ptrdiff_t>(shard.filled));
+  }
+  auto newest_end = merge_.end();
+  if (merge_.size() > size_) {
+    // The size_ most recent calls, across shards.
+    newest_end = merge_.begin() + size_;
+    std::nth_element(merge_.begin(), newest_end, merge_.end(),
+                     [](const Entry& a, const Entry& b) { return a.nanos > b.nanos; });
+  }
+  for (auto it = merge_.begin(); it != newest_end; ++it) {
+    ++merged.calls;
+    if (it->failure) ++merged.failures;
+    if (it->slow) ++merged.slow_calls;
   }
   return merged;
 }

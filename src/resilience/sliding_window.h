@@ -75,30 +75,31 @@ class TimeWindow final : public SlidingWindow {
   WindowCounts totals_;
 };
 
-// One window per shard, each with its own lock; a thread records into the shard it was given
-// (as base::ShardedCounter's), so threads on different shards never wait for each other or
-// share a cache line, and Counts merges the shards.
+// A window that threads record into without sharing a lock: each thread records into its own
+// shard (as base::ShardedCounter's), so threads on different shards never wait for each other
+// or share a cache line, and Counts merges the shards.
+//
+// Merged, the window means what it says. A time window is the calls of the last N seconds,
+// whichever thread recorded them (each shard is a TimeWindow; their totals add up). A count
+// window is the last N calls overall: each shard keeps its own last N calls with their times,
+// and Counts takes the N most recent across the shards (so with one thread it is exactly the
+// last N, and with several it is the last N by the clock; calls recorded in the same instant
+// are ordered arbitrarily). Merging reads every shard and costs O(shards x N): the breaker does
+// it only when a failure or slow call is recorded.
 //
 // Each shard holds the calls of one generation (the breaker's: it changes on every transition),
 // so that starting a new window is one change of number, with no lock of every shard: a shard
 // still holding an older generation is emptied by the next call it records, and left out of
 // Counts meanwhile; an outcome of an older generation than a shard's is dropped.
 //
-// Merged, a time window is exact: the calls of the last N seconds, whichever thread recorded
-// them. A count window holds each shard's last N calls: with one thread (or all recording into
-// one shard) that is the last N calls, and with T threads on T shards it is the last N of each,
-// so its rates are over between N and T x N recent calls and its call count may exceed N.
-//
-// Thread-safe.
+// Thread-safe. Record does not allocate; neither does Counts (its buffer is made up front).
 class ShardedWindow final {
  public:
   static constexpr std::size_t kShards = base::ShardedCounter::kShards;
+  enum class Kind { kCount, kTime };
 
-  // `make` builds one shard's window.
-  template <typename MakeWindow>
-  explicit ShardedWindow(MakeWindow make) {
-    for (Shard& shard : shards_) shard.window = make();
-  }
+  // `size`: calls (kCount) or seconds (kTime).
+  ShardedWindow(Kind kind, std::uint32_t size);
 
   // Records into this thread's shard, for `generation`.
   void Record(std::uint64_t generation, absl::Time now, bool failure, bool slow);
@@ -106,12 +107,27 @@ class ShardedWindow final {
   WindowCounts Counts(std::uint64_t generation, absl::Time now);
 
  private:
+  struct Entry {
+    std::int64_t nanos = 0;
+    bool failure = false;
+    bool slow = false;
+  };
   struct alignas(64) Shard {
     base::Mutex mutex;
-    std::unique_ptr<SlidingWindow> window ABSL_GUARDED_BY(mutex);
     std::uint64_t generation ABSL_GUARDED_BY(mutex) = 0;
+    // kCount: the shard's last calls, a ring of `size` entries.
+    std::vector<Entry> ring ABSL_GUARDED_BY(mutex);
+    std::size_t next ABSL_GUARDED_BY(mutex) = 0;
+    std::size_t filled ABSL_GUARDED_BY(mutex) = 0;
+    // kTime: per-second buckets.
+    std::unique_ptr<TimeWindow> seconds ABSL_GUARDED_BY(mutex);
   };
+
+  const Kind kind_;
+  const std::uint32_t size_;
   std::array<Shard, kShards> shards_;
+  base::Mutex merge_mutex_;
+  std::vector<Entry> merge_ ABSL_GUARDED_BY(merge_mutex_);  // kShards x size, reserved.
 };
 
 }  // namespace resilience

@@ -392,27 +392,61 @@ TEST_CASE("rejection status is UNAVAILABLE and names the breaker", "[breaker]") 
   CHECK_THAT(std::string(f.breaker.rejection_status().message()), Catch::Contains("'morgue'"));
 }
 
-TEST_CASE("a sharded window merges what every thread recorded, one generation at a time",
-          "[breaker][window]") {
-  ShardedWindow window([] { return std::make_unique<CountWindow>(10); });
-  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+TEST_CASE("a sharded count window is the last N calls across threads", "[breaker][window]") {
+  ShardedWindow window(ShardedWindow::Kind::kCount, 10);
+  const absl::Time start = absl::FromUnixSeconds(1'700'000'000);
+  // Ten successes on one thread, then ten failures on another: the last ten are the failures,
+  // however many each thread's shard still holds.
   std::thread successes([&] {
-    for (int i = 0; i < 10; ++i) window.Record(1, now, false, false);
-  });
-  std::thread failures([&] {
-    for (int i = 0; i < 10; ++i) window.Record(1, now, true, false);
+    for (int i = 0; i < 10; ++i) window.Record(1, start + absl::Seconds(i), false, false);
   });
   successes.join();
+  std::thread failures([&] {
+    for (int i = 10; i < 20; ++i) window.Record(1, start + absl::Seconds(i), true, i % 2 == 0);
+  });
   failures.join();
-  // Each thread's shard holds its last 10 calls: 20 in all, half failed.
-  const WindowCounts merged = window.Counts(1, now);
-  CHECK(merged.calls == 20);
+  WindowCounts merged = window.Counts(1, start + absl::Seconds(20));
+  CHECK(merged.calls == 10);
   CHECK(merged.failures == 10);
-  CHECK(window.Counts(2, now).calls == 0);  // A new generation starts empty...
-  window.Record(2, now, true, false);
-  CHECK(window.Counts(2, now).calls == 1);  // ...and fills as calls come.
-  window.Record(1, now, true, false);       // A late outcome of the old one is dropped
-  CHECK(window.Counts(2, now).calls == 1);  // wherever it lands.
+  CHECK(merged.slow_calls == 5);
+  // Interleaved: the newest ten by time, whichever thread recorded them.
+  std::thread late_success([&] {
+    for (int i = 20; i < 25; ++i) window.Record(1, start + absl::Seconds(i), false, false);
+  });
+  late_success.join();
+  merged = window.Counts(1, start + absl::Seconds(25));
+  CHECK(merged.calls == 10);
+  CHECK(merged.failures == 5);
+}
+
+TEST_CASE("a sharded window starts empty with each generation", "[breaker][window]") {
+  for (ShardedWindow::Kind kind : {ShardedWindow::Kind::kCount, ShardedWindow::Kind::kTime}) {
+    ShardedWindow window(kind, 10);
+    const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+    for (int i = 0; i < 5; ++i) window.Record(1, now, true, false);
+    CHECK(window.Counts(1, now).calls == 5);
+    CHECK(window.Counts(2, now).calls == 0);  // A new generation starts empty...
+    window.Record(2, now, true, false);
+    CHECK(window.Counts(2, now).calls == 1);  // ...and fills as calls come.
+    window.Record(1, now, true, false);       // A late outcome of the old one is dropped.
+    CHECK(window.Counts(2, now).calls == 1);
+  }
+}
+
+TEST_CASE("a sharded time window adds up every thread's calls", "[breaker][window]") {
+  ShardedWindow window(ShardedWindow::Kind::kTime, 10);
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) window.Record(1, now, i % 5 == 0, false);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const WindowCounts merged = window.Counts(1, now);
+  CHECK(merged.calls == 100);
+  CHECK(merged.failures == 20);
+  CHECK(window.Counts(1, now + absl::Seconds(10)).calls == 0);  // Slid out.
 }
 
 TEST_CASE("failures recorded on many threads at once open the breaker", "[breaker][window]") {
