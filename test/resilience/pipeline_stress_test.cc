@@ -100,5 +100,63 @@ TEST_CASE("concurrent calls keep the pipeline's books balanced", "[stress]") {
   CHECK(first_attempts >= calls - rejected);
 }
 
+// Like ThreadedCall, but a third of its attempts are cancelled by the transport's thread before
+// they finish (as a caller's cancellation would), and it counts its completions.
+class CancellableCall final : public GuardedCall {
+ public:
+  CancellableCall(GuardedMethod& method, std::atomic<int>& done_count, unsigned seed)
+      : GuardedCall(method), done_count_(done_count), random_(seed) {}
+
+ private:
+  void StartAttempt(absl::Time) override {
+    const int roll = std::uniform_int_distribution<int>(0, 2)(random_);
+    std::thread([this, roll] {
+      if (roll == 0) {
+        Cancel();
+        FinishAttempt(absl::CancelledError("cancelled by the transport"));
+      } else {
+        FinishAttempt(roll == 1 ? absl::Status(absl::StatusCode::kUnavailable, "down")
+                                : absl::OkStatus());
+      }
+    }).detach();
+  }
+  void OnDone(const absl::Status&) override {
+    std::atomic<int>& done_count = done_count_;
+    delete this;  // A second completion would be a use after free: ASan and TSan see it.
+    done_count.fetch_add(1);
+  }
+
+  std::atomic<int>& done_count_;
+  std::mt19937 random_;
+};
+
+TEST_CASE("cancelled calls and a registry shut down mid-flight each complete exactly once",
+          "[stress][shutdown]") {
+  base::RealEnvironment env;
+  prometheus::Registry registry;
+  // Retries wait 20 ms or more, so that many are still waiting when the registry goes.
+  std::optional<TargetRegistry> targets;
+  targets.emplace(*ParsePolicyJson(R"({"defaultTarget": {
+      "methodConfig": [{"timeout": "5s", "retryPolicy": {"maxAttempts": 3,
+        "initialBackoff": "0.04s", "maxBackoff": "0.04s", "backoffMultiplier": 1}}],
+      "bulkhead": {"maxConcurrentCalls": 8, "maxWaitDuration": "0.05s"}}})"),
+                  env.environment(), registry);
+  GuardedMethod& method = targets->GetTarget("downstream").Method("/stress.v1.S/Call");
+  constexpr int kThreads = 4;
+  constexpr int kCallsPerThread = 200;
+  std::atomic<int> done{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        (new CancellableCall(method, done, static_cast<unsigned>(t * 100000 + i)))->Start();
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  targets.reset();  // Ends the waiting calls and waits for those in flight.
+  CHECK(done.load() == kThreads * kCallsPerThread);
+}
+
 }  // namespace
 }  // namespace resilience
