@@ -91,6 +91,11 @@ const char* ServiceName(Service service) {
   return "?";
 }
 
+bool Scenario::RunsOn(const std::string& variant, bool opt_in) const {
+  if (runs_on.empty()) return !opt_in;
+  return std::find(runs_on.begin(), runs_on.end(), variant) != runs_on.end();
+}
+
 absl::Duration Scenario::FaultsEnd() const {
   absl::Duration end = absl::ZeroDuration();
   for (const Step& step : timeline) {
@@ -137,6 +142,19 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
   constexpr char kMorgueSlowHandling[] =
       R"({"id": "slow-handling", "method": "hospital.morgue.v1.MorgueService/*",
           "delay": {"fixed": "0.05s"}})";
+  // The slow tail that hedging is for: one AdmitDeceased in twenty takes 300 ms longer.
+  constexpr char kMorgueTail[] =
+      R"({"id": "tail", "method": "hospital.morgue.v1.MorgueService/AdmitDeceased",
+          "percentage": 5, "delay": {"fixed": "0.3s"}})";
+  // Overload, as the morgue's clients see it: RESOURCE_EXHAUSTED to a growing share of calls
+  // (the same id, so each step replaces the last).
+  const auto overload = [](double at, int percent) {
+    return Set(at, Service::kMorgue,
+               fmt::format(R"({{"id": "overload", "method": "hospital.morgue.v1.MorgueService/*",
+                               "percentage": {}, "abort": {{"code": "RESOURCE_EXHAUSTED",
+                               "message": "injected overload"}}}})",
+                           percent));
+  };
   constexpr char kMorgueFlaky[] =
       R"({"id": "flaky", "method": "hospital.morgue.v1.MorgueService/*", "percentage": 50,
           "abort": {"code": "UNAVAILABLE", "message": "injected burst"}})";
@@ -360,8 +378,65 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
                              async.effects.max, async.peak_backlog, async.drained_after),
              through.holds && async.peak_backlog > 0 && async.drained_after >= 0};
        }},
+      {"morgue_tail",
+       "A slow tail (one AdmitDeceased in twenty takes 300 ms longer): hedging sends another "
+       "attempt after 20 ms without an answer and takes the first answer, cutting the RecordDeath "
+       "p99 at least "
+       "five-fold against the resilient policy for at most 1.1 morgue attempts per death.",
+       absl::Seconds(kLongRunSeconds),
+       40,
+       20,
+       {Set(1, Service::kMorgue, kMorgueTail), Clear(kLongRunSeconds - 1, Service::kMorgue)},
+       {"resilient", "hedged"},
+       [](const FigureSet& all) {
+         const Figures& resilient = all["resilient"];
+         const Figures& hedged = all["hedged"];
+         const double cut = hedged.deaths.p99 > 0 ? resilient.deaths.p99 / hedged.deaths.p99 : 0;
+         return Judgement{
+             fmt::format("RecordDeath p99: resilient {:.1f} ms (its per-attempt timeout of "
+                         "200 ms cuts the slow attempt and retries it), hedged {:.1f} ms: "
+                         "{:.1f}x lower (target: at least 5x). Morgue attempts per death: "
+                         "resilient {:.2f}, hedged {:.2f} (target: at most 1.1). Deaths "
+                         "recorded: resilient {:.1f} %, hedged {:.1f} %. ",
+                         resilient.deaths.p99, hedged.deaths.p99, cut, resilient.attempts_per_death,
+                         hedged.attempts_per_death, resilient.deaths.success_percent,
+                         hedged.deaths.success_percent),
+             cut >= 5 && hedged.attempts_per_death <= 1.1 &&
+                 hedged.deaths.success_percent >= resilient.deaths.success_percent};
+       }},
+      {"morgue_overload",
+       "An overloaded morgue (RESOURCE_EXHAUSTED to 20, 40, 60, 80, then 95 % of calls, 3 s "
+       "each): client-side adaptive throttling sends the morgue at most half the attempts of "
+       "the resilient policy, whose breaker already stops at 50 % failures, at no worse "
+       "success rate.",
+       absl::Seconds(kLongRunSeconds),
+       40,
+       20,
+       {overload(2, 20), overload(5, 40), overload(8, 60), overload(11, 80), overload(14, 95),
+        Clear(17, Service::kMorgue)},
+       {"resilient", "throttled"},
+       [](const FigureSet& all) {
+         const Figures& resilient = all["resilient"];
+         const Figures& throttled = all["throttled"];
+         const double ratio = resilient.attempts_per_death > 0
+                                  ? throttled.attempts_per_death / resilient.attempts_per_death
+                                  : 0;
+         return Judgement{
+             fmt::format("Morgue attempts per death: resilient {:.2f}, throttled {:.2f}: "
+                         "{:.2f} of resilient's (target: at most 0.5). Deaths recorded: "
+                         "resilient {:.1f} %, throttled {:.1f} % (target: no lower). The "
+                         "resilient breaker was open {:.1f} s, the throttled variant's "
+                         "{:.1f} s. ",
+                         resilient.attempts_per_death, throttled.attempts_per_death, ratio,
+                         resilient.deaths.success_percent, throttled.deaths.success_percent,
+                         resilient.breaker_open_seconds, throttled.breaker_open_seconds),
+             resilient.attempts_per_death > 0 && ratio <= 0.5 &&
+                 throttled.deaths.success_percent >= resilient.deaths.success_percent};
+       }},
   };
   for (Scenario& scenario : scenarios) {
+    if (scenario.name == "morgue_tail") scenario.runs_on = {"resilient", "hedged"};
+    if (scenario.name == "morgue_overload") scenario.runs_on = {"resilient", "throttled"};
     scenario.duration = scenario.duration * time_scale;
     scenario.deaths_per_second *= rate_scale;
     scenario.reads_per_second *= rate_scale;

@@ -51,7 +51,12 @@ struct Scenario {
   // The people using the system meanwhile (fault_bench's ActAsUsers): releases, own
   // cancellations and bookings, in turn, on patients whose deaths were just sent.
   double user_actions_per_second = 6;  // Last: the table in scenario.cc leaves it out.
+  // The variants that run it: when empty, every selected variant but the opt-in ones
+  // (Variant::opt_in); else exactly those named here (if selected). Set after the table.
+  std::vector<std::string> runs_on = {};
 
+  // Whether the variant named `variant`, opt-in or not, runs this scenario.
+  bool RunsOn(const std::string& variant, bool opt_in) const;
   // When the last fault ends (zero when there is none).
   absl::Duration FaultsEnd() const;
   // The windows during which a fault is in force, for shading charts.

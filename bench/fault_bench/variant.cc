@@ -37,6 +37,19 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
        {"--death_workflow=async",
         absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
        /*asynchronous=*/true},
+      {"hedged",
+       "resilient, with AdmitDeceased hedged instead of retried: another attempt after 20 ms "
+       "without an answer (or at once after a timed-out one), up to 3, the first answer wins",
+       {"--death_workflow=sync", absl::StrCat("--resilience_policy=", policy_dir, "/hedged.json")},
+       /*asynchronous=*/false,
+       /*opt_in=*/true},
+      {"throttled",
+       "resilient, with client-side adaptive throttling (k = 2, 10 s window) before every "
+       "attempt",
+       {"--death_workflow=sync",
+        absl::StrCat("--resilience_policy=", policy_dir, "/throttled.json")},
+       /*asynchronous=*/false,
+       /*opt_in=*/true},
   };
 }
 

@@ -18,6 +18,9 @@ struct Variant {
   // Asynchronous: a nats-server with JetStream runs beside the services, and all three get
   // --death_workflow=async and its URL.
   bool asynchronous = false;
+  // Runs only in the scenarios that name it (Scenario::runs_on): a policy built for one kind
+  // of fault (hedging for a slow tail, throttling for overload) rather than a way to integrate.
+  bool opt_in = false;
 };
 
 // Every variant, in report order. Policy files are read from `policy_dir`.

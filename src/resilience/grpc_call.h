@@ -26,11 +26,14 @@
 // Each attempt gets a fresh grpc::ClientContext with the attempt's deadline and the options'
 // metadata (so an idempotency key is the same on every attempt), a retry also
 // grpc-previous-rpc-attempts (gRFC A6: the number of attempts before it), and the server's
-// grpc-retry-pushback-ms trailer is honoured. A CallOptions::cancellation cancels the call: the
-// attempt in flight with ClientContext::TryCancel, and no attempt after it.
+// grpc-retry-pushback-ms trailer is honoured. A method whose policy has a hedgingPolicy is
+// called through HedgedUnaryCall (hedged_call.h): a context and a response per attempt. A
+// CallOptions::cancellation cancels the call: the attempt in flight with ClientContext::TryCancel,
+// and no attempt after it.
 #ifndef HOSPITAL_SRC_RESILIENCE_GRPC_CALL_H_
 #define HOSPITAL_SRC_RESILIENCE_GRPC_CALL_H_
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -51,6 +54,7 @@
 #include "base/sync.h"
 #include "resilience/cancellation.h"
 #include "resilience/guarded_call.h"
+#include "resilience/hedged_call.h"
 
 namespace resilience {
 
@@ -196,10 +200,122 @@ class UnaryCall final : public GuardedCall {
   Cancellation::Id cancellation_id_ = 0;
 };
 
+// A gRPC unary call of a hedged method as a HedgedCall: each attempt has its own
+// grpc::ClientContext and response; the winner's response is the call's. CallUnary and
+// CallUnaryBlocking choose it for a method whose policy has a hedgingPolicy.
+template <typename Request, typename Response>
+class HedgedUnaryCall final : public HedgedCall {
+ public:
+  using Done = typename UnaryCall<Request, Response>::Done;
+
+  HedgedUnaryCall(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
+                  CallOptions options, Done done)
+      : HedgedCall(method),
+        sender_(std::move(sender)),
+        request_(std::move(request)),
+        options_(std::move(options)),
+        done_(std::move(done)) {}
+
+  // As UnaryCall::RunOwned: the call owns itself until its last attempt has ended (after
+  // `done`, which does not wait for the losers' cancellation).
+  static void RunOwned(std::shared_ptr<HedgedUnaryCall> self) {
+    HedgedUnaryCall& call = *self;
+    call.self_ = std::move(self);
+    if (call.options_.cancellation != nullptr) {
+      call.cancellation_id_ =
+          call.options_.cancellation->Register([weak = std::weak_ptr<HedgedUnaryCall>(call.self_)] {
+            if (std::shared_ptr<HedgedUnaryCall> alive = weak.lock()) alive->Cancel();
+          });
+    }
+    call.Start(call.options_.parent_deadline);
+  }
+
+  // Starts a call owned by the caller, which must keep it alive until `ended` has run (after
+  // `done`, once every attempt has ended).
+  void Run(absl::AnyInvocable<void()> ended) {
+    ended_ = std::move(ended);
+    Start(options_.parent_deadline);
+  }
+
+ private:
+  void StartAttempt(int index, absl::Time attempt_deadline) override {
+    grpc::ClientContext* context;
+    bool cancel;
+    {
+      base::MutexLock lock(&contexts_mutex_);
+      context = &contexts_[index].emplace();
+      cancel = cancel_before_start_[index];
+    }
+    if (cancel || cancel_requested()) context->TryCancel();
+    const absl::Duration remaining = attempt_deadline - clock().Now();
+    if (remaining < absl::InfiniteDuration()) {
+      context->set_deadline(std::chrono::system_clock::now() +
+                            absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
+    }
+    for (const auto& [key, value] : options_.metadata) context->AddMetadata(key, value);
+    // gRFC A6: hedges carry the number of attempts sent before them too.
+    if (index > 0) context->AddMetadata(kPreviousAttemptsMetadataKey, std::to_string(index));
+    sender_(context, &request_, &responses_[index], [this, index, context](grpc::Status status) {
+      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
+      FinishAttempt(index, base::FromGrpcStatus(status), pushback);
+    });
+  }
+
+  void CancelAttempt(int index) override {
+    grpc::ClientContext* context = nullptr;
+    {
+      base::MutexLock lock(&contexts_mutex_);
+      if (contexts_[index]) {
+        context = &*contexts_[index];
+      } else {
+        cancel_before_start_[index] = true;  // StartAttempt has not made it yet.
+      }
+    }
+    // Outside the lock: gRPC may end the attempt inside TryCancel, on this thread, and that can
+    // start or cancel another attempt. A context is never replaced, so the pointer stays valid.
+    if (context != nullptr) context->TryCancel();
+  }
+
+  void OnDone(const absl::Status& status, int winner) override {
+    if (options_.cancellation != nullptr) options_.cancellation->Unregister(cancellation_id_);
+    Response none;
+    done_(status, winner >= 0 ? responses_[winner] : none);
+  }
+
+  void OnEnded() override {
+    if (self_ == nullptr) {
+      absl::AnyInvocable<void()> ended = std::move(ended_);
+      ended();  // May destroy this object.
+      return;
+    }
+    self_.reset();  // May destroy this object.
+  }
+
+  UnarySender<Request, Response> sender_;
+  const Request request_;
+  const CallOptions options_;
+  Done done_;
+  absl::AnyInvocable<void()> ended_;
+  std::array<Response, HedgedCall::kMaxAttempts> responses_;
+  base::Mutex contexts_mutex_;
+  std::array<std::optional<grpc::ClientContext>, HedgedCall::kMaxAttempts> contexts_
+      ABSL_GUARDED_BY(contexts_mutex_);
+  std::array<bool, HedgedCall::kMaxAttempts> cancel_before_start_
+      ABSL_GUARDED_BY(contexts_mutex_) = {};
+  std::shared_ptr<HedgedUnaryCall> self_;  // Set while a self-owned call runs.
+  Cancellation::Id cancellation_id_ = 0;
+};
+
 // Makes a call without blocking; `done` gets the status and the response of the last attempt.
 template <typename Request, typename Response>
 void CallUnary(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
                CallOptions options, typename UnaryCall<Request, Response>::Done done) {
+  if (method.policy().hedging.enabled()) {
+    HedgedUnaryCall<Request, Response>::RunOwned(
+        std::make_shared<HedgedUnaryCall<Request, Response>>(
+            method, std::move(sender), std::move(request), std::move(options), std::move(done)));
+    return;
+  }
   UnaryCall<Request, Response>::RunOwned(std::make_shared<UnaryCall<Request, Response>>(
       method, std::move(sender), std::move(request), std::move(options), std::move(done)));
 }
@@ -212,6 +328,19 @@ absl::Status CallUnaryBlocking(GuardedMethod& method, UnarySender<Request, Respo
   absl::Status result;
   base::Notification finished;
   Cancellation* const cancellation = options.cancellation;
+  if (method.policy().hedging.enabled()) {
+    HedgedUnaryCall<Request, Response> call(method, std::move(sender), request, std::move(options),
+                                            [&](const absl::Status& status, Response& winner) {
+                                              result = status;
+                                              *response = std::move(winner);
+                                            });
+    Cancellation::Id id = 0;
+    if (cancellation != nullptr) id = cancellation->Register([&call] { call.Cancel(); });
+    call.Run([&finished] { finished.Notify(); });
+    finished.WaitForNotification();  // The result, and every loser ended.
+    if (cancellation != nullptr) cancellation->Unregister(id);
+    return result;
+  }
   UnaryCall<Request, Response> call(method, std::move(sender), request, std::move(options),
                                     [&](const absl::Status& status, Response& last) {
                                       result = status;

@@ -9,11 +9,8 @@ GuardedCall::GuardedCall(GuardedMethod& method)
 
 void GuardedCall::Start(absl::Time parent_deadline) {
   target_.live_calls_.Add(1);
-  const MethodPolicy& policy = method_.policy();
   call_start_ = environment_.clock->Now();
-  const absl::Time callers_deadline = parent_deadline - policy.deadline_margin;
-  deadline_is_callers_ = callers_deadline < call_start_ + policy.timeout;
-  deadline_ = deadline_is_callers_ ? callers_deadline : call_start_ + policy.timeout;
+  deadline_ = method_.CallDeadline(call_start_, parent_deadline, deadline_is_callers_);
   RetryBudget& budget = target_.budget();
   if (budget.enabled()) budget.RecordCall();
   Attempt(call_start_);
@@ -30,13 +27,7 @@ const absl::Status* GuardedCall::StopStatus() const {
   return nullptr;
 }
 
-void GuardedCall::OnRetryDue() {
-  {
-    base::MutexLock lock(&target_.waits_mutex_);
-    target_.retry_waits_.erase(retry_timer_);
-  }
-  Attempt(environment_.clock->Now());
-}
+void GuardedCall::OnWaitOver() { Attempt(environment_.clock->Now()); }
 
 void GuardedCall::Attempt(absl::Time now) {
   if (const absl::Status* stop = StopStatus()) {
@@ -169,15 +160,10 @@ bool GuardedCall::ScheduleRetry(const absl::Status& status, Pushback pushback, a
   }
   // gRFC A6: after a retry at the server's delay, the next backoff starts from the beginning.
   backoff_step_ = pushed_back ? 0 : backoff_step_ + 1;
-  // Recorded where Target::Shutdown finds it; the timer cannot fire before that, as OnRetryDue
-  // takes the same lock.
-  base::MutexLock lock(&target_.waits_mutex_);
-  if (target_.waits_closed_) {  // Shutting down since the check in FinishAttempt.
+  if (!target_.ScheduleWait(now + delay, *this)) {  // Shutting down since the check above.
     outcome = CallOutcome::kCancelled;
     return false;
   }
-  retry_timer_ = environment_.scheduler->RunAt(now + delay, [this] { OnRetryDue(); });
-  target_.retry_waits_.emplace(retry_timer_, this);
   return true;
 }
 

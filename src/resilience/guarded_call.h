@@ -66,7 +66,7 @@
 
 namespace resilience {
 
-class GuardedCall : private Bulkhead::Waiter {
+class GuardedCall : private Bulkhead::Waiter, private ScheduledWait {
  public:
   explicit GuardedCall(GuardedMethod& method);
   ~GuardedCall() override = default;
@@ -109,12 +109,10 @@ class GuardedCall : private Bulkhead::Waiter {
   bool cancel_requested() const { return cancelled_.load(std::memory_order_acquire); }
 
  private:
-  friend class Target;  // Shutdown ends a call waiting for its retry through Attempt.
-
   // Tries to send the next attempt at `now`: deadline, breaker, bulkhead.
   void Attempt(absl::Time now);
-  // The retry timer fired.
-  void OnRetryDue();
+  // The retry's backoff is over, or the target is shutting down.
+  void OnWaitOver() override;
   // Why the call must stop now without sending (cancelled, or the target shutting down), or
   // null if it may go on.
   const absl::Status* StopStatus() const;
@@ -144,7 +142,6 @@ class GuardedCall : private Bulkhead::Waiter {
   // The exponent of the next backoff; back to the start after a retry at pushback's delay.
   int backoff_step_ = 0;
   CircuitBreaker::Permit permit_;
-  base::Scheduler::TimerId retry_timer_ = 0;  // Written and read under the target's waits lock.
   std::atomic<bool> cancelled_{false};
 };
 

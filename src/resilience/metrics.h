@@ -9,7 +9,10 @@
 //       success | failure | circuit_open | bulkhead_full | deadline_exceeded | budget_exhausted
 //       | cancelled (the caller cancelled it) | throttled (adaptive throttling rejected it)
 //   resilience_attempts_total{target,method}               attempts sent to the network
-//   resilience_retries_total{target,method}                attempts after the first
+//   resilience_retries_total{target,method}                attempts after the first, sent
+//                                                          because an earlier one failed
+//   resilience_hedges_total{target,method}                 attempts after the first of a
+//                                                          hedged call
 //   resilience_call_duration_seconds{target,method}        whole calls, retries and waits included
 //   resilience_attempt_duration_seconds{target,method}     single attempts
 //   resilience_circuit_breaker_state{target,state}         1 for the current state, else 0
@@ -19,7 +22,7 @@
 //   resilience_throttle_probability{target}                adaptive throttling's rejection
 //                                                          probability (absent: not configured)
 //
-// The per-call series (the first five, and the bulkhead and budget gauges) are not prometheus-cpp
+// The per-call series (the first six, and the bulkhead and budget gauges) are not prometheus-cpp
 // objects: prometheus-cpp's histogram takes a mutex on every observation and its counters
 // update a double with a compare-and-swap loop, which together cost about 2 % of a loopback
 // call's throughput. The pipeline records them in integer atomics sharded by thread
@@ -105,6 +108,7 @@ struct MethodMetrics {
   std::array<CallCounter, kCallOutcomeCount> calls;
   CallCounter attempts;
   CallCounter retries;
+  CallCounter hedges;
   LatencyHistogram call_duration;
   LatencyHistogram attempt_duration;
 };
@@ -115,6 +119,7 @@ enum class CallFamily {
   kCalls,
   kAttempts,
   kRetries,
+  kHedges,
   kCallDuration,
   kAttemptDuration,
   kBulkheadInFlight,

@@ -105,6 +105,33 @@ absl::Status CompileRetryPolicy(const v1::RetryPolicy& proto, absl::string_view 
   return absl::OkStatus();
 }
 
+absl::Status CompileHedgingPolicy(const v1::HedgingPolicy& proto, absl::string_view path,
+                                  MethodPolicy& out) {
+  if (proto.max_attempts() < 2 ||
+      proto.max_attempts() > static_cast<std::uint32_t>(HedgingConfig::kMaxAttempts)) {
+    return Invalid(
+        absl::StrCat(path, ".maxAttempts"),
+        absl::StrCat("must be 2 to ", HedgingConfig::kMaxAttempts, ", got ", proto.max_attempts()));
+  }
+  out.hedging.max_attempts = static_cast<int>(proto.max_attempts());
+  if (auto s = ReadDuration(proto.hedging_delay(), absl::StrCat(path, ".hedgingDelay"), true,
+                            out.hedging.delay);
+      !s.ok()) {
+    return s;
+  }
+  if (out.hedging.delay >= out.timeout) {
+    return Invalid(absl::StrCat(path, ".hedgingDelay"),
+                   absl::StrCat("\"", FormatDuration(proto.hedging_delay()),
+                                "\" is never reached: it must be shorter than the timeout (",
+                                absl::FormatDuration(out.timeout), ")"));
+  }
+  if (proto.non_fatal_status_codes_size() > 0) {
+    return ReadCodes(proto.non_fatal_status_codes(), absl::StrCat(path, ".nonFatalStatusCodes"),
+                     out.hedging.non_fatal_codes);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CompileMethod(const v1::MethodConfig& proto, absl::string_view path,
                            MethodPolicy& out) {
   if (proto.has_timeout()) {
@@ -128,6 +155,18 @@ absl::Status CompileMethod(const v1::MethodConfig& proto, absl::string_view path
     }
   }
   if (proto.has_idempotent()) out.idempotent = proto.idempotent();
+  if (proto.has_hedging_policy()) {
+    const std::string hedging_path = absl::StrCat(path, ".hedgingPolicy");
+    if (proto.has_retry_policy()) {
+      return Invalid(hedging_path, "cannot be set together with retryPolicy (gRFC A6)");
+    }
+    if (!out.idempotent) {
+      return Invalid(hedging_path,
+                     "needs an idempotent method: every hedge may reach the server, and the "
+                     "entry sets idempotent false");
+    }
+    return CompileHedgingPolicy(proto.hedging_policy(), hedging_path, out);
+  }
   if (proto.has_retry_policy()) {
     return CompileRetryPolicy(proto.retry_policy(), absl::StrCat(path, ".retryPolicy"), out);
   }

@@ -31,6 +31,15 @@ namespace resilience {
 // Timeout used when no method config sets one: every call has a deadline.
 inline constexpr absl::Duration kDefaultTimeout = absl::Seconds(30);
 
+// Hedging of one method (see HedgingPolicy in policy.proto); off unless max_attempts > 1.
+struct HedgingConfig {
+  static constexpr int kMaxAttempts = 5;
+  int max_attempts = 1;
+  absl::Duration delay = absl::ZeroDuration();
+  base::StatusCodeSet non_fatal_codes;
+  bool enabled() const { return max_attempts > 1; }
+};
+
 struct MethodPolicy {
   absl::Duration timeout = kDefaultTimeout;
   absl::Duration per_attempt_timeout = absl::InfiniteDuration();
@@ -39,6 +48,7 @@ struct MethodPolicy {
   int max_attempts = 1;
   BackoffConfig backoff;
   base::StatusCodeSet retryable_codes = {absl::StatusCode::kUnavailable};
+  HedgingConfig hedging;
 };
 
 class TargetPolicy {

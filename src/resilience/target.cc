@@ -46,19 +46,48 @@ Target::~Target() { Shutdown(); }
 
 void Target::Shutdown() {
   shutting_down_.store(true, std::memory_order_release);
-  std::map<base::Scheduler::TimerId, GuardedCall*> waiting;
+  std::map<base::Scheduler::TimerId, ScheduledWait*> waiting;
   {
     base::MutexLock lock(&waits_mutex_);
-    waits_closed_ = true;  // No retry is scheduled from now on.
-    waiting.swap(retry_waits_);
+    waits_closed_ = true;  // Nothing is scheduled from now on.
+    waiting.swap(waits_);
   }
-  for (const auto& [timer, call] : waiting) {
+  for (const auto& [timer, wait] : waiting) {
     // False: the timer has run (or Cancel waited for it), and the call went on by itself.
-    if (environment_.scheduler->Cancel(timer)) call->Attempt(environment_.clock->Now());
+    if (environment_.scheduler->Cancel(timer)) wait->OnWaitOver();
   }
   bulkhead_.Shutdown();
   // Attempts in flight end by their deadlines; a finished call leaves the count last of all.
   while (live_calls_.Sum() > 0) absl::SleepFor(absl::Milliseconds(1));
+}
+
+bool Target::ScheduleWait(absl::Time at, ScheduledWait& wait) {
+  // The timer cannot fire before the entry exists: its callback takes the same lock first.
+  base::MutexLock lock(&waits_mutex_);
+  if (waits_closed_) return false;
+  wait.wait_timer_ = environment_.scheduler->RunAt(at, [this, &wait] {
+    {
+      base::MutexLock timer_lock(&waits_mutex_);
+      waits_.erase(wait.wait_timer_);
+    }
+    wait.OnWaitOver();
+  });
+  waits_.emplace(wait.wait_timer_, &wait);
+  return true;
+}
+
+bool Target::CancelWait(ScheduledWait& wait) {
+  base::Scheduler::TimerId timer;
+  {
+    base::MutexLock lock(&waits_mutex_);
+    auto it = waits_.find(wait.wait_timer_);
+    // Not there: the timer fired, or Shutdown took it; either calls OnWaitOver.
+    if (it == waits_.end() || it->second != &wait) return false;
+    timer = it->first;
+    waits_.erase(it);
+  }
+  // False only if the callback is running (its erase found nothing): it calls OnWaitOver.
+  return environment_.scheduler->Cancel(timer);
 }
 
 GuardedMethod& Target::Method(std::string_view full_name) {
@@ -175,6 +204,8 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
     add(CallFamily::kAttempts, metric);
     metric.counter.value = static_cast<double>(recorded.retries.value());
     add(CallFamily::kRetries, metric);
+    metric.counter.value = static_cast<double>(recorded.hedges.value());
+    add(CallFamily::kHedges, metric);
     metric.counter.value = 0;
     metric.histogram = recorded.call_duration.Snapshot();
     add(CallFamily::kCallDuration, metric);

@@ -38,6 +38,21 @@ namespace resilience {
 class GuardedCall;
 class Target;
 
+// Something a call waits for on the target's scheduler (a retry's backoff, the next hedge),
+// which Target::Shutdown ends at once instead of letting it run its course.
+class ScheduledWait {
+ public:
+  virtual ~ScheduledWait() = default;
+  // The wait is over: its time came (on the scheduler's thread) or the target is shutting down
+  // (on Shutdown's). Called exactly once for each ScheduleWait that returned true and was not
+  // taken back by CancelWait.
+  virtual void OnWaitOver() = 0;
+
+ private:
+  friend class Target;
+  base::Scheduler::TimerId wait_timer_ = 0;  // Under the target's waits lock.
+};
+
 // One method of a target: its policy, metrics and prebuilt error statuses.
 class GuardedMethod final {
  public:
@@ -48,6 +63,14 @@ class GuardedMethod final {
 
   Target& target() const { return target_; }
   const std::string& full_name() const { return full_name_; }
+  // The deadline of a call started at `start` on behalf of a request due at `parent_deadline`:
+  // the earlier of start + timeout and parent_deadline - deadline_margin. Sets `callers` to
+  // whether it is the caller's (the second) rather than the policy's.
+  absl::Time CallDeadline(absl::Time start, absl::Time parent_deadline, bool& callers) const {
+    const absl::Time callers_deadline = parent_deadline - policy_.deadline_margin;
+    callers = callers_deadline < start + policy_.timeout;
+    return callers ? callers_deadline : start + policy_.timeout;
+  }
   const MethodPolicy& policy() const { return policy_; }
   // Recorded by the pipeline on every call; read by TargetRegistry::call_metrics().
   MethodMetrics& metrics() { return *metrics_; }
@@ -94,6 +117,14 @@ class Target final : private CircuitBreaker::Listener {
   void Shutdown();
   bool shutting_down() const { return shutting_down_.load(std::memory_order_acquire); }
 
+  // Calls `wait.OnWaitOver()` at `at` on the scheduler, or from Shutdown if that comes first.
+  // Returns false, scheduling nothing, once Shutdown has begun. One wait per object at a time.
+  bool ScheduleWait(absl::Time at, ScheduledWait& wait);
+  // Takes back a scheduled wait: true if OnWaitOver will not be called for it; false if it has
+  // been or is being called (on another thread; this then waits for it to return). Must not be
+  // called from OnWaitOver, nor holding a lock that OnWaitOver takes.
+  bool CancelWait(ScheduledWait& wait);
+
   // The method named "/package.Service/Method", created on first use. Beyond
   // kMaxMethodSeriesPerTarget names, a new name gets its policy but records into the target's
   // "other" series (other_metrics()), and shares one GuardedMethod, named "other", with every
@@ -128,10 +159,11 @@ class Target final : private CircuitBreaker::Listener {
   AdaptiveThrottle throttle_;
 
   friend class GuardedCall;
-  // Calls waiting for a retry, by their timer, so that Shutdown can end them at once.
-  // Touched only on the retry path.
+  friend class HedgedCall;
+  // Calls waiting on the scheduler, by their timer, so that Shutdown can end them at once.
+  // Touched only on the retry and hedging paths.
   base::Mutex waits_mutex_;
-  std::map<base::Scheduler::TimerId, GuardedCall*> retry_waits_ ABSL_GUARDED_BY(waits_mutex_);
+  std::map<base::Scheduler::TimerId, ScheduledWait*> waits_ ABSL_GUARDED_BY(waits_mutex_);
   bool waits_closed_ ABSL_GUARDED_BY(waits_mutex_) = false;
   std::atomic<bool> shutting_down_{false};
   // Calls started and not yet ended: Shutdown waits for none to be left.

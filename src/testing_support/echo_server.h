@@ -27,6 +27,8 @@ class EchoServer final {
   std::string address() const { return address_; }
   // Echo requests that reached the server.
   int requests_received() const;
+  // Echo requests whose caller cancelled them while they stalled.
+  int requests_cancelled() const;
   // The values of metadata `key` on every request received, in arrival order.
   std::vector<std::string> MetadataSeen(const std::string& key) const;
 

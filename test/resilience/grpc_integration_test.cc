@@ -149,6 +149,64 @@ TEST_CASE("each retry tells the server how many attempts came before it", "[grpc
         std::vector<std::string>{"1", "2"});  // None on the first attempt (gRFC A6).
 }
 
+TEST_CASE("a hedge answers for a stalled first attempt, which is cancelled", "[grpc][hedging]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"timeout": "5s",
+      "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.02s"}}]}})");
+  EchoRequest request;
+  request.set_message("hedged");
+  request.set_delay_ms(3000);
+  request.set_delay_first_attempt_only(true);
+  CallOptions options;
+  options.metadata = {{"idempotency-key", "death-7"}};
+  EchoResponse response;
+  const absl::Time start = absl::Now();
+  REQUIRE(f.Call(request, &response, options).ok());
+  CHECK(absl::Now() - start < absl::Seconds(2));  // Not the first attempt's 3 s.
+  CHECK(response.message() == "hedged");
+  CHECK(f.server->requests_received() == 2);
+  CHECK(f.server->MetadataSeen("idempotency-key") ==
+        std::vector<std::string>{"death-7", "death-7"});
+  CHECK(f.server->MetadataSeen(kPreviousAttemptsMetadataKey) == std::vector<std::string>{"1"});
+  // CallUnaryBlocking returned after the loser ended: the server saw it cancelled.
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (f.server->requests_cancelled() < 1 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  CHECK(f.server->requests_cancelled() == 1);
+  CHECK(testing_support::MetricValue(*f.targets->call_metrics(), "resilience_hedges_total", {}) ==
+        1);
+}
+
+TEST_CASE("asynchronous hedged calls deliver their result before the loser has ended",
+          "[grpc][hedging]") {
+  Fixture f(R"({"defaultTarget": {"methodConfig": [{"timeout": "5s",
+      "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.01s"}}]}})");
+  EchoRequest request;
+  request.set_delay_ms(2000);
+  request.set_delay_first_attempt_only(true);
+  constexpr int kCalls = 4;  // Each stalled first attempt holds one of the server's threads.
+  std::atomic<int> ok{0};
+  base::Notification all_done;
+  std::atomic<int> done{0};
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kCalls; ++i) {
+    CallUnary<EchoRequest, EchoResponse>(*f.method, f.sender, request, {},
+                                         [&](const absl::Status& status, EchoResponse&) {
+                                           if (status.ok()) ok.fetch_add(1);
+                                           if (done.fetch_add(1) + 1 == kCalls) all_done.Notify();
+                                         });
+  }
+  REQUIRE(all_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  CHECK(absl::Now() - start < absl::Seconds(2));
+  CHECK(ok.load() == kCalls);
+  f.targets->Shutdown();  // Waits for every loser to end.
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (f.server->requests_cancelled() < kCalls && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  CHECK(f.server->requests_cancelled() == kCalls);
+}
+
 constexpr char kJudgedPolicy[] = R"({"defaultTarget": {
     "circuitBreaker": {"slidingWindowSize": 1, "minimumNumberOfCalls": 1},
     "methodConfig": [{"timeout": "10s", "retryPolicy": {"maxAttempts": 3,

@@ -27,6 +27,22 @@ TEST_CASE("the checked-in example policy parses", "[policy]") {
   CHECK(morgue.bulkhead.max_concurrent > 0);
 }
 
+TEST_CASE("the fault benchmark's policies parse, hedging and throttling where they should",
+          "[policy]") {
+  for (const char* name : {"naive", "retries", "resilient", "hedged", "throttled"}) {
+    absl::StatusOr<Policy> policy =
+        LoadPolicyFile(std::string(HOSPITAL_BENCH_POLICIES) + "/" + name + ".json");
+    INFO(name << ": " << policy.status().ToString());
+    REQUIRE(policy.ok());
+    const TargetPolicy& morgue = policy->ForTarget("morgue");
+    CHECK(morgue.ForMethod("/hospital.morgue.v1.MorgueService/AdmitDeceased").hedging.enabled() ==
+          (std::string(name) == "hedged"));
+    CHECK_FALSE(
+        morgue.ForMethod("/hospital.morgue.v1.MorgueService/CancelAdmission").hedging.enabled());
+    CHECK(morgue.throttle.enabled == (std::string(name) == "throttled"));
+  }
+}
+
 TEST_CASE("an empty policy gives the built-in defaults", "[policy]") {
   absl::StatusOr<Policy> policy = ParsePolicyJson("{}");
   REQUIRE(policy.ok());
@@ -174,6 +190,44 @@ TEST_CASE("adaptive throttling is configured per target, and checked", "[policy]
              Catch::Contains("defaultTarget.adaptiveThrottling.k") && Catch::Contains("0.5"));
   CHECK_THAT(ErrorOf(R"({"defaultTarget": {"adaptiveThrottling": {"window": "1.5s"}}})"),
              Catch::Contains("adaptiveThrottling.window") && Catch::Contains("1.5s"));
+}
+
+TEST_CASE("hedging is checked, and only for idempotent methods without a retry policy",
+          "[policy][hedging]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(R"({"defaultTarget": {"methodConfig": [{
+      "timeout": "1s", "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s",
+                                         "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}})");
+  REQUIRE(policy.ok());
+  const HedgingConfig& hedging = policy->default_target.ForMethod("/a.B/C").hedging;
+  CHECK(hedging.enabled());
+  CHECK(hedging.max_attempts == 3);
+  CHECK(hedging.delay == absl::Milliseconds(50));
+  CHECK(hedging.non_fatal_codes.Contains(absl::StatusCode::kUnavailable));
+  CHECK_FALSE(hedging.non_fatal_codes.Contains(absl::StatusCode::kInternal));
+  CHECK_FALSE(ParsePolicyJson("{}")->default_target.ForMethod("/a.B/C").hedging.enabled());
+
+  const auto error_of = [](const std::string& method_config) {
+    return std::string(
+        ParsePolicyJson(R"({"defaultTarget": {"methodConfig": [)" + method_config + "]}}")
+            .status()
+            .message());
+  };
+  CHECK_THAT(error_of(R"({"hedgingPolicy": {"maxAttempts": 1}})"),
+             Catch::Contains("hedgingPolicy.maxAttempts: must be 2 to 5, got 1"));
+  CHECK_THAT(error_of(R"({"hedgingPolicy": {"maxAttempts": 6}})"),
+             Catch::Contains("hedgingPolicy.maxAttempts: must be 2 to 5, got 6"));
+  CHECK_THAT(error_of(R"({"hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "-0.1s"}})"),
+             Catch::Contains("hedgingPolicy.hedgingDelay: must be non-negative"));
+  CHECK_THAT(error_of(R"({"timeout": "1s",
+                          "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "1s"}})"),
+             Catch::Contains("hedgingPolicy.hedgingDelay") && Catch::Contains("never reached"));
+  CHECK_THAT(error_of(R"({"hedgingPolicy": {"maxAttempts": 2, "nonFatalStatusCodes": ["NOPE"]}})"),
+             Catch::Contains("hedgingPolicy.nonFatalStatusCodes[0]: unknown status code"));
+  CHECK_THAT(error_of(R"({"hedgingPolicy": {"maxAttempts": 2},
+                          "retryPolicy": {"maxAttempts": 2, "initialBackoff": "0.1s"}})"),
+             Catch::Contains("hedgingPolicy: cannot be set together with retryPolicy"));
+  CHECK_THAT(error_of(R"({"idempotent": false, "hedgingPolicy": {"maxAttempts": 2}})"),
+             Catch::Contains("hedgingPolicy: needs an idempotent method"));
 }
 
 TEST_CASE("the JSON parser rejects unknown fields and malformed values", "[policy]") {

@@ -3,6 +3,9 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
+
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -379,6 +382,53 @@ TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]"
               .ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &deceased)
               .ok());
   CHECK(deceased.patients_size() == 0);
+}
+
+TEST_CASE("concurrent duplicates of one AdmitDeceased, as hedging sends them, admit once",
+          "[api][hedging]") {
+  Hospital hospital;
+  hospital.Start();
+  morgue_v1::AdmitDeceasedRequest admit;
+  admit.set_patient_id("p-hedged");
+  admit.set_workflow_id("w-hedged");
+  admit.set_cause("old age");
+  *admit.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  // Several rounds of eight at once, each round a new patient: the duplicates race inside the
+  // service (group commit), not one after another.
+  for (int round = 0; round < 5; ++round) {
+    admit.set_patient_id(absl::StrCat("p-hedged-", round));
+    admit.set_workflow_id(absl::StrCat("w-hedged-", round));
+    constexpr int kDuplicates = 8;
+    std::vector<morgue_v1::AdmitDeceasedResponse> responses(kDuplicates);
+    std::vector<grpc::Status> statuses(kDuplicates);
+    std::vector<std::thread> senders;
+    base::Notification go;
+    for (int i = 0; i < kDuplicates; ++i) {
+      senders.emplace_back([&, i] {
+        auto context = ContextWithTimeout(absl::Seconds(10));
+        go.WaitForNotification();
+        statuses[i] = hospital.morgue().AdmitDeceased(context.get(), admit, &responses[i]);
+      });
+    }
+    go.Notify();
+    for (std::thread& sender : senders) sender.join();
+    int first_admissions = 0;
+    for (int i = 0; i < kDuplicates; ++i) {
+      INFO("round " << round << ", duplicate " << i << ": " << statuses[i].error_message());
+      REQUIRE(statuses[i].ok());
+      CHECK(responses[i].admission().admission_id() == responses[0].admission().admission_id());
+      CHECK(responses[i].admission().workflow_id() == admit.workflow_id());
+      if (!responses[i].already_admitted()) ++first_admissions;
+    }
+    CHECK(first_admissions == 1);
+  }
+  morgue_v1::ListAdmissionsRequest list;
+  list.set_page_size(100);
+  morgue_v1::ListAdmissionsResponse listed;
+  REQUIRE(hospital.morgue()
+              .ListAdmissions(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+              .ok());
+  CHECK(listed.admissions_size() == 5);
 }
 
 TEST_CASE("a body is released only once, to a named funeral home", "[api]") {
