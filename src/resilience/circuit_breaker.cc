@@ -160,8 +160,9 @@ void CircuitBreaker::RecordOutcome(const Permit& permit, bool failure, bool slow
       if (failure) ++probe_results_.failures;
       if (slow) ++probe_results_.slow_calls;
       if (probe_results_.calls >= config_.half_open_permitted_calls) {
-        TransitionLocked(TripsLocked(probe_results_) ? BreakerState::kOpen : BreakerState::kClosed,
-                         now, transition);
+        TransitionLocked(
+            Trips(config_, probe_results_) ? BreakerState::kOpen : BreakerState::kClosed, now,
+            transition);
       }
     }
   }
@@ -187,10 +188,6 @@ bool CircuitBreaker::ExpireHalfOpenLocked(absl::Time now, Transition& transition
   probe_results_.failures += unanswered;
   TransitionLocked(BreakerState::kOpen, now, transition);
   return true;
-}
-
-bool CircuitBreaker::TripsLocked(const WindowCounts& counts) const {
-  return Trips(config_, counts);
 }
 
 absl::Duration CircuitBreaker::NextOpenWaitLocked() {

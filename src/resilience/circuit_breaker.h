@@ -153,7 +153,6 @@ class CircuitBreaker final {
   void TransitionLocked(BreakerState to, absl::Time now, Transition& transition)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Duration NextOpenWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  bool TripsLocked(const WindowCounts& counts) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // Counts the probes still unanswered as failed once HALF_OPEN has lasted its maximum, and
   // opens the breaker. Returns whether it did.
   bool ExpireHalfOpenLocked(absl::Time now, Transition& transition)

@@ -13,29 +13,6 @@ void Subtract(WindowCounts& totals, const WindowCounts& part) {
 
 }  // namespace
 
-CountWindow::CountWindow(std::uint32_t size) : outcomes_(std::max<std::uint32_t>(size, 1), 0) {}
-
-void CountWindow::Record(absl::Time, bool failure, bool slow) {
-  std::uint8_t& slot = outcomes_[next_];
-  if (totals_.calls == outcomes_.size()) {
-    // The ring is full: the oldest outcome, in this slot, leaves the window.
-    Subtract(totals_, {1, (slot & kFailure) ? 1u : 0u, (slot & kSlow) ? 1u : 0u});
-  }
-  slot = static_cast<std::uint8_t>((failure ? kFailure : 0) | (slow ? kSlow : 0));
-  ++totals_.calls;
-  if (failure) ++totals_.failures;
-  if (slow) ++totals_.slow_calls;
-  next_ = (next_ + 1) % outcomes_.size();
-}
-
-WindowCounts CountWindow::Counts(absl::Time) { return totals_; }
-
-void CountWindow::Clear() {
-  std::fill(outcomes_.begin(), outcomes_.end(), 0);
-  next_ = 0;
-  totals_ = {};
-}
-
 TimeWindow::TimeWindow(std::uint32_t seconds) : buckets_(std::max<std::uint32_t>(seconds, 1)) {}
 
 void TimeWindow::SlideTo(std::int64_t second) {

@@ -1,6 +1,7 @@
 // The sliding windows a circuit breaker judges: the last N calls, or the calls of the last N
-// seconds. CountWindow and TimeWindow are not thread-safe; ShardedWindow spreads one over
-// shards that threads record into without sharing a lock. No allocation after construction.
+// seconds. ShardedWindow is the breaker's, spread over shards that threads record into without
+// sharing a lock; TimeWindow is one shard's seconds, not thread-safe. No allocation after
+// construction.
 #ifndef HOSPITAL_SRC_RESILIENCE_SLIDING_WINDOW_H_
 #define HOSPITAL_SRC_RESILIENCE_SLIDING_WINDOW_H_
 
@@ -28,39 +29,15 @@ struct WindowCounts {
   double slow_call_rate_percent() const { return calls == 0 ? 0.0 : 100.0 * slow_calls / calls; }
 };
 
-class SlidingWindow {
- public:
-  virtual ~SlidingWindow() = default;
-  // Adds one call's outcome, observed at `now`.
-  virtual void Record(absl::Time now, bool failure, bool slow) = 0;
-  // The totals as of `now` (a time window drops the seconds that have slid out).
-  virtual WindowCounts Counts(absl::Time now) = 0;
-  virtual void Clear() = 0;
-};
-
-// The last `size` calls, in a ring buffer.
-class CountWindow final : public SlidingWindow {
- public:
-  explicit CountWindow(std::uint32_t size);
-  void Record(absl::Time now, bool failure, bool slow) override;
-  WindowCounts Counts(absl::Time now) override;
-  void Clear() override;
-
- private:
-  static constexpr std::uint8_t kFailure = 1;
-  static constexpr std::uint8_t kSlow = 2;
-  std::vector<std::uint8_t> outcomes_;
-  std::size_t next_ = 0;
-  WindowCounts totals_;
-};
-
 // The calls of the last `seconds` whole seconds, one bucket per second.
-class TimeWindow final : public SlidingWindow {
+class TimeWindow final {
  public:
   explicit TimeWindow(std::uint32_t seconds);
-  void Record(absl::Time now, bool failure, bool slow) override;
-  WindowCounts Counts(absl::Time now) override;
-  void Clear() override;
+  // Adds one call's outcome, observed at `now`.
+  void Record(absl::Time now, bool failure, bool slow);
+  // The totals as of `now`, without the seconds that have slid out.
+  WindowCounts Counts(absl::Time now);
+  void Clear();
 
  private:
   struct Bucket {

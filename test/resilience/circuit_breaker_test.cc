@@ -114,17 +114,20 @@ TEST_CASE("slow calls open the breaker at the slow-call threshold", "[breaker]")
 }
 
 TEST_CASE("a count window forgets the oldest outcome", "[breaker][window]") {
-  CountWindow window(3);
+  ShardedWindow window(ShardedWindow::Kind::kCount, 3);
+  constexpr std::uint64_t kGeneration = 1;
   const absl::Time now = absl::UnixEpoch();
-  window.Record(now, true, false);
-  window.Record(now, false, true);
-  window.Record(now, false, false);
-  CHECK(window.Counts(now).failures == 1);
-  window.Record(now, false, false);  // Pushes out the failure.
-  const WindowCounts counts = window.Counts(now);
+  window.Record(kGeneration, now, true, false);
+  window.Record(kGeneration, now + absl::Milliseconds(1), false, true);
+  window.Record(kGeneration, now + absl::Milliseconds(2), false, false);
+  CHECK(window.Counts(kGeneration, now).failures == 1);
+  window.Record(kGeneration, now + absl::Milliseconds(3), false, false);  // Pushes out the failure.
+  const WindowCounts counts = window.Counts(kGeneration, now);
   CHECK(counts.calls == 3);
   CHECK(counts.failures == 0);
   CHECK(counts.slow_calls == 1);
+  // A new generation starts empty; the old one's outcomes are no longer counted.
+  CHECK(window.Counts(kGeneration + 1, now).calls == 0);
 }
 
 TEST_CASE("a time window rolls over second by second", "[breaker][window]") {
