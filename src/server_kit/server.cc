@@ -1,7 +1,9 @@
 #include "server_kit/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 
@@ -61,6 +63,14 @@ void Server::SetReadinessCheck(std::function<absl::Status()> check) {
   readiness_check_ = std::move(check);
 }
 
+namespace {
+
+int ToMillis(absl::Duration duration) {
+  return static_cast<int>(std::min<std::int64_t>(absl::ToInt64Milliseconds(duration), INT32_MAX));
+}
+
+}  // namespace
+
 absl::Status Server::Start() {
   // Makes grpc.health.v1 describable through reflection: gRPC's own health service does not
   // register its descriptors.
@@ -80,6 +90,13 @@ absl::Status Server::Start() {
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
                               options_.max_threads);
+  builder.SetMaxReceiveMessageSize(options_.max_request_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillis(options_.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ToMillis(options_.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ToMillis(options_.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   // The extra interceptors come first, so that the observer records the status a fault

@@ -56,6 +56,24 @@ struct ServerOptions {
   // RESOURCE_EXHAUSTED ("Server Threadpool Exhausted").
   int max_threads = 100;
   static constexpr int kMinThreads = 4;
+  // Limits against abusive or broken clients (each is per connection or per request):
+  // The largest request message accepted; a larger one fails with RESOURCE_EXHAUSTED before
+  // any handler runs. The services' requests are a few hundred bytes (every string field is
+  // capped at validation), so 64 KiB is generous; gRPC's default is 4 MiB.
+  int max_request_bytes = 64 * 1024;
+  // Calls one connection may have open at once; HTTP/2 makes the client wait for a free stream
+  // beyond it, so one connection cannot pile up calls (and their memory) without end. Above
+  // max_threads on purpose: calls past the thread bound already fail at once with
+  // RESOURCE_EXHAUSTED, and a lower cap would turn that fast refusal into queueing in the
+  // client for a single busy connection (a load generator, another service's channel).
+  int max_concurrent_streams = 1000;
+  // Pings: the server pings a connection idle for keepalive_time and closes it if the answer
+  // takes longer than keepalive_timeout (a client gone without closing); a client that pings
+  // more often than every min_client_ping_interval without sending calls is told to go away
+  // (GOAWAY "too_many_pings") after two such pings.
+  absl::Duration keepalive_time = absl::Minutes(2);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
 };
 
 class Server final {

@@ -50,6 +50,10 @@ ABSL_FLAG(int, max_threads, 100,
           "Most threads the gRPC server may use; calls beyond them fail at once with "
           "RESOURCE_EXHAUSTED instead of piling up (and memory with them) when the service is "
           "overloaded or stalled");
+ABSL_FLAG(int, max_request_bytes, 64 * 1024,
+          "Largest request message accepted, in bytes; larger ones fail with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_concurrent_streams, 1000,
+          "Calls one client connection may have open at once (HTTP/2 makes it wait beyond)");
 ABSL_FLAG(int, malloc_trim_threshold, 8 << 20,
           "Bytes of free memory glibc may keep at the top of each heap before returning it to "
           "the kernel; 0 keeps glibc's own adaptive threshold");
@@ -143,6 +147,16 @@ absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
     return absl::InvalidArgumentError(absl::StrCat("--max_threads: must be at least ",
                                                    ServerOptions::kMinThreads, ", got ",
                                                    options.max_threads));
+  }
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  if (options.max_request_bytes < 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_request_bytes: must be at least 1024, got ", options.max_request_bytes));
+  }
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  if (options.max_concurrent_streams < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_concurrent_streams: must be at least 1, got ", options.max_concurrent_streams));
   }
   flags.database.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
   if (flags.database.synchronous != "FULL" && flags.database.synchronous != "NORMAL") {

@@ -15,6 +15,7 @@
 //   --port_file           where to write the bound ports once serving (for tests and scripts)
 //   --rpc_logging         none | errors | all
 //   --sqlite_synchronous  FULL | NORMAL
+//   --max_request_bytes, --max_concurrent_streams   limits per request and per connection
 #ifndef HOSPITAL_SRC_SERVER_KIT_SERVICE_MAIN_H_
 #define HOSPITAL_SRC_SERVER_KIT_SERVICE_MAIN_H_
 

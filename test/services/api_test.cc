@@ -4,6 +4,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 
+#include <fstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -382,6 +383,64 @@ TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]"
               .ListPatients(ContextWithTimeout(absl::Seconds(5)).get(), list, &deceased)
               .ok());
   CHECK(deceased.patients_size() == 0);
+}
+
+TEST_CASE("a request larger than --max_request_bytes is refused and changes nothing",
+          "[api][limits]") {
+  Hospital hospital;
+  hospital.Start();
+  patients_v1::CreatePatientRequest create;
+  create.set_patient_id("p-huge");
+  create.set_given_name(std::string(100 * 1024, 'x'));  // Over the 64 KiB limit.
+  create.set_family_name("Doe");
+  create.set_date_of_birth("1950-01-01");
+  patients_v1::Patient created;
+  const grpc::Status refused = hospital.patients().CreatePatient(
+      ContextWithTimeout(absl::Seconds(5)).get(), create, &created);
+  CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  INFO(refused.error_message());
+  CHECK_THAT(refused.error_message(), Catch::Contains("larger than max"));
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id("p-huge");
+  patients_v1::Patient found;
+  CHECK(hospital.patients()
+            .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &found)
+            .error_code() == grpc::StatusCode::NOT_FOUND);
+  hospital.CreatePatient("p-normal");  // The connection still serves ordinary requests.
+}
+
+TEST_CASE("one connection has at most --max_concurrent_streams calls open and the rest wait",
+          "[api][limits]") {
+  testing_support::TempDir faults;
+  const std::string faults_file = faults.path() + "/faults.json";
+  std::ofstream(faults_file) << R"({"faults": [{"id": "slow",
+      "method": "hospital.morgue.v1.MorgueService/GetAdmission",
+      "delay": {"fixed": "0.3s"}}]})";
+  testing_support::HospitalOptions options;
+  options.morgue_flags = {absl::StrCat("--faults_file=", faults_file),
+                          "--max_concurrent_streams=2"};
+  Hospital hospital(options);
+  hospital.Start();
+  // Four calls at once on the fixture's one channel to the morgue: two streams at a time, so
+  // two rounds of 300 ms.
+  std::vector<std::thread> callers;
+  std::vector<grpc::StatusCode> codes(4);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] {
+      morgue_v1::GetAdmissionRequest request;
+      request.set_admission_id(absl::StrCat("a-", i));
+      morgue_v1::Admission admission;
+      codes[i] = hospital.morgue()
+                     .GetAdmission(ContextWithTimeout(absl::Seconds(10)).get(), request, &admission)
+                     .error_code();
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  const absl::Duration elapsed = absl::Now() - start;
+  for (grpc::StatusCode code : codes) CHECK(code == grpc::StatusCode::NOT_FOUND);
+  CHECK(elapsed >= absl::Milliseconds(590));
+  CHECK(elapsed < absl::Seconds(5));
 }
 
 TEST_CASE("concurrent duplicates of one AdmitDeceased, as hedging sends them, admit once",
