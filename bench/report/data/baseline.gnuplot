@@ -1,17 +1,17 @@
 set terminal pngcairo size 1000,900 noenhanced font ',9'
-set output '/tmp/fault-report4/baseline.png'
+set output '/tmp/report/baseline.png'
 set multiplot layout 4,1 title 'baseline (fault windows shaded; x: intended send time, s)'
 set grid
 set key outside right
 set xrange [0:8]
 set ylabel 'p50 ms'
-plot '/tmp/fault-report4/data/baseline-naive.tsv' using 1:2 with linespoints title 'naive', '/tmp/fault-report4/data/baseline-retries.tsv' using 1:2 with linespoints title 'retries', '/tmp/fault-report4/data/baseline-resilient.tsv' using 1:2 with linespoints title 'resilient', '/tmp/fault-report4/data/baseline-async.tsv' using 1:2 with linespoints title 'async'
+plot '/tmp/report/data/baseline-naive.tsv' using 1:2 with linespoints title 'naive', '/tmp/report/data/baseline-retries.tsv' using 1:2 with linespoints title 'retries', '/tmp/report/data/baseline-resilient.tsv' using 1:2 with linespoints title 'resilient', '/tmp/report/data/baseline-async.tsv' using 1:2 with linespoints title 'async'
 set ylabel 'p99 ms'
-plot '/tmp/fault-report4/data/baseline-naive.tsv' using 1:3 with linespoints title 'naive', '/tmp/fault-report4/data/baseline-retries.tsv' using 1:3 with linespoints title 'retries', '/tmp/fault-report4/data/baseline-resilient.tsv' using 1:3 with linespoints title 'resilient', '/tmp/fault-report4/data/baseline-async.tsv' using 1:3 with linespoints title 'async'
+plot '/tmp/report/data/baseline-naive.tsv' using 1:3 with linespoints title 'naive', '/tmp/report/data/baseline-retries.tsv' using 1:3 with linespoints title 'retries', '/tmp/report/data/baseline-resilient.tsv' using 1:3 with linespoints title 'resilient', '/tmp/report/data/baseline-async.tsv' using 1:3 with linespoints title 'async'
 set ylabel 'errors %'
 set yrange [0:100]
-plot '/tmp/fault-report4/data/baseline-naive.tsv' using 1:4 with linespoints title 'naive', '/tmp/fault-report4/data/baseline-retries.tsv' using 1:4 with linespoints title 'retries', '/tmp/fault-report4/data/baseline-resilient.tsv' using 1:4 with linespoints title 'resilient', '/tmp/fault-report4/data/baseline-async.tsv' using 1:4 with linespoints title 'async'
+plot '/tmp/report/data/baseline-naive.tsv' using 1:4 with linespoints title 'naive', '/tmp/report/data/baseline-retries.tsv' using 1:4 with linespoints title 'retries', '/tmp/report/data/baseline-resilient.tsv' using 1:4 with linespoints title 'resilient', '/tmp/report/data/baseline-async.tsv' using 1:4 with linespoints title 'async'
 set ylabel 'morgue breaker open'
 set yrange [-0.1:1.1]
-plot '/tmp/fault-report4/data/baseline-naive.tsv' using 1:5 with linespoints title 'naive', '/tmp/fault-report4/data/baseline-retries.tsv' using 1:5 with linespoints title 'retries', '/tmp/fault-report4/data/baseline-resilient.tsv' using 1:5 with linespoints title 'resilient', '/tmp/fault-report4/data/baseline-async.tsv' using 1:5 with linespoints title 'async'
+plot '/tmp/report/data/baseline-naive.tsv' using 1:5 with linespoints title 'naive', '/tmp/report/data/baseline-retries.tsv' using 1:5 with linespoints title 'retries', '/tmp/report/data/baseline-resilient.tsv' using 1:5 with linespoints title 'resilient', '/tmp/report/data/baseline-async.tsv' using 1:5 with linespoints title 'async'
 unset multiplot
