@@ -19,11 +19,12 @@ absl::Status ValidateContact(const v1::ContactDetails& contact) {
     return absl::InvalidArgumentError(
         absl::StrCat("contact.phone: must be at most 32 characters, got ", contact.phone().size()));
   }
-  for (char c : contact.phone()) {
+  for (std::size_t i = 0; i < contact.phone().size(); ++i) {
+    const char c = contact.phone()[i];
     if (!((c >= '0' && c <= '9') || c == ' ' || c == '+' || c == '-' || c == '(' || c == ')')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("contact.phone: may hold only digits, spaces and \"+-()\", got ",
-                       server_kit::Quote(contact.phone())));
+      // The value is not repeated: error messages are logged, and a phone number is personal.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contact.phone: may hold only digits, spaces and \"+-()\"; byte ", i, " is not one"));
     }
   }
   if (!contact.email().empty()) {
@@ -34,8 +35,8 @@ absl::Status ValidateContact(const v1::ContactDetails& contact) {
     if (at == std::string::npos || at == 0 || at + 1 == contact.email().size() ||
         contact.email().find('@', at + 1) != std::string::npos ||
         contact.email().find_first_of(" \t\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("contact.email: not an e-mail address: ",
-                                                     server_kit::Quote(contact.email())));
+      return absl::InvalidArgumentError(
+          "contact.email: not an e-mail address (one \"@\" with text on both sides, no spaces)");
     }
   }
   return server_kit::ValidateText("contact.address", contact.address(), 0, 500);
@@ -47,16 +48,13 @@ absl::Status ValidateDateOfBirth(const std::string& date_of_birth, absl::Time no
   if (date_of_birth.size() != 10 ||
       !absl::ParseTime("%Y-%m-%d", date_of_birth, absl::UTCTimeZone(), &parsed, &error) ||
       absl::FormatTime("%Y-%m-%d", parsed, absl::UTCTimeZone()) != date_of_birth) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "date_of_birth: must be a date as YYYY-MM-DD, got ", server_kit::Quote(date_of_birth)));
+    // Dates of birth are personal: the messages (which are logged) never repeat the value.
+    return absl::InvalidArgumentError("date_of_birth: must be a date as YYYY-MM-DD");
   }
-  if (parsed > now) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("date_of_birth: ", date_of_birth, " is in the future"));
-  }
+  if (parsed > now) return absl::InvalidArgumentError("date_of_birth: is in the future");
   if (absl::ToCivilYear(parsed, absl::UTCTimeZone()).year() < kEarliestBirthYear) {
     return absl::InvalidArgumentError(
-        absl::StrCat("date_of_birth: ", date_of_birth, " is before ", kEarliestBirthYear));
+        absl::StrCat("date_of_birth: is before ", kEarliestBirthYear, " (a typing error?)"));
   }
   return absl::OkStatus();
 }

@@ -385,6 +385,98 @@ TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]"
   CHECK(deceased.patients_size() == 0);
 }
 
+TEST_CASE("personal data never reaches logs or metrics, even with --rpc_logging=all",
+          "[api][privacy]") {
+  testing_support::HospitalOptions options;
+  options.every_service_flags = {"--rpc_logging=all"};
+  options.with_metrics = true;
+  Hospital hospital(options);
+  hospital.Start();
+  // Distinctive values, so that any trace of them in a log line or a label is found.
+  const std::vector<std::string> personal = {
+      "Zebulonia",     "Quaxworth",       "1931-02-03",  "7700 900123",        "zq@example.org",
+      "Quillfeather",  "Xylophage fever", "7700 900456", "zq.new@example.org", "9OO123x",
+      "zq at example", "2999-12-31",      "1700-01-01",  "31/12/1999",         "Bad cause"};
+  const auto create = [&](const std::string& id, const std::string& date_of_birth,
+                          const std::string& phone, const std::string& email) {
+    patients_v1::CreatePatientRequest request;
+    request.set_patient_id(id);
+    request.set_given_name("Zebulonia");
+    request.set_family_name("Quaxworth");
+    request.set_date_of_birth(date_of_birth);
+    request.mutable_contact()->set_phone(phone);
+    request.mutable_contact()->set_email(email);
+    request.mutable_contact()->set_address("12 Quillfeather Lane");
+    patients_v1::Patient created;
+    return hospital.patients()
+        .CreatePatient(ContextWithTimeout(absl::Seconds(5)).get(), request, &created)
+        .error_code();
+  };
+  REQUIRE(create("p-private", "1931-02-03", "+44 7700 900123", "zq@example.org") ==
+          grpc::StatusCode::OK);
+  // Refused, each for a personal field: the refusal (and its log line) must not repeat it.
+  CHECK(create("p-bad-1", "1931-02-03", "+44 7700 9OO123x", "zq@example.org") ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(create("p-bad-2", "1931-02-03", "+44 7700 900123", "zq at example.org") ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  for (const char* date_of_birth : {"2999-12-31", "1700-01-01", "31/12/1999"}) {
+    CHECK(create("p-bad-3", date_of_birth, "+44 7700 900123", "zq@example.org") ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  patients_v1::UpdateContactDetailsRequest update;
+  update.set_patient_id("p-private");
+  update.mutable_contact()->set_phone("+44 7700 900456");
+  update.mutable_contact()->set_email("zq.new@example.org");
+  patients_v1::Patient updated;
+  REQUIRE(hospital.patients()
+              .UpdateContactDetails(ContextWithTimeout(absl::Seconds(5)).get(), update, &updated)
+              .ok());
+  hospital.Schedule("p-private", absl::Hours(24));
+  patients_v1::RecordDeathRequest death;
+  death.set_patient_id("p-private");
+  *death.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Minutes(5));
+  death.set_cause(std::string("Bad cause\x01"));  // A control character: refused.
+  patients_v1::RecordDeathResponse recorded;
+  CHECK(hospital.patients()
+            .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+            .error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  death.set_cause("Xylophage fever");
+  REQUIRE(hospital.patients()
+              .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)
+              .ok());
+  patients_v1::GetPatientRequest get;
+  get.set_patient_id("p-private");
+  patients_v1::Patient found;
+  REQUIRE(
+      hospital.patients().GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &found).ok());
+
+  std::vector<std::pair<std::string, std::string>> outputs;  // What, text.
+  for (testing_support::ServiceProcess* process :
+       {&hospital.patients_process(), &hospital.morgue_process(),
+        &hospital.appointments_process()}) {
+    absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process->metrics_port());
+    REQUIRE(scrape.ok());
+    outputs.emplace_back(absl::StrCat("metrics of port ", process->grpc_port()), *scrape);
+  }
+  hospital.Stop();  // Every log line written.
+  for (testing_support::ServiceProcess* process :
+       {&hospital.patients_process(), &hospital.morgue_process(),
+        &hospital.appointments_process()}) {
+    outputs.emplace_back(absl::StrCat("log of port ", process->grpc_port()), process->log());
+  }
+  // The scan looks at something: every call was logged, the refusals with their messages.
+  CHECK_THAT(outputs[3].second, Catch::Contains("CreatePatient"));
+  CHECK_THAT(outputs[3].second, Catch::Contains("date_of_birth: is in the future"));
+  CHECK_THAT(outputs[3].second, Catch::Contains("contact.phone: may hold only digits"));
+  CHECK_THAT(outputs[4].second, Catch::Contains("AdmitDeceased"));
+  for (const auto& [what, text] : outputs) {
+    for (const std::string& value : personal) {
+      INFO(what << " holds \"" << value << "\"");
+      CHECK(text.find(value) == std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("a request larger than --max_request_bytes is refused and changes nothing",
           "[api][limits]") {
   Hospital hospital;

@@ -47,6 +47,8 @@ Hospital::Hospital(HospitalOptions options) {
   std::vector<std::string> common = {
       "--shutdown_grace=5s",
       absl::StrCat("--health_check_interval=", options.health_check_interval)};
+  common.insert(common.end(), options.every_service_flags.begin(),
+                options.every_service_flags.end());
   if (!options.fault_admin_token.empty()) {
     const std::string token_path = dir_.path() + "/fault-token";
     std::ofstream(token_path) << options.fault_admin_token << "\n";

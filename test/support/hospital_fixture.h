@@ -33,6 +33,8 @@ struct HospitalOptions {
   std::string nats_url;
   // Flags for every service in async mode (stream and consumer settings).
   std::vector<std::string> messaging_flags;
+  // Flags for all three services, in any mode.
+  std::vector<std::string> every_service_flags;
 };
 
 class Hospital final {
