@@ -385,6 +385,42 @@ TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]"
   CHECK(deceased.patients_size() == 0);
 }
 
+TEST_CASE("a client that pings too often is sent away", "[api][limits]") {
+  testing_support::TempDir faults;
+  const std::string faults_file = faults.path() + "/faults.json";
+  std::ofstream(faults_file) << R"({"faults": [{"id": "slow",
+      "method": "hospital.morgue.v1.MorgueService/GetAdmission",
+      "delay": {"fixed": "6s"}}]})";
+  testing_support::HospitalOptions options;
+  options.morgue_flags = {absl::StrCat("--faults_file=", faults_file)};
+  Hospital hospital(options);
+  hospital.Start();
+  // Keepalive pings as fast as gRPC's client sends them (one a second at most) while a call
+  // waits for its answer: the server allows one every 10 s without data, and after two
+  // strikes closes the connection (GOAWAY "too_many_pings"), failing the call.
+  grpc::ChannelArguments abusive;
+  abusive.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 50);
+  abusive.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  abusive.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  auto stub = morgue_v1::MorgueService::NewStub(grpc::CreateCustomChannel(
+      hospital.morgue_process().address(), grpc::InsecureChannelCredentials(), abusive));
+  morgue_v1::GetAdmissionRequest request;
+  request.set_admission_id("a-1");
+  morgue_v1::Admission admission;
+  const absl::Time start = absl::Now();
+  const grpc::Status sent_away =
+      stub->GetAdmission(ContextWithTimeout(absl::Seconds(10)).get(), request, &admission);
+  INFO(sent_away.error_message());
+  CHECK(sent_away.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(absl::Now() - start < absl::Milliseconds(5500));  // Before the 6 s answer.
+  // The service itself is unharmed: a well-behaved client is served.
+  morgue_v1::ListAdmissionsRequest list;
+  morgue_v1::ListAdmissionsResponse listed;
+  CHECK(hospital.morgue()
+            .ListAdmissions(ContextWithTimeout(absl::Seconds(5)).get(), list, &listed)
+            .ok());
+}
+
 TEST_CASE("personal data never reaches logs or metrics, even with --rpc_logging=all",
           "[api][privacy]") {
   testing_support::HospitalOptions options;
