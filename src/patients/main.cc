@@ -135,7 +135,18 @@ absl::Status Setup(server_kit::ServiceContext& context) {
   context.server.RegisterService(runtime->service.get(),
                                  hospital::patients::v1::PatientsService::service_full_name());
   if (absl::GetFlag(FLAGS_resilience_admin)) {
-    runtime->admin = std::make_unique<resilience::AdminService>(*runtime->targets);
+    // The audit line of every operator change: who, what, before and after.
+    runtime->admin = std::make_unique<resilience::AdminService>(
+        *runtime->targets, [](const resilience::AdminChange& change) {
+          server_kit::Log(server_kit::LogLevel::kWarning, "admin_change",
+                          {{"service", "resilience.v1.ResilienceAdmin"},
+                           {"method", change.method},
+                           {"target", change.target},
+                           {"before", std::string(resilience::BreakerStateName(change.before))},
+                           {"after", std::string(resilience::BreakerStateName(change.after))},
+                           {"peer", change.peer},
+                           {"identity", change.identity}});
+        });
     context.server.RegisterService(runtime->admin.get(),
                                    resilience::v1::ResilienceAdmin::service_full_name());
   }

@@ -61,13 +61,31 @@ absl::StatusOr<Target*> AdminService::Find(const v1::CircuitBreakerRequest& requ
   return target;
 }
 
-grpc::Status AdminService::Apply(const v1::CircuitBreakerRequest& request,
+grpc::Status AdminService::Apply(const grpc::ServerContext& context, const char* method,
+                                 const v1::CircuitBreakerRequest& request,
                                  void (CircuitBreaker::*change)(),
                                  v1::CircuitBreakerStatus* response) {
   absl::StatusOr<Target*> target = Find(request);
   if (!target.ok()) return base::ToGrpcStatus(target.status());
-  ((*target)->breaker().*change)();
+  CircuitBreaker& breaker = (*target)->breaker();
+  const BreakerState before = breaker.state();
+  (breaker.*change)();
   *response = DescribeTarget(**target);
+  if (audit_) {
+    AdminChange audited;
+    audited.peer = context.peer();
+    if (const auto auth = context.auth_context(); auth != nullptr) {
+      for (const grpc::string_ref& name : auth->GetPeerIdentity()) {
+        if (!audited.identity.empty()) audited.identity += ",";
+        audited.identity.append(name.data(), name.size());
+      }
+    }
+    audited.method = method;
+    audited.target = (*target)->name();
+    audited.before = before;
+    audited.after = breaker.state();
+    audit_(audited);
+  }
   return grpc::Status::OK;
 }
 
@@ -80,22 +98,22 @@ grpc::Status AdminService::ListCircuitBreakers(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ForceOpenCircuitBreaker(grpc::ServerContext*,
+grpc::Status AdminService::ForceOpenCircuitBreaker(grpc::ServerContext* context,
                                                    const v1::CircuitBreakerRequest* request,
                                                    v1::CircuitBreakerStatus* response) {
-  return Apply(*request, &CircuitBreaker::ForceOpen, response);
+  return Apply(*context, "ForceOpenCircuitBreaker", *request, &CircuitBreaker::ForceOpen, response);
 }
 
-grpc::Status AdminService::DisableCircuitBreaker(grpc::ServerContext*,
+grpc::Status AdminService::DisableCircuitBreaker(grpc::ServerContext* context,
                                                  const v1::CircuitBreakerRequest* request,
                                                  v1::CircuitBreakerStatus* response) {
-  return Apply(*request, &CircuitBreaker::Disable, response);
+  return Apply(*context, "DisableCircuitBreaker", *request, &CircuitBreaker::Disable, response);
 }
 
-grpc::Status AdminService::ResetCircuitBreaker(grpc::ServerContext*,
+grpc::Status AdminService::ResetCircuitBreaker(grpc::ServerContext* context,
                                                const v1::CircuitBreakerRequest* request,
                                                v1::CircuitBreakerStatus* response) {
-  return Apply(*request, &CircuitBreaker::Reset, response);
+  return Apply(*context, "ResetCircuitBreaker", *request, &CircuitBreaker::Reset, response);
 }
 
 }  // namespace resilience

@@ -327,6 +327,17 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return difference == 0;
 }
 
+namespace {
+
+// A rule as one line of JSON, for audit lines.
+std::string FaultJson(const faults_v1::Fault& fault) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(fault, &json).ok()) return fault.id();
+  return json;
+}
+
+}  // namespace
+
 FaultInjectionService::FaultInjectionService(FaultInjector& injector, std::string token)
     : injector_(injector), token_(std::move(token)) {}
 
@@ -346,12 +357,32 @@ absl::Status FaultInjectionService::Authenticate(const grpc::ServerContext& cont
   return absl::OkStatus();
 }
 
+void FaultInjectionService::Audit(const grpc::ServerContext& context, absl::string_view method,
+                                  absl::string_view before, absl::string_view after) const {
+  // The caller proved the token; the token itself is never written.
+  Log(LogLevel::kWarning, "admin_change",
+      {{"service", "hospital.faults.v1.FaultInjection"},
+       {"method", std::string(method)},
+       {"before", std::string(before)},
+       {"after", std::string(after)},
+       {"peer", context.peer()},
+       {"identity", "bearer token"}});
+}
+
 grpc::Status FaultInjectionService::SetFault(grpc::ServerContext* context,
                                              const faults_v1::SetFaultRequest* request,
                                              faults_v1::Fault* response) {
   return Serve(context, response, [&]() -> absl::StatusOr<faults_v1::Fault> {
     RETURN_IF_ERROR(Authenticate(*context));
-    return injector_.Set(request->fault());
+    std::string before = "none";
+    for (const faults_v1::Fault& rule : injector_.List()) {
+      if (!request->fault().id().empty() && rule.id() == request->fault().id()) {
+        before = FaultJson(rule);
+      }
+    }
+    absl::StatusOr<faults_v1::Fault> set = injector_.Set(request->fault());
+    if (set.ok()) Audit(*context, "SetFault", before, FaultJson(*set));
+    return set;
   });
 }
 
@@ -372,7 +403,12 @@ grpc::Status FaultInjectionService::ClearFaults(grpc::ServerContext* context,
   return Serve(context, response, [&]() -> absl::StatusOr<faults_v1::ClearFaultsResponse> {
     RETURN_IF_ERROR(Authenticate(*context));
     faults_v1::ClearFaultsResponse cleared;
+    const std::size_t rules_before = injector_.List().size();
     cleared.set_cleared(injector_.Clear(request->id()));
+    Audit(*context, "ClearFaults", absl::StrCat(rules_before, " rules"),
+          absl::StrCat(rules_before - static_cast<std::size_t>(cleared.cleared()), " rules (",
+                       request->id().empty() ? "all" : absl::StrCat("id ", request->id()),
+                       " cleared)"));
     return cleared;
   });
 }

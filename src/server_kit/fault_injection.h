@@ -114,6 +114,10 @@ class FaultInjectionService final : public faults_v1::FaultInjection::Service {
 
  private:
   absl::Status Authenticate(const grpc::ServerContext& context) const;
+  // Writes the audit line of a change: who (peer; the token is the identity), what, before,
+  // after.
+  void Audit(const grpc::ServerContext& context, absl::string_view method, absl::string_view before,
+             absl::string_view after) const;
 
   FaultInjector& injector_;
   const std::string token_;

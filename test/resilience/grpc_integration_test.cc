@@ -408,7 +408,12 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
           "bulkhead": {"maxConcurrentCalls": 9}}})");
   REQUIRE(policy.ok());
   TargetRegistry targets(*std::move(policy), env.environment(), registry);
-  AdminService admin(targets);
+  std::vector<AdminChange> audited;
+  base::Mutex audited_mutex;
+  AdminService admin(targets, [&](const AdminChange& change) {
+    base::MutexLock lock(&audited_mutex);
+    audited.push_back(change);
+  });
   testing_support::EchoServer server(&admin);
   targets.GetTarget("morgue");
   targets.GetTarget("appointments");
@@ -458,6 +463,22 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
     CHECK(stub->ForceOpenCircuitBreaker(&context, request, &status).error_code() ==
           grpc::StatusCode::INVALID_ARGUMENT);
     CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kClosed);
+  }
+  {
+    // Each change was audited once, with who asked and the state before and after; the list
+    // and the refused requests changed nothing and were not.
+    base::MutexLock lock(&audited_mutex);
+    REQUIRE(audited.size() == 3);
+    CHECK(audited[0].method == "ForceOpenCircuitBreaker");
+    CHECK(audited[0].target == "morgue");
+    CHECK(audited[0].before == BreakerState::kClosed);
+    CHECK(audited[0].after == BreakerState::kForcedOpen);
+    CHECK(audited[1].method == "DisableCircuitBreaker");
+    CHECK(audited[1].before == BreakerState::kForcedOpen);
+    CHECK(audited[1].after == BreakerState::kDisabled);
+    CHECK(audited[2].method == "ResetCircuitBreaker");
+    CHECK(audited[2].after == BreakerState::kClosed);
+    CHECK_THAT(audited[0].peer, Catch::Contains("127.0.0.1"));
   }
 }
 

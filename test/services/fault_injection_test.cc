@@ -16,7 +16,9 @@
 #include <catch2/catch.hpp>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/sync.h"
 #include "base/testing/fake_environment.h"
@@ -179,6 +181,22 @@ TEST_CASE("the fault admin service demands the token and changes nothing without
   REQUIRE(admin.Clear().ok());
   // The aborted call did not act: p-2 does not exist and can be created now.
   hospital.CreatePatient("p-2");
+  // Each change left an audit line (who, what, before, after); the refused ones none, and the
+  // token is never written.
+  hospital.Stop();
+  const std::string log = hospital.patients_process().log();
+  std::vector<std::string> audit_lines;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "\"event\":\"admin_change\"")) audit_lines.emplace_back(line);
+  }
+  REQUIRE(audit_lines.size() == 2);
+  CHECK_THAT(audit_lines[0],
+             Catch::Contains("\"method\":\"SetFault\"") && Catch::Contains("\"before\":\"none\"") &&
+                 Catch::Contains("UNAVAILABLE") && Catch::Contains("\"peer\":\"ipv4:127.0.0.1"));
+  CHECK_THAT(audit_lines[1], Catch::Contains("\"method\":\"ClearFaults\"") &&
+                                 Catch::Contains("\"before\":\"1 rules\"") &&
+                                 Catch::Contains("0 rules (all cleared)"));
+  CHECK(log.find("s3cret") == std::string::npos);
 }
 
 // Sends `json` as a request of `method` (a method descriptor of a generated service) and returns

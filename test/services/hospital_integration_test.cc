@@ -181,6 +181,13 @@ TEST_CASE("a death refused by an open breaker says so in a trailer, not only in 
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK(server_kit::ErrorReasonOf(*context) == server_kit::kReasonCircuitOpen);
   CHECK(GetPatient(hospital, "p-3").status() == patients_v1::ALIVE);
+  // The operator's change left its audit line: what, before, after, and who.
+  hospital.Stop();
+  const std::string log = hospital.patients_process().log();
+  CHECK_THAT(log, Catch::Contains("\"event\":\"admin_change\"") &&
+                      Catch::Contains("\"method\":\"ForceOpenCircuitBreaker\",\"target\":"
+                                      "\"morgue\",\"before\":\"CLOSED\",\"after\":"
+                                      "\"FORCED_OPEN\",\"peer\":\"ipv4:127.0.0.1"));
 }
 
 TEST_CASE("appointments too slow for the deadline: compensated once it answers again",
