@@ -47,6 +47,18 @@ absl::Time DeadlineOf(const grpc::ServerContextBase& context, base::Clock& clock
   return base::ToClockTime(context.deadline(), clock);
 }
 
+void PrepareAttemptContext(grpc::ClientContext& context, absl::Duration remaining,
+                           const CallOptions& options, int previous_attempts) {
+  if (remaining < absl::InfiniteDuration()) {
+    context.set_deadline(std::chrono::system_clock::now() +
+                         absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
+  }
+  for (const auto& [key, value] : options.metadata) context.AddMetadata(key, value);
+  if (previous_attempts > 0) {
+    context.AddMetadata(kPreviousAttemptsMetadataKey, std::to_string(previous_attempts));
+  }
+}
+
 Pushback PushbackOf(const grpc::ClientContext& context) {
   const auto& trailers = context.GetServerTrailingMetadata();
   const auto it =

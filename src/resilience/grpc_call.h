@@ -108,6 +108,23 @@ template <typename Request, typename Response>
 using UnarySender = std::function<void(grpc::ClientContext*, const Request*, Response*,
                                        std::function<void(grpc::Status)>)>;
 
+// Sets up an attempt's fresh context: its deadline `remaining` from now (converted through the
+// remaining time, so the pipeline may run on any Clock), the options' metadata and, after the
+// first attempt, grpc-previous-rpc-attempts.
+void PrepareAttemptContext(grpc::ClientContext& context, absl::Duration remaining,
+                           const CallOptions& options, int previous_attempts);
+
+// Registers a self-owned call with `cancellation` (if any) through a weak reference, so that a
+// cancel never races the call's destruction. Returns the registration's id (0: none).
+template <typename Call>
+Cancellation::Id CancelThroughWeakReference(Cancellation* cancellation,
+                                            const std::shared_ptr<Call>& call) {
+  if (cancellation == nullptr) return 0;
+  return cancellation->Register([weak = std::weak_ptr<Call>(call)] {
+    if (std::shared_ptr<Call> alive = weak.lock()) alive->Cancel();
+  });
+}
+
 // A gRPC unary call as a GuardedCall. CallUnary and CallUnaryBlocking cover the usual needs.
 template <typename Request, typename Response>
 class UnaryCall final : public GuardedCall {
@@ -127,12 +144,7 @@ class UnaryCall final : public GuardedCall {
   static void RunOwned(std::shared_ptr<UnaryCall> self) {
     UnaryCall& call = *self;
     call.self_ = std::move(self);
-    if (call.options_.cancellation != nullptr) {
-      call.cancellation_id_ =
-          call.options_.cancellation->Register([weak = std::weak_ptr<UnaryCall>(call.self_)] {
-            if (std::shared_ptr<UnaryCall> alive = weak.lock()) alive->Cancel();
-          });
-    }
+    call.cancellation_id_ = CancelThroughWeakReference(call.options_.cancellation, call.self_);
     call.Start(call.options_.parent_deadline);
   }
 
@@ -148,16 +160,7 @@ class UnaryCall final : public GuardedCall {
     }
     // Cancel may have looked for a context just before this one existed.
     if (cancel_requested()) context->TryCancel();
-    // Converted through the remaining time, so the pipeline may run on any Clock.
-    const absl::Duration remaining = attempt_deadline - attempt_start();
-    if (remaining < absl::InfiniteDuration()) {
-      context->set_deadline(std::chrono::system_clock::now() +
-                            absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
-    }
-    for (const auto& [key, value] : options_.metadata) context->AddMetadata(key, value);
-    if (attempts() > 1) {
-      context->AddMetadata(kPreviousAttemptsMetadataKey, std::to_string(attempts() - 1));
-    }
+    PrepareAttemptContext(*context, attempt_deadline - attempt_start(), options_, attempts() - 1);
     response_.Clear();
     sender_(context, &request_, &response_, [this, context](grpc::Status status) {
       // Pushback only matters to a failed attempt; a success skips the metadata lookup.
@@ -221,12 +224,7 @@ class HedgedUnaryCall final : public HedgedCall {
   static void RunOwned(std::shared_ptr<HedgedUnaryCall> self) {
     HedgedUnaryCall& call = *self;
     call.self_ = std::move(self);
-    if (call.options_.cancellation != nullptr) {
-      call.cancellation_id_ =
-          call.options_.cancellation->Register([weak = std::weak_ptr<HedgedUnaryCall>(call.self_)] {
-            if (std::shared_ptr<HedgedUnaryCall> alive = weak.lock()) alive->Cancel();
-          });
-    }
+    call.cancellation_id_ = CancelThroughWeakReference(call.options_.cancellation, call.self_);
     call.Start(call.options_.parent_deadline);
   }
 
@@ -247,14 +245,8 @@ class HedgedUnaryCall final : public HedgedCall {
       cancel = cancel_before_start_[index];
     }
     if (cancel || cancel_requested()) context->TryCancel();
-    const absl::Duration remaining = attempt_deadline - clock().Now();
-    if (remaining < absl::InfiniteDuration()) {
-      context->set_deadline(std::chrono::system_clock::now() +
-                            absl::ToChronoNanoseconds(std::max(remaining, absl::ZeroDuration())));
-    }
-    for (const auto& [key, value] : options_.metadata) context->AddMetadata(key, value);
-    // gRFC A6: hedges carry the number of attempts sent before them too.
-    if (index > 0) context->AddMetadata(kPreviousAttemptsMetadataKey, std::to_string(index));
+    // gRFC A6: hedges carry the number of attempts sent before them too (`index`).
+    PrepareAttemptContext(*context, attempt_deadline - clock().Now(), options_, index);
     sender_(context, &request_, &responses_[index], [this, index, context](grpc::Status status) {
       const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
       FinishAttempt(index, base::FromGrpcStatus(status), pushback);

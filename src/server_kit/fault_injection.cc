@@ -21,6 +21,13 @@
 namespace server_kit {
 namespace {
 
+// A rule as one line of JSON, for audit lines.
+std::string FaultJson(const faults_v1::Fault& fault) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(fault, &json).ok()) return fault.id();
+  return json;
+}
+
 constexpr absl::Duration kMaxDelay = absl::Hours(1);
 // Operator surfaces are never faulted: an operator must be able to clear a fault, or open a
 // breaker, whatever rules are in force.
@@ -326,17 +333,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   }
   return difference == 0;
 }
-
-namespace {
-
-// A rule as one line of JSON, for audit lines.
-std::string FaultJson(const faults_v1::Fault& fault) {
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(fault, &json).ok()) return fault.id();
-  return json;
-}
-
-}  // namespace
 
 FaultInjectionService::FaultInjectionService(FaultInjector& injector, std::string token)
     : injector_(injector), token_(std::move(token)) {}
