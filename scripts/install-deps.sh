@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages the project needs, if any are missing.
 #   scripts/install-deps.sh          everything: build, tests, benchmarks
 #   scripts/install-deps.sh build    only what building the services needs (the image uses this)
-#   scripts/install-deps.sh run      that, and nats-server (scripts/run-local.sh)
+#   scripts/install-deps.sh run      that, nats-server and openssl (scripts/run-local.sh)
 set -euo pipefail
 
 build_packages=(
@@ -13,13 +13,13 @@ build_packages=(
 # Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
 test_packages=(
   clang libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
-  gnuplot-nox nats-server
+  gnuplot-nox nats-server openssl
 )
 
 packages=("${build_packages[@]}")
 case "${1:-all}" in
   build) ;;
-  run) packages+=(nats-server) ;;
+  run) packages+=(nats-server openssl) ;;
   *) packages+=("${test_packages[@]}") ;;
 esac
 

@@ -20,6 +20,11 @@ cmake --build build -j2 --target patients morgue appointments
 data=${HOSPITAL_DATA:-$PWD/run}
 mkdir -p "$data"
 pids=()
+# The bearer token that changes through the admin listeners need (breakers, faults); made once,
+# readable by this user alone.
+if [[ ! -s "$data/admin-token" ]]; then
+  (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$data/admin-token")
+fi
 
 stop() {
   echo
@@ -30,12 +35,13 @@ stop() {
 }
 trap stop INT TERM
 
-# start NAME GRPC_PORT METRICS_PORT [FLAGS...]
+# start NAME GRPC_PORT METRICS_PORT ADMIN_PORT [FLAGS...]
 start() {
-  local name=$1 grpc=$2 metrics=$3
-  shift 3
+  local name=$1 grpc=$2 metrics=$3 admin=$4
+  shift 4
   rm -f "$data/$name.ports"
   "build/src/$name/$name" --listen="127.0.0.1:$grpc" --metrics_listen="127.0.0.1:$metrics" \
+    --admin_listen="127.0.0.1:$admin" --admin_token_file="$data/admin-token" --fault_admin \
     --db="$data/$name.db" --port_file="$data/$name.ports" "$@" 2>>"$data/$name.log" &
   pids+=($!)
   for _ in $(seq 100); do
@@ -69,22 +75,23 @@ if [[ "$workflow" == async ]]; then
   messaging_flags+=(--nats_url=nats://127.0.0.1:4222)
 fi
 
-start morgue 50052 9092 "${messaging_flags[@]}"
-start appointments 50053 9093 "${messaging_flags[@]}"
-start patients 50051 9091 --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
+start morgue 50052 9092 50062 "${messaging_flags[@]}"
+start appointments 50053 9093 50063 "${messaging_flags[@]}"
+start patients 50051 9091 50061 --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
   --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}"
 
-printf '\n%-13s %-16s %-32s %s\n' service gRPC metrics "database / log"
-printf '%-13s %-16s %-32s %s\n' patients 127.0.0.1:50051 http://127.0.0.1:9091/metrics \
-  "$data/patients.db  $data/patients.log"
-printf '%-13s %-16s %-32s %s\n' morgue 127.0.0.1:50052 http://127.0.0.1:9092/metrics \
-  "$data/morgue.db  $data/morgue.log"
-printf '%-13s %-16s %-32s %s\n' appointments 127.0.0.1:50053 http://127.0.0.1:9093/metrics \
-  "$data/appointments.db  $data/appointments.log"
+printf '\n%-13s %-16s %-16s %-32s %s\n' service gRPC admin metrics "database / log"
+printf '%-13s %-16s %-16s %-32s %s\n' patients 127.0.0.1:50051 127.0.0.1:50061 \
+  http://127.0.0.1:9091/metrics "$data/patients.db  $data/patients.log"
+printf '%-13s %-16s %-16s %-32s %s\n' morgue 127.0.0.1:50052 127.0.0.1:50062 \
+  http://127.0.0.1:9092/metrics "$data/morgue.db  $data/morgue.log"
+printf '%-13s %-16s %-16s %-32s %s\n' appointments 127.0.0.1:50053 127.0.0.1:50063 \
+  http://127.0.0.1:9093/metrics "$data/appointments.db  $data/appointments.log"
 if [[ "$workflow" == async ]]; then
-  printf '%-13s %-16s %-32s %s\n' nats-server 127.0.0.1:4222 http://127.0.0.1:8222/jsz \
+  printf '%-13s %-16s %-16s %-32s %s\n' nats-server 127.0.0.1:4222 - http://127.0.0.1:8222/jsz \
     "$data/nats  $data/nats-server.log"
 fi
+echo "Admin changes (breakers, faults) need: -H \"authorization: Bearer \$(cat $data/admin-token)\""
 echo
 echo "Running the $workflow death workflow. Try: grpcurl -plaintext 127.0.0.1:50051 list" \
   "(Ctrl-C stops everything)"

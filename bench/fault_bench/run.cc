@@ -50,6 +50,11 @@ std::shared_ptr<grpc::Channel> Channel(const testing_support::ServiceProcess& pr
   return grpc::CreateChannel(process.address(), grpc::InsecureChannelCredentials());
 }
 
+// The process's admin listener (faults, breakers).
+std::shared_ptr<grpc::Channel> AdminChannel(const testing_support::ServiceProcess& process) {
+  return grpc::CreateChannel(process.admin_address(), grpc::InsecureChannelCredentials());
+}
+
 // The three services of one run.
 class System {
  public:
@@ -58,7 +63,7 @@ class System {
     auto make = [&](const std::string& name, std::vector<std::string> flags) {
       flags.push_back(absl::StrCat("--db=", dir, "/", name, ".db"));
       flags.push_back("--fault_admin");
-      flags.push_back(absl::StrCat("--fault_admin_token_file=", dir, "/token"));
+      flags.push_back(absl::StrCat("--admin_token_file=", dir, "/token"));
       flags.push_back("--rpc_logging=none");
       flags.insert(flags.end(), options.service_flags.begin(), options.service_flags.end());
       flags.push_back("--shutdown_grace=2s");
@@ -251,7 +256,7 @@ absl::Status ApplyStep(System& system, const Step& step) {
     case Step::Kind::kClearFaults:
       break;
   }
-  auto admin = faults_v1::FaultInjection::NewStub(Channel(process));
+  auto admin = faults_v1::FaultInjection::NewStub(AdminChannel(process));
   auto context = Context(absl::Seconds(5));
   context->AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
   if (step.kind == Step::Kind::kClearFaults) {
@@ -847,7 +852,7 @@ class ScenarioRun final {
   // Every 100 ms during the load: the patients service's breakers and its owed undo calls.
   void Sample() {
     auto admin =
-        resilience::v1::ResilienceAdmin::NewStub(Channel(system_.process(Service::kPatients)));
+        resilience::v1::ResilienceAdmin::NewStub(AdminChannel(system_.process(Service::kPatients)));
     while (!load_done_.load()) {
       if (const absl::StatusOr<std::string> scrape = ScrapePatients(); scrape.ok()) {
         result_.pending_compensations.emplace_back(

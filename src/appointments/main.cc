@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
       "Usage: appointments [--listen=0.0.0.0:50053] [--metrics_listen=0.0.0.0:9093] "
       "[--db=appointments.db] [--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50053",
+      "127.0.0.1:50063",
       "0.0.0.0:9093",
       "appointments.db",
       appointments::Migrations(),

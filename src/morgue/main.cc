@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
       "Usage: morgue [--listen=0.0.0.0:50052] [--metrics_listen=0.0.0.0:9092] [--db=morgue.db] "
       "[--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50052",
+      "127.0.0.1:50062",
       "0.0.0.0:9092",
       "morgue.db",
       morgue::Migrations(),

@@ -19,6 +19,7 @@
 #include "resilience/grpc_call.h"
 #include "resilience/policy.h"
 #include "resilience/v1/admin.grpc.pb.h"
+#include "server_kit/admin_auth.h"
 #include "server_kit/log.h"
 #include "server_kit/service_main.h"
 
@@ -45,7 +46,8 @@ ABSL_FLAG(absl::Duration, outbox_republish_since, absl::ZeroDuration(),
 ABSL_FLAG(absl::Duration, reconcile_interval, absl::Seconds(1),
           "How often owed undo calls are retried and orphaned deaths resumed");
 ABSL_FLAG(bool, resilience_admin, true,
-          "Serve resilience.v1.ResilienceAdmin (list, force open, disable, reset breakers)");
+          "Serve resilience.v1.ResilienceAdmin on the admin listener (list breakers; force open, "
+          "disable and reset them with the admin credentials)");
 
 namespace {
 
@@ -94,8 +96,10 @@ absl::Status Setup(server_kit::ServiceContext& context) {
       std::move(policy), runtime->environment.environment(), context.server.metrics());
   context.server.AddCollectable(runtime->targets->call_metrics());
   runtime->downstreams = std::make_unique<patients::GrpcDownstreams>(
-      resilience::CreateChannel(absl::GetFlag(FLAGS_morgue_address)),
-      resilience::CreateChannel(absl::GetFlag(FLAGS_appointments_address)), *runtime->targets);
+      resilience::CreateChannel(absl::GetFlag(FLAGS_morgue_address), context.channel_credentials),
+      resilience::CreateChannel(absl::GetFlag(FLAGS_appointments_address),
+                                context.channel_credentials),
+      *runtime->targets);
   runtime->repository = std::make_unique<patients::PatientsRepository>(context.database);
   patients::SynchronousDeathWorkflowOptions options;
   options.reconcile_interval = absl::GetFlag(FLAGS_reconcile_interval);
@@ -135,20 +139,25 @@ absl::Status Setup(server_kit::ServiceContext& context) {
   context.server.RegisterService(runtime->service.get(),
                                  hospital::patients::v1::PatientsService::service_full_name());
   if (absl::GetFlag(FLAGS_resilience_admin)) {
+    resilience::AdminServiceOptions admin;
+    admin.authenticate = [authenticator = context.admin](const grpc::ServerContext& call,
+                                                         const std::string& method) {
+      return authenticator->Authenticate(call, method);
+    };
     // The audit line of every operator change: who, what, before and after.
-    runtime->admin = std::make_unique<resilience::AdminService>(
-        *runtime->targets, [](const resilience::AdminChange& change) {
-          server_kit::Log(server_kit::LogLevel::kWarning, "admin_change",
-                          {{"service", "resilience.v1.ResilienceAdmin"},
-                           {"method", change.method},
-                           {"target", change.target},
-                           {"before", std::string(resilience::BreakerStateName(change.before))},
-                           {"after", std::string(resilience::BreakerStateName(change.after))},
-                           {"peer", change.peer},
-                           {"identity", change.identity}});
-        });
-    context.server.RegisterService(runtime->admin.get(),
-                                   resilience::v1::ResilienceAdmin::service_full_name());
+    admin.audit = [](const resilience::AdminChange& change) {
+      server_kit::Log(server_kit::LogLevel::kWarning, "admin_change",
+                      {{"service", "resilience.v1.ResilienceAdmin"},
+                       {"method", change.method},
+                       {"target", change.target},
+                       {"before", std::string(resilience::BreakerStateName(change.before))},
+                       {"after", std::string(resilience::BreakerStateName(change.after))},
+                       {"peer", change.peer},
+                       {"identity", change.identity}});
+    };
+    runtime->admin =
+        std::make_unique<resilience::AdminService>(*runtime->targets, std::move(admin));
+    context.server.RegisterAdminService(runtime->admin.get());
   }
   runtime->workflow->StartBackground();
   if (runtime->relay) runtime->relay->Start();
@@ -171,6 +180,7 @@ int main(int argc, char** argv) {
       "[--appointments_address=localhost:50053] [--resilience_policy=policy.json] "
       "[--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50051",
+      "127.0.0.1:50061",
       "0.0.0.0:9091",
       "patients.db",
       patients::Migrations(),

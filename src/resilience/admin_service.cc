@@ -65,28 +65,42 @@ grpc::Status AdminService::Apply(const grpc::ServerContext& context, const char*
                                  const v1::CircuitBreakerRequest& request,
                                  void (CircuitBreaker::*change)(),
                                  v1::CircuitBreakerStatus* response) {
+  if (!options_.authenticate) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "changes are refused: this process has no admin authentication");
+  }
+  absl::StatusOr<std::string> identity = options_.authenticate(context, method);
+  if (!identity.ok()) return base::ToGrpcStatus(identity.status());
   absl::StatusOr<Target*> target = Find(request);
   if (!target.ok()) return base::ToGrpcStatus(target.status());
   CircuitBreaker& breaker = (*target)->breaker();
   const BreakerState before = breaker.state();
   (breaker.*change)();
   *response = DescribeTarget(**target);
-  if (audit_) {
+  if (options_.audit) {
     AdminChange audited;
     audited.peer = context.peer();
-    if (const auto auth = context.auth_context(); auth != nullptr) {
-      for (const grpc::string_ref& name : auth->GetPeerIdentity()) {
-        if (!audited.identity.empty()) audited.identity += ",";
-        audited.identity.append(name.data(), name.size());
-      }
-    }
+    audited.identity = *std::move(identity);
     audited.method = method;
     audited.target = (*target)->name();
     audited.before = before;
     audited.after = breaker.state();
-    audit_(audited);
+    options_.audit(audited);
   }
   return grpc::Status::OK;
+}
+
+AdminAuthenticate AllowAnyCaller() {
+  return [](const grpc::ServerContext& context, const std::string&) -> absl::StatusOr<std::string> {
+    std::string identity;
+    if (const auto auth = context.auth_context(); auth != nullptr) {
+      for (const grpc::string_ref& name : auth->GetPeerIdentity()) {
+        if (!identity.empty()) identity += ",";
+        identity.append(name.data(), name.size());
+      }
+    }
+    return identity.empty() ? std::string("anyone") : identity;
+  };
 }
 
 grpc::Status AdminService::ListCircuitBreakers(grpc::ServerContext*,

@@ -6,7 +6,7 @@
 //   FaultInjector injector(environment, registry);
 //   LoadFaultsFile("faults.json", injector);                    // optional, at start-up
 //   builder: AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(injector));
-//   FaultInjectionService admin(injector, token);                // only with --fault_admin
+//   FaultInjectionService admin(injector, authenticator);        // only with --fault_admin
 //
 // How a fault reaches a call: the interceptor decides when the request has been received, before
 // the method runs. A delay sleeps on the serving thread (the sync server's thread is busy, as it
@@ -35,6 +35,7 @@
 #include "base/clock.h"
 #include "base/sync.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
+#include "server_kit/admin_auth.h"
 
 namespace server_kit {
 
@@ -98,11 +99,13 @@ class FaultInterceptorFactory final : public grpc::experimental::ServerIntercept
   FaultInjector& injector_;
 };
 
-// hospital.faults.v1.FaultInjection, guarded by a bearer token compared in constant time.
+// hospital.faults.v1.FaultInjection, for the admin listener: SetFault and ClearFaults need
+// the credentials `authenticator` checks (admin_auth.h); ListFaults is open to whoever reaches
+// the listener.
 class FaultInjectionService final : public faults_v1::FaultInjection::Service {
  public:
-  // `token` must not be empty.
-  FaultInjectionService(FaultInjector& injector, std::string token);
+  // Both must outlive the service.
+  FaultInjectionService(FaultInjector& injector, const AdminAuthenticator& authenticator);
 
   grpc::Status SetFault(grpc::ServerContext* context, const faults_v1::SetFaultRequest* request,
                         faults_v1::Fault* response) override;
@@ -113,18 +116,13 @@ class FaultInjectionService final : public faults_v1::FaultInjection::Service {
                            faults_v1::ClearFaultsResponse* response) override;
 
  private:
-  absl::Status Authenticate(const grpc::ServerContext& context) const;
-  // Writes the audit line of a change: who (peer; the token is the identity), what, before,
-  // after.
-  void Audit(const grpc::ServerContext& context, absl::string_view method, absl::string_view before,
-             absl::string_view after) const;
+  // Writes the audit line of a change: who (peer, identity), what, before, after.
+  void Audit(const grpc::ServerContext& context, absl::string_view identity,
+             absl::string_view method, absl::string_view before, absl::string_view after) const;
 
   FaultInjector& injector_;
-  const std::string token_;
+  const AdminAuthenticator& authenticator_;
 };
-
-// Whether `a` equals `b`, in time that depends only on their lengths.
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
 }  // namespace server_kit
 

@@ -6,19 +6,30 @@
 
 namespace server_kit {
 
-std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context) {
+namespace {
+
+std::optional<absl::Status> MarkedStatus(const grpc::ServerContext& context, std::string_view key) {
   const auto& metadata = context.client_metadata();
-  const auto found =
-      metadata.find(grpc::string_ref(kInjectedFaultKey.data(), kInjectedFaultKey.size()));
+  const auto found = metadata.find(grpc::string_ref(key.data(), key.size()));
   if (found == metadata.end()) return std::nullopt;
   const absl::string_view value(found->second.data(), found->second.size());
   const std::size_t space = value.find(' ');
   int code = 0;
   if (space == absl::string_view::npos || !absl::SimpleAtoi(value.substr(0, space), &code) ||
       code <= 0 || code > 16) {
-    return absl::InternalError("fault injected (unreadable mark)");
+    return absl::InternalError("call refused (unreadable mark)");
   }
   return absl::Status(static_cast<absl::StatusCode>(code), value.substr(space + 1));
+}
+
+}  // namespace
+
+std::optional<absl::Status> AccessDenied(const grpc::ServerContext& context) {
+  return MarkedStatus(context, kAccessDeniedKey);
+}
+
+std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context) {
+  return MarkedStatus(context, kInjectedFaultKey);
 }
 
 namespace {
@@ -43,7 +54,7 @@ std::string ErrorReasonOf(const grpc::ClientContext& context) {
                                  : std::string(found->second.data(), found->second.size());
 }
 
-std::string EncodeInjectedFault(const absl::Status& status) {
+std::string EncodeMarkedStatus(const absl::Status& status) {
   return absl::StrCat(static_cast<int>(status.code()), " ", status.message());
 }
 

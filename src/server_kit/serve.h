@@ -16,10 +16,10 @@
 // upper-case word, WithErrorReason); Serve sends it in the kErrorReasonKey trailer, and a client
 // reads it with ErrorReasonOf(context).
 //
-// Serve also keeps a call that fault injection has aborted from reaching the body: the fault
-// interceptor (fault_injection.h) marks such a call in its request metadata, and Serve answers
-// it with the injected status without running the body, so an injected failure never has a side
-// effect.
+// Serve also keeps a call that an interceptor has refused from reaching the body: the caller
+// policy (caller_authorization.h) and fault injection (fault_injection.h) mark such a call in its
+// request metadata, and Serve answers it with their status without running the body, so neither
+// a refused caller nor an injected failure ever has a side effect.
 #ifndef HOSPITAL_SRC_SERVER_KIT_SERVE_H_
 #define HOSPITAL_SRC_SERVER_KIT_SERVE_H_
 
@@ -37,15 +37,21 @@
 
 namespace server_kit {
 
-// The request metadata key by which the fault interceptor marks a call it has failed. Its value
-// is the injected status: "<numeric code> <message>". Clients cannot set it: the interceptor
-// removes any value a client sent before deciding.
+// The request metadata keys by which interceptors mark a call they have decided to fail, so
+// that Serve answers it without running the method. The value is the status:
+// "<numeric code> <message>" (EncodeMarkedStatus). Clients cannot set them: each interceptor
+// removes any value a client sent under its key before deciding.
+// The caller policy refused the caller (caller_authorization.h).
+inline constexpr std::string_view kAccessDeniedKey = "x-hospital-access-denied";
+// Fault injection failed the call (fault_injection.h).
 inline constexpr std::string_view kInjectedFaultKey = "x-hospital-injected-fault";
 
+// The status the caller policy put on `context`'s call, if any.
+std::optional<absl::Status> AccessDenied(const grpc::ServerContext& context);
 // The status fault injection put on `context`'s call, if any.
 std::optional<absl::Status> InjectedFault(const grpc::ServerContext& context);
-// The metadata value that InjectedFault reads back as `status`.
-std::string EncodeInjectedFault(const absl::Status& status);
+// The metadata value that AccessDenied and InjectedFault read back as `status`.
+std::string EncodeMarkedStatus(const absl::Status& status);
 
 // The trailing metadata key that carries an error's reason.
 inline constexpr std::string_view kErrorReasonKey = "x-hospital-error-reason";
@@ -65,6 +71,9 @@ std::string ErrorReasonOf(const grpc::ClientContext& context);
 // into the trailing metadata.
 template <typename Response, typename Body>
 grpc::Status Serve(grpc::ServerContext* context, Response* response, Body&& body) {
+  if (std::optional<absl::Status> denied = AccessDenied(*context)) {
+    return base::ToGrpcStatus(*denied);
+  }
   if (std::optional<absl::Status> fault = InjectedFault(*context)) {
     return base::ToGrpcStatus(*fault);
   }

@@ -15,6 +15,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "grpc/health/v1/health.pb.h"
 #include "server_kit/log.h"
 #include "server_kit/malformed_request.h"
@@ -25,11 +26,11 @@ namespace {
 constexpr char kLiveness[] = "liveness";
 constexpr char kReadiness[] = "readiness";
 
-absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port) {
+absl::Status WritePortFile(const std::string& path, const std::string& contents) {
   const std::string temporary = path + ".tmp";
   {
     std::ofstream file(temporary, std::ios::trunc);
-    file << "grpc=" << grpc_port << "\nmetrics=" << metrics_port << "\n";
+    file << contents;
     if (!file) return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
@@ -37,6 +38,22 @@ absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_p
   }
   return absl::OkStatus();
 }
+
+// Lends one factory to several servers: a builder takes ownership of the factories it is given,
+// and the observer must count the calls of every listener.
+class ForwardingInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit ForwardingInterceptorFactory(ServerInterceptorFactoryInterface& target)
+      : target_(target) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return target_.CreateServerInterceptor(info);
+  }
+
+ private:
+  ServerInterceptorFactoryInterface& target_;
+};
 
 }  // namespace
 
@@ -49,6 +66,8 @@ void Server::RegisterService(grpc::Service* service, std::string full_name) {
   services_.push_back(service);
   registered_names_.push_back(std::move(full_name));
 }
+
+void Server::RegisterAdminService(grpc::Service* service) { admin_services_.push_back(service); }
 
 void Server::AddInterceptorFactory(
     std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory) {
@@ -71,16 +90,15 @@ int ToMillis(absl::Duration duration) {
 
 }  // namespace
 
-absl::Status Server::Start() {
-  // Makes grpc.health.v1 describable through reflection: gRPC's own health service does not
-  // register its descriptors.
-  grpc::health::v1::HealthCheckRequest::descriptor();
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-
+absl::StatusOr<std::unique_ptr<grpc::Server>> Server::StartListener(
+    const std::string& address, const std::shared_ptr<grpc::ServerCredentials>& credentials,
+    const std::vector<grpc::Service*>& services,
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors,
+    int max_threads, int* port) {
   grpc::ServerBuilder builder;
-  grpc::ResourceQuota quota(absl::StrCat(options_.service_name, "-server"));
-  quota.SetMaxThreads(options_.max_threads);
+  grpc::ResourceQuota quota(absl::StrCat(options_.service_name, "-server-", address));
+  quota.SetMaxThreads(max_threads);
   builder.SetResourceQuota(quota);
   // gRPC's synchronous server keeps at most MAX_POLLERS idle threads (2 by default) and ends any
   // thread that finishes a call beyond that, then starts a new one when the next call arrives:
@@ -88,8 +106,7 @@ absl::Status Server::Start() {
   // thread-local set-up, TLB-shootdown interrupts: all visible in the patients service's
   // profile). Idle threads cost only memory, so keep every thread the quota allows.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              options_.max_threads);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, max_threads);
   builder.SetMaxReceiveMessageSize(options_.max_request_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillis(options_.keepalive_time));
@@ -97,30 +114,57 @@ absl::Status Server::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              ToMillis(options_.min_client_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
-  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &grpc_port_);
-  for (grpc::Service* service : services_) builder.RegisterService(service);
-  // The extra interceptors come first, so that the observer records the status a fault
-  // interceptor substitutes, and the time it adds; before them, the one that explains a
-  // request gRPC could not parse.
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-  creators.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
-  for (auto& factory : interceptor_factories_) creators.push_back(std::move(factory));
-  auto observer = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
-  observer_ = observer.get();
-  creators.push_back(std::move(observer));
-  builder.experimental().SetInterceptorCreators(std::move(creators));
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr || grpc_port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen_address, " (address in use?)"));
+  builder.AddListeningPort(
+      address, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), port);
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " (address in use?)"));
   }
-
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   // Not ready until the first readiness check passes.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kReadiness, false);
   for (const std::string& name : registered_names_) health->SetServingStatus(name, false);
   health->SetServingStatus(kLiveness, true);
+  return server;
+}
+
+absl::Status Server::Start() {
+  // Makes grpc.health.v1 describable through reflection: gRPC's own health service does not
+  // register its descriptors.
+  grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  observer_ = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
+  // Every listener explains requests gRPC could not parse first and observes calls last.
+  const auto interceptors = [this](auto extra) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
+    for (auto& factory : extra) creators.push_back(std::move(factory));
+    creators.push_back(std::make_unique<ForwardingInterceptorFactory>(*observer_));
+    return creators;
+  };
+  // The extra interceptors sit between the two, so that the observer records the status a
+  // fault interceptor substitutes, and the time it adds.
+  ASSIGN_OR_RETURN(server_, StartListener(options_.listen_address, options_.credentials, services_,
+                                          interceptors(std::move(interceptor_factories_)),
+                                          options_.max_threads, &grpc_port_));
+  using NoInterceptors =
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>;
+  if (!options_.admin_address.empty()) {
+    ASSIGN_OR_RETURN(admin_server_,
+                     StartListener(options_.admin_address, options_.admin_credentials,
+                                   admin_services_, interceptors(NoInterceptors()),
+                                   ServerOptions::kSideListenerThreads, &admin_port_));
+  }
+  if (!options_.health_address.empty()) {
+    ASSIGN_OR_RETURN(
+        health_server_,
+        StartListener(options_.health_address, nullptr, {}, interceptors(NoInterceptors()),
+                      ServerOptions::kSideListenerThreads, &health_port_));
+  }
 
   if (!options_.metrics_address.empty()) {
     try {
@@ -137,14 +181,24 @@ absl::Status Server::Start() {
 
   health_checker_.emplace(options_.health_check_interval, [this] { CheckReadiness(); });
   if (!options_.port_file.empty()) {
-    if (absl::Status status = WritePortFile(options_.port_file, grpc_port_, metrics_port_);
-        !status.ok()) {
-      return status;
-    }
+    RETURN_IF_ERROR(
+        WritePortFile(options_.port_file,
+                      absl::StrCat("grpc=", grpc_port_, "\nmetrics=", metrics_port_,
+                                   "\nadmin=", admin_port_, "\nhealth=", health_port_, "\n")));
   }
   Log(LogLevel::kInfo, "started",
-      {{"grpc_port", absl::StrCat(grpc_port_)}, {"metrics_port", absl::StrCat(metrics_port_)}});
+      {{"grpc_port", absl::StrCat(grpc_port_)},
+       {"tls", options_.credentials != nullptr ? "on" : "off"},
+       {"metrics_port", absl::StrCat(metrics_port_)},
+       {"admin_port", absl::StrCat(admin_port_)},
+       {"health_port", absl::StrCat(health_port_)}});
   return absl::OkStatus();
+}
+
+void Server::SetHealth(const std::string& name, bool serving) {
+  for (grpc::Server* server : {server_.get(), admin_server_.get(), health_server_.get()}) {
+    if (server != nullptr) server->GetHealthCheckService()->SetServingStatus(name, serving);
+  }
 }
 
 void Server::SetReady(bool ready) {
@@ -156,10 +210,9 @@ void Server::SetReady(bool ready) {
     ready_ = ready;
   }
   if (server_ == nullptr) return;
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus("", ready);
-  health->SetServingStatus(kReadiness, ready);
-  for (const std::string& name : registered_names_) health->SetServingStatus(name, ready);
+  SetHealth("", ready);
+  SetHealth(kReadiness, ready);
+  for (const std::string& name : registered_names_) SetHealth(name, ready);
   if (changed) Log(LogLevel::kInfo, ready ? "ready" : "not_ready");
 }
 
@@ -187,18 +240,31 @@ void Server::Shutdown() {
   // holding a channel does not do; so once no call is in flight, the connections are closed
   // from here instead of waiting out the grace period.
   const absl::Time deadline = absl::Now() + options_.shutdown_grace;
-  std::atomic<bool> shut_down{false};
-  std::thread shutter([&] {
-    server_->Shutdown(absl::ToChronoTime(deadline));
-    shut_down.store(true);
-  });
-  while (!shut_down.load() && observer_->in_flight() > 0 && absl::Now() < deadline) {
+  // Health stays up until the end, so that probes see the drain rather than a closed port.
+  std::vector<grpc::Server*> servers;
+  for (grpc::Server* server : {server_.get(), admin_server_.get(), health_server_.get()}) {
+    if (server != nullptr) servers.push_back(server);
+  }
+  std::atomic<int> shut_down_count{0};
+  std::vector<std::thread> shutters;
+  for (grpc::Server* server : servers) {
+    shutters.emplace_back([&, server] {
+      server->Shutdown(absl::ToChronoTime(deadline));
+      shut_down_count.fetch_add(1);
+    });
+  }
+  const auto all_shut_down = [&] {
+    return shut_down_count.load() == static_cast<int>(servers.size());
+  };
+  while (!all_shut_down() && observer_->in_flight() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  if (!shut_down.load()) grpc_server_cancel_all_calls(server_->c_server());
-  shutter.join();
-  server_->GetHealthCheckService()->SetServingStatus(kLiveness, false);
-  server_->Wait();
+  if (!all_shut_down()) {
+    for (grpc::Server* server : servers) grpc_server_cancel_all_calls(server->c_server());
+  }
+  for (std::thread& shutter : shutters) shutter.join();
+  SetHealth(kLiveness, false);
+  for (grpc::Server* server : servers) server->Wait();
   exposer_.reset();
   Log(LogLevel::kInfo, "stopped");
 }

@@ -1,6 +1,18 @@
 // The gRPC server around a service: health checking, reflection, per-RPC metrics and logs, a
 // Prometheus /metrics endpoint, and a graceful shutdown.
 //
+// Up to three listeners, each a gRPC server of its own:
+//   public  (listen_address)  the service's API; TLS when `credentials` says so.
+//   admin   (admin_address)   operator surfaces (RegisterAdminService): loopback by default, so
+//                             that only someone on the host (or kubectl port-forward) reaches
+//                             it; its services authenticate their callers themselves
+//                             (admin_auth.h).
+//   health  (health_address)  grpc.health.v1 alone, always plaintext: Kubernetes' gRPC probes
+//                             cannot speak TLS or present a client certificate, so with TLS on
+//                             the public port they probe this one. Health says only whether the
+//                             process serves, which is not worth protecting.
+// Health and reflection are served on all three, with the same statuses.
+//
 //   server_kit::BlockTerminationSignals();          // first thing in main, before any thread
 //   server_kit::Server server(options);
 //   server.RegisterService(&my_service);
@@ -24,11 +36,13 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/periodic_thread.h"
 #include "base/sync.h"
@@ -41,21 +55,34 @@ struct ServerOptions {
   std::string service_name;
   // host:port for gRPC; port 0 picks a free port.
   std::string listen_address;
+  // How the public listener authenticates itself (and its clients): TLS credentials from
+  // tls.h; null means plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // host:port of the admin listener; empty: none (admin services are then not served).
+  std::string admin_address;
+  // Null means plaintext.
+  std::shared_ptr<grpc::ServerCredentials> admin_credentials;
+  // host:port of the plaintext health-only listener; empty: none.
+  std::string health_address;
   // host:port for the Prometheus endpoint (/metrics); port 0 picks a free port; empty: none.
   std::string metrics_address;
   // How long in-flight calls may run after shutdown begins before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
   // How often the readiness check runs.
   absl::Duration health_check_interval = absl::Seconds(1);
-  // If set, "grpc=<port>\nmetrics=<port>\n" is written here once the server is serving.
+  // If set, "grpc=<port>\nmetrics=<port>\nadmin=<port>\nhealth=<port>\n" is written here once
+  // the server is serving (0 for a listener that is off).
   std::string port_file;
   RpcLogging rpc_logging = RpcLogging::kErrors;
-  // Most threads the gRPC server may use (its pollers and the handlers they run). The server
+  // Most threads the public listener may use (its pollers and the handlers they run). The server
   // handles each call on a thread of its own, so without a bound a stalled downstream makes it
   // start a thread per waiting call; at the bound, gRPC fails new calls at once with
   // RESOURCE_EXHAUSTED ("Server Threadpool Exhausted").
   int max_threads = 100;
   static constexpr int kMinThreads = 4;
+  // The admin and health listeners' own bound: their calls are few and short, and their own
+  // threads let an operator and the probes be heard while the public listener is saturated.
+  static constexpr int kSideListenerThreads = 8;
   // Limits against abusive or broken clients (each is per connection or per request):
   // The largest request message accepted; a larger one fails with RESOURCE_EXHAUSTED before
   // any handler runs. The services' requests are a few hundred bytes (every string field is
@@ -89,7 +116,11 @@ class Server final {
   // Before Start. `full_name` is the service's name for health checks, e.g.
   // MyService::service_full_name(). Services must outlive the server.
   void RegisterService(grpc::Service* service, std::string full_name);
-  // Before Start. Extra interceptors, placed before the built-in observer.
+  // Before Start. A service for the admin listener only; ignored (and not served anywhere)
+  // when there is no admin listener. Services must outlive the server.
+  void RegisterAdminService(grpc::Service* service);
+  // Before Start. Extra interceptors for the public listener, placed before the built-in
+  // observer.
   void AddInterceptorFactory(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
   // Before Start. More metrics to serve on /metrics beside metrics(), such as
@@ -102,6 +133,8 @@ class Server final {
   absl::Status Start();
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int admin_port() const { return admin_port_; }
+  int health_port() const { return health_port_; }
 
   // Health goes NOT_SERVING, new calls are refused, in-flight calls get shutdown_grace to finish
   // and are then cancelled. Blocks until done. Safe to call more than once.
@@ -112,20 +145,35 @@ class Server final {
   void SetReady(bool ready);
   // Runs the readiness check and publishes its result.
   void CheckReadiness();
+  // Sets `name`'s health on every listener.
+  void SetHealth(const std::string& name, bool serving);
+  // Builds and starts one listener with the common options.
+  absl::StatusOr<std::unique_ptr<grpc::Server>> StartListener(
+      const std::string& address, const std::shared_ptr<grpc::ServerCredentials>& credentials,
+      const std::vector<grpc::Service*>& services,
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+          interceptors,
+      int max_threads, int* port);
 
   const ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   std::vector<grpc::Service*> services_;
+  std::vector<grpc::Service*> admin_services_;
   std::vector<std::string> registered_names_;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptor_factories_;
   std::function<absl::Status()> readiness_check_;
+  // Shared by the listeners (each gets a forwarding factory), so that in_flight counts all.
+  std::unique_ptr<RpcObserverFactory> observer_;
   std::unique_ptr<grpc::Server> server_;
-  RpcObserverFactory* observer_ = nullptr;  // Owned by server_.
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int admin_port_ = 0;
+  int health_port_ = 0;
   std::optional<base::PeriodicThread> health_checker_;
 
   base::Mutex mutex_;

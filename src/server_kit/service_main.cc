@@ -19,8 +19,11 @@
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "base/status.h"
+#include "server_kit/admin_auth.h"
+#include "server_kit/caller_authorization.h"
 #include "server_kit/fault_injection.h"
 #include "server_kit/log.h"
+#include "server_kit/tls.h"
 
 ABSL_FLAG(
     std::string, listen, "",
@@ -41,11 +44,39 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, rpc_logging, "errors", "Which RPCs to log: none, errors or all");
 ABSL_FLAG(std::string, faults_file, "",
           "JSON fault rules (hospital.faults.v1.FaultSet) to inject from start-up");
+ABSL_FLAG(std::string, admin_listen, "",
+          "Admin listener (operator RPCs: ResilienceAdmin, FaultInjection), host:port; \"none\" "
+          "disables it (default: loopback only, 127.0.0.1:50061 patients, :50062 morgue, "
+          ":50063 appointments)");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token that changes through the admin listener must send "
+          "(\"authorization: Bearer <token>\"); without it (or --admin_tls_ca) every change is "
+          "refused");
+ABSL_FLAG(std::string, health_listen, "none",
+          "Plaintext listener serving only grpc.health.v1, host:port, for probes that cannot "
+          "speak TLS (Kubernetes' gRPC probes); \"none\": health is served on the other "
+          "listeners only");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of this service; with --tls_key, every listener but "
+          "--health_listen speaks TLS only, and the service presents it to the services it "
+          "calls");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM certificates of the CA that signs the services' certificates; with it the public "
+          "listener requires a client certificate it signed (mutual TLS), and the channels to "
+          "other services trust it alone");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Minutes(1),
+          "How often the TLS files are read again: a renewed certificate is used without a "
+          "restart");
+ABSL_FLAG(std::string, admin_tls_ca, "",
+          "PEM certificates of the operators' CA: on the admin listener (which needs "
+          "--tls_cert), a client certificate it signed authorizes changes without the token");
+ABSL_FLAG(std::string, authz_policy, "",
+          "JSON caller policy (hospital.security.v1.CallerPolicy): which client-certificate "
+          "identities may call which methods; needs mutual TLS (--tls_ca)");
 ABSL_FLAG(bool, fault_admin, false,
-          "Serve hospital.faults.v1.FaultInjection, guarded by the token in "
-          "--fault_admin_token_file");
-ABSL_FLAG(std::string, fault_admin_token_file, "",
-          "File holding the bearer token that FaultInjection calls must send");
+          "Serve hospital.faults.v1.FaultInjection on the admin listener (changes need "
+          "--admin_token_file's token)");
 ABSL_FLAG(int, max_threads, 100,
           "Most threads the gRPC server may use; calls beyond them fail at once with "
           "RESOURCE_EXHAUSTED instead of piling up (and memory with them) when the service is "
@@ -96,23 +127,6 @@ std::string Or(const std::string& value, const std::string& fallback) {
   return value.empty() ? fallback : value;
 }
 
-// The token in `path`, without surrounding white space; it must not be empty.
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  if (path.empty()) {
-    return absl::InvalidArgumentError(
-        "--fault_admin_token_file: required with --fault_admin (a file holding the token)");
-  }
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  const std::string token(absl::StripAsciiWhitespace(text.str()));
-  if (!file || token.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--fault_admin_token_file: cannot read a token from \"", path, "\""));
-  }
-  return token;
-}
-
 int Fail(const std::string& event, const absl::Status& status) {
   Log(LogLevel::kError, event, {{"error", status.ToString()}});
   return 1;
@@ -121,16 +135,80 @@ int Fail(const std::string& event, const absl::Status& status) {
 // Everything the flags say, checked.
 struct ServiceFlags {
   ServerOptions server;
+  AdminCredentials admin;
+  // For the channels this service opens to others (insecure without --tls_cert).
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  std::optional<CallerPolicy> caller_policy;
   DatabaseOptions database;
   std::string db_path;
   int malloc_trim_threshold = 0;
 };
+
+// --tls_*: the listeners' and the channels' credentials; plaintext when no flag is given.
+absl::Status ReadTlsFlags(ServiceFlags& flags) {
+  TlsFiles files{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                 absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_refresh_interval)};
+  const std::string admin_ca = absl::GetFlag(FLAGS_admin_tls_ca);
+  if (files.cert.empty() && files.key.empty()) {
+    if (!files.ca.empty() || !admin_ca.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_cert: needed with --tls_ca or --admin_tls_ca (a CA alone turns nothing on)");
+    }
+    flags.channel_credentials = grpc::InsecureChannelCredentials();
+    return absl::OkStatus();
+  }
+  if (files.refresh < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_refresh_interval: must be at least 1s, got ", absl::FormatDuration(files.refresh)));
+  }
+  ASSIGN_OR_RETURN(
+      flags.server.credentials,
+      TlsServerCredentialsFrom(
+          files, files.ca.empty() ? ClientCertificates::kNone : ClientCertificates::kRequire));
+  ASSIGN_OR_RETURN(flags.channel_credentials, TlsChannelCredentialsFrom(files));
+  // The admin listener proves itself with the same certificate; operators' certificates come
+  // from their own CA, and are asked for but not required, so that the token works too.
+  TlsFiles admin_files = files;
+  admin_files.ca = admin_ca;
+  ASSIGN_OR_RETURN(
+      flags.server.admin_credentials,
+      TlsServerCredentialsFrom(admin_files, admin_ca.empty() ? ClientCertificates::kNone
+                                                             : ClientCertificates::kOptional));
+  flags.admin.trust_client_certificates = !admin_ca.empty();
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
   ServiceFlags flags;
   ServerOptions& options = flags.server;
   options.service_name = definition.name;
   options.listen_address = Or(absl::GetFlag(FLAGS_listen), definition.default_listen);
+  options.admin_address = Or(absl::GetFlag(FLAGS_admin_listen), definition.default_admin_listen);
+  if (options.admin_address == "none") options.admin_address.clear();
+  options.health_address = absl::GetFlag(FLAGS_health_listen);
+  if (options.health_address == "none") options.health_address.clear();
+  if (const std::string path = absl::GetFlag(FLAGS_admin_token_file); !path.empty()) {
+    ASSIGN_OR_RETURN(flags.admin.token, ReadTokenFile(path, "--admin_token_file"));
+  }
+  RETURN_IF_ERROR(ReadTlsFlags(flags));
+  if (const std::string path = absl::GetFlag(FLAGS_authz_policy); !path.empty()) {
+    if (absl::GetFlag(FLAGS_tls_ca).empty()) {
+      return absl::InvalidArgumentError(
+          "--authz_policy: callers are known by their client certificates, which only mutual "
+          "TLS asks for: give --tls_cert, --tls_key and --tls_ca too");
+    }
+    absl::StatusOr<CallerPolicy> policy = CallerPolicy::LoadFile(path);
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--authz_policy: ", policy.status().message()));
+    }
+    flags.caller_policy = *std::move(policy);
+  }
+  if (absl::GetFlag(FLAGS_fault_admin) && options.admin_address.empty()) {
+    return absl::InvalidArgumentError(
+        "--fault_admin: FaultInjection is served on the admin listener, which --admin_listen "
+        "turned off");
+  }
   options.metrics_address =
       Or(absl::GetFlag(FLAGS_metrics_listen), definition.default_metrics_listen);
   if (options.metrics_address == "none") options.metrics_address.clear();
@@ -190,7 +268,8 @@ void TuneMalloc(int trim_threshold) {
 
 // Fault injection for every call the server serves, with its rules from --faults_file and, with
 // --fault_admin, the FaultInjection service.
-absl::StatusOr<FaultInjector*> SetUpFaults(ServiceContext& context) {
+absl::StatusOr<FaultInjector*> SetUpFaults(ServiceContext& context,
+                                           const AdminAuthenticator& authenticator) {
   FaultInjector* injector = context.Keep(std::make_unique<FaultInjector>(
       base::Environment{&base::SystemClock(), nullptr, &base::SystemRandom()},
       context.server.metrics()));
@@ -201,10 +280,8 @@ absl::StatusOr<FaultInjector*> SetUpFaults(ServiceContext& context) {
   }
   context.server.AddInterceptorFactory(std::make_unique<FaultInterceptorFactory>(*injector));
   if (absl::GetFlag(FLAGS_fault_admin)) {
-    ASSIGN_OR_RETURN(std::string token, ReadToken(absl::GetFlag(FLAGS_fault_admin_token_file)));
-    FaultInjectionService* admin =
-        context.Keep(std::make_unique<FaultInjectionService>(*injector, std::move(token)));
-    context.server.RegisterService(admin, faults_v1::FaultInjection::service_full_name());
+    context.server.RegisterAdminService(
+        context.Keep(std::make_unique<FaultInjectionService>(*injector, authenticator)));
   }
   return injector;
 }
@@ -217,7 +294,21 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   std::vector<std::shared_ptr<void>> kept;  // Outlives the server, which refers to its contents.
   Server server(flags.server);
   ServiceContext context(database, server, kept);
-  const absl::StatusOr<FaultInjector*> injector = SetUpFaults(context);
+  context.admin = context.Keep(std::make_unique<AdminAuthenticator>(flags.admin, server.metrics()));
+  context.channel_credentials = flags.channel_credentials;
+  // First, so that a refused caller is not delayed or faulted before being refused.
+  if (flags.caller_policy) {
+    server.AddInterceptorFactory(
+        std::make_unique<CallerAuthorizationFactory>(*flags.caller_policy, server.metrics()));
+  }
+  if (flags.admin.token.empty() && !flags.admin.trust_client_certificates &&
+      !flags.server.admin_address.empty()) {
+    Log(LogLevel::kWarning, "admin_changes_refused",
+        {{"reason",
+          "no --admin_token_file or --admin_tls_ca: the admin listener serves "
+          "listings only"}});
+  }
+  const absl::StatusOr<FaultInjector*> injector = SetUpFaults(context, *context.admin);
   if (!injector.ok()) return std::make_pair("bad_flag", injector.status());
   context.faults = *injector;
   server.AddCollectable(std::make_shared<DatabaseMetrics>(database));
@@ -259,6 +350,7 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
   TuneMalloc(flags->malloc_trim_threshold);
   Log(LogLevel::kInfo, "starting",
       {{"listen", flags->server.listen_address},
+       {"admin_listen", flags->server.admin_address},
        {"metrics_listen", flags->server.metrics_address},
        {"db", flags->db_path}});
   absl::StatusOr<std::unique_ptr<Database>> database =

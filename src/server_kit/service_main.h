@@ -9,6 +9,11 @@
 //
 // Flags shared by every service (each has the service's own default):
 //   --listen              gRPC address, host:port (port 0: any free port)
+//   --admin_listen        the admin listener (operator RPCs), loopback by default
+//   --admin_token_file    the bearer token that admin changes need (admin_auth.h)
+//   --health_listen       a plaintext listener for health alone (for probes), off by default
+//   --tls_cert, --tls_key, --tls_ca, --tls_refresh_interval, --admin_tls_ca   TLS (tls.h)
+//   --authz_policy        which callers may call which methods (caller_authorization.h)
 //   --metrics_listen      Prometheus /metrics address, host:port (empty: none)
 //   --db                  SQLite database file, created if missing
 //   --shutdown_grace      time in-flight calls get to finish after SIGTERM/SIGINT
@@ -24,18 +29,22 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/security/credentials.h>
+
 #include "absl/status/status.h"
 #include "server_kit/server.h"
 #include "server_kit/sqlite.h"
 
 namespace server_kit {
 
+class AdminAuthenticator;
 class FaultInjector;
 
 struct ServiceDefinition {
   std::string name;  // "morgue"
   std::string usage;
   std::string default_listen;
+  std::string default_admin_listen;
   std::string default_metrics_listen;
   std::string default_db;
   std::vector<std::string> migrations;
@@ -53,6 +62,11 @@ class ServiceContext final {
   // The service's fault injector (the rules of --faults_file and FaultInjection), for work that
   // is not an RPC but should be faulted like one (event handling).
   FaultInjector* faults = nullptr;
+  // Checks who asks for a change on the admin listener (for the service's own admin services).
+  const AdminAuthenticator* admin = nullptr;
+  // For channels to the other services: TLS with this service's certificate when --tls_cert
+  // is given, else plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
   // Run after the server has drained, before the database closes (stop background work here).
   std::vector<std::function<void()>> on_shutdown;
 

@@ -66,6 +66,23 @@ std::string BinaryPath(const std::string& name) {
   return absl::StrCat(HOSPITAL_BINARY_DIR, "/src/", name, "/", name);
 }
 
+std::string SourcePath(const std::string& relative) {
+  return absl::StrCat(HOSPITAL_SOURCE_DIR, "/", relative);
+}
+
+absl::Status RunToCompletion(std::vector<std::string> argv, const std::string& log_path) {
+  const std::string program = argv.front();
+  absl::StatusOr<pid_t> pid = Spawn(std::move(argv), log_path);
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat(program, " failed; see ", log_path));
+  }
+  return absl::OkStatus();
+}
+
 ServiceProcess::ServiceProcess(std::string binary, std::vector<std::string> arguments,
                                std::string log_path, std::string port_file, bool with_metrics)
     : binary_(std::move(binary)),
@@ -80,6 +97,10 @@ ServiceProcess::~ServiceProcess() {
 
 std::string ServiceProcess::address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
+std::string ServiceProcess::admin_address() const {
+  return absl::StrCat("127.0.0.1:", admin_port_);
+}
+
 std::string ServiceProcess::log() const {
   std::ifstream file(log_path_);
   std::stringstream text;
@@ -89,7 +110,9 @@ std::string ServiceProcess::log() const {
 
 absl::Status ServiceProcess::Start(absl::Duration timeout) {
   std::remove(port_file_.c_str());
-  std::vector<std::string> argv_strings = {binary_};
+  // Before the caller's arguments, which may override it.
+  std::vector<std::string> argv_strings = {binary_,
+                                           absl::StrCat("--admin_listen=127.0.0.1:", admin_port_)};
   argv_strings.insert(argv_strings.end(), arguments_.begin(), arguments_.end());
   argv_strings.push_back(absl::StrCat("--listen=127.0.0.1:", grpc_port_));
   argv_strings.push_back(with_metrics_ ? absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)
@@ -105,14 +128,20 @@ absl::Status ServiceProcess::Start(absl::Duration timeout) {
     std::string line;
     int grpc = 0;
     int metrics = 0;
+    int admin = 0;
+    int health = 0;
     while (std::getline(file, line)) {
       std::pair<std::string, std::string> parts = absl::StrSplit(line, '=');
       if (parts.first == "grpc") (void)absl::SimpleAtoi(parts.second, &grpc);
       if (parts.first == "metrics") (void)absl::SimpleAtoi(parts.second, &metrics);
+      if (parts.first == "admin") (void)absl::SimpleAtoi(parts.second, &admin);
+      if (parts.first == "health") (void)absl::SimpleAtoi(parts.second, &health);
     }
     if (grpc > 0) {
       grpc_port_ = grpc;
       metrics_port_ = metrics;
+      admin_port_ = admin;
+      health_port_ = health;
       return absl::OkStatus();
     }
     int status = 0;

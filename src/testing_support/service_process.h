@@ -31,7 +31,9 @@ class TempDir final {
 class ServiceProcess final {
  public:
   // `binary` is started with `arguments` plus --listen, --metrics_listen (when `with_metrics`;
-  // otherwise none), --port_file (and the caller passes --db). Logs go to `log_path`.
+  // otherwise none), --admin_listen (loopback), --port_file (and the caller passes --db); an
+  // argument in `arguments` given again later wins, so a test can pass --admin_listen=none.
+  // Logs go to `log_path`.
   ServiceProcess(std::string binary, std::vector<std::string> arguments, std::string log_path,
                  std::string port_file, bool with_metrics = false);
   ~ServiceProcess();
@@ -56,6 +58,11 @@ class ServiceProcess final {
   pid_t pid() const { return pid_; }
   int metrics_port() const { return metrics_port_; }
   std::string address() const;
+  // The admin listener (0 when off) and the plaintext health listener (0 unless
+  // --health_listen was passed).
+  int admin_port() const { return admin_port_; }
+  std::string admin_address() const;
+  int health_port() const { return health_port_; }
   std::string log() const;
 
  private:
@@ -69,6 +76,8 @@ class ServiceProcess final {
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int admin_port_ = 0;
+  int health_port_ = 0;
 };
 
 // Starts `argv` (argv[0] looked up in PATH when it has no '/') with stdout and stderr appended to
@@ -77,6 +86,10 @@ absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, const std::string& lo
 
 // Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
 std::string BinaryPath(const std::string& name);
+// Path of a file of the source tree, e.g. SourcePath("scripts/make-certs.sh").
+std::string SourcePath(const std::string& relative);
+// Runs `argv` to the end (output to `log_path`); an error unless it exits with 0.
+absl::Status RunToCompletion(std::vector<std::string> argv, const std::string& log_path);
 
 // The body of GET http://127.0.0.1:<port>/metrics.
 absl::StatusOr<std::string> ScrapeMetrics(int port);

@@ -149,7 +149,7 @@ def check_statefulset(overlay, objects, sts):
     mount, _ = mount_for(container, args.get("db", ""))
     if mount is None or mount["name"] not in claim_names:
         fail(where, f"--db {args.get('db')} is not on a volume claim")
-    for flag, kind in (("resilience_policy", "configMap"), ("fault_admin_token_file", "secret")):
+    for flag, kind in (("resilience_policy", "configMap"), ("admin_token_file", "secret")):
         if flag not in args:
             continue
         mount, key = mount_for(container, args[flag])

@@ -410,10 +410,21 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
   TargetRegistry targets(*std::move(policy), env.environment(), registry);
   std::vector<AdminChange> audited;
   base::Mutex audited_mutex;
-  AdminService admin(targets, [&](const AdminChange& change) {
+  // Callers name themselves in "x-operator"; a caller without one is refused.
+  AdminServiceOptions options;
+  options.authenticate = [](const grpc::ServerContext& context,
+                            const std::string&) -> absl::StatusOr<std::string> {
+    const auto found = context.client_metadata().find("x-operator");
+    if (found == context.client_metadata().end()) {
+      return absl::UnauthenticatedError("x-operator: missing");
+    }
+    return std::string(found->second.data(), found->second.size());
+  };
+  options.audit = [&](const AdminChange& change) {
     base::MutexLock lock(&audited_mutex);
     audited.push_back(change);
-  });
+  };
+  AdminService admin(targets, std::move(options));
   testing_support::EchoServer server(&admin);
   targets.GetTarget("morgue");
   targets.GetTarget("appointments");
@@ -435,23 +446,35 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
   request.set_target("morgue");
   v1::CircuitBreakerStatus status;
   {
+    // Listing is open; a change without the hook's approval is refused and changes nothing.
     grpc::ClientContext context;
+    const grpc::Status refused = stub->ForceOpenCircuitBreaker(&context, request, &status);
+    CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+    CHECK_THAT(refused.error_message(), Catch::Contains("x-operator"));
+    CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kClosed);
+  }
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("x-operator", "alice");
     REQUIRE(stub->ForceOpenCircuitBreaker(&context, request, &status).ok());
     CHECK(status.state() == v1::CircuitBreakerStatus::FORCED_OPEN);
     CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kForcedOpen);
   }
   {
     grpc::ClientContext context;
+    context.AddMetadata("x-operator", "alice");
     REQUIRE(stub->DisableCircuitBreaker(&context, request, &status).ok());
     CHECK(status.state() == v1::CircuitBreakerStatus::DISABLED);
   }
   {
     grpc::ClientContext context;
+    context.AddMetadata("x-operator", "bob");
     REQUIRE(stub->ResetCircuitBreaker(&context, request, &status).ok());
     CHECK(status.state() == v1::CircuitBreakerStatus::CLOSED);
   }
   {
     grpc::ClientContext context;
+    context.AddMetadata("x-operator", "alice");
     request.set_target("pharmacy");
     const grpc::Status missing = stub->ResetCircuitBreaker(&context, request, &status);
     CHECK(missing.error_code() == grpc::StatusCode::NOT_FOUND);
@@ -459,6 +482,7 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
   }
   {
     grpc::ClientContext context;
+    context.AddMetadata("x-operator", "alice");
     request.set_target("");
     CHECK(stub->ForceOpenCircuitBreaker(&context, request, &status).error_code() ==
           grpc::StatusCode::INVALID_ARGUMENT);
@@ -473,13 +497,38 @@ TEST_CASE("the admin service lists, forces open, disables and resets breakers", 
     CHECK(audited[0].target == "morgue");
     CHECK(audited[0].before == BreakerState::kClosed);
     CHECK(audited[0].after == BreakerState::kForcedOpen);
+    CHECK(audited[0].identity == "alice");
     CHECK(audited[1].method == "DisableCircuitBreaker");
     CHECK(audited[1].before == BreakerState::kForcedOpen);
     CHECK(audited[1].after == BreakerState::kDisabled);
     CHECK(audited[2].method == "ResetCircuitBreaker");
     CHECK(audited[2].after == BreakerState::kClosed);
+    CHECK(audited[2].identity == "bob");
     CHECK_THAT(audited[0].peer, Catch::Contains("127.0.0.1"));
   }
+}
+
+TEST_CASE("without an authentication hook the admin service refuses every change",
+          "[grpc][admin]") {
+  base::RealEnvironment env;
+  prometheus::Registry registry;
+  TargetRegistry targets(*ParsePolicyJson(R"({"defaultTarget": {"circuitBreaker": {}}})"),
+                         env.environment(), registry);
+  AdminService admin(targets, {});
+  testing_support::EchoServer server(&admin);
+  targets.GetTarget("morgue");
+  auto stub = v1::ResilienceAdmin::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  v1::CircuitBreakerRequest request;
+  request.set_target("morgue");
+  v1::CircuitBreakerStatus status;
+  grpc::ClientContext context;
+  CHECK(stub->DisableCircuitBreaker(&context, request, &status).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(targets.GetTarget("morgue").breaker().state() == BreakerState::kClosed);
+  grpc::ClientContext list_context;
+  v1::ListCircuitBreakersResponse list;
+  CHECK(stub->ListCircuitBreakers(&list_context, {}, &list).ok());
 }
 
 }  // namespace

@@ -92,7 +92,16 @@ TEST_CASE("reflection lists and describes every service, health included", "[api
     names.push_back(service.name());
   }
   CHECK_THAT(names, Catch::VectorContains(std::string("hospital.patients.v1.PatientsService")));
+  // Operator surfaces are on the admin listener only, where reflection lists them.
+  CHECK_THAT(names, !Catch::VectorContains(std::string("resilience.v1.ResilienceAdmin")));
+  names.clear();
+  const reflection::ServerReflectionResponse admin_listed =
+      Reflect(hospital.patients_process().admin_address(), list);
+  for (const auto& service : admin_listed.list_services_response().service()) {
+    names.push_back(service.name());
+  }
   CHECK_THAT(names, Catch::VectorContains(std::string("resilience.v1.ResilienceAdmin")));
+  CHECK_THAT(names, !Catch::VectorContains(std::string("hospital.patients.v1.PatientsService")));
 
   reflection::ServerReflectionRequest describe;
   describe.set_file_containing_symbol("hospital.patients.v1.PatientsService.RecordDeath");

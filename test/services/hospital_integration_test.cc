@@ -161,16 +161,43 @@ TEST_CASE("with the morgue down the death is compensated and the caller told", "
 
 TEST_CASE("a death refused by an open breaker says so in a trailer, not only in words",
           "[hospital]") {
-  Hospital hospital;
+  testing_support::HospitalOptions options;
+  options.admin_token = "s3cret";
+  Hospital hospital(options);
   hospital.Start();
   hospital.CreatePatient("p-3");
-  auto admin = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
-      hospital.patients_process().address(), grpc::InsecureChannelCredentials()));
   resilience::v1::CircuitBreakerRequest open;
   open.set_target("morgue");
   resilience::v1::CircuitBreakerStatus breaker;
-  REQUIRE(admin->ForceOpenCircuitBreaker(ContextWithTimeout(absl::Seconds(5)).get(), open, &breaker)
-              .ok());
+  {
+    // Not on the public port; on the admin listener, not without the token.
+    auto public_port = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
+        hospital.patients_process().address(), grpc::InsecureChannelCredentials()));
+    CHECK(public_port
+              ->ForceOpenCircuitBreaker(ContextWithTimeout(absl::Seconds(5)).get(), open, &breaker)
+              .error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  }
+  auto admin = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
+      hospital.patients_process().admin_address(), grpc::InsecureChannelCredentials()));
+  {
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    context->AddMetadata("authorization", "Bearer wrong");
+    const grpc::Status refused = admin->ForceOpenCircuitBreaker(context.get(), open, &breaker);
+    CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+    CHECK_THAT(refused.error_message(), Catch::Contains("wrong token"));
+  }
+  {
+    resilience::v1::ListCircuitBreakersResponse list;
+    REQUIRE(admin->ListCircuitBreakers(ContextWithTimeout(absl::Seconds(5)).get(), {}, &list).ok());
+    for (const auto& listed : list.circuit_breakers()) {
+      CHECK(listed.state() == resilience::v1::CircuitBreakerStatus::CLOSED);
+    }
+  }
+  {
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    context->AddMetadata("authorization", "Bearer s3cret");
+    REQUIRE(admin->ForceOpenCircuitBreaker(context.get(), open, &breaker).ok());
+  }
   patients_v1::RecordDeathRequest request;
   request.set_patient_id("p-3");
   request.set_cause("stroke");
@@ -187,7 +214,9 @@ TEST_CASE("a death refused by an open breaker says so in a trailer, not only in 
   CHECK_THAT(log, Catch::Contains("\"event\":\"admin_change\"") &&
                       Catch::Contains("\"method\":\"ForceOpenCircuitBreaker\",\"target\":"
                                       "\"morgue\",\"before\":\"CLOSED\",\"after\":"
-                                      "\"FORCED_OPEN\",\"peer\":\"ipv4:127.0.0.1"));
+                                      "\"FORCED_OPEN\",\"peer\":\"ipv4:127.0.0.1") &&
+                      Catch::Contains("\"identity\":\"bearer token\""));
+  CHECK(log.find("s3cret") == std::string::npos);
 }
 
 TEST_CASE("appointments too slow for the deadline: compensated once it answers again",

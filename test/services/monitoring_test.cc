@@ -70,7 +70,7 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
           "[monitoring]") {
   testing_support::HospitalOptions options;
   options.with_metrics = true;
-  options.fault_admin_token = "s3cret";
+  options.admin_token = "s3cret";
   Hospital hospital(options);
   hospital.Start();
   // Traffic that creates every labelled series: a death, a failed one, a fault.
@@ -86,7 +86,7 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
               .ok());
   {
     auto admin = hospital::faults::v1::FaultInjection::NewStub(grpc::CreateChannel(
-        hospital.morgue_process().address(), grpc::InsecureChannelCredentials()));
+        hospital.morgue_process().admin_address(), grpc::InsecureChannelCredentials()));
     auto context = ContextWithTimeout(absl::Seconds(5));
     context->AddMetadata("authorization", "Bearer s3cret");
     hospital::faults::v1::SetFaultRequest request;
@@ -102,13 +102,13 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
   {
     // A breaker transition, so that its counter has a series.
     auto admin = resilience::v1::ResilienceAdmin::NewStub(grpc::CreateChannel(
-        hospital.patients_process().address(), grpc::InsecureChannelCredentials()));
+        hospital.patients_process().admin_address(), grpc::InsecureChannelCredentials()));
     resilience::v1::CircuitBreakerRequest request;
     request.set_target("morgue");
     resilience::v1::CircuitBreakerStatus status;
-    REQUIRE(
-        admin->ForceOpenCircuitBreaker(ContextWithTimeout(absl::Seconds(5)).get(), request, &status)
-            .ok());
+    auto context = ContextWithTimeout(absl::Seconds(5));
+    context->AddMetadata("authorization", "Bearer s3cret");
+    REQUIRE(admin->ForceOpenCircuitBreaker(context.get(), request, &status).ok());
   }
   CHECK_FALSE(hospital.patients()
                   .RecordDeath(ContextWithTimeout(absl::Seconds(10)).get(), death, &recorded)

@@ -49,11 +49,11 @@ Hospital::Hospital(HospitalOptions options) {
       absl::StrCat("--health_check_interval=", options.health_check_interval)};
   common.insert(common.end(), options.every_service_flags.begin(),
                 options.every_service_flags.end());
-  if (!options.fault_admin_token.empty()) {
-    const std::string token_path = dir_.path() + "/fault-token";
-    std::ofstream(token_path) << options.fault_admin_token << "\n";
+  if (!options.admin_token.empty()) {
+    const std::string token_path = dir_.path() + "/admin-token";
+    std::ofstream(token_path) << options.admin_token << "\n";
     common.push_back("--fault_admin");
-    common.push_back(absl::StrCat("--fault_admin_token_file=", token_path));
+    common.push_back(absl::StrCat("--admin_token_file=", token_path));
   }
   if (!options.nats_url.empty()) {
     common.push_back("--death_workflow=async");
@@ -68,7 +68,9 @@ Hospital::Hospital(HospitalOptions options) {
         absl::StrCat(dir_.path(), "/", name, ".ports"), options.with_metrics);
   };
   morgue_ = make("morgue", options.morgue_flags);
-  appointments_ = make("appointments", {});
+  appointments_ = make("appointments", options.appointments_flags);
+  client_credentials_ = options.client_credentials != nullptr ? options.client_credentials
+                                                              : grpc::InsecureChannelCredentials();
   std::vector<std::string> patients_flags = {"--reconcile_interval=0.1s"};
   if (!options.policy_json.empty()) {
     patients_flags.push_back(absl::StrCat("--resilience_policy=", policy_path));
@@ -116,8 +118,8 @@ void Hospital::Stop() {
 }
 
 void Hospital::Connect() {
-  auto channel = [](const std::string& address) {
-    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto channel = [this](const std::string& address) {
+    return grpc::CreateChannel(address, client_credentials_);
   };
   patients_stub_ = hospital::patients::v1::PatientsService::NewStub(channel(patients_->address()));
   morgue_stub_ = hospital::morgue::v1::MorgueService::NewStub(channel(morgue_->address()));

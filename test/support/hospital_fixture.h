@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/security/credentials.h>
+
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
@@ -25,8 +27,9 @@ struct HospitalOptions {
   bool with_metrics = false;
   std::vector<std::string> patients_flags;
   std::vector<std::string> morgue_flags;
-  // When set, every service serves FaultInjection with this token.
-  std::string fault_admin_token;
+  // When set, every service serves FaultInjection on its admin listener, and changes there
+  // (faults, breakers) need this token.
+  std::string admin_token;
   // Health re-checked this often (readiness, and not_serving faults).
   std::string health_check_interval = "1s";
   // Non-empty: all three run --death_workflow=async against this NATS server.
@@ -35,6 +38,9 @@ struct HospitalOptions {
   std::vector<std::string> messaging_flags;
   // Flags for all three services, in any mode.
   std::vector<std::string> every_service_flags;
+  std::vector<std::string> appointments_flags;
+  // How the test's own clients connect (TLS when the services speak it); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> client_credentials;
 };
 
 class Hospital final {
@@ -73,6 +79,7 @@ class Hospital final {
   void Connect();
 
   TempDir dir_;
+  std::shared_ptr<grpc::ChannelCredentials> client_credentials_;
   std::vector<std::string> patients_flags_;
   std::function<std::unique_ptr<ServiceProcess>()> make_patients_;
   std::unique_ptr<ServiceProcess> patients_;
