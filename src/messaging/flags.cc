@@ -10,6 +10,14 @@ ABSL_FLAG(std::string, death_workflow, "sync",
           "consume it). Give all three services the same value.");
 ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
           "NATS server URL(s), comma-separated (used with --death_workflow=async)");
+ABSL_FLAG(std::string, nats_tls_ca, "",
+          "PEM CA that signs the NATS servers' certificates; turns TLS to the broker on");
+ABSL_FLAG(std::string, nats_tls_cert, "",
+          "PEM certificate this service presents to NATS (for a server that verifies clients)");
+ABSL_FLAG(std::string, nats_tls_key, "", "PEM private key of --nats_tls_cert");
+ABSL_FLAG(std::string, nats_tls_server_name, "",
+          "Name the NATS servers' certificates must carry (default: the host of the first "
+          "--nats_url)");
 ABSL_FLAG(std::string, nats_stream, "HOSPITAL_PATIENT_EVENTS",
           "JetStream stream of patient events (created if missing)");
 ABSL_FLAG(int, nats_stream_replicas, 1,
@@ -44,6 +52,10 @@ NatsClientOptions NatsClientOptionsFromFlags(const std::string& client_name) {
   NatsClientOptions options;
   options.url = absl::GetFlag(FLAGS_nats_url);
   options.name = client_name;
+  options.tls_ca = absl::GetFlag(FLAGS_nats_tls_ca);
+  options.tls_cert = absl::GetFlag(FLAGS_nats_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_nats_tls_key);
+  options.tls_server_name = absl::GetFlag(FLAGS_nats_tls_server_name);
   return options;
 }
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "server_kit/log.h"
 
 namespace messaging {
@@ -64,6 +65,56 @@ NatsClient::NatsClient(NatsClientOptions options, prometheus::Registry& metrics)
                        .Register(metrics)
                        .Add({{"client", options_.name}})) {}
 
+namespace {
+
+// The host of the first URL in `urls` ("nats://user@host:4222,..." -> "host").
+std::string FirstHost(const std::string& urls) {
+  std::string first = urls.substr(0, urls.find(','));
+  if (const std::size_t scheme = first.find("://"); scheme != std::string::npos) {
+    first = first.substr(scheme + 3);
+  }
+  if (const std::size_t at = first.rfind('@'); at != std::string::npos)
+    first = first.substr(at + 1);
+  if (!first.empty() && first.front() == '[') return first.substr(1, first.find(']') - 1);
+  return first.substr(0, first.find(':'));
+}
+
+absl::Status ConfigureTls(const NatsClientOptions& options, natsOptions* nats_options) {
+  if (options.tls_ca.empty()) {
+    if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+      return absl::InvalidArgumentError(
+          "--nats_tls_ca: needed with --nats_tls_cert (TLS to the broker is on with a CA)");
+    }
+    return absl::OkStatus();
+  }
+  if (natsOptions_SetSecure(nats_options, true) != NATS_OK) {
+    return absl::InternalError("this libnats was built without TLS");
+  }
+  if (natsOptions_LoadCATrustedCertificates(nats_options, options.tls_ca.c_str()) != NATS_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("--nats_tls_ca: cannot load \"", options.tls_ca,
+                                                   "\": ", nats_GetLastError(nullptr)));
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--nats_tls_cert and --nats_tls_key: give both or neither");
+  }
+  if (!options.tls_cert.empty() &&
+      natsOptions_LoadCertificatesChain(nats_options, options.tls_cert.c_str(),
+                                        options.tls_key.c_str()) != NATS_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nats_tls_cert: cannot load \"", options.tls_cert,
+                     "\" with its key: ", nats_GetLastError(nullptr)));
+  }
+  const std::string server_name =
+      options.tls_server_name.empty() ? FirstHost(options.url) : options.tls_server_name;
+  if (natsOptions_SetExpectedHostname(nats_options, server_name.c_str()) != NATS_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nats_tls_server_name: cannot expect \"", server_name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<NatsClient>> NatsClient::Create(const NatsClientOptions& options,
                                                                prometheus::Registry& metrics) {
   std::unique_ptr<NatsClient> client(new NatsClient(options, metrics));
@@ -93,11 +144,15 @@ absl::StatusOr<std::unique_ptr<NatsClient>> NatsClient::Create(const NatsClientO
     status = natsOptions_SetReconnectedCB(nats_options, &NatsClient::OnReconnected, client.get());
   }
   if (status == NATS_OK) {
+    status = natsOptions_SetClosedCB(nats_options, &NatsClient::OnClosed, client.get());
+  }
+  if (status == NATS_OK) {
     // Without this a first connect that finds no server fails for good.
     status = natsOptions_SetRetryOnFailedConnect(nats_options, true, &NatsClient::OnConnected,
                                                  client.get());
   }
   if (status != NATS_OK) return FromNatsStatus(status, "configuring the NATS connection");
+  RETURN_IF_ERROR(ConfigureTls(options, nats_options));
   status = natsConnection_Connect(&client->connection_, nats_options);
   // NATS_NOT_YET_CONNECTED: no server yet; the library keeps trying in the background.
   if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
@@ -119,6 +174,10 @@ NatsClient::~NatsClient() {
   if (jetstream_ != nullptr) jsCtx_Destroy(jetstream_);
   if (connection_ != nullptr) {
     natsConnection_Close(connection_);
+    if (!closed_.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      server_kit::Log(server_kit::LogLevel::kError, "nats_close_timeout",
+                      {{"hint", "libnats did not report the connection closed within 10s"}});
+    }
     natsConnection_Destroy(connection_);
   }
   if (nats_options_ != nullptr) natsOptions_Destroy(nats_options_);
@@ -161,6 +220,10 @@ void NatsClient::OnReconnected(natsConnection* /*connection*/, void* closure) {
   auto* client = static_cast<NatsClient*>(closure);
   client->connected_gauge_.Set(1);
   server_kit::Log(server_kit::LogLevel::kInfo, "nats_reconnected", {{"url", client->options_.url}});
+}
+
+void NatsClient::OnClosed(natsConnection* /*connection*/, void* closure) {
+  static_cast<NatsClient*>(closure)->closed_.Notify();
 }
 
 void NatsClient::OnConnected(natsConnection* /*connection*/, void* closure) {

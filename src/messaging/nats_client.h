@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 namespace messaging {
@@ -42,6 +43,15 @@ struct NatsClientOptions {
   absl::Duration api_timeout = absl::Seconds(5);
   // Async publish: at most this many unacknowledged messages in flight.
   int max_pending_publishes = 4096;
+  // TLS to the broker: on when `tls_ca` is set (PEM CA the servers' certificates are checked
+  // against). `tls_cert` and `tls_key` are this client's certificate, for a server that verifies
+  // clients. The server's certificate must name `tls_server_name` (default: the host of the
+  // first URL), which libnats checks only when told to. libnats reads these files once, at
+  // start: a renewed certificate needs a restart (unlike the gRPC listeners, which watch theirs).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
 
 // Maps a libnats status to an absl::Status: timeouts DEADLINE_EXCEEDED; connection problems
@@ -77,6 +87,7 @@ class NatsClient final {
   static void OnDisconnected(natsConnection* connection, void* closure);
   static void OnReconnected(natsConnection* connection, void* closure);
   static void OnConnected(natsConnection* connection, void* closure);
+  static void OnClosed(natsConnection* connection, void* closure);
   jsOptions BaseJetStreamOptions() const;
 
   const NatsClientOptions options_;
@@ -85,6 +96,11 @@ class NatsClient final {
   natsOptions* nats_options_ = nullptr;
   natsConnection* connection_ = nullptr;
   jsCtx* jetstream_ = nullptr;
+  // libnats runs the callbacks above on a thread of its own, the disconnected one also while
+  // closing; the closed callback is the last of them, so the destructor waits for it before
+  // the members they use go. (absl's Notification, unlike a bare flag and mutex, may be
+  // destroyed as soon as its waiter returns.)
+  absl::Notification closed_;
 };
 
 }  // namespace messaging

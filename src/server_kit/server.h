@@ -112,6 +112,9 @@ class Server final {
 
   // The registry for the service's own metrics; exported on /metrics.
   prometheus::Registry& metrics() { return *registry_; }
+  // The same, for whatever must outlive the server and still update its metrics (background
+  // work stopped after the server, callbacks of other libraries).
+  std::shared_ptr<prometheus::Registry> shared_metrics() { return registry_; }
 
   // Before Start. `full_name` is the service's name for health checks, e.g.
   // MyService::service_full_name(). Services must outlive the server.

@@ -291,8 +291,12 @@ absl::StatusOr<FaultInjector*> SetUpFaults(ServiceContext& context,
 std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
     const ServiceFlags& flags, Database& database,
     const std::function<absl::Status(ServiceContext&)>& setup) {
+  // Destroyed last: what `kept` holds updates metrics until it goes (a NATS client's
+  // callbacks run while it closes).
+  std::shared_ptr<prometheus::Registry> registry;
   std::vector<std::shared_ptr<void>> kept;  // Outlives the server, which refers to its contents.
   Server server(flags.server);
+  registry = server.shared_metrics();
   ServiceContext context(database, server, kept);
   context.admin = context.Keep(std::make_unique<AdminAuthenticator>(flags.admin, server.metrics()));
   context.channel_credentials = flags.channel_credentials;

@@ -43,9 +43,11 @@ std::string NatsServerBinary() {
   return "nats-server";
 }
 
-NatsServer::NatsServer(std::string directory, std::string extra_jetstream_config)
+NatsServer::NatsServer(std::string directory, std::string extra_jetstream_config,
+                       std::string extra_config)
     : directory_(std::move(directory)),
       extra_jetstream_config_(std::move(extra_jetstream_config)),
+      extra_config_(std::move(extra_config)),
       port_(FreePort()) {}
 
 NatsServer::~NatsServer() { Kill(); }
@@ -63,7 +65,8 @@ absl::Status NatsServer::Start(absl::Duration timeout) {
   const std::string config = absl::StrCat(directory_, "/nats-server.conf");
   std::ofstream(config) << "listen: 127.0.0.1:" << port_ << "\n"
                         << "jetstream {\n  store_dir: \"" << directory_ << "/store\"\n  "
-                        << extra_jetstream_config_ << "\n}\n";
+                        << extra_jetstream_config_ << "\n}\n"
+                        << extra_config_ << "\n";
   const std::string log_path = absl::StrCat(directory_, "/nats-server.log");
   const std::size_t log_before = log().size();
   absl::StatusOr<pid_t> spawned = Spawn({NatsServerBinary(), "-c", config}, log_path);

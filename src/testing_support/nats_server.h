@@ -16,9 +16,10 @@ namespace testing_support {
 class NatsServer final {
  public:
   // Picks the port now, so url() is known before Start. `directory` holds the config, the store
-  // and the log. `extra_jetstream_config`
-  // goes inside the config's jetstream block (e.g. "sync_interval: always").
-  explicit NatsServer(std::string directory, std::string extra_jetstream_config = "");
+  // and the log. `extra_jetstream_config` goes inside the config's jetstream block (e.g.
+  // "sync_interval: always"); `extra_config` at the top level (e.g. a tls block).
+  explicit NatsServer(std::string directory, std::string extra_jetstream_config = "",
+                      std::string extra_config = "");
   ~NatsServer();
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
@@ -39,6 +40,7 @@ class NatsServer final {
  private:
   const std::string directory_;
   const std::string extra_jetstream_config_;
+  const std::string extra_config_;
   pid_t pid_ = -1;
   int port_ = 0;
 };
