@@ -1,8 +1,10 @@
 // Throughput of a wrapped stub against a raw stub over real loopback gRPC, measured side by side
 // in one run: rounds alternate raw and wrapped (in ABBA order), each a closed loop with a fixed
 // number of calls outstanding, and the report gives each round's rate and the ratio of the medians.
+// With --tls_certs it compares plaintext with mutual TLS instead (raw stubs both).
 //
 //   loopback_bench --rounds=6 --seconds=2 --concurrency=32
+//   scripts/make-certs.sh /tmp/certs echo client && loopback_bench --tls_certs=/tmp/certs
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "resilience/grpc_call.h"
+#include "server_kit/tls.h"
 #include "testing_support/echo_server.h"
 
 ABSL_FLAG(int, rounds, 6, "Rounds of each variant; they alternate raw, wrapped, raw, ...");
@@ -21,6 +24,10 @@ ABSL_FLAG(double, seconds, 2.0, "Length of one round in seconds");
 ABSL_FLAG(int, concurrency, 32, "Calls kept outstanding");
 ABSL_FLAG(std::string, only, "",
           "Run only \"raw\" or \"wrapped\" (for profiling one variant with perf)");
+ABSL_FLAG(std::string, tls_certs, "",
+          "A directory made by `scripts/make-certs.sh DIR echo client`: compare a plaintext "
+          "channel and server (\"raw\") with mutual TLS (\"wrapped\" becomes \"tls\"), raw stubs "
+          "both");
 
 namespace {
 
@@ -75,7 +82,8 @@ void RunRound(int round, const std::string& only, Measure measure) {
   }
 }
 
-void PrintRatios(const std::vector<double>& raw_rates, const std::vector<double>& wrapped_rates) {
+void PrintRatios(const std::vector<double>& raw_rates, const std::vector<double>& wrapped_rates,
+                 const char* second) {
   const double raw = Median(raw_rates);
   const double wrapped = Median(wrapped_rates);
   // Each round's two runs are adjacent in time, so the ratio within a round cancels the slow
@@ -84,8 +92,8 @@ void PrintRatios(const std::vector<double>& raw_rates, const std::vector<double>
   for (std::size_t i = 0; i < raw_rates.size(); ++i) {
     round_ratios.push_back(wrapped_rates[i] / raw_rates[i]);
   }
-  std::printf("median raw %.0f calls/s, wrapped %.0f calls/s, ratio wrapped/raw %.3f\n", raw,
-              wrapped, wrapped / raw);
+  std::printf("median raw %.0f calls/s, %s %.0f calls/s, ratio %s/raw %.3f\n", raw, second, wrapped,
+              second, wrapped / raw);
   std::printf("median of the per-round ratios %.3f (lowest %.3f, highest %.3f)\n",
               Median(round_ratios), *std::min_element(round_ratios.begin(), round_ratios.end()),
               *std::max_element(round_ratios.begin(), round_ratios.end()));
@@ -103,6 +111,27 @@ int main(int argc, char** argv) {
   testing_support::EchoServer server;
   // Both variants use a channel made the same way, so only the wrapping differs.
   auto stub = echo::v1::EchoService::NewStub(resilience::CreateChannel(server.address()));
+  // With --tls_certs, the second variant is a raw stub to a server of its own on mutual TLS.
+  const std::string certs = absl::GetFlag(FLAGS_tls_certs);
+  std::unique_ptr<testing_support::EchoServer> tls_server;
+  std::unique_ptr<echo::v1::EchoService::Stub> tls_stub;
+  if (!certs.empty()) {
+    auto server_credentials = server_kit::TlsServerCredentialsFrom(
+        {certs + "/echo.crt", certs + "/echo.key", certs + "/ca.crt", absl::Minutes(1)},
+        server_kit::ClientCertificates::kRequire);
+    auto channel_credentials = server_kit::TlsChannelCredentialsFrom(
+        {certs + "/client.crt", certs + "/client.key", certs + "/ca.crt", absl::Minutes(1)});
+    if (!server_credentials.ok() || !channel_credentials.ok()) {
+      std::fprintf(stderr, "--tls_certs: %s %s\n", server_credentials.status().ToString().c_str(),
+                   channel_credentials.status().ToString().c_str());
+      return 2;
+    }
+    tls_server = std::make_unique<testing_support::EchoServer>(nullptr, "127.0.0.1:0",
+                                                               /*record_metadata=*/false,
+                                                               *server_credentials);
+    tls_stub = echo::v1::EchoService::NewStub(
+        resilience::CreateChannel(tls_server->address(), *channel_credentials));
+  }
   base::RealEnvironment env;
   prometheus::Registry registry;
   resilience::TargetRegistry targets(*resilience::ParsePolicyJson(kPolicy), env.environment(),
@@ -123,21 +152,28 @@ int main(int argc, char** argv) {
     EchoRequest request;
     EchoResponse response;
   };
-  auto issue_raw = [&](std::function<void(bool)>& done) {
+  auto issue_raw_on = [&](echo::v1::EchoService::Stub* on, std::function<void(bool)>& done) {
     auto* call = new RawCall;
     call->request = request;
     call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    stub->async()->Echo(&call->context, &call->request, &call->response,
-                        [call, &done](grpc::Status status) {
-                          delete call;
-                          done(status.ok());
-                        });
+    on->async()->Echo(&call->context, &call->request, &call->response,
+                      [call, &done](grpc::Status status) {
+                        delete call;
+                        done(status.ok());
+                      });
   };
-  auto issue_wrapped = [&](std::function<void(bool)>& done) {
-    resilience::CallUnary<EchoRequest, EchoResponse>(
-        method, sender, request, {},
-        [&done](const absl::Status& status, EchoResponse&) { done(status.ok()); });
-  };
+  auto issue_raw = [&](std::function<void(bool)>& done) { issue_raw_on(stub.get(), done); };
+  std::function<void(std::function<void(bool)>&)> issue_wrapped =
+      [&](std::function<void(bool)>& done) {
+        resilience::CallUnary<EchoRequest, EchoResponse>(
+            method, sender, request, {},
+            [&done](const absl::Status& status, EchoResponse&) { done(status.ok()); });
+      };
+  const char* second = "wrapped";
+  if (tls_stub != nullptr) {
+    issue_wrapped = [&](std::function<void(bool)>& done) { issue_raw_on(tls_stub.get(), done); };
+    second = "tls";
+  }
 
   // Warm up connections and code paths.
   RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), issue_raw);
@@ -153,9 +189,9 @@ int main(int argc, char** argv) {
                                  : RunClosedLoop(concurrency, start + round_length, issue_raw);
       const double rate = static_cast<double>(calls) / absl::ToDoubleSeconds(absl::Now() - start);
       (wrapped ? wrapped_rates : raw_rates).push_back(rate);
-      std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? "wrapped" : "raw", rate);
+      std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? second : "raw", rate);
     });
   }
-  if (only.empty()) PrintRatios(raw_rates, wrapped_rates);
+  if (only.empty()) PrintRatios(raw_rates, wrapped_rates, second);
   return 0;
 }

@@ -2,7 +2,7 @@
 # Builds and runs the resilience library's benchmarks: the pipeline on an in-process fake call
 # (Google Benchmark, 5 repetitions, medians) on one and two threads calling one target, with
 # the two-thread / one-thread ratio of calls per second; then wrapped vs raw stub over loopback
-# gRPC.
+# gRPC; then plaintext vs mutual TLS over loopback gRPC (raw stubs, what TLS costs a call).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +36,7 @@ for name in sorted({n for n, _ in medians}):
           f"{rate_two:18,.0f} {rate_two / rate_one:6.2f} {one.get('allocs_per_call', 0):12.3f}")
 PYTHON
 build/bench/loopback_bench --rounds=10 --seconds=3 --concurrency=32
+certs=$(mktemp -d)
+trap 'rm -f "$json"; rm -rf "$certs"' EXIT
+scripts/make-certs.sh "$certs" echo client
+build/bench/loopback_bench --rounds=10 --seconds=3 --concurrency=32 --tls_certs="$certs"

@@ -3,6 +3,8 @@
 #   scripts/run-local.sh          the synchronous death workflow (patients calls both over gRPC)
 #   scripts/run-local.sh async    the asynchronous one: also a local nats-server with JetStream,
 #                                 its store under run/nats/; deaths travel as events
+# HOSPITAL_TLS=1 turns on mutual TLS everywhere (certificates made once under run/certs/ by
+# scripts/make-certs.sh), the caller policies of k8s/components/tls/, and TLS to nats-server.
 # Data and logs go to $HOSPITAL_DATA (default: ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,29 @@ pids=()
 # readable by this user alone.
 if [[ ! -s "$data/admin-token" ]]; then
   (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$data/admin-token")
+fi
+
+tls=${HOSPITAL_TLS:-0}
+certs="$data/certs"
+# tls_flags NAME: the flags that give service NAME its certificate, mutual TLS and its policy.
+tls_flags() {
+  [[ "$tls" == 1 ]] || return 0
+  echo "--tls_cert=$certs/$1.crt --tls_key=$certs/$1.key --tls_ca=$certs/ca.crt"
+  echo "--admin_tls_ca=$certs/operators/ca.crt"
+  # Health in plaintext, as probes ask it: 8081 patients, 8082 morgue, 8083 appointments.
+  case $1 in patients) echo "--health_listen=127.0.0.1:8081" ;; morgue) echo "--health_listen=127.0.0.1:8082" ;;
+    appointments) echo "--health_listen=127.0.0.1:8083" ;; esac
+  if [[ -f "k8s/components/tls/caller-policy-$1.json" ]]; then
+    echo "--authz_policy=k8s/components/tls/caller-policy-$1.json"
+  fi
+  if [[ "$workflow" == async ]]; then
+    echo "--nats_tls_ca=$certs/ca.crt --nats_tls_cert=$certs/$1.crt --nats_tls_key=$certs/$1.key"
+  fi
+}
+if [[ "$tls" == 1 ]]; then
+  # The services, the broker, and "client" for grpcurl; operators have a CA of their own.
+  [[ -s "$certs/client.crt" ]] || scripts/make-certs.sh "$certs" patients morgue appointments nats client
+  [[ -s "$certs/operators/alice.crt" ]] || scripts/make-certs.sh "$certs/operators" alice
 fi
 
 stop() {
@@ -66,7 +91,15 @@ if [[ "$workflow" == async ]]; then
   # (README, "Durability"). Monitoring on 8222 (/jsz shows the stream and consumers).
   nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
   mkdir -p "$data/nats"
-  "$nats_server" -js -sd "$data/nats" -a 127.0.0.1 -p 4222 -m 8222 2>>"$data/nats-server.log" &
+  nats_tls=()
+  if [[ "$tls" == 1 ]]; then
+    # Clients must present a certificate of the services' CA.
+    printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n  ca_file: "%s"\n  verify: true\n}\n' \
+      "$certs/nats.crt" "$certs/nats.key" "$certs/ca.crt" >"$data/nats-tls.conf"
+    nats_tls=(-c "$data/nats-tls.conf")
+  fi
+  "$nats_server" "${nats_tls[@]}" -js -sd "$data/nats" -a 127.0.0.1 -p 4222 -m 8222 \
+    2>>"$data/nats-server.log" &
   pids+=($!)
   for _ in $(seq 100); do
     grep -q "Server is ready" "$data/nats-server.log" 2>/dev/null && break
@@ -75,9 +108,13 @@ if [[ "$workflow" == async ]]; then
   messaging_flags+=(--nats_url=nats://127.0.0.1:4222)
 fi
 
-start morgue 50052 9092 50062 "${messaging_flags[@]}"
-start appointments 50053 9093 50063 "${messaging_flags[@]}"
-start patients 50051 9091 50061 --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
+# The TLS flags are words without spaces.
+# shellcheck disable=SC2046
+start morgue 50052 9092 50062 "${messaging_flags[@]}" $(tls_flags morgue)
+# shellcheck disable=SC2046
+start appointments 50053 9093 50063 "${messaging_flags[@]}" $(tls_flags appointments)
+# shellcheck disable=SC2046
+start patients 50051 9091 50061 $(tls_flags patients) --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
   --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}"
 
 printf '\n%-13s %-16s %-16s %-32s %s\n' service gRPC admin metrics "database / log"
@@ -92,7 +129,17 @@ if [[ "$workflow" == async ]]; then
     "$data/nats  $data/nats-server.log"
 fi
 echo "Admin changes (breakers, faults) need: -H \"authorization: Bearer \$(cat $data/admin-token)\""
+if [[ "$tls" == 1 ]]; then
+  echo "Mutual TLS is on: grpcurl -cacert $certs/ca.crt -cert $certs/client.crt" \
+    "-key $certs/client.key 127.0.0.1:50051 list"
+  echo "(on the admin listeners, -cert $certs/operators/alice.crt" \
+    "-key $certs/operators/alice.key authorizes changes without the token)"
+fi
 echo
-echo "Running the $workflow death workflow. Try: grpcurl -plaintext 127.0.0.1:50051 list" \
-  "(Ctrl-C stops everything)"
+if [[ "$tls" == 1 ]]; then
+  echo "Running the $workflow death workflow over mutual TLS (Ctrl-C stops everything)"
+else
+  echo "Running the $workflow death workflow. Try: grpcurl -plaintext 127.0.0.1:50051 list" \
+    "(Ctrl-C stops everything)"
+fi
 wait

@@ -1,9 +1,11 @@
 #include "fault_bench/capacity.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace fault_bench {
 namespace {
@@ -154,11 +156,40 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
   return report + "\n";
 }
 
+// The repeated searches: every variant's capacity in each repeat (the first is the search whose
+// steps the tables above show), the medians, and each variant's median over the first's.
+std::string RepeatsReport(const std::vector<Variant>& variants,
+                          const std::vector<DeathSearch>& deaths,
+                          std::vector<std::vector<double>> repeated, double limit_ms) {
+  std::string report = absl::StrFormat(
+      "### Repeated searches\n\nThe RecordDeath searches ran %d times each, the variants' order "
+      "reversed every other time.\n\n| variant | capacities (calls/s) | median | median / "
+      "`%s` median |\n| --- | --- | --- | --- |\n",
+      static_cast<int>(repeated.front().size()) + 1, variants.front().name);
+  std::vector<double> medians;
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    repeated[i].insert(repeated[i].begin(), Capacity(deaths[i].steps, limit_ms));
+    std::vector<double> sorted = repeated[i];
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t n = sorted.size();
+    medians.push_back(n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2);
+  }
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    std::vector<std::string> values;
+    for (double value : repeated[i]) values.push_back(absl::StrFormat("%.0f", value));
+    absl::StrAppendFormat(&report, "| `%s` | %s | %.0f | %.2f |\n", variants[i].name,
+                          absl::StrJoin(values, ", "), medians[i],
+                          medians.front() > 0 ? medians[i] / medians.front() : 0.0);
+  }
+  return report + "\n";
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
                                         const std::vector<Variant>& variants,
-                                        const std::string& echo_binary, double p99_limit_ms) {
+                                        const std::string& echo_binary, double p99_limit_ms,
+                                        int repeats) {
   std::vector<EchoBaseline> baselines = {
       {"one-hop echo, callback server", {"callback", 0}, {}},
       {"one-hop echo, synchronous server", {"sync", 0}, {}},
@@ -189,7 +220,25 @@ absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
     if (!drain.ok()) return drain.status();
     drains.push_back({"nats-server 2.9 file store (synced every 2 min)", *drain});
   }
-  return CapacityReport(baselines, deaths, drains, p99_limit_ms);
+  // Repeated searches after the first, per variant in `variants` order: their capacities, run by
+  // run.
+  std::vector<std::vector<double>> repeated(variants.size());
+  for (int repeat = 1; repeat < repeats; ++repeat) {
+    for (std::size_t k = 0; k < variants.size(); ++k) {
+      // Every other repeat reverses the order, so that drift favours no variant.
+      const std::size_t i = repeat % 2 == 1 ? variants.size() - 1 - k : k;
+      std::fprintf(stderr, "capacity: RecordDeath, %s, repeat %d...\n", variants[i].name.c_str(),
+                   repeat + 1);
+      absl::StatusOr<std::vector<CapacityStep>> steps = SearchCapacity(
+          25, 12800, p99_limit_ms,
+          [&](double rate) { return DeathStep(options, variants[i], rate, absl::Seconds(3)); });
+      if (!steps.ok()) return steps.status();
+      repeated[i].push_back(Capacity(*steps, p99_limit_ms));
+    }
+  }
+  std::string report = CapacityReport(baselines, deaths, drains, p99_limit_ms);
+  if (repeats > 1) report += RepeatsReport(variants, deaths, repeated, p99_limit_ms);
+  return report;
 }
 
 }  // namespace fault_bench

@@ -16,9 +16,14 @@ namespace fault_bench {
 // asynchronous variant among them, the relay's drain rate; returns the report's capacity
 // section.
 // `options.progress` is unused.
+// With `repeats` above 1 the RecordDeath searches run that many times, the variants' order
+// reversed every other time (A B, B A, A B, ...), and the report gives each variant's capacity
+// in every repeat, their medians and the ratio of the medians: one search decides on single 3 s
+// steps, which a shared machine's noise can tip either way.
 absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
                                         const std::vector<Variant>& variants,
-                                        const std::string& echo_binary, double p99_limit_ms);
+                                        const std::string& echo_binary, double p99_limit_ms,
+                                        int repeats = 1);
 
 }  // namespace fault_bench
 

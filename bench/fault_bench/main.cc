@@ -47,6 +47,9 @@ ABSL_FLAG(bool, capacity, false,
 ABSL_FLAG(double, p99_limit_ms, 50, "The capacity criterion: p99 below this, no failed call");
 ABSL_FLAG(std::string, capacity_variant, "resilient,async",
           "Variants of the capacity run, comma-separated");
+ABSL_FLAG(int, capacity_repeats, 1,
+          "Times each RecordDeath capacity search runs, the variants' order reversed every "
+          "other time; above 1 the report adds the medians and their ratio");
 ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/src/testing_support/echo_server",
           "The echo server of the capacity baseline");
 
@@ -202,9 +205,9 @@ int main(int argc, char** argv) {
     const absl::StatusOr<std::vector<Variant>> capacity_variant =
         fault_bench::SelectVariants(absl::GetFlag(FLAGS_capacity_variant), policy_dir);
     if (!capacity_variant.ok()) return Fail(capacity_variant.status());
-    absl::StatusOr<std::string> capacity =
-        fault_bench::RunCapacity(options, *capacity_variant, absl::GetFlag(FLAGS_echo_binary),
-                                 absl::GetFlag(FLAGS_p99_limit_ms));
+    absl::StatusOr<std::string> capacity = fault_bench::RunCapacity(
+        options, *capacity_variant, absl::GetFlag(FLAGS_echo_binary),
+        absl::GetFlag(FLAGS_p99_limit_ms), std::max(1, absl::GetFlag(FLAGS_capacity_repeats)));
     if (!capacity.ok()) return Fail(capacity.status());
     context.capacity = *std::move(capacity);
   }

@@ -27,6 +27,7 @@
 #include "resilience/v1/admin.grpc.pb.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/serve.h"
+#include "server_kit/tls.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
@@ -50,17 +51,42 @@ std::shared_ptr<grpc::Channel> Channel(const testing_support::ServiceProcess& pr
   return grpc::CreateChannel(process.address(), grpc::InsecureChannelCredentials());
 }
 
-// The process's admin listener (faults, breakers).
-std::shared_ptr<grpc::Channel> AdminChannel(const testing_support::ServiceProcess& process) {
-  return grpc::CreateChannel(process.admin_address(), grpc::InsecureChannelCredentials());
-}
-
 // The three services of one run.
 class System {
  public:
   System(const RunOptions& options, const Variant& variant, const std::string& dir) {
     std::ofstream(dir + "/token") << kToken;
-    auto make = [&](const std::string& name, std::vector<std::string> flags) {
+    if (variant.tls) {
+      // Certificates as an operator makes them, one per service and one for the bench (a
+      // client of every service that is not the patients service).
+      const std::string certs = dir + "/certs";
+      tls_status_ = testing_support::RunToCompletion(
+          {"bash", testing_support::SourcePath("scripts/make-certs.sh"), certs, "patients",
+           "morgue", "appointments", "bench"},
+          dir + "/certs.log");
+      absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+          server_kit::TlsChannelCredentialsFrom(
+              {certs + "/bench.crt", certs + "/bench.key", certs + "/ca.crt", absl::Minutes(1)});
+      if (tls_status_.ok()) tls_status_ = credentials.status();
+      if (credentials.ok()) credentials_ = *std::move(credentials);
+    }
+    // Mutual TLS with each service's own certificate; only patients may call the workflow
+    // methods of the other two (their production caller policies).
+    auto tls_flags = [&](const std::string& name) -> std::vector<std::string> {
+      if (!variant.tls) return {};
+      std::vector<std::string> flags = {absl::StrCat("--tls_cert=", dir, "/certs/", name, ".crt"),
+                                        absl::StrCat("--tls_key=", dir, "/certs/", name, ".key"),
+                                        absl::StrCat("--tls_ca=", dir, "/certs/ca.crt")};
+      if (name != "patients") {
+        flags.push_back(absl::StrCat(
+            "--authz_policy=",
+            testing_support::SourcePath("k8s/components/tls/caller-policy-" + name + ".json")));
+      }
+      return flags;
+    };
+    auto make = [&, tls_flags](const std::string& name, std::vector<std::string> flags) {
+      const std::vector<std::string> tls = tls_flags(name);
+      flags.insert(flags.end(), tls.begin(), tls.end());
       flags.push_back(absl::StrCat("--db=", dir, "/", name, ".db"));
       flags.push_back("--fault_admin");
       flags.push_back(absl::StrCat("--admin_token_file=", dir, "/token"));
@@ -90,6 +116,7 @@ class System {
   }
 
   absl::Status Start() {
+    if (!tls_status_.ok()) return tls_status_;
     if (broker_ != nullptr) {
       if (auto s = broker_->Start(); !s.ok()) return s;
     }
@@ -112,6 +139,15 @@ class System {
   // The asynchronous variant's nats-server; null for the others.
   testing_support::NatsServer* broker() { return broker_.get(); }
 
+  // A channel to `service`'s public listener, or to its admin listener (faults, breakers), with
+  // the variant's credentials.
+  std::shared_ptr<grpc::Channel> Channel(Service service) {
+    return grpc::CreateChannel(process(service).address(), credentials_);
+  }
+  std::shared_ptr<grpc::Channel> AdminChannel(Service service) {
+    return grpc::CreateChannel(process(service).admin_address(), credentials_);
+  }
+
   testing_support::ServiceProcess& process(Service service) {
     switch (service) {
       case Service::kPatients:
@@ -132,14 +168,15 @@ class System {
   std::unique_ptr<testing_support::ServiceProcess> appointments_;
   std::unique_ptr<testing_support::ServiceProcess> patients_;
   std::function<std::unique_ptr<testing_support::ServiceProcess>()> make_patients_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_ = grpc::InsecureChannelCredentials();
+  absl::Status tls_status_;
 };
 
 absl::Status Seed(System& system, int patients, int appointments_each,
                   std::vector<std::string>& ids) {
-  auto patient_stub =
-      patients_v1::PatientsService::NewStub(Channel(system.process(Service::kPatients)));
-  auto appointment_stub = appointments_v1::AppointmentsService::NewStub(
-      Channel(system.process(Service::kAppointments)));
+  auto patient_stub = patients_v1::PatientsService::NewStub(system.Channel(Service::kPatients));
+  auto appointment_stub =
+      appointments_v1::AppointmentsService::NewStub(system.Channel(Service::kAppointments));
   for (int i = 0; i < patients; ++i) {
     patients_v1::CreatePatientRequest create;
     create.set_patient_id(absl::StrCat("patient-", i));
@@ -256,7 +293,7 @@ absl::Status ApplyStep(System& system, const Step& step) {
     case Step::Kind::kClearFaults:
       break;
   }
-  auto admin = faults_v1::FaultInjection::NewStub(AdminChannel(process));
+  auto admin = faults_v1::FaultInjection::NewStub(system.AdminChannel(step.service));
   auto context = Context(absl::Seconds(5));
   context->AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
   if (step.kind == Step::Kind::kClearFaults) {
@@ -459,7 +496,7 @@ class ScenarioRun final {
     RETURN_IF_ERROR(system_.Start());
     RETURN_IF_ERROR(
         Seed(system_, deaths_ + options_.warmup_deaths, options_.appointments_per_patient, ids_));
-    patients_ = patients_v1::PatientsService::NewStub(Channel(system_.process(Service::kPatients)));
+    patients_ = patients_v1::PatientsService::NewStub(system_.Channel(Service::kPatients));
     WarmUp();
     if (asynchronous_) AwaitWarmUpEvents();
     const absl::StatusOr<std::string> before = ScrapePatients();
@@ -704,8 +741,8 @@ class ScenarioRun final {
   // Background reads, alternating GetPatient (patients) and ListAppointments (appointments):
   // what a fault does to callers that never record a death.
   void SendReads() {
-    auto appointments = appointments_v1::AppointmentsService::NewStub(
-        Channel(system_.process(Service::kAppointments)));
+    auto appointments =
+        appointments_v1::AppointmentsService::NewStub(system_.Channel(Service::kAppointments));
     std::mt19937 random(42);
     const int reads =
         static_cast<int>(scenario_.reads_per_second * absl::ToDoubleSeconds(scenario_.duration));
@@ -749,9 +786,9 @@ class ScenarioRun final {
   // counted, with no rule (refusing is their right while a death is unsettled).
   void ActAsUsers() {
     if (scenario_.user_actions_per_second <= 0 || deaths_ == 0) return;
-    auto morgue = morgue_v1::MorgueService::NewStub(Channel(system_.process(Service::kMorgue)));
-    auto appointments = appointments_v1::AppointmentsService::NewStub(
-        Channel(system_.process(Service::kAppointments)));
+    auto morgue = morgue_v1::MorgueService::NewStub(system_.Channel(Service::kMorgue));
+    auto appointments =
+        appointments_v1::AppointmentsService::NewStub(system_.Channel(Service::kAppointments));
     std::mt19937 random(7);
     const int actions = static_cast<int>(scenario_.user_actions_per_second *
                                          absl::ToDoubleSeconds(scenario_.duration));
@@ -851,8 +888,7 @@ class ScenarioRun final {
 
   // Every 100 ms during the load: the patients service's breakers and its owed undo calls.
   void Sample() {
-    auto admin =
-        resilience::v1::ResilienceAdmin::NewStub(AdminChannel(system_.process(Service::kPatients)));
+    auto admin = resilience::v1::ResilienceAdmin::NewStub(system_.AdminChannel(Service::kPatients));
     while (!load_done_.load()) {
       if (const absl::StatusOr<std::string> scrape = ScrapePatients(); scrape.ok()) {
         result_.pending_compensations.emplace_back(
@@ -922,9 +958,9 @@ class ScenarioRun final {
   // Checks consistency until it holds (background compensations may still be running), and
   // how long after the last fault the services came to agree.
   void AwaitConsistency() {
-    auto morgue = morgue_v1::MorgueService::NewStub(Channel(system_.process(Service::kMorgue)));
-    auto appointments = appointments_v1::AppointmentsService::NewStub(
-        Channel(system_.process(Service::kAppointments)));
+    auto morgue = morgue_v1::MorgueService::NewStub(system_.Channel(Service::kMorgue));
+    auto appointments =
+        appointments_v1::AppointmentsService::NewStub(system_.Channel(Service::kAppointments));
     const absl::Time give_up = absl::Now() + absl::Seconds(60);
     absl::Duration last_fault_end = load_end_ - start_;
     if (const auto windows = scenario_.FaultWindows(); !windows.empty()) {
@@ -1029,7 +1065,8 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
   for (int i = 0; i < shape.fan_out; ++i) {
     const std::string name = absl::StrCat(dir, "/leaf-", i);
     leaves.push_back(std::make_unique<testing_support::ServiceProcess>(
-        echo_binary, std::vector<std::string>{"--api=callback"}, name + ".log", name + ".ports"));
+        echo_binary, std::vector<std::string>{"--api=callback"}, name + ".log", name + ".ports",
+        /*with_metrics=*/false, /*with_admin=*/false));
     if (absl::Status started = leaves.back()->Start(); !started.ok()) return started;
     leaf_addresses.push_back(leaves.back()->address());
   }
@@ -1037,7 +1074,8 @@ absl::StatusOr<CapacityStep> EchoStep(const RunOptions& options, const std::stri
   if (!leaf_addresses.empty()) {
     flags.push_back(absl::StrCat("--fan_out_to=", absl::StrJoin(leaf_addresses, ",")));
   }
-  testing_support::ServiceProcess echo(echo_binary, flags, dir + "/echo.log", dir + "/echo.ports");
+  testing_support::ServiceProcess echo(echo_binary, flags, dir + "/echo.log", dir + "/echo.ports",
+                                       /*with_metrics=*/false, /*with_admin=*/false);
   if (absl::Status started = echo.Start(); !started.ok()) return started;
   auto stub = echo::v1::EchoService::NewStub(Channel(echo));
   Recorder recorder;

@@ -43,6 +43,14 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
        {"--death_workflow=sync", absl::StrCat("--resilience_policy=", policy_dir, "/hedged.json")},
        /*asynchronous=*/false,
        /*opt_in=*/true},
+      {"resilient-tls",
+       "resilient, with every listener and channel on mutual TLS and the production caller "
+       "policies on morgue and appointments",
+       {"--death_workflow=sync",
+        absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
+       /*asynchronous=*/false,
+       /*opt_in=*/true,
+       /*tls=*/true},
       {"throttled",
        "resilient, with client-side adaptive throttling (k = 2, 10 s window) before every "
        "attempt",

@@ -21,6 +21,10 @@ struct Variant {
   // Runs only in the scenarios that name it (Scenario::runs_on): a policy built for one kind
   // of fault (hedging for a slow tail, throttling for overload) rather than a way to integrate.
   bool opt_in = false;
+  // Every listener on mutual TLS (certificates from scripts/make-certs.sh, the bench a client
+  // with a certificate of its own) and the production caller policies on morgue and
+  // appointments: what TLS costs.
+  bool tls = false;
 };
 
 // Every variant, in report order. Policy files are read from `policy_dir`.

@@ -71,12 +71,13 @@ class EchoServer::Service final : public echo::v1::EchoService::CallbackService 
 };
 
 EchoServer::EchoServer(grpc::Service* extra_service, const std::string& address,
-                       bool record_metadata)
+                       bool record_metadata, std::shared_ptr<grpc::ServerCredentials> credentials)
     : service_(std::make_unique<Service>()) {
   service_->record_metadata = record_metadata;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      address, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service_.get());
   if (extra_service != nullptr) builder.RegisterService(extra_service);
   server_ = builder.BuildAndStart();

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 
 #include "echo/v1/echo.grpc.pb.h"
@@ -20,8 +21,10 @@ class EchoServer final {
   // services, if any, are served too.
   // With `record_metadata` false it keeps nothing per request (MetadataSeen stays empty), for
   // load tests.
+  // `credentials` null: plaintext.
   explicit EchoServer(grpc::Service* extra_service = nullptr,
-                      const std::string& address = "127.0.0.1:0", bool record_metadata = true);
+                      const std::string& address = "127.0.0.1:0", bool record_metadata = true,
+                      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~EchoServer();
 
   std::string address() const { return address_; }

@@ -84,12 +84,14 @@ absl::Status RunToCompletion(std::vector<std::string> argv, const std::string& l
 }
 
 ServiceProcess::ServiceProcess(std::string binary, std::vector<std::string> arguments,
-                               std::string log_path, std::string port_file, bool with_metrics)
+                               std::string log_path, std::string port_file, bool with_metrics,
+                               bool with_admin)
     : binary_(std::move(binary)),
       arguments_(std::move(arguments)),
       log_path_(std::move(log_path)),
       port_file_(std::move(port_file)),
-      with_metrics_(with_metrics) {}
+      with_metrics_(with_metrics),
+      with_admin_(with_admin) {}
 
 ServiceProcess::~ServiceProcess() {
   if (pid_ > 0) Kill();
@@ -111,8 +113,8 @@ std::string ServiceProcess::log() const {
 absl::Status ServiceProcess::Start(absl::Duration timeout) {
   std::remove(port_file_.c_str());
   // Before the caller's arguments, which may override it.
-  std::vector<std::string> argv_strings = {binary_,
-                                           absl::StrCat("--admin_listen=127.0.0.1:", admin_port_)};
+  std::vector<std::string> argv_strings = {binary_};
+  if (with_admin_) argv_strings.push_back(absl::StrCat("--admin_listen=127.0.0.1:", admin_port_));
   argv_strings.insert(argv_strings.end(), arguments_.begin(), arguments_.end());
   argv_strings.push_back(absl::StrCat("--listen=127.0.0.1:", grpc_port_));
   argv_strings.push_back(with_metrics_ ? absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)

@@ -34,8 +34,9 @@ class ServiceProcess final {
   // otherwise none), --admin_listen (loopback), --port_file (and the caller passes --db); an
   // argument in `arguments` given again later wins, so a test can pass --admin_listen=none.
   // Logs go to `log_path`.
+  // `with_admin` false: no --admin_listen (a binary without one, such as the echo server).
   ServiceProcess(std::string binary, std::vector<std::string> arguments, std::string log_path,
-                 std::string port_file, bool with_metrics = false);
+                 std::string port_file, bool with_metrics = false, bool with_admin = true);
   ~ServiceProcess();
   ServiceProcess(const ServiceProcess&) = delete;
   ServiceProcess& operator=(const ServiceProcess&) = delete;
@@ -73,6 +74,7 @@ class ServiceProcess final {
   const std::string log_path_;
   const std::string port_file_;
   const bool with_metrics_;
+  const bool with_admin_;
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int metrics_port_ = 0;

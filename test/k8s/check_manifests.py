@@ -24,11 +24,23 @@ import time
 import jsonschema
 import yaml
 
-OVERLAYS = ["dev", "prod", "dev-async", "prod-async"]
+OVERLAYS = ["dev", "prod", "dev-async", "prod-async", "prod-cert-manager"]
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 PROBE_SERVICES = {"liveness", "readiness"}  # Registered by server_kit::Server.
-KNOWN_CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
-                      ("monitoring.coreos.com/v1", "PrometheusRule")}
+# Secrets the overlays mount but do not render: made in the cluster by cert-manager
+# (components/cert-manager) or by operators (components/tls says which keys each needs).
+EXTERNAL_SECRETS = {
+    "patients-tls": ("tls.crt", "tls.key", "ca.crt"),
+    "morgue-tls": ("tls.crt", "tls.key", "ca.crt"),
+    "appointments-tls": ("tls.crt", "tls.key", "ca.crt"),
+    "operator-ca": ("ca.crt",),
+    "nats-tls": ("tls.crt", "tls.key", "ca.crt"),
+}
+# Flags that name files, and the kind of volume that must provide them.
+FILE_FLAGS = {"resilience_policy": "configMap", "admin_token_file": "secret",
+              "authz_policy": "configMap", "tls_cert": "secret", "tls_key": "secret",
+              "tls_ca": "secret", "admin_tls_ca": "secret", "nats_tls_ca": "secret",
+              "nats_tls_cert": "secret", "nats_tls_key": "secret"}
 
 failures = []
 
@@ -52,6 +64,10 @@ def render(root, overlay, directory=None):
 def schema_path(root, obj):
     group_version = obj["apiVersion"]
     group, _, version = group_version.rpartition("/")
+    if "." in group and not group.endswith(".k8s.io"):
+        # A custom resource: test/k8s/schemas/crds/<group>/<kind>_<version>.json.
+        return os.path.join(root, "test", "k8s", "schemas", "crds", group,
+                            f"{obj['kind'].lower()}_{version}.json")
     name = obj["kind"].lower()
     if group:
         name += "-" + group.split(".")[0]
@@ -61,8 +77,6 @@ def schema_path(root, obj):
 
 def validate_schema(root, overlay, obj):
     where = f"{overlay}: {obj['kind']}/{obj['metadata']['name']}"
-    if (obj["apiVersion"], obj["kind"]) in KNOWN_CUSTOM_KINDS:
-        return
     path = schema_path(root, obj)
     if not os.path.exists(path):
         fail(where, f"no schema {os.path.basename(path)} in test/k8s/schemas")
@@ -89,12 +103,14 @@ def port_of(address):
 
 
 def mount_for(container, path):
-    """The volume mount that holds `path`, and the path inside the volume."""
+    """The volume mount that holds `path` (the deepest, as mounts nest), and the path inside
+    the volume."""
+    best, rest = None, None
     for mount in container.get("volumeMounts", []):
         prefix = mount["mountPath"].rstrip("/") + "/"
-        if path.startswith(prefix):
-            return mount, path[len(prefix):]
-    return None, None
+        if path.startswith(prefix) and (best is None or len(prefix) > len(best["mountPath"]) + 1):
+            best, rest = mount, path[len(prefix):]
+    return best, rest
 
 
 def check_statefulset(overlay, objects, sts):
@@ -114,6 +130,22 @@ def check_statefulset(overlay, objects, sts):
                     f"{metrics_port}")
     if not args.get("listen", "").startswith("0.0.0.0:"):
         fail(where, "--listen must be on the pod address (0.0.0.0)")
+    # With TLS the probes go to the plaintext health-only port: kubelet cannot present a
+    # certificate.
+    tls = "tls_cert" in args
+    probe_port = grpc_port
+    if "health_listen" in args:
+        probe_port = port_of(args["health_listen"])
+        if ports.get("health") != probe_port or not args["health_listen"].startswith("0.0.0.0:"):
+            fail(where, "--health_listen must be on the pod address, as containerPort health")
+    elif tls:
+        fail(where, "with TLS the probes need --health_listen (kubelet speaks plaintext)")
+    if tls != ("tls_ca" in args):
+        fail(where, "--tls_cert without --tls_ca: the services use mutual TLS")
+    if "authz_policy" in args and "tls_ca" not in args:
+        fail(where, "--authz_policy without mutual TLS")
+    if "admin_listen" in args and ports.get("admin") != port_of(args["admin_listen"]):
+        fail(where, f"containerPort admin {ports.get('admin')} != --admin_listen")
     annotations = pod["metadata"].get("annotations", {})
     if annotations.get("prometheus.io/port") != str(metrics_port):
         fail(where, "prometheus.io/port annotation does not match --metrics_listen")
@@ -122,8 +154,8 @@ def check_statefulset(overlay, objects, sts):
         if probe is None:
             fail(where, f"{probe_name} must be a gRPC probe")
             continue
-        if probe.get("port") != grpc_port:
-            fail(where, f"{probe_name} port {probe.get('port')} != --listen port {grpc_port}")
+        if probe.get("port") != probe_port:
+            fail(where, f"{probe_name} port {probe.get('port')} != the health port {probe_port}")
         if probe.get("service") not in PROBE_SERVICES:
             fail(where, f"{probe_name} service {probe.get('service')!r} is not registered "
                         f"({sorted(PROBE_SERVICES)})")
@@ -149,7 +181,7 @@ def check_statefulset(overlay, objects, sts):
     mount, _ = mount_for(container, args.get("db", ""))
     if mount is None or mount["name"] not in claim_names:
         fail(where, f"--db {args.get('db')} is not on a volume claim")
-    for flag, kind in (("resilience_policy", "configMap"), ("admin_token_file", "secret")):
+    for flag, kind in FILE_FLAGS.items():
         if flag not in args:
             continue
         mount, key = mount_for(container, args[flag])
@@ -160,6 +192,12 @@ def check_statefulset(overlay, objects, sts):
         source = volume[kind].get("name") or volume[kind].get("secretName")
         provider = next((o for o in objects if o["kind"].lower() == kind.lower()
                          and o["metadata"]["name"] == source), None)
+        if provider is None and kind == "secret" and source in EXTERNAL_SECRETS:
+            if key not in EXTERNAL_SECRETS[source]:
+                fail(where, f"--{flag}: Secret {source} is made outside the manifests with keys "
+                            f"{EXTERNAL_SECRETS[source]}, not {key}")
+            check_certificate_for(overlay, objects, sts, source)
+            continue
         if provider is None or key not in provider.get("data", {}):
             fail(where, f"--{flag}: {kind} {source} has no key {key}")
     # The Service routes the named ports to the container.
@@ -180,6 +218,43 @@ def check_statefulset(overlay, objects, sts):
     return container, args, grpc_port
 
 
+def check_certificate_for(overlay, objects, sts, secret):
+    """If the overlay renders cert-manager Certificates, one of them must make `secret`, and a
+    service's certificate must carry its identity and the name the other services dial."""
+    certificates = [o for o in objects if o["kind"] == "Certificate"]
+    if not certificates:
+        return
+    where = f"{overlay}: Secret {secret}"
+    certificate = next((c for c in certificates if c["spec"]["secretName"] == secret), None)
+    if certificate is None:
+        fail(where, "no Certificate makes it")
+        return
+    name = sts["metadata"]["name"]
+    if secret == f"{name}-tls":
+        spec = certificate["spec"]
+        if f"spiffe://hospital/{name}" not in spec.get("uris", []):
+            fail(where, f"the certificate does not name spiffe://hospital/{name}")
+        if name not in spec.get("dnsNames", []):
+            fail(where, f"the certificate does not carry the DNS name {name}")
+        if not {"server auth", "client auth"} <= set(spec.get("usages", [])):
+            fail(where, "the certificate must serve as server and as client")
+
+
+def external_secret_file(root, scratch, secret, key):
+    """A stand-in for `key` of an external Secret, made once with scripts/make-certs.sh."""
+    certs = os.path.join(scratch, "certs")
+    operators = os.path.join(scratch, "operators")
+    if not os.path.exists(os.path.join(certs, "appointments.crt")):
+        script = os.path.join(root, "scripts", "make-certs.sh")
+        subprocess.run(["bash", script, certs, "patients", "morgue", "appointments"], check=True)
+        subprocess.run(["bash", script, operators, "alice"], check=True)
+    if secret == "operator-ca":
+        return os.path.join(operators, "ca.crt")
+    name = secret[:-len("-tls")]
+    return os.path.join(certs, {"tls.crt": f"{name}.crt", "tls.key": f"{name}.key",
+                                "ca.crt": "ca.crt"}[key])
+
+
 def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, scratch):
     """Starts the binary with the manifest's flags and asks its health service."""
     name = sts["metadata"]["name"]
@@ -196,6 +271,13 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
             os.makedirs(os.path.dirname(local), exist_ok=True)
             volume = next((v for v in sts["spec"]["template"]["spec"].get("volumes", [])
                            if mount and v["name"] == mount["name"]), None)
+            if volume and "secret" in volume and volume["secret"]["secretName"] in EXTERNAL_SECRETS:
+                # Made in the cluster: stand in with certificates from scripts/make-certs.sh.
+                shutil.copy(external_secret_file(root, scratch, volume["secret"]["secretName"],
+                                                 key), local)
+                value = local
+                argv.append(f"{flag}={value}")
+                continue
             if volume and ("configMap" in volume or "secret" in volume):
                 kind = "configMap" if "configMap" in volume else "secret"
                 source = volume[kind].get("name") or volume[kind].get("secretName")
@@ -208,11 +290,13 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
                 with open(local, "w") as f:
                     f.write(data)
             value = local
-        elif flag in ("--listen", "--metrics_listen"):
+        elif flag in ("--listen", "--metrics_listen", "--admin_listen", "--health_listen"):
             value = "127.0.0.1:" + value.rsplit(":", 1)[1]
         elif flag.endswith("_address"):
             value = "127.0.0.1:" + value.rsplit(":", 1)[1]
         argv.append(f"{flag}={value}" if value else flag)
+    # What kubelet's probes ask: the health port when there is one.
+    probe_port = port_of(args["health_listen"]) if "health_listen" in args else grpc_port
     log_path = os.path.join(work, "log")
     with open(log_path, "w") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -221,14 +305,14 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
         for service in sorted(PROBE_SERVICES):
             deadline = time.time() + 15
             while True:
-                result = subprocess.run([probe, f"--address=127.0.0.1:{grpc_port}",
+                result = subprocess.run([probe, f"--address=127.0.0.1:{probe_port}",
                                          f"--service={service}", "--timeout=1s"],
                                         capture_output=True, text=True)
                 if result.returncode == 0:
                     break
                 if process.poll() is not None or time.time() > deadline:
                     with open(log_path) as f:
-                        fail(where, f"health {service!r} on port {grpc_port} not SERVING: "
+                        fail(where, f"health {service!r} on port {probe_port} not SERVING: "
                                     f"{result.stdout.strip()} {result.stderr.strip()}\n{f.read()}")
                     return
                 time.sleep(0.1)
@@ -256,9 +340,20 @@ def check_nats(overlay, objects, sts, scratch):
     container = spec["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
     args = container.get("args", [])
-    if args[:1] != ["--config"] or len(args) != 2:
-        fail(where, "args must be --config <file>")
+    if args[:1] != ["--config"] or len(args) < 2:
+        fail(where, "args must start with --config <file>")
         return
+    # Beyond the config: TLS for clients, its files on the nats-tls Secret.
+    tls_args = dict(a.partition("=")[::2] for a in args[2:])
+    if tls_args and set(tls_args) != {"--tlsverify", "--tlscert", "--tlskey", "--tlscacert"}:
+        fail(where, f"unexpected arguments {sorted(tls_args)}: only the four TLS flags")
+    for flag in ("--tlscert", "--tlskey", "--tlscacert"):
+        if flag in tls_args:
+            tls_mount, _ = mount_for(container, tls_args[flag])
+            tls_volume = next((v for v in spec.get("volumes", [])
+                               if tls_mount and v["name"] == tls_mount["name"]), None)
+            if tls_volume is None or tls_volume.get("secret", {}).get("secretName") != "nats-tls":
+                fail(where, f"{flag} is not on the nats-tls Secret")
     mount, key = mount_for(container, args[1])
     volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]),
                   None)
@@ -404,6 +499,10 @@ def main():
                 container, args, grpc_port = check_statefulset(overlay, objects, sts)
                 check_async_flags(overlay, objects, sts, args)
                 fault_admin |= "fault_admin" in args
+                if overlay.startswith("prod") and "tls_ca" not in args:
+                    fail(overlay, f"{sts['metadata']['name']}: production runs mutual TLS")
+                if overlay == "prod-async" and "nats_tls_ca" not in args:
+                    fail(overlay, f"{sts['metadata']['name']}: production reaches NATS over TLS")
                 run_binary(root, build, overlay, objects, sts, container, args, grpc_port,
                            scratch)
             if fault_admin != overlay.startswith("dev"):

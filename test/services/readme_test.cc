@@ -1,5 +1,7 @@
-// The grpcurl walk-through in README.md: every request body must be valid JSON for the method
-// it is sent to, with the field names the services really have.
+// The grpcurl commands in README.md (plaintext and TLS alike): every request body must be valid
+// JSON for the method it is sent to, with the field names the services really have.
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -28,7 +30,7 @@ struct GrpcurlCall {
 std::vector<GrpcurlCall> GrpcurlCalls(const std::string& text) {
   std::vector<GrpcurlCall> calls;
   std::size_t at = 0;
-  while ((at = text.find("grpcurl -plaintext", at)) != std::string::npos) {
+  while ((at = text.find("grpcurl -", at)) != std::string::npos) {
     std::size_t end = at;
     // The command ends at the first newline not preceded by a backslash, outside quotes.
     bool quoted = false;
@@ -47,7 +49,17 @@ std::vector<GrpcurlCall> GrpcurlCalls(const std::string& text) {
     }
     std::istringstream words(command.substr(rest));
     for (std::string word; words >> word;) {
-      if (word.find('/') != std::string::npos && word.find(':') == std::string::npos) {
+      // "package.Service/Method": one slash, an identifier after it (file paths such as
+      // run/certs/ca.crt have more slashes or a dot).
+      const std::size_t slash = word.find('/');
+      if (slash == std::string::npos || word.find('/', slash + 1) != std::string::npos ||
+          word.find(':') != std::string::npos) {
+        continue;
+      }
+      const std::string after = word.substr(slash + 1);
+      if (!after.empty() && std::all_of(after.begin(), after.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+          })) {
         call.method = word;
       }
     }
