@@ -28,4 +28,6 @@ COPY --from=build /out/ /
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 50051 50052 50053 9091 9092 9093
+# gRPC, metrics, admin listeners (k8s/base binds them to the pod address), the health-only port
+# of components/tls.
+EXPOSE 50051 50052 50053 9091 9092 9093 50061 50062 50063 8081
