@@ -3,6 +3,9 @@
 #   scripts/run-local.sh          the synchronous death workflow (patients calls both over gRPC)
 #   scripts/run-local.sh async    the asynchronous one: also a local nats-server with JetStream,
 #                                 its store under run/nats/; deaths travel as events
+#   scripts/run-local.sh shared_db_batch
+#                                 the patients service records deaths in its own database only;
+#                                 the batch_sync job copies them into the other two every second
 # HOSPITAL_TLS=1 turns on mutual TLS everywhere (certificates made once under run/certs/ by
 # scripts/make-certs.sh), the caller policies of k8s/components/tls/, and TLS to nats-server.
 # Data and logs go to $HOSPITAL_DATA (default: ./run).
@@ -10,14 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workflow=${1:-sync}
-if [[ "$workflow" != sync && "$workflow" != async ]]; then
-  echo "usage: scripts/run-local.sh [sync|async]" >&2
+if [[ "$workflow" != sync && "$workflow" != async && "$workflow" != shared_db_batch ]]; then
+  echo "usage: scripts/run-local.sh [sync|async|shared_db_batch]" >&2
   exit 2
 fi
 
 scripts/install-deps.sh run
 cmake --preset services >/dev/null
-cmake --build build -j2 --target patients morgue appointments
+cmake --build build -j2 --target patients morgue appointments batch_sync
 
 data=${HOSPITAL_DATA:-$PWD/run}
 mkdir -p "$data"
@@ -116,6 +119,11 @@ start appointments 50053 9093 50063 "${messaging_flags[@]}" $(tls_flags appointm
 # shellcheck disable=SC2046
 start patients 50051 9091 50061 $(tls_flags patients) --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
   --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}"
+if [[ "$workflow" == shared_db_batch ]]; then
+  # After the services: it writes into their databases, which they create.
+  start batch_sync 50054 9094 50064 --patients_db="$data/patients.db" \
+    --morgue_db="$data/morgue.db" --appointments_db="$data/appointments.db" --sync_interval=1s
+fi
 
 printf '\n%-13s %-16s %-16s %-32s %s\n' service gRPC admin metrics "database / log"
 printf '%-13s %-16s %-16s %-32s %s\n' patients 127.0.0.1:50051 127.0.0.1:50061 \
@@ -124,6 +132,10 @@ printf '%-13s %-16s %-16s %-32s %s\n' morgue 127.0.0.1:50052 127.0.0.1:50062 \
   http://127.0.0.1:9092/metrics "$data/morgue.db  $data/morgue.log"
 printf '%-13s %-16s %-16s %-32s %s\n' appointments 127.0.0.1:50053 127.0.0.1:50063 \
   http://127.0.0.1:9093/metrics "$data/appointments.db  $data/appointments.log"
+if [[ "$workflow" == shared_db_batch ]]; then
+  printf '%-13s %-16s %-16s %-32s %s\n' batch_sync 127.0.0.1:50054 127.0.0.1:50064 \
+    http://127.0.0.1:9094/metrics "$data/batch_sync.db  $data/batch_sync.log"
+fi
 if [[ "$workflow" == async ]]; then
   printf '%-13s %-16s %-16s %-32s %s\n' nats-server 127.0.0.1:4222 - http://127.0.0.1:8222/jsz \
     "$data/nats  $data/nats-server.log"

@@ -5,9 +5,10 @@
 
 ABSL_FLAG(std::string, death_workflow, "sync",
           "How a recorded death reaches morgue and appointments: sync (patients calls both over "
-          "gRPC and undoes its work if either fails) or async (patients commits the death with an "
+          "gRPC and undoes its work if either fails), async (patients commits the death with an "
           "event in its outbox and publishes it to NATS JetStream; morgue and appointments "
-          "consume it). Give all three services the same value.");
+          "consume it) or shared_db_batch (patients records the death only; the batch_sync job "
+          "copies it into the other two databases). Give all three services the same value.");
 ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
           "NATS server URL(s), comma-separated (used with --death_workflow=async)");
 ABSL_FLAG(std::string, nats_tls_ca, "",
@@ -44,8 +45,9 @@ absl::StatusOr<DeathWorkflowMode> DeathWorkflowFromFlags() {
   const std::string mode = absl::GetFlag(FLAGS_death_workflow);
   if (mode == "sync") return DeathWorkflowMode::kSync;
   if (mode == "async") return DeathWorkflowMode::kAsync;
+  if (mode == "shared_db_batch") return DeathWorkflowMode::kSharedDbBatch;
   return absl::InvalidArgumentError(
-      absl::StrCat("--death_workflow: must be sync or async, got \"", mode, "\""));
+      absl::StrCat("--death_workflow: must be sync, async or shared_db_batch, got \"", mode, "\""));
 }
 
 NatsClientOptions NatsClientOptionsFromFlags(const std::string& client_name) {

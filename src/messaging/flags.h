@@ -1,5 +1,5 @@
 // The flags every service shares for the asynchronous death workflow, and what they configure.
-//   --death_workflow          sync | async
+//   --death_workflow          sync | async | shared_db_batch
 //   --nats_url                NATS server(s), comma-separated
 //   --nats_stream             the stream's name
 //   --nats_stream_replicas    1 on one server, 3 in a three-node cluster
@@ -17,9 +17,11 @@
 
 namespace messaging {
 
-enum class DeathWorkflowMode { kSync, kAsync };
+// kSharedDbBatch: the patients service records a death in its own database only, and a separate
+// batch job (src/batch_sync) copies it into the morgue's and appointments' databases.
+enum class DeathWorkflowMode { kSync, kAsync, kSharedDbBatch };
 
-// --death_workflow; INVALID_ARGUMENT naming the flag for anything but sync or async.
+// --death_workflow; INVALID_ARGUMENT naming the flag for any other value.
 absl::StatusOr<DeathWorkflowMode> DeathWorkflowFromFlags();
 // --nats_url, with `client_name` for the connection.
 NatsClientOptions NatsClientOptionsFromFlags(const std::string& client_name);

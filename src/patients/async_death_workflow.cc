@@ -10,7 +10,8 @@ namespace patients {
 AsynchronousDeathWorkflow::AsynchronousDeathWorkflow(PatientsRepository& repository,
                                                      base::Clock& clock,
                                                      prometheus::Registry& metrics,
-                                                     std::function<void()> committed)
+                                                     std::function<void()> committed,
+                                                     DeathDelivery delivery)
     : repository_(repository),
       clock_(clock),
       deaths_(prometheus::BuildCounter()
@@ -19,12 +20,14 @@ AsynchronousDeathWorkflow::AsynchronousDeathWorkflow(PatientsRepository& reposit
                         "services act when it reaches them), replayed (already recorded), "
                         "in_progress, error.")
                   .Register(metrics)),
-      committed_(std::move(committed)) {}
+      committed_(std::move(committed)),
+      delivery_(delivery) {}
 
 absl::StatusOr<v1::RecordDeathResponse> AsynchronousDeathWorkflow::RecordDeath(
     const DeathRequest& request, absl::Time /*parent_deadline*/) {
   absl::StatusOr<BeginDeathResult> recorded = repository_.RecordDeathWithEvent(
-      request.patient_id, server_kit::NewId(), request.time_of_death, request.cause, clock_.Now());
+      request.patient_id, server_kit::NewId(), request.time_of_death, request.cause, clock_.Now(),
+      /*with_event=*/delivery_ == DeathDelivery::kOutbox);
   if (!recorded.ok()) {
     deaths_.Add({{"result", "error"}}).Increment();
     return recorded.status();

@@ -2,6 +2,9 @@
 // PatientDied event together (the transactional outbox, messaging/outbox.h) and answers at once;
 // the outbox relay publishes the event to NATS JetStream, and the morgue and appointments
 // services apply it from their own durable consumers (messaging/jetstream_consumer.h).
+// With DeathDelivery::kSharedDatabase (--death_workflow=shared_db_batch) it commits the death
+// alone, and the batch job (src/batch_sync) copies completed workflows into the other services'
+// databases.
 //
 // What this buys and costs, against SynchronousDeathWorkflow:
 //   - RecordDeath depends only on the local database: it succeeds while the morgue, the
@@ -27,12 +30,19 @@
 
 namespace patients {
 
+// Where the other services learn of a death recorded here.
+enum class DeathDelivery {
+  kOutbox,          // A PatientDied event in the outbox (relayed to NATS).
+  kSharedDatabase,  // Nothing more: the batch job reads completed workflows from this database.
+};
+
 class AsynchronousDeathWorkflow final : public DeathWorkflow {
  public:
-  // `committed` is called after each death committed with its event (it wakes the relay).
+  // `committed` is called after each death committed (it wakes the relay).
   // Everything passed in must outlive this object.
   AsynchronousDeathWorkflow(PatientsRepository& repository, base::Clock& clock,
-                            prometheus::Registry& metrics, std::function<void()> committed);
+                            prometheus::Registry& metrics, std::function<void()> committed,
+                            DeathDelivery delivery = DeathDelivery::kOutbox);
 
   absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
                                                       absl::Time parent_deadline) override;
@@ -42,6 +52,7 @@ class AsynchronousDeathWorkflow final : public DeathWorkflow {
   base::Clock& clock_;
   prometheus::Family<prometheus::Counter>& deaths_;
   const std::function<void()> committed_;
+  const DeathDelivery delivery_;
 };
 
 }  // namespace patients

@@ -133,6 +133,12 @@ absl::Status Setup(server_kit::ServiceContext& context) {
         *runtime->repository, base::SystemClock(), context.server.metrics(),
         [relay] { relay->Notify(); });
     death_workflow = runtime->async_workflow.get();
+  } else if (mode == messaging::DeathWorkflowMode::kSharedDbBatch) {
+    // The death is recorded here only; batch_sync reads it from this database.
+    runtime->async_workflow = std::make_unique<patients::AsynchronousDeathWorkflow>(
+        *runtime->repository, base::SystemClock(), context.server.metrics(), [] {},
+        patients::DeathDelivery::kSharedDatabase);
+    death_workflow = runtime->async_workflow.get();
   }
   runtime->service = std::make_unique<patients::PatientsService>(
       *runtime->repository, *death_workflow, base::SystemClock(), context.server.metrics());

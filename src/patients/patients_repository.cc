@@ -320,7 +320,7 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::strin
 
 absl::StatusOr<BeginDeathResult> PatientsRepository::RecordDeathWithEvent(
     const std::string& patient_id, const std::string& event_id, absl::Time time_of_death,
-    const std::string& cause, absl::Time now) {
+    const std::string& cause, absl::Time now, bool with_event) {
   BeginDeathResult result;
   absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
     RETURN_IF_ERROR(StartDeath(session, patient_id, event_id, time_of_death, cause, now,
@@ -336,6 +336,7 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::RecordDeathWithEvent(
     store.BindText(1, event_id);
     store.BindBlob(2, response.SerializeAsString());
     RETURN_IF_ERROR(store.Run());
+    if (!with_event) return absl::OkStatus();
     v1::PatientDied died;
     died.set_event_id(event_id);
     died.set_patient_id(patient_id);

@@ -98,10 +98,13 @@ class PatientsRepository final {
   // DOWNSTREAM_PENDING, `recorded`), and a PatientDied event is appended to the outbox. A
   // standing death gives kAlreadyRecorded (its response), kInProgress or kCompensationPending
   // as BeginDeath does, and nothing changes.
+  // With `with_event` false no event is appended: another process reads completed workflows
+  // from this database itself (the shared-database batch job, src/batch_sync).
   absl::StatusOr<BeginDeathResult> RecordDeathWithEvent(const std::string& patient_id,
                                                         const std::string& event_id,
                                                         absl::Time time_of_death,
-                                                        const std::string& cause, absl::Time now);
+                                                        const std::string& cause, absl::Time now,
+                                                        bool with_event = true);
   // PENDING -> COMPLETED, storing the response, with the confirmation of the morgue's
   // provisional admission owed, due now. FAILED_PRECONDITION if not PENDING.
   absl::Status CompleteDeath(const std::string& workflow_id,

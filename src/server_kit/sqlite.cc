@@ -243,19 +243,32 @@ Database::Database(std::unique_ptr<Connection> writer, std::string path, int max
 
 Database::~Database() = default;
 
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenExisting(const std::string& path,
+                                                                 const DatabaseOptions& options) {
+  return OpenWith(path, /*create=*/false, nullptr, options);
+}
+
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
                                                          const std::vector<std::string>& migrations,
                                                          const DatabaseOptions& options) {
+  return OpenWith(path, /*create=*/true, &migrations, options);
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenWith(
+    const std::string& path, bool create, const std::vector<std::string>* migrations,
+    const DatabaseOptions& options) {
   const std::string busy_timeout =
       absl::StrCat("PRAGMA busy_timeout=", absl::ToInt64Milliseconds(options.busy_timeout));
   absl::StatusOr<std::unique_ptr<Connection>> writer =
-      Connection::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+      Connection::Open(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0),
                        {"PRAGMA journal_mode=WAL", busy_timeout, "PRAGMA foreign_keys=ON",
                         absl::StrCat("PRAGMA synchronous=", options.synchronous)});
   if (!writer.ok()) return writer.status();
   std::unique_ptr<Database> database(
       new Database(*std::move(writer), path, options.max_group_size));
-  if (absl::Status status = database->Migrate(migrations); !status.ok()) return status;
+  if (migrations != nullptr) {
+    if (absl::Status status = database->Migrate(*migrations); !status.ok()) return status;
+  }
   // After the migrations, so that it never sees a schema older than this binary's.
   absl::StatusOr<std::unique_ptr<Connection>> reader =
       Connection::Open(path, SQLITE_OPEN_READONLY, {busy_timeout});

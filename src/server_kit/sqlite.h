@@ -190,6 +190,11 @@ class Database final {
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
                                                         const std::vector<std::string>& migrations,
                                                         const DatabaseOptions& options = {});
+  // Opens the existing database of another process (a batch job writing into a service's
+  // database, say): no migrations (its owner runs them) and no file created, UNAVAILABLE
+  // (SQLite's CANTOPEN) if there is none. Its schema is whatever the owner last migrated it to.
+  static absl::StatusOr<std::unique_ptr<Database>> OpenExisting(
+      const std::string& path, const DatabaseOptions& options = {});
   ~Database();
 
   // Runs `work` atomically inside a transaction, possibly shared with other callers' units (see
@@ -226,6 +231,10 @@ class Database final {
   // Runs one unit's work in a session, turning an exception into INTERNAL.
   static absl::Status RunUnit(Connection& writer, const std::function<absl::Status(Session&)>& work)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer.mutex());
+  // Open and OpenExisting: `migrations` null runs none.
+  static absl::StatusOr<std::unique_ptr<Database>> OpenWith(
+      const std::string& path, bool create, const std::vector<std::string>* migrations,
+      const DatabaseOptions& options);
   static absl::StatusOr<int> SchemaVersionOf(Connection& connection);
   absl::Status Migrate(const std::vector<std::string>& migrations);
 
