@@ -16,17 +16,17 @@ constexpr int kWorkflowCompleted = 2;
 
 }  // namespace
 
+const char kPositionsMigration[] = R"sql(
+  -- The last death_workflows rowid of the patients database applied to each target.
+  CREATE TABLE sync_positions (
+    target      TEXT PRIMARY KEY,
+    last_rowid  INTEGER NOT NULL,
+    update_time INTEGER NOT NULL
+  );
+)sql";
+
 const std::vector<std::string>& Migrations() {
-  static const auto* const migrations = new std::vector<std::string>{
-      R"sql(
-        -- The last death_workflows rowid of the patients database applied to each target.
-        CREATE TABLE sync_positions (
-          target      TEXT PRIMARY KEY,
-          last_rowid  INTEGER NOT NULL,
-          update_time INTEGER NOT NULL
-        );
-      )sql",
-  };
+  static const auto* const migrations = new std::vector<std::string>{kPositionsMigration};
   return *migrations;
 }
 

@@ -18,7 +18,11 @@
 // Rows are read in rowid order: SQLite has one writer, so rowids grow in commit order and a
 // reader never finds a smaller one committed later (no row of death_workflows is deleted).
 //
-// Not thread-safe: one pass at a time (the main loop).
+// The patients service reuses it in --death_workflow=direct_db_write (the same pass, run right
+// after each death's commit and as a background catch-up), with its own database as both `own`
+// and `patients`.
+//
+// Not thread-safe: one pass at a time.
 #ifndef HOSPITAL_SRC_BATCH_SYNC_BATCH_SYNC_H_
 #define HOSPITAL_SRC_BATCH_SYNC_BATCH_SYNC_H_
 
@@ -38,6 +42,9 @@
 
 namespace batch_sync {
 
+// The table of positions per target; the job's own schema, and a migration of the patients
+// service's database when it writes into the others itself (--death_workflow=direct_db_write).
+extern const char kPositionsMigration[];
 // The job's own schema: its position per target.
 const std::vector<std::string>& Migrations();
 

@@ -7,8 +7,9 @@ ABSL_FLAG(std::string, death_workflow, "sync",
           "How a recorded death reaches morgue and appointments: sync (patients calls both over "
           "gRPC and undoes its work if either fails), async (patients commits the death with an "
           "event in its outbox and publishes it to NATS JetStream; morgue and appointments "
-          "consume it) or shared_db_batch (patients records the death only; the batch_sync job "
-          "copies it into the other two databases). Give all three services the same value.");
+          "consume it), shared_db_batch (patients records the death only; the batch_sync job "
+          "copies it into the other two databases) or direct_db_write (patients writes it into "
+          "the other two databases itself). Give all three services the same value.");
 ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
           "NATS server URL(s), comma-separated (used with --death_workflow=async)");
 ABSL_FLAG(std::string, nats_tls_ca, "",
@@ -46,8 +47,11 @@ absl::StatusOr<DeathWorkflowMode> DeathWorkflowFromFlags() {
   if (mode == "sync") return DeathWorkflowMode::kSync;
   if (mode == "async") return DeathWorkflowMode::kAsync;
   if (mode == "shared_db_batch") return DeathWorkflowMode::kSharedDbBatch;
+  if (mode == "direct_db_write") return DeathWorkflowMode::kDirectDbWrite;
   return absl::InvalidArgumentError(
-      absl::StrCat("--death_workflow: must be sync, async or shared_db_batch, got \"", mode, "\""));
+      absl::StrCat("--death_workflow: must be sync, async, shared_db_batch or direct_db_write, "
+                   "got \"",
+                   mode, "\""));
 }
 
 NatsClientOptions NatsClientOptionsFromFlags(const std::string& client_name) {

@@ -1,5 +1,5 @@
 // The flags every service shares for the asynchronous death workflow, and what they configure.
-//   --death_workflow          sync | async | shared_db_batch
+//   --death_workflow          sync | async | shared_db_batch | direct_db_write
 //   --nats_url                NATS server(s), comma-separated
 //   --nats_stream             the stream's name
 //   --nats_stream_replicas    1 on one server, 3 in a three-node cluster
@@ -19,7 +19,9 @@ namespace messaging {
 
 // kSharedDbBatch: the patients service records a death in its own database only, and a separate
 // batch job (src/batch_sync) copies it into the morgue's and appointments' databases.
-enum class DeathWorkflowMode { kSync, kAsync, kSharedDbBatch };
+// kDirectDbWrite: the patients service writes the death into those databases itself, right
+// after its own commit.
+enum class DeathWorkflowMode { kSync, kAsync, kSharedDbBatch, kDirectDbWrite };
 
 // --death_workflow; INVALID_ARGUMENT naming the flag for any other value.
 absl::StatusOr<DeathWorkflowMode> DeathWorkflowFromFlags();

@@ -3,15 +3,19 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "appointments/patient_died_handler.h"
 #include "base/status.h"
+#include "batch_sync/batch_sync.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
 #include "messaging/flags.h"
 #include "messaging/jetstream_publisher.h"
 #include "messaging/nats_client.h"
 #include "messaging/outbox.h"
 #include "messaging/outbox_relay.h"
+#include "morgue/patient_died_handler.h"
 #include "patients/async_death_workflow.h"
 #include "patients/death_workflow.h"
+#include "patients/direct_write_death_workflow.h"
 #include "patients/downstreams.h"
 #include "patients/patients_repository.h"
 #include "patients/patients_service.h"
@@ -45,11 +49,36 @@ ABSL_FLAG(absl::Duration, outbox_republish_since, absl::ZeroDuration(),
           "synced is sent again; consumers absorb the repeats); 0: none");
 ABSL_FLAG(absl::Duration, reconcile_interval, absl::Seconds(1),
           "How often owed undo calls are retried and orphaned deaths resumed");
+ABSL_FLAG(std::string, morgue_db, "",
+          "With --death_workflow=direct_db_write: the morgue's database, written by this service");
+ABSL_FLAG(std::string, appointments_db, "",
+          "With --death_workflow=direct_db_write: the appointments service's database, written "
+          "by this service");
+ABSL_FLAG(absl::Duration, direct_write_busy_timeout, absl::Seconds(1),
+          "With --death_workflow=direct_db_write: how long a write waits for a lock the owner "
+          "of the other database holds before the death is left to the background pass");
 ABSL_FLAG(bool, resilience_admin, true,
           "Serve resilience.v1.ResilienceAdmin on the admin listener (list breakers; force open, "
           "disable and reset them with the admin credentials)");
 
 namespace {
+
+// Another service's database, for --death_workflow=direct_db_write.
+absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenOtherDatabase(
+    const std::string& flag, const std::string& path, const server_kit::DatabaseOptions& options) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": required with --death_workflow=direct_db_write"));
+  }
+  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
+      server_kit::Database::OpenExisting(path, options);
+  if (!database.ok()) {
+    return absl::Status(database.status().code(),
+                        absl::StrCat("--", flag, ": ", database.status().message(),
+                                     " (start its service first: it creates the database)"));
+  }
+  return database;
+}
 
 constexpr char kDefaultPolicyJson[] =
     R"({"defaultTarget": {"methodConfig": [{"name": [{}], "deadlineMargin": "0.1s"}]}})";
@@ -69,6 +98,13 @@ struct PatientsRuntime {
   std::unique_ptr<messaging::OutboxStore> outbox;
   std::unique_ptr<messaging::OutboxRelay> relay;
   std::unique_ptr<patients::AsynchronousDeathWorkflow> async_workflow;
+  // Direct database writes only.
+  std::unique_ptr<server_kit::Database> morgue_db;
+  std::unique_ptr<server_kit::Database> appointments_db;
+  morgue::PatientDiedHandler morgue_handler;
+  appointments::PatientDiedHandler appointments_handler;
+  std::unique_ptr<batch_sync::BatchSync> copy;
+  std::unique_ptr<patients::DirectWriteDeathWorkflow> direct_workflow;
   std::unique_ptr<patients::PatientsService> service;
   std::unique_ptr<resilience::AdminService> admin;
 };
@@ -133,6 +169,24 @@ absl::Status Setup(server_kit::ServiceContext& context) {
         *runtime->repository, base::SystemClock(), context.server.metrics(),
         [relay] { relay->Notify(); });
     death_workflow = runtime->async_workflow.get();
+  } else if (mode == messaging::DeathWorkflowMode::kDirectDbWrite) {
+    server_kit::DatabaseOptions target_options;
+    target_options.busy_timeout = absl::GetFlag(FLAGS_direct_write_busy_timeout);
+    ASSIGN_OR_RETURN(
+        runtime->morgue_db,
+        OpenOtherDatabase("morgue_db", absl::GetFlag(FLAGS_morgue_db), target_options));
+    ASSIGN_OR_RETURN(
+        runtime->appointments_db,
+        OpenOtherDatabase("appointments_db", absl::GetFlag(FLAGS_appointments_db), target_options));
+    runtime->copy = std::make_unique<batch_sync::BatchSync>(
+        context.database, context.database,
+        std::vector<batch_sync::SyncTarget>{
+            {"morgue", runtime->morgue_db.get(), &runtime->morgue_handler},
+            {"appointments", runtime->appointments_db.get(), &runtime->appointments_handler}},
+        base::SystemClock(), context.server.metrics(), /*batch_size=*/500);
+    runtime->direct_workflow = std::make_unique<patients::DirectWriteDeathWorkflow>(
+        *runtime->repository, *runtime->copy, base::SystemClock(), context.server.metrics());
+    death_workflow = runtime->direct_workflow.get();
   } else if (mode == messaging::DeathWorkflowMode::kSharedDbBatch) {
     // The death is recorded here only; batch_sync reads it from this database.
     runtime->async_workflow = std::make_unique<patients::AsynchronousDeathWorkflow>(
@@ -167,9 +221,13 @@ absl::Status Setup(server_kit::ServiceContext& context) {
   }
   runtime->workflow->StartBackground();
   if (runtime->relay) runtime->relay->Start();
+  if (runtime->direct_workflow) {
+    runtime->direct_workflow->StartBackground(absl::GetFlag(FLAGS_reconcile_interval));
+  }
   context.on_shutdown.push_back([runtime] {
     runtime->workflow->Stop();
     if (runtime->relay) runtime->relay->Stop();
+    if (runtime->direct_workflow) runtime->direct_workflow->Stop();
   });
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "batch_sync/batch_sync.h"
 #include "messaging/outbox.h"
 #include "server_kit/rpc_support.h"
 
@@ -214,6 +215,9 @@ const std::vector<std::string>& Migrations() {
         CREATE INDEX admission_confirmations_due ON admission_confirmations (next_attempt_time)
           WHERE done_time IS NULL;
       )sql",
+      // v5: how far deaths have been written into the other services' databases
+      // (--death_workflow=direct_db_write).
+      batch_sync::kPositionsMigration,
   };
   return *migrations;
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "server_kit/rpc_support.h"
 
@@ -42,6 +43,11 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
 }
 
 Hospital::Hospital(HospitalOptions options) {
+  for (std::vector<std::string>* flags :
+       {&options.patients_flags, &options.morgue_flags, &options.appointments_flags,
+        &options.every_service_flags, &options.messaging_flags}) {
+    for (std::string& flag : *flags) flag = absl::StrReplaceAll(flag, {{"{dir}", dir_.path()}});
+  }
   const std::string policy_path = dir_.path() + "/policy.json";
   std::ofstream(policy_path) << options.policy_json;
   std::vector<std::string> common = {

@@ -21,6 +21,7 @@ namespace testing_support {
 // A policy for tests: short deadlines and backoff, a breaker that opens after a few failures.
 extern const char kTestPolicy[];
 
+// In every flag below, "{dir}" stands for the hospital's directory (where the databases are).
 struct HospitalOptions {
   // Empty: the patients service runs without --resilience_policy.
   std::string policy_json = kTestPolicy;

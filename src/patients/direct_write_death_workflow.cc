@@ -1,0 +1,78 @@
+#include "patients/direct_write_death_workflow.h"
+
+#include "absl/strings/str_cat.h"
+#include "server_kit/rpc_support.h"
+
+namespace patients {
+
+DirectWriteDeathWorkflow::DirectWriteDeathWorkflow(PatientsRepository& repository,
+                                                   batch_sync::BatchSync& copy, base::Clock& clock,
+                                                   prometheus::Registry& metrics)
+    : repository_(repository),
+      clock_(clock),
+      deaths_(prometheus::BuildCounter()
+                  .Name("hospital_deaths_recorded_total")
+                  .Help("RecordDeath results: applied (written into both other databases before "
+                        "the answer), accepted (committed here; the other databases catch up), "
+                        "replayed, in_progress, error.")
+                  .Register(metrics)),
+      copy_(copy) {}
+
+DirectWriteDeathWorkflow::~DirectWriteDeathWorkflow() { Stop(); }
+
+void DirectWriteDeathWorkflow::StartBackground(absl::Duration interval) {
+  background_.emplace(interval, [this] { (void)Copy(); });
+}
+
+void DirectWriteDeathWorkflow::Stop() {
+  if (background_) background_->Stop();
+}
+
+absl::Status DirectWriteDeathWorkflow::Copy() {
+  base::MutexLock lock(&copy_mutex_);
+  return copy_.RunOnce();
+}
+
+absl::StatusOr<v1::RecordDeathResponse> DirectWriteDeathWorkflow::RecordDeath(
+    const DeathRequest& request, absl::Time /*parent_deadline*/) {
+  absl::StatusOr<BeginDeathResult> recorded = repository_.RecordDeathWithEvent(
+      request.patient_id, server_kit::NewId(), request.time_of_death, request.cause, clock_.Now(),
+      /*with_event=*/false);
+  if (!recorded.ok()) {
+    deaths_.Add({{"result", "error"}}).Increment();
+    return recorded.status();
+  }
+  switch (recorded->kind) {
+    case BeginDeathResult::Kind::kStarted: {
+      v1::RecordDeathResponse response = std::move(recorded->recorded);
+      // The pass copies every death committed so far, this one included; if it fails, this
+      // death is committed here and the background pass finishes the copy.
+      if (Copy().ok()) {
+        response.set_downstream_state(v1::DOWNSTREAM_APPLIED);
+        deaths_.Add({{"result", "applied"}}).Increment();
+      } else {
+        deaths_.Add({{"result", "accepted"}}).Increment();
+      }
+      return response;
+    }
+    case BeginDeathResult::Kind::kAlreadyRecorded: {
+      deaths_.Add({{"result", "replayed"}}).Increment();
+      v1::RecordDeathResponse replay = std::move(recorded->recorded);
+      replay.set_replayed(true);
+      return replay;
+    }
+    case BeginDeathResult::Kind::kInProgress:
+      deaths_.Add({{"result", "in_progress"}}).Increment();
+      return absl::AbortedError(
+          absl::StrCat("the death of patient \"", request.patient_id,
+                       "\" is being recorded by another request; retry shortly"));
+    case BeginDeathResult::Kind::kCompensationPending:
+      deaths_.Add({{"result", "in_progress"}}).Increment();
+      return absl::UnavailableError(absl::StrCat(
+          "an earlier attempt to record the death of patient \"", request.patient_id,
+          "\" is still being undone in the morgue or appointments service; retry later"));
+  }
+  return absl::InternalError("unknown death recording outcome");
+}
+
+}  // namespace patients

@@ -1,0 +1,139 @@
+// The direct database write (--death_workflow=direct_db_write) against the real binaries: the
+// patients service writes a death into the morgue's and the appointments service's databases
+// before it answers; a locked database leaves the death to the background pass, which finishes
+// it, also after the patients service was killed in between.
+#include <sqlite3.h>
+
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server_kit/rpc_support.h"
+#include "support/hospital_fixture.h"
+
+namespace {
+
+using testing_support::ContextWithTimeout;
+using testing_support::Eventually;
+using testing_support::Hospital;
+namespace patients_v1 = hospital::patients::v1;
+namespace morgue_v1 = hospital::morgue::v1;
+namespace appointments_v1 = hospital::appointments::v1;
+
+testing_support::HospitalOptions DirectOptions() {
+  testing_support::HospitalOptions options;
+  options.every_service_flags = {"--death_workflow=direct_db_write"};
+  options.patients_flags = {"--morgue_db={dir}/morgue.db",
+                            "--appointments_db={dir}/appointments.db",
+                            "--direct_write_busy_timeout=0.2s"};
+  return options;
+}
+
+// Holds the write lock of a database file, as its owner in a long transaction would.
+class WriteLock final {
+ public:
+  explicit WriteLock(const std::string& path) {
+    REQUIRE(sqlite3_open(path.c_str(), &db_) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  }
+  ~WriteLock() { Release(); }
+  void Release() {
+    if (db_ == nullptr) return;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db_);
+    db_ = nullptr;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+patients_v1::RecordDeathResponse RecordDeath(Hospital& hospital, const std::string& patient_id) {
+  patients_v1::RecordDeathRequest request;
+  request.set_patient_id(patient_id);
+  request.set_cause("stroke");
+  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
+  patients_v1::RecordDeathResponse response;
+  const grpc::Status status = hospital.patients().RecordDeath(
+      ContextWithTimeout(absl::Seconds(10)).get(), request, &response);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  return response;
+}
+
+bool Admitted(Hospital& hospital, const std::string& patient_id) {
+  morgue_v1::GetAdmissionRequest request;
+  request.set_patient_id(patient_id);
+  morgue_v1::Admission admission;
+  return hospital.morgue()
+      .GetAdmission(ContextWithTimeout(absl::Seconds(5)).get(), request, &admission)
+      .ok();
+}
+
+int Scheduled(Hospital& hospital, const std::string& patient_id) {
+  appointments_v1::ListAppointmentsRequest request;
+  request.set_patient_id(patient_id);
+  request.set_status(appointments_v1::SCHEDULED);
+  appointments_v1::ListAppointmentsResponse response;
+  REQUIRE(hospital.appointments()
+              .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
+              .ok());
+  return response.appointments_size();
+}
+
+int Admissions(Hospital& hospital) {
+  morgue_v1::ListAdmissionsRequest request;
+  request.set_page_size(500);
+  morgue_v1::ListAdmissionsResponse response;
+  REQUIRE(hospital.morgue()
+              .ListAdmissions(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
+              .ok());
+  return response.admissions_size();
+}
+
+TEST_CASE("direct: a death is in both other databases before the answer", "[direct][hospital]") {
+  Hospital hospital(DirectOptions());
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  hospital.Schedule("p-1", absl::Hours(24));
+  const patients_v1::RecordDeathResponse recorded = RecordDeath(hospital, "p-1");
+  CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_APPLIED);
+  CHECK(Admitted(hospital, "p-1"));
+  CHECK(Scheduled(hospital, "p-1") == 0);
+}
+
+TEST_CASE(
+    "direct: a locked database leaves the death to the background pass, which finishes "
+    "it, across a kill of the patients service",
+    "[direct][hospital]") {
+  Hospital hospital(DirectOptions());
+  hospital.Start();
+  for (const char* id : {"p-1", "p-2"}) {
+    hospital.CreatePatient(id);
+    hospital.Schedule(id, absl::Hours(24));
+  }
+  {
+    // The morgue's database is locked: the answer says pending; appointments got it anyway.
+    WriteLock lock(hospital.dir() + "/morgue.db");
+    const patients_v1::RecordDeathResponse recorded = RecordDeath(hospital, "p-1");
+    CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+    CHECK(Scheduled(hospital, "p-1") == 0);
+  }
+  CHECK(Eventually([&] { return Admitted(hospital, "p-1"); }, absl::Seconds(10)));
+
+  // Both locked, then the patients service killed: the death is committed in its database
+  // only; the restarted service writes it into both, once.
+  auto morgue_lock = std::make_unique<WriteLock>(hospital.dir() + "/morgue.db");
+  auto appointments_lock = std::make_unique<WriteLock>(hospital.dir() + "/appointments.db");
+  CHECK(RecordDeath(hospital, "p-2").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+  hospital.patients_process().Kill();
+  morgue_lock.reset();
+  appointments_lock.reset();
+  CHECK_FALSE(Admitted(hospital, "p-2"));
+  hospital.RestartPatients();
+  CHECK(Eventually([&] { return Admitted(hospital, "p-2") && Scheduled(hospital, "p-2") == 0; },
+                   absl::Seconds(10)));
+  CHECK(Admissions(hospital) == 2);
+}
+
+}  // namespace
