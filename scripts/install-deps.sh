@@ -8,7 +8,7 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev
+  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev zlib1g-dev
 )
 # Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
 test_packages=(

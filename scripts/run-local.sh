@@ -6,6 +6,11 @@
 #   scripts/run-local.sh shared_db_batch
 #                                 the patients service records deaths in its own database only;
 #                                 the batch_sync job copies them into the other two every second
+#   scripts/run-local.sh direct_db_write
+#                                 the patients service writes deaths into the other two databases
+#   scripts/run-local.sh file_drop
+#                                 deaths travel as files through run/drop/, written and read
+#                                 every second
 # HOSPITAL_TLS=1 turns on mutual TLS everywhere (certificates made once under run/certs/ by
 # scripts/make-certs.sh), the caller policies of k8s/components/tls/, and TLS to nats-server.
 # Data and logs go to $HOSPITAL_DATA (default: ./run).
@@ -13,10 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workflow=${1:-sync}
-if [[ "$workflow" != sync && "$workflow" != async && "$workflow" != shared_db_batch ]]; then
-  echo "usage: scripts/run-local.sh [sync|async|shared_db_batch]" >&2
-  exit 2
-fi
+case "$workflow" in
+  sync | async | shared_db_batch | direct_db_write | file_drop) ;;
+  *)
+    echo "usage: scripts/run-local.sh [sync|async|shared_db_batch|direct_db_write|file_drop]" >&2
+    exit 2
+    ;;
+esac
 
 scripts/install-deps.sh run
 cmake --preset services >/dev/null
@@ -88,6 +96,13 @@ start() {
 }
 
 messaging_flags=(--death_workflow="$workflow")
+if [[ "$workflow" == file_drop ]]; then
+  messaging_flags+=(--file_drop_dir="$data/drop" --file_drop_interval=1s)
+fi
+patients_extra=()
+if [[ "$workflow" == direct_db_write ]]; then
+  patients_extra=(--morgue_db="$data/morgue.db" --appointments_db="$data/appointments.db")
+fi
 if [[ "$workflow" == async ]]; then
   # One local server with the file store's default sync interval: a killed nats-server loses
   # nothing it acknowledged; a power cut of this machine could lose the last two minutes
@@ -118,7 +133,8 @@ start morgue 50052 9092 50062 "${messaging_flags[@]}" $(tls_flags morgue)
 start appointments 50053 9093 50063 "${messaging_flags[@]}" $(tls_flags appointments)
 # shellcheck disable=SC2046
 start patients 50051 9091 50061 $(tls_flags patients) --morgue_address=127.0.0.1:50052 --appointments_address=127.0.0.1:50053 \
-  --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}"
+  --resilience_policy=protos/resilience/v1/example_policy.json "${messaging_flags[@]}" \
+  "${patients_extra[@]}"
 if [[ "$workflow" == shared_db_batch ]]; then
   # After the services: it writes into their databases, which they create.
   start batch_sync 50054 9094 50064 --patients_db="$data/patients.db" \

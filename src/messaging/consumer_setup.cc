@@ -4,6 +4,7 @@
 
 #include "base/status.h"
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
+#include "messaging/file_drop.h"
 #include "messaging/flags.h"
 #include "messaging/inbox_service.h"
 #include "messaging/jetstream_consumer.h"
@@ -27,6 +28,15 @@ absl::Status SetUpEventConsumer(server_kit::ServiceContext& context, const std::
       context.Keep(std::make_unique<Inbox>(context.database, handler, base::SystemClock()));
   InboxService* service = context.Keep(std::make_unique<InboxService>(*inbox));
   context.server.RegisterService(service, hospital::messaging::v1::EventInbox::service_full_name());
+  if (mode == DeathWorkflowMode::kFileDrop) {
+    ASSIGN_OR_RETURN(const FileDropSettings settings, FileDropSettingsFromFlags());
+    auto* consumer = context.Keep(std::make_unique<FileDropConsumer>(
+        *inbox, context.server.metrics(),
+        FileDropConsumerOptions{settings.directory, durable, settings.interval}));
+    consumer->Start();
+    context.on_shutdown.push_back([consumer] { consumer->Stop(); });
+    return absl::OkStatus();
+  }
   if (mode != DeathWorkflowMode::kAsync) return absl::OkStatus();
 
   JetStreamConsumerOptions options;

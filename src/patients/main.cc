@@ -1,5 +1,6 @@
 // The patients service binary. `patients --help` lists the flags.
 #include <memory>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -7,6 +8,7 @@
 #include "base/status.h"
 #include "batch_sync/batch_sync.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
+#include "messaging/file_drop.h"
 #include "messaging/flags.h"
 #include "messaging/jetstream_publisher.h"
 #include "messaging/nats_client.h"
@@ -98,6 +100,9 @@ struct PatientsRuntime {
   std::unique_ptr<messaging::OutboxStore> outbox;
   std::unique_ptr<messaging::OutboxRelay> relay;
   std::unique_ptr<patients::AsynchronousDeathWorkflow> async_workflow;
+  // File drops only (with outbox and relay above).
+  std::unique_ptr<messaging::FileDropPublisher> file_publisher;
+  std::optional<base::PeriodicThread> file_cleanup;
   // Direct database writes only.
   std::unique_ptr<server_kit::Database> morgue_db;
   std::unique_ptr<server_kit::Database> appointments_db;
@@ -169,6 +174,31 @@ absl::Status Setup(server_kit::ServiceContext& context) {
         *runtime->repository, base::SystemClock(), context.server.metrics(),
         [relay] { relay->Notify(); });
     death_workflow = runtime->async_workflow.get();
+  } else if (mode == messaging::DeathWorkflowMode::kFileDrop) {
+    // The outbox relay writes a file of the events committed since its last pass, every
+    // interval (it is not woken per death: the pattern's files are batches).
+    ASSIGN_OR_RETURN(const messaging::FileDropSettings settings,
+                     messaging::FileDropSettingsFromFlags());
+    runtime->file_publisher =
+        std::make_unique<messaging::FileDropPublisher>(settings.directory, base::SystemClock());
+    runtime->outbox = std::make_unique<messaging::OutboxStore>(context.database);
+    messaging::OutboxRelayOptions relay_options;
+    relay_options.idle_poll = settings.interval;
+    relay_options.retention = absl::GetFlag(FLAGS_outbox_retention);
+    runtime->relay = std::make_unique<messaging::OutboxRelay>(
+        *runtime->outbox, *runtime->file_publisher, base::SystemClock(), context.server.metrics(),
+        relay_options);
+    runtime->async_workflow = std::make_unique<patients::AsynchronousDeathWorkflow>(
+        *runtime->repository, base::SystemClock(), context.server.metrics(), [] {});
+    death_workflow = runtime->async_workflow.get();
+    runtime->file_cleanup.emplace(settings.interval, [settings] {
+      if (absl::StatusOr<int> removed =
+              messaging::RemoveConsumedFiles(settings.directory, settings.consumers);
+          !removed.ok()) {
+        server_kit::Log(server_kit::LogLevel::kWarning, "file_drop_cleanup_failed",
+                        {{"error", removed.status().ToString()}});
+      }
+    });
   } else if (mode == messaging::DeathWorkflowMode::kDirectDbWrite) {
     server_kit::DatabaseOptions target_options;
     target_options.busy_timeout = absl::GetFlag(FLAGS_direct_write_busy_timeout);
@@ -228,6 +258,7 @@ absl::Status Setup(server_kit::ServiceContext& context) {
     runtime->workflow->Stop();
     if (runtime->relay) runtime->relay->Stop();
     if (runtime->direct_workflow) runtime->direct_workflow->Stop();
+    if (runtime->file_cleanup) runtime->file_cleanup->Stop();
   });
   return absl::OkStatus();
 }
