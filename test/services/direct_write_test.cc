@@ -1,7 +1,8 @@
 // The direct database write (--death_workflow=direct_db_write) against the real binaries: the
 // patients service writes a death into the morgue's and the appointments service's databases
 // before it answers; a locked database leaves the death to the background pass, which finishes
-// it, also after the patients service was killed in between.
+// it, also after the patients service was killed in between; and a column renamed by the
+// morgue's team breaks the patients service's writes there, which is the coupling it brings.
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
@@ -10,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "server_kit/rpc_support.h"
 #include "support/hospital_fixture.h"
+#include "testing_support/metrics_reader.h"
 
 namespace {
 
@@ -134,6 +136,47 @@ TEST_CASE(
   CHECK(Eventually([&] { return Admitted(hospital, "p-2") && Scheduled(hospital, "p-2") == 0; },
                    absl::Seconds(10)));
   CHECK(Admissions(hospital) == 2);
+}
+
+TEST_CASE(
+    "direct coupling: a column the morgue's team renames stops the patients service's "
+    "writes into the morgue",
+    "[direct][hospital][coupling]") {
+  testing_support::HospitalOptions options = DirectOptions();
+  options.with_metrics = true;
+  Hospital hospital(options);
+  hospital.Start();
+  hospital.CreatePatient("p-1");
+  hospital.Schedule("p-1", absl::Hours(24));
+  // The morgue's new migration; its own code changes with it, the patients service's does not.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open((hospital.dir() + "/morgue.db").c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "ALTER TABLE admissions RENAME COLUMN cause TO cause_of_death; "
+                         "PRAGMA user_version = 100;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  // The death is recorded and the appointments cancelled; the morgue never gets it.
+  CHECK(RecordDeath(hospital, "p-1").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+  CHECK(Scheduled(hospital, "p-1") == 0);
+  absl::SleepFor(absl::Milliseconds(500));  // Several background passes (0.1 s apart).
+  CHECK_FALSE(Admitted(hospital, "p-1"));
+  // How it surfaces: the failure metric of the patients service, per target, and its log.
+  const absl::StatusOr<std::string> scrape =
+      testing_support::ScrapeMetrics(hospital.patients_process().metrics_port());
+  REQUIRE(scrape.ok());
+  CHECK(testing_support::SumSamples(*scrape, "hospital_batch_sync_failures_total",
+                                    {"target=\"morgue\""}) >= 2);
+  CHECK(testing_support::SumSamples(*scrape, "hospital_batch_sync_failures_total",
+                                    {"target=\"appointments\""}) == 0);
+  CHECK(testing_support::SumSamples(*scrape, "hospital_deaths_recorded_total",
+                                    {"result=\"accepted\""}) == 1);
+  hospital.Stop();
+  CHECK_THAT(hospital.patients_process().log(),
+             Catch::Contains("\"event\":\"batch_sync_failed\"") &&
+                 Catch::Contains("\"target\":\"morgue\""));
 }
 
 }  // namespace
