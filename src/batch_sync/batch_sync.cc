@@ -16,6 +16,20 @@ constexpr int kWorkflowCompleted = 2;
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenServiceDatabase(
+    absl::string_view flag, const std::string& path, absl::string_view required,
+    const server_kit::DatabaseOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", required));
+  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
+      server_kit::Database::OpenExisting(path, options);
+  if (!database.ok()) {
+    return absl::Status(database.status().code(),
+                        absl::StrCat("--", flag, ": ", database.status().message(),
+                                     " (start its service first: it creates the database)"));
+  }
+  return database;
+}
+
 const char kPositionsMigration[] = R"sql(
   -- The last death_workflows rowid of the patients database applied to each target.
   CREATE TABLE sync_positions (

@@ -27,6 +27,7 @@
 #define HOSPITAL_SRC_BATCH_SYNC_BATCH_SYNC_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,11 +37,20 @@
 #include <prometheus/registry.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/clock.h"
 #include "messaging/inbox.h"
 #include "server_kit/sqlite.h"
 
 namespace batch_sync {
+
+// Opens the database file of another service named by flag `flag` (the batch job's, or the
+// patients service's with --death_workflow=direct_db_write). The error names the flag;
+// `required` says when it is needed, for an empty `path`.
+absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenServiceDatabase(
+    absl::string_view flag, const std::string& path, absl::string_view required,
+    const server_kit::DatabaseOptions& options = {});
 
 // The table of positions per target; the job's own schema, and a migration of the patients
 // service's database when it writes into the others itself (--death_workflow=direct_db_write).

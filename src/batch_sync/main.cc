@@ -37,21 +37,6 @@ struct Runtime {
   std::optional<base::PeriodicThread> loop;
 };
 
-absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenTarget(const std::string& flag,
-                                                                 const std::string& path) {
-  if (path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": required"));
-  }
-  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::OpenExisting(path);
-  if (!database.ok()) {
-    return absl::Status(database.status().code(),
-                        absl::StrCat("--", flag, ": ", database.status().message(),
-                                     " (start its service first: it creates the database)"));
-  }
-  return database;
-}
-
 absl::Status Setup(server_kit::ServiceContext& context) {
   const absl::Duration interval = absl::GetFlag(FLAGS_sync_interval);
   if (interval < absl::Milliseconds(10)) {
@@ -64,10 +49,14 @@ absl::Status Setup(server_kit::ServiceContext& context) {
         absl::StrCat("--sync_batch: must be at least 1, got ", batch));
   }
   auto* runtime = context.Keep(std::make_unique<Runtime>());
-  ASSIGN_OR_RETURN(runtime->patients, OpenTarget("patients_db", absl::GetFlag(FLAGS_patients_db)));
-  ASSIGN_OR_RETURN(runtime->morgue, OpenTarget("morgue_db", absl::GetFlag(FLAGS_morgue_db)));
+  ASSIGN_OR_RETURN(
+      runtime->patients,
+      batch_sync::OpenServiceDatabase("patients_db", absl::GetFlag(FLAGS_patients_db), "required"));
+  ASSIGN_OR_RETURN(runtime->morgue, batch_sync::OpenServiceDatabase(
+                                        "morgue_db", absl::GetFlag(FLAGS_morgue_db), "required"));
   ASSIGN_OR_RETURN(runtime->appointments,
-                   OpenTarget("appointments_db", absl::GetFlag(FLAGS_appointments_db)));
+                   batch_sync::OpenServiceDatabase(
+                       "appointments_db", absl::GetFlag(FLAGS_appointments_db), "required"));
   runtime->sync = std::make_unique<batch_sync::BatchSync>(
       context.database, *runtime->patients,
       std::vector<batch_sync::SyncTarget>{

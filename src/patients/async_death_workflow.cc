@@ -32,30 +32,13 @@ absl::StatusOr<v1::RecordDeathResponse> AsynchronousDeathWorkflow::RecordDeath(
     deaths_.Add({{"result", "error"}}).Increment();
     return recorded.status();
   }
-  switch (recorded->kind) {
-    case BeginDeathResult::Kind::kStarted:
-      deaths_.Add({{"result", "accepted"}}).Increment();
-      committed_();
-      return std::move(recorded->recorded);
-    case BeginDeathResult::Kind::kAlreadyRecorded: {
-      deaths_.Add({{"result", "replayed"}}).Increment();
-      v1::RecordDeathResponse replay = std::move(recorded->recorded);
-      replay.set_replayed(true);
-      return replay;
-    }
-    case BeginDeathResult::Kind::kInProgress:
-      // Only a synchronous workflow left pending before a switch to async can be in progress.
-      deaths_.Add({{"result", "in_progress"}}).Increment();
-      return absl::AbortedError(
-          absl::StrCat("the death of patient \"", request.patient_id,
-                       "\" is being recorded by another request; retry shortly"));
-    case BeginDeathResult::Kind::kCompensationPending:
-      deaths_.Add({{"result", "in_progress"}}).Increment();
-      return absl::UnavailableError(absl::StrCat(
-          "an earlier attempt to record the death of patient \"", request.patient_id,
-          "\" is still being undone in the morgue or appointments service; retry later"));
+  // Only a synchronous workflow left pending before a switch of mode can be in progress.
+  if (recorded->kind != BeginDeathResult::Kind::kStarted) {
+    return AnswerStandingDeath(*recorded, request.patient_id, deaths_);
   }
-  return absl::InternalError("unknown death recording outcome");
+  deaths_.Add({{"result", "accepted"}}).Increment();
+  committed_();
+  return std::move(recorded->recorded);
 }
 
 }  // namespace patients

@@ -117,6 +117,32 @@ void SynchronousDeathWorkflow::ClearInFlight(const std::string& workflow_id) {
   in_flight_.erase(workflow_id);
 }
 
+absl::StatusOr<v1::RecordDeathResponse> AnswerStandingDeath(
+    BeginDeathResult& standing, const std::string& patient_id,
+    prometheus::Family<prometheus::Counter>& deaths) {
+  switch (standing.kind) {
+    case BeginDeathResult::Kind::kAlreadyRecorded: {
+      deaths.Add({{"result", "replayed"}}).Increment();
+      v1::RecordDeathResponse replay = std::move(standing.recorded);
+      replay.set_replayed(true);
+      return replay;
+    }
+    case BeginDeathResult::Kind::kInProgress:
+      deaths.Add({{"result", "in_progress"}}).Increment();
+      return absl::AbortedError(absl::StrCat("the death of patient \"", patient_id,
+                                             "\" is being recorded by another request; retry "
+                                             "shortly"));
+    case BeginDeathResult::Kind::kCompensationPending:
+      deaths.Add({{"result", "in_progress"}}).Increment();
+      return absl::UnavailableError(absl::StrCat(
+          "an earlier attempt to record the death of patient \"", patient_id,
+          "\" is still being undone in the morgue or appointments service; retry later"));
+    case BeginDeathResult::Kind::kStarted:
+      break;
+  }
+  return absl::InternalError("a death that was just started does not stand yet");
+}
+
 absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
     const DeathRequest& request, absl::Time parent_deadline) {
   // A downstream whose breaker is open would fail the workflow anyway, after the local
@@ -139,29 +165,11 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
   if (!begun.ok()) {
     result = begun.status();
   } else {
-    switch (begun->kind) {
-      case BeginDeathResult::Kind::kAlreadyRecorded:
-        deaths_.Add({{"result", "replayed"}}).Increment();
-        result = begun->recorded;
-        result->set_replayed(true);
-        break;
-      case BeginDeathResult::Kind::kInProgress:
-        deaths_.Add({{"result", "in_progress"}}).Increment();
-        result = absl::AbortedError(
-            absl::StrCat("the death of patient \"", request.patient_id,
-                         "\" is being recorded by another request; retry shortly"));
-        break;
-      case BeginDeathResult::Kind::kCompensationPending:
-        deaths_.Add({{"result", "in_progress"}}).Increment();
-        result = absl::UnavailableError(absl::StrCat(
-            "an earlier attempt to record the death of patient \"", request.patient_id,
-            "\" is still being undone in the morgue or appointments service; retry later"));
-        break;
-      case BeginDeathResult::Kind::kStarted: {
-        const Outcome outcome = CallDownstreams(workflow_id, request, parent_deadline);
-        result = Conclude(workflow_id, request, begun->patient, outcome, parent_deadline);
-        break;
-      }
+    if (begun->kind == BeginDeathResult::Kind::kStarted) {
+      const Outcome outcome = CallDownstreams(workflow_id, request, parent_deadline);
+      result = Conclude(workflow_id, request, begun->patient, outcome, parent_deadline);
+    } else {
+      result = AnswerStandingDeath(*begun, request.patient_id, deaths_);
     }
   }
   ClearInFlight(workflow_id);

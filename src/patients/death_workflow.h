@@ -59,6 +59,13 @@ struct DeathRequest {
   std::string cause;
 };
 
+// The answer to a RecordDeath that found the patient's death already standing (any kind but
+// kStarted): the stored response marked replayed, or ABORTED (another request is recording it)
+// or UNAVAILABLE (an earlier attempt is still being undone). Counts it in `deaths` by result.
+absl::StatusOr<v1::RecordDeathResponse> AnswerStandingDeath(
+    BeginDeathResult& standing, const std::string& patient_id,
+    prometheus::Family<prometheus::Counter>& deaths);
+
 class DeathWorkflow {
  public:
   virtual ~DeathWorkflow() = default;

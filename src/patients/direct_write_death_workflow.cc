@@ -42,37 +42,19 @@ absl::StatusOr<v1::RecordDeathResponse> DirectWriteDeathWorkflow::RecordDeath(
     deaths_.Add({{"result", "error"}}).Increment();
     return recorded.status();
   }
-  switch (recorded->kind) {
-    case BeginDeathResult::Kind::kStarted: {
-      v1::RecordDeathResponse response = std::move(recorded->recorded);
-      // The pass copies every death committed so far, this one included; if it fails, this
-      // death is committed here and the background pass finishes the copy.
-      if (Copy().ok()) {
-        response.set_downstream_state(v1::DOWNSTREAM_APPLIED);
-        deaths_.Add({{"result", "applied"}}).Increment();
-      } else {
-        deaths_.Add({{"result", "accepted"}}).Increment();
-      }
-      return response;
-    }
-    case BeginDeathResult::Kind::kAlreadyRecorded: {
-      deaths_.Add({{"result", "replayed"}}).Increment();
-      v1::RecordDeathResponse replay = std::move(recorded->recorded);
-      replay.set_replayed(true);
-      return replay;
-    }
-    case BeginDeathResult::Kind::kInProgress:
-      deaths_.Add({{"result", "in_progress"}}).Increment();
-      return absl::AbortedError(
-          absl::StrCat("the death of patient \"", request.patient_id,
-                       "\" is being recorded by another request; retry shortly"));
-    case BeginDeathResult::Kind::kCompensationPending:
-      deaths_.Add({{"result", "in_progress"}}).Increment();
-      return absl::UnavailableError(absl::StrCat(
-          "an earlier attempt to record the death of patient \"", request.patient_id,
-          "\" is still being undone in the morgue or appointments service; retry later"));
+  if (recorded->kind != BeginDeathResult::Kind::kStarted) {
+    return AnswerStandingDeath(*recorded, request.patient_id, deaths_);
   }
-  return absl::InternalError("unknown death recording outcome");
+  v1::RecordDeathResponse response = std::move(recorded->recorded);
+  // The pass copies every death committed so far, this one included; if it fails, this death
+  // is committed here and the background pass finishes the copy.
+  if (Copy().ok()) {
+    response.set_downstream_state(v1::DOWNSTREAM_APPLIED);
+    deaths_.Add({{"result", "applied"}}).Increment();
+  } else {
+    deaths_.Add({{"result", "accepted"}}).Increment();
+  }
+  return response;
 }
 
 }  // namespace patients

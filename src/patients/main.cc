@@ -65,23 +65,6 @@ ABSL_FLAG(bool, resilience_admin, true,
 
 namespace {
 
-// Another service's database, for --death_workflow=direct_db_write.
-absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenOtherDatabase(
-    const std::string& flag, const std::string& path, const server_kit::DatabaseOptions& options) {
-  if (path.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": required with --death_workflow=direct_db_write"));
-  }
-  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::OpenExisting(path, options);
-  if (!database.ok()) {
-    return absl::Status(database.status().code(),
-                        absl::StrCat("--", flag, ": ", database.status().message(),
-                                     " (start its service first: it creates the database)"));
-  }
-  return database;
-}
-
 constexpr char kDefaultPolicyJson[] =
     R"({"defaultTarget": {"methodConfig": [{"name": [{}], "deadlineMargin": "0.1s"}]}})";
 
@@ -200,14 +183,16 @@ absl::Status Setup(server_kit::ServiceContext& context) {
       }
     });
   } else if (mode == messaging::DeathWorkflowMode::kDirectDbWrite) {
+    constexpr char kRequired[] = "required with --death_workflow=direct_db_write";
     server_kit::DatabaseOptions target_options;
     target_options.busy_timeout = absl::GetFlag(FLAGS_direct_write_busy_timeout);
-    ASSIGN_OR_RETURN(
-        runtime->morgue_db,
-        OpenOtherDatabase("morgue_db", absl::GetFlag(FLAGS_morgue_db), target_options));
+    ASSIGN_OR_RETURN(runtime->morgue_db,
+                     batch_sync::OpenServiceDatabase("morgue_db", absl::GetFlag(FLAGS_morgue_db),
+                                                     kRequired, target_options));
     ASSIGN_OR_RETURN(
         runtime->appointments_db,
-        OpenOtherDatabase("appointments_db", absl::GetFlag(FLAGS_appointments_db), target_options));
+        batch_sync::OpenServiceDatabase("appointments_db", absl::GetFlag(FLAGS_appointments_db),
+                                        kRequired, target_options));
     runtime->copy = std::make_unique<batch_sync::BatchSync>(
         context.database, context.database,
         std::vector<batch_sync::SyncTarget>{
