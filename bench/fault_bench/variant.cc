@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
 namespace fault_bench {
@@ -36,19 +37,39 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
        // The policy governs only what synchronous deaths left behind (none here).
        {"--death_workflow=async",
         absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
-       /*asynchronous=*/true},
+       Pattern::kBroker},
+      {"shared_db_batch",
+       absl::StrFormat("a batch job (batch_sync) reads new deaths from the patients database "
+                       "every %g s and writes them into the morgue's and appointments' "
+                       "databases, remembering its position in its own",
+                       kBatchIntervalSeconds),
+       {"--death_workflow=shared_db_batch"},
+       Pattern::kSharedDatabaseBatch},
+      {"direct_db_write",
+       "the patients service writes each death into the morgue's and appointments' databases "
+       "itself before it answers (1 s busy timeout; what it cannot write, it writes in the "
+       "background and answers PENDING)",
+       {"--death_workflow=direct_db_write", "--direct_write_busy_timeout=1s"},
+       Pattern::kDirectDatabaseWrites},
+      {"file_drop",
+       absl::StrFormat("the patients service's outbox relay writes new deaths as one file every "
+                       "%g s into a shared directory; morgue and appointments poll it every %g s "
+                       "and apply each file in one transaction",
+                       kBatchIntervalSeconds, kBatchIntervalSeconds),
+       {"--death_workflow=file_drop"},
+       Pattern::kFileDrop},
       {"hedged",
        "resilient, with AdmitDeceased hedged instead of retried: another attempt after 20 ms "
        "without an answer (or at once after a timed-out one), up to 3, the first answer wins",
        {"--death_workflow=sync", absl::StrCat("--resilience_policy=", policy_dir, "/hedged.json")},
-       /*asynchronous=*/false,
+       Pattern::kSynchronousCalls,
        /*opt_in=*/true},
       {"resilient-tls",
        "resilient, with every listener and channel on mutual TLS and the production caller "
        "policies on morgue and appointments",
        {"--death_workflow=sync",
         absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
-       /*asynchronous=*/false,
+       Pattern::kSynchronousCalls,
        /*opt_in=*/true,
        /*tls=*/true},
       {"throttled",
@@ -56,7 +77,7 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
        "attempt",
        {"--death_workflow=sync",
         absl::StrCat("--resilience_policy=", policy_dir, "/throttled.json")},
-       /*asynchronous=*/false,
+       Pattern::kSynchronousCalls,
        /*opt_in=*/true},
   };
 }

@@ -32,7 +32,8 @@ absl::Status SetUpEventConsumer(server_kit::ServiceContext& context, const std::
     ASSIGN_OR_RETURN(const FileDropSettings settings, FileDropSettingsFromFlags());
     auto* consumer = context.Keep(std::make_unique<FileDropConsumer>(
         *inbox, context.server.metrics(),
-        FileDropConsumerOptions{settings.directory, durable, settings.interval}));
+        FileDropConsumerOptions{settings.directory, durable, settings.interval, context.faults,
+                                fault_method}));
     consumer->Start();
     context.on_shutdown.push_back([consumer] { consumer->Stop(); });
     return absl::OkStatus();

@@ -204,7 +204,43 @@ void FileDropConsumer::Start() {
 }
 
 void FileDropConsumer::Stop() {
+  {
+    base::MutexLock lock(&mutex_);
+    stopping_ = true;
+    wake_.SignalAll();
+  }
   if (loop_) loop_->Stop();
+}
+
+bool FileDropConsumer::WaitUntil(absl::Time until) {
+  base::MutexLock lock(&mutex_);
+  while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
+  return !stopping_;
+}
+
+absl::Status FileDropConsumer::InjectFaults(std::size_t events) {
+  if (options_.faults == nullptr || options_.fault_method.empty()) return absl::OkStatus();
+  for (std::size_t i = 0; i < events; ++i) {
+    // Decided as the consumer reaches each event: a rule set or cleared meanwhile applies from
+    // the next one on, as it would to the next RPC.
+    const server_kit::FaultDecision decision = options_.faults->Decide(options_.fault_method);
+    switch (decision.kind) {
+      case server_kit::FaultDecision::Kind::kNone:
+        break;
+      case server_kit::FaultDecision::Kind::kDelay:
+        if (!WaitUntil(absl::Now() + decision.delay)) {
+          return absl::UnavailableError("the consumer is stopping");
+        }
+        break;
+      case server_kit::FaultDecision::Kind::kAbort:
+        events_.Add({{"consumer", options_.consumer}, {"outcome", "retry"}}).Increment();
+        return decision.abort_status;
+      case server_kit::FaultDecision::Kind::kHang:
+        WaitUntil(absl::InfiniteFuture());
+        return absl::UnavailableError("the consumer is stopping");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status FileDropConsumer::RunOnce() {
@@ -219,6 +255,10 @@ absl::Status FileDropConsumer::RunOnce() {
     if (!events.ok()) {
       SetAside(name, events.status());
       continue;
+    }
+    if (absl::Status injected = InjectFaults(events->size()); !injected.ok()) {
+      // Nothing of the file applied: it is taken again, from the start, next pass.
+      return injected;
     }
     const std::vector<EventOutcome> outcomes = inbox_.Process(*events);
     for (std::size_t i = 0; i < outcomes.size(); ++i) {

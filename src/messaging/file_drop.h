@@ -18,6 +18,10 @@
 //     then a durable marker "<file>.done-<consumer>". A crash between the commit and the marker
 //     re-applies the file: duplicates, no second effect. An event that cannot be applied now
 //     (a locked database) stops the consumer at that file until the next pass: order holds.
+//   - Faults (server_kit/fault_injection.h) reach the consumer as they reach the JetStream
+//     consumer: each event of a file is decided under a pseudo-method before the file is
+//     applied, so that an operator's abort rule holds the consumer at the file (nothing of it
+//     applied) and a delay rule slows the handling of each event.
 //   - Clean-up (RemoveConsumedFiles): a file and its markers go once every consumer named to
 //     the producer has its marker there.
 #ifndef HOSPITAL_SRC_MESSAGING_FILE_DROP_H_
@@ -36,9 +40,11 @@
 #include "absl/strings/string_view.h"
 #include "base/clock.h"
 #include "base/periodic_thread.h"
+#include "base/sync.h"
 #include "messaging/inbox.h"
 #include "messaging/outbox.h"
 #include "messaging/outbox_relay.h"
+#include "server_kit/fault_injection.h"
 
 namespace messaging {
 
@@ -74,6 +80,10 @@ struct FileDropConsumerOptions {
   std::string directory;
   std::string consumer;  // "morgue": names its markers and metrics.
   absl::Duration interval = absl::Seconds(1);
+  // Rules matching `fault_method` ("/package.Service/Method") abort or delay the handling of an
+  // event; null or empty: no faults. The injector must outlive the consumer.
+  server_kit::FaultInjector* faults = nullptr;
+  std::string fault_method;
 };
 
 class FileDropConsumer final {
@@ -91,12 +101,21 @@ class FileDropConsumer final {
  private:
   // Moves a file that must not be applied to rejected/, with the reason beside it.
   void SetAside(const std::string& name, const absl::Status& why);
+  // The injected faults for a file of `events` events, decided event by event: the first
+  // abort's status (the file is left for the next pass), after waiting out every delay before
+  // it; UNAVAILABLE for a hang, which waits until Stop.
+  absl::Status InjectFaults(std::size_t events);
+  // Waits until `until` or Stop; false if stopped.
+  bool WaitUntil(absl::Time until);
 
   Inbox& inbox_;
   const FileDropConsumerOptions options_;
   prometheus::Family<prometheus::Counter>& files_;
   prometheus::Family<prometheus::Counter>& events_;
   std::optional<base::PeriodicThread> loop_;
+  base::Mutex mutex_;
+  base::CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace messaging

@@ -29,8 +29,28 @@ void DirectWriteDeathWorkflow::Stop() {
 }
 
 absl::Status DirectWriteDeathWorkflow::Copy() {
-  base::MutexLock lock(&copy_mutex_);
-  return copy_.RunOnce();
+  base::MutexLock lock(&mutex_);
+  // A pass started before this call may have read the deaths before the caller's commit; the
+  // next one to start cannot have.
+  const std::int64_t covering = started_ + 1;
+  while (ended_ < covering) {
+    if (running_) {
+      pass_ended_.Wait(&mutex_);
+      continue;
+    }
+    running_ = true;
+    const std::int64_t pass = ++started_;
+    absl::Status result;
+    mutex_.Unlock();
+    result = copy_.RunOnce();
+    mutex_.Lock();
+    running_ = false;
+    ended_ = pass;
+    last_result_ = std::move(result);
+    pass_ended_.SignalAll();
+  }
+  // The result of the covering pass or of a later one (which covers the call too).
+  return last_result_;
 }
 
 absl::StatusOr<v1::RecordDeathResponse> DirectWriteDeathWorkflow::RecordDeath(

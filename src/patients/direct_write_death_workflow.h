@@ -14,10 +14,14 @@
 // owners. So the variant is built on what holds: the local commit is the durable intent, each
 // target applies a death idempotently in its inbox, and the pass resumes from saved positions.
 //
-// Thread-safe: passes are serialised (concurrent deaths share the next pass).
+// Thread-safe. One pass runs at a time, and concurrent deaths share passes: a death waits for
+// the first pass that starts after its commit (which copies it), so that while a database is
+// locked each caller waits for at most two passes (one running, the next), not for one pass per
+// death queued before it.
 #ifndef HOSPITAL_SRC_PATIENTS_DIRECT_WRITE_DEATH_WORKFLOW_H_
 #define HOSPITAL_SRC_PATIENTS_DIRECT_WRITE_DEATH_WORKFLOW_H_
 
+#include <cstdint>
 #include <optional>
 
 #include <prometheus/counter.h>
@@ -47,14 +51,22 @@ class DirectWriteDeathWorkflow final : public DeathWorkflow {
   void Stop();
 
  private:
-  // One pass over every death not yet copied; OK when both databases are up to date.
+  // Waits for a pass that started after this call (running it when none is running) and
+  // returns its result: OK when both databases took every death committed before the call.
   absl::Status Copy();
 
   PatientsRepository& repository_;
   base::Clock& clock_;
   prometheus::Family<prometheus::Counter>& deaths_;
-  base::Mutex copy_mutex_;
-  batch_sync::BatchSync& copy_ ABSL_GUARDED_BY(copy_mutex_);
+  // Run only by the caller that set running_.
+  batch_sync::BatchSync& copy_;
+  base::Mutex mutex_;
+  base::CondVar pass_ended_;
+  bool running_ ABSL_GUARDED_BY(mutex_) = false;
+  // Passes started and ended so far, and the last ended one's result.
+  std::int64_t started_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::int64_t ended_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::Status last_result_ ABSL_GUARDED_BY(mutex_);
   std::optional<base::PeriodicThread> background_;
 };
 

@@ -1,7 +1,8 @@
 // The file drop on a temporary directory and database, with a handler that writes one effect row
 // per event: files appear whole, are applied once per consumer (again after a lost marker, as
 // duplicates), a damaged or cut-short file is set aside and never applied in part, a transient
-// failure leaves the file for the next pass, and clean-up waits for every consumer.
+// failure leaves the file for the next pass, injected faults hold or slow the consumer as they
+// would an RPC, and clean-up waits for every consumer.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/testing/fake_environment.h"
 #include "messaging/file_drop.h"
 #include "server_kit/sqlite.h"
@@ -46,6 +48,8 @@ PendingEvent Pending(std::int64_t sequence) {
   return pending;
 }
 
+constexpr char kFaultMethod[] = "/hospital.morgue.v1.MorgueService/HandlePatientDied";
+
 struct Fixture {
   Fixture() {
     drop = dir.path() + "/drop";
@@ -56,7 +60,9 @@ struct Fixture {
     REQUIRE(opened.ok());
     database = *std::move(opened);
     inbox.emplace(*database, handler, clock);
-    consumer.emplace(*inbox, registry, messaging::FileDropConsumerOptions{drop, "morgue"});
+    consumer.emplace(*inbox, registry,
+                     messaging::FileDropConsumerOptions{drop, "morgue", absl::Seconds(1), &faults,
+                                                        kFaultMethod});
   }
   // Writes a file of events `first`..`last` as the producer does.
   void Produce(std::int64_t first, std::int64_t last) {
@@ -93,6 +99,8 @@ struct Fixture {
   EffectHandler handler;
   base::testing::FakeClock clock;
   prometheus::Registry registry;
+  base::testing::FakeEnvironment environment;
+  server_kit::FaultInjector faults{environment.environment(), registry};
   std::optional<messaging::Inbox> inbox;
   std::optional<FileDropConsumer> consumer;
 };
@@ -177,6 +185,30 @@ TEST_CASE("a transient failure leaves the file, and what follows it, for the nex
   f.handler.failure = absl::OkStatus();
   REQUIRE(f.consumer->RunOnce().ok());
   CHECK(f.Effects() == 4);
+}
+
+TEST_CASE("an injected outage holds the consumer at its file, and a delay slows each event",
+          "[file_drop]") {
+  Fixture f;
+  f.Produce(1, 3);
+  hospital::faults::v1::Fault outage;
+  outage.set_id("down");
+  outage.set_method("hospital.morgue.v1.MorgueService/*");
+  outage.mutable_abort()->set_code("UNAVAILABLE");
+  REQUIRE(f.faults.Set(outage).ok());
+  CHECK(f.consumer->RunOnce().code() == absl::StatusCode::kUnavailable);
+  CHECK(f.Effects() == 0);
+  CHECK(f.Files(f.drop).size() == 1);  // No marker.
+  f.faults.Clear("down");
+
+  hospital::faults::v1::Fault slow;
+  slow.set_method("hospital.morgue.v1.MorgueService/HandlePatientDied");
+  slow.mutable_delay()->mutable_fixed()->set_nanos(20'000'000);
+  REQUIRE(f.faults.Set(slow).ok());
+  const absl::Time began = absl::Now();
+  REQUIRE(f.consumer->RunOnce().ok());
+  CHECK(absl::Now() - began >= absl::Milliseconds(60));  // 20 ms for each of the three events.
+  CHECK(f.Effects() == 3);
 }
 
 TEST_CASE("a file is cleaned up once every consumer has marked it", "[file_drop]") {

@@ -7,6 +7,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <thread>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server_kit/rpc_support.h"
@@ -102,6 +105,32 @@ TEST_CASE("direct: a death is in both other databases before the answer", "[dire
   CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_APPLIED);
   CHECK(Admitted(hospital, "p-1"));
   CHECK(Scheduled(hospital, "p-1") == 0);
+}
+
+TEST_CASE("direct: deaths recorded together while a database is locked share the passes",
+          "[direct][hospital]") {
+  Hospital hospital(DirectOptions());
+  hospital.Start();
+  constexpr int kDeaths = 12;
+  for (int i = 0; i < kDeaths; ++i) hospital.CreatePatient(absl::StrCat("p-", i));
+  std::vector<absl::Duration> waited(kDeaths);
+  {
+    WriteLock lock(hospital.dir() + "/morgue.db");
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kDeaths; ++i) {
+      callers.emplace_back([&, i] {
+        const absl::Time sent = absl::Now();
+        CHECK(RecordDeath(hospital, absl::StrCat("p-", i)).downstream_state() ==
+              patients_v1::DOWNSTREAM_PENDING);
+        waited[static_cast<std::size_t>(i)] = absl::Now() - sent;
+      });
+    }
+    for (std::thread& caller : callers) caller.join();
+  }
+  // One pass per death would keep the last caller for 12 busy timeouts (2.4 s); shared, each
+  // waits for the pass running when it came and the next one (0.4 s, and scheduling).
+  CHECK(*std::max_element(waited.begin(), waited.end()) < absl::Milliseconds(1500));
+  CHECK(Eventually([&] { return Admissions(hospital) == kDeaths; }, absl::Seconds(10)));
 }
 
 TEST_CASE(
