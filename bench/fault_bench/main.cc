@@ -29,7 +29,9 @@
 #include "fault_bench/variant.h"
 
 ABSL_FLAG(std::string, scenarios, "all", "Comma-separated scenario names, or all");
-ABSL_FLAG(std::string, variants, "naive,retries,resilient,async,hedged,throttled",
+ABSL_FLAG(std::string, variants,
+          "naive,retries,resilient,async,shared_db_batch,direct_db_write,file_drop,hedged,"
+          "throttled",
           "Comma-separated variants (bench/fault_bench/variant.cc lists them)");
 ABSL_FLAG(std::string, out, "fault-report", "Directory for report.md and results.json");
 ABSL_FLAG(std::string, binary_dir, HOSPITAL_BINARY_DIR "/src", "Where the service binaries are");
@@ -124,11 +126,11 @@ absl::StatusOr<std::vector<RunResult>> RunAll(const std::vector<Scenario>& scena
   std::vector<RunResult> runs;
   int total = 0;
   for (const Scenario& scenario : scenarios) {
-    for (const Variant& variant : variants) total += scenario.RunsOn(variant.name, variant.opt_in);
+    for (const Variant& variant : variants) total += scenario.RunsOn(variant);
   }
   for (const Scenario& scenario : scenarios) {
     for (const Variant& variant : variants) {
-      if (!scenario.RunsOn(variant.name, variant.opt_in)) continue;
+      if (!scenario.RunsOn(variant)) continue;
       options.progress = ProgressBar(static_cast<int>(runs.size()) + 1, total, scenario, variant);
       absl::StatusOr<RunResult> run = fault_bench::RunScenario(scenario, variant, options);
       std::fprintf(stderr, "\n");
@@ -179,7 +181,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs fault scenarios against integration variants of the hospital services.\n"
       "Usage: fault_bench [--scenarios=all] "
-      "[--variants=naive,retries,resilient,async,hedged,throttled] "
+      "[--variants=naive,retries,resilient,async,shared_db_batch,direct_db_write,file_drop,"
+      "hedged,throttled] "
       "[--out=DIR] [--capacity]");
   absl::ParseCommandLine(argc, argv);
   const absl::StatusOr<std::vector<Scenario>> scenarios =

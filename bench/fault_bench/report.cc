@@ -1,5 +1,7 @@
 #include "fault_bench/report.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "absl/strings/str_join.h"
@@ -11,8 +13,12 @@ namespace {
 
 constexpr char kPreamble[] =
     "Latencies are measured from each call's intended send time (open-loop load), so a stalled "
-    "system cannot hide its delay. Attempts per death count what the patients service sent to "
-    "the morgue's AdmitDeceased per RecordDeath call. \"Failed while open\" counts failed calls "
+    "system cannot hide its delay. Morgue attempts per death count every attempt or delivery "
+    "of a death to the morgue, repeats included, per death of the load, until the services "
+    "agreed: AdmitDeceased calls (synchronous variants), events handed to the morgue's "
+    "consumer (async, file_drop), deaths the batch job or the direct writes took to the "
+    "morgue's database (shared_db_batch, direct_db_write). \"Failed while open\" counts failed "
+    "calls "
     "sent while the morgue's breaker was sampled OPEN (every 100 ms), so half-open probes between "
     "samples are among them; \"rejected by breaker\" counts only the calls the patients service "
     "refused because a breaker was open. Time to consistency runs from the end of the last fault "
@@ -35,13 +41,25 @@ constexpr char kPreamble[] =
     "largest sampled sum of the patients service's unpublished outbox events and the larger "
     "consumer's pending events (the consumers refresh theirs every second). Duplicate "
     "deliveries are repeats the downstreams recognised: AdmitDeceased answered as already "
-    "admitted and CancelPatientAppointments as replayed (synchronous), or events a consumer had "
-    "already processed (asynchronous). Duplicate effects are events a consumer applied beyond one "
-    "per deceased patient (asynchronous; a synchronous repeat carries the idempotency key and is "
-    "counted as a delivery). Deaths lost are acknowledged deaths whose effects were never seen "
+    "admitted and CancelPatientAppointments as replayed (synchronous), or events a consumer (or "
+    "the batch writer) had already processed. Duplicate effects are deaths a consumer or the "
+    "batch writer applied beyond one per deceased patient (\"-\" for the synchronous variants, "
+    "whose repeats carry the idempotency key and are counted as deliveries). Deaths lost are "
+    "acknowledged deaths whose effects were never seen "
     "within the 60 s consistency wait. CPU ms per death is each process's user plus system time "
     "over the load window (from /proc) divided by the load's deaths; \"bench\" is the load "
-    "generator with the effect watcher; a process restarted during the load is not counted.\n\n";
+    "generator with the effect watcher; a process restarted during the load is not counted.\n\n"
+    "The three patterns that share a filesystem: shared_db_batch and file_drop move deaths every "
+    "second; their duplicate deliveries and effects come from the counters of whoever applies "
+    "them (batch_sync's or the patients service's hospital_batch_sync_events_total, the "
+    "consumers' hospital_file_drop_events_total), read for a process killed by the timeline "
+    "just before the kill and added. The file drop's peak backlog is the outbox's unpublished "
+    "events only. The two that write the morgue's and the appointments service's databases "
+    "(shared_db_batch, direct_db_write) never go through those services' RPCs or event "
+    "handling, so a fault injected there would not touch them: they run such a scenario only "
+    "where it says what the fault is for them (morgue_down: the morgue's database write-locked "
+    "by another connection, BEGIN IMMEDIATE held for the outage), and skip the others. The "
+    "file drop's consumers take injected faults as the broker's do.\n\n";
 
 constexpr char kTableHeader[] =
     "| variant | deaths ok | deaths/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
@@ -78,7 +96,7 @@ constexpr char kEffectsHeader[] =
     "| variant | ack to both effects p50 ms | p99 ms | max ms | RecordDeath p99 during fault / "
     "healthy ms | backlog drained after fault s | effects after fault p99 ms | peak backlog "
     "| duplicate deliveries | duplicate effects | deaths lost | nats-server RSS MiB "
-    "| CPU ms per death: patients, morgue, appointments, nats-server, bench |\n"
+    "| CPU ms per death: patients, morgue, appointments, nats-server, batch_sync, bench |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 std::string OrDash(double value, const char* format) {
@@ -88,7 +106,8 @@ std::string OrDash(double value, const char* format) {
 std::string EffectsRow(const RunResult& run) {
   const Figures figures = FiguresOf(run);
   std::vector<std::string> cpu;
-  for (const char* name : {"patients", "morgue", "appointments", "nats-server", "bench"}) {
+  for (const char* name :
+       {"patients", "morgue", "appointments", "nats-server", "batch_sync", "bench"}) {
     const auto found = run.cpu_ms_per_death.find(name);
     cpu.push_back(found == run.cpu_ms_per_death.end() ? "-" : fmt::format("{:.2f}", found->second));
   }
@@ -114,7 +133,8 @@ std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResul
   std::string section = fmt::format(
       "## {}\n\n{}\n\nLoad: {:.0f} deaths/s, {:.0f} reads/s (GetPatient and ListAppointments "
       "in turn) and {:.0f} user actions/s (a release, an own cancellation or a booking, in turn, "
-      "on the patient whose death was just sent) for {:.0f} s. Faults: {}.\n\n{}",
+      "on the patient whose death was just sent; for shared_db_batch and file_drop, sent up to "
+      "two and a half intervals before) for {:.0f} s. Faults: {}.\n\n{}",
       scenario.name, scenario.claim, scenario.deaths_per_second, scenario.reads_per_second,
       scenario.user_actions_per_second, absl::ToDoubleSeconds(scenario.duration),
       windows.empty() ? "none" : absl::StrJoin(windows, ", "), kTableHeader);
@@ -205,6 +225,66 @@ v1::RunRecord RecordOf(const RunResult& run) {
   return record;
 }
 
+// One row per variant over every scenario it ran: the figures a reader weighing the patterns
+// compares first.
+std::string SideBySide(const std::vector<RunResult>& runs) {
+  std::vector<std::string> variants;
+  for (const RunResult& run : runs) {
+    if (std::find(variants.begin(), variants.end(), run.variant) == variants.end()) {
+      variants.push_back(run.variant);
+    }
+  }
+  std::string table =
+      "## All variants side by side\n\n"
+      "Over every scenario each variant ran (the scenarios below): the lowest share of deaths "
+      "recorded and where; RecordDeath p99 and the delay from acknowledgement to both effects "
+      "in the healthy baseline; the slowest effect in any scenario and where; and, summed over "
+      "its scenarios, acknowledged deaths lost, effects applied twice (\"-\": not counted, "
+      "the synchronous repeats carry an idempotency key) and consistency violations.\n\n"
+      "| variant | scenarios | deaths recorded, lowest | baseline RecordDeath p99 ms "
+      "| baseline ack to both effects p50 / max ms | slowest effect ms | deaths lost "
+      "| duplicate effects | violations |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const std::string& variant : variants) {
+    int scenarios = 0;
+    int lost = 0;
+    int violations = 0;
+    double duplicates = -1;
+    double lowest = 101;
+    std::string lowest_in;
+    double slowest = -1;
+    std::string slowest_in;
+    std::string baseline_p99 = "-";
+    std::string baseline_effects = "-";
+    for (const RunResult& run : runs) {
+      if (run.variant != variant) continue;
+      const Figures figures = FiguresOf(run);
+      ++scenarios;
+      lost += figures.lost;
+      violations += figures.violations;
+      if (figures.duplicate_effects >= 0) {
+        duplicates = std::max(0.0, duplicates) + figures.duplicate_effects;
+      }
+      if (figures.deaths.success_percent < lowest) {
+        lowest = figures.deaths.success_percent;
+        lowest_in = run.scenario;
+      }
+      if (figures.effects.max > slowest) {
+        slowest = figures.effects.max;
+        slowest_in = run.scenario;
+      }
+      if (run.scenario == "baseline") {
+        baseline_p99 = fmt::format("{:.1f}", figures.deaths.p99);
+        baseline_effects = fmt::format("{:.1f} / {:.1f}", figures.effects.p50, figures.effects.max);
+      }
+    }
+    table += fmt::format("| {} | {} | {:.1f} % ({}) | {} | {} | {:.0f} ({}) | {} | {} | {} |\n",
+                         variant, scenarios, lowest, lowest_in, baseline_p99, baseline_effects,
+                         slowest, slowest_in, lost, OrDash(duplicates, "{:.0f}"), violations);
+  }
+  return table + "\n";
+}
+
 }  // namespace
 
 std::string Report(const std::vector<Scenario>& scenarios, const std::vector<RunResult>& runs,
@@ -214,6 +294,7 @@ std::string Report(const std::vector<Scenario>& scenarios, const std::vector<Run
                   context.machine.empty() ? "not stated" : context.machine,
                   absl::FormatDuration(absl::Trunc(context.elapsed, absl::Seconds(1))), kPreamble,
                   context.capacity);
+  report += SideBySide(runs);
   for (const Scenario& scenario : scenarios) {
     report += ScenarioSection(scenario, runs, context.charts);
   }

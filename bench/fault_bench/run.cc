@@ -51,10 +51,58 @@ std::shared_ptr<grpc::Channel> Channel(const testing_support::ServiceProcess& pr
   return grpc::CreateChannel(process.address(), grpc::InsecureChannelCredentials());
 }
 
-// The three services of one run.
+// Holds a database's write lock from another connection (BEGIN IMMEDIATE, never committed), as a
+// long migration or a stuck transaction of its owner would; rolled back on destruction.
+class DatabaseLock final {
+ public:
+  static absl::StatusOr<std::unique_ptr<DatabaseLock>> Take(const std::string& path) {
+    auto lock = std::unique_ptr<DatabaseLock>(new DatabaseLock);
+    if (sqlite3_open_v2(path.c_str(), &lock->db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      return absl::InternalError(absl::StrCat("cannot open ", path, " to lock it"));
+    }
+    sqlite3_busy_timeout(lock->db_, 5000);
+    if (sqlite3_exec(lock->db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return absl::InternalError(
+          absl::StrCat("cannot lock ", path, ": ", sqlite3_errmsg(lock->db_)));
+    }
+    return lock;
+  }
+  ~DatabaseLock() {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db_);
+  }
+  DatabaseLock(const DatabaseLock&) = delete;
+  DatabaseLock& operator=(const DatabaseLock&) = delete;
+
+ private:
+  DatabaseLock() = default;
+  sqlite3* db_ = nullptr;
+};
+
+// The flags all three services start with, for how deaths travel between them.
+std::vector<std::string> PatternFlags(const Variant& variant, const std::string& dir,
+                                      const testing_support::NatsServer* broker) {
+  switch (variant.pattern) {
+    case Pattern::kSynchronousCalls:
+      return {};
+    case Pattern::kBroker:
+      return {"--death_workflow=async", absl::StrCat("--nats_url=", broker->url())};
+    case Pattern::kSharedDatabaseBatch:
+      return {"--death_workflow=shared_db_batch"};
+    case Pattern::kDirectDatabaseWrites:
+      return {"--death_workflow=direct_db_write"};
+    case Pattern::kFileDrop:
+      return {"--death_workflow=file_drop", absl::StrCat("--file_drop_dir=", dir, "/drop"),
+              absl::StrCat("--file_drop_interval=", kBatchIntervalSeconds, "s")};
+  }
+  return {};
+}
+
+// The services of one run: patients, morgue and appointments, with the variant's nats-server or
+// batch job beside them.
 class System {
  public:
-  System(const RunOptions& options, const Variant& variant, const std::string& dir) {
+  System(const RunOptions& options, const Variant& variant, const std::string& dir) : dir_(dir) {
     std::ofstream(dir + "/token") << kToken;
     if (variant.tls) {
       // Certificates as an operator makes them, one per service and one for the bench (a
@@ -98,15 +146,34 @@ class System {
           absl::StrCat(dir, "/", name, ".log"), absl::StrCat(dir, "/", name, ".ports"),
           /*with_metrics=*/true);
     };
-    std::vector<std::string> messaging;
-    if (variant.asynchronous) {
+    if (variant.pattern == Pattern::kBroker) {
       std::filesystem::create_directories(dir + "/nats");
       broker_ = std::make_unique<testing_support::NatsServer>(dir + "/nats", options.broker_config);
-      messaging = {"--death_workflow=async", absl::StrCat("--nats_url=", broker_->url())};
     }
+    const std::vector<std::string> messaging = PatternFlags(variant, dir, broker_.get());
     morgue_ = make("morgue", messaging);
     appointments_ = make("appointments", messaging);
-    make_patients_ = [make, this, flags = variant.patients_flags, messaging]() mutable {
+    std::vector<std::string> patients_flags = variant.patients_flags;
+    if (variant.pattern == Pattern::kDirectDatabaseWrites) {
+      patients_flags.push_back(absl::StrCat("--morgue_db=", dir, "/morgue.db"));
+      patients_flags.push_back(absl::StrCat("--appointments_db=", dir, "/appointments.db"));
+    }
+    if (variant.pattern == Pattern::kSharedDatabaseBatch) {
+      std::vector<std::string> flags = {
+          absl::StrCat("--db=", dir, "/batch_sync.db"),
+          absl::StrCat("--patients_db=", dir, "/patients.db"),
+          absl::StrCat("--morgue_db=", dir, "/morgue.db"),
+          absl::StrCat("--appointments_db=", dir, "/appointments.db"),
+          absl::StrCat("--sync_interval=", kBatchIntervalSeconds, "s"),
+          "--rpc_logging=none",
+          "--shutdown_grace=2s"};
+      flags.insert(flags.end(), options.service_flags.begin(), options.service_flags.end());
+      sync_job_ = std::make_unique<testing_support::ServiceProcess>(
+          absl::StrCat(options.binary_dir, "/batch_sync/batch_sync"), std::move(flags),
+          dir + "/batch_sync.log", dir + "/batch_sync.ports", /*with_metrics=*/true,
+          /*with_admin=*/false);
+    }
+    make_patients_ = [make, this, flags = std::move(patients_flags), messaging]() mutable {
       flags.insert(flags.end(), messaging.begin(), messaging.end());
       flags.push_back(absl::StrCat("--morgue_address=", morgue_->address()));
       flags.push_back(absl::StrCat("--appointments_address=", appointments_->address()));
@@ -123,14 +190,18 @@ class System {
     if (auto s = morgue_->Start(); !s.ok()) return s;
     if (auto s = appointments_->Start(); !s.ok()) return s;
     patients_ = make_patients_();
-    return patients_->Start();
+    RETURN_IF_ERROR(patients_->Start());
+    // After the services, which create the databases it writes into.
+    if (sync_job_ != nullptr) return sync_job_->Start();
+    return absl::OkStatus();
   }
 
   void Stop() {
-    for (auto* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+    locks_.clear();
+    for (auto* process : {sync_job_.get(), patients_.get(), morgue_.get(), appointments_.get()}) {
       if (process != nullptr) process->SendTerminate();
     }
-    for (auto* process : {patients_.get(), morgue_.get(), appointments_.get()}) {
+    for (auto* process : {sync_job_.get(), patients_.get(), morgue_.get(), appointments_.get()}) {
       if (process != nullptr) process->WaitForExit();
     }
     if (broker_ != nullptr) broker_->Terminate();
@@ -138,6 +209,16 @@ class System {
 
   // The asynchronous variant's nats-server; null for the others.
   testing_support::NatsServer* broker() { return broker_.get(); }
+  // The shared-database variant's batch job; null for the others.
+  testing_support::ServiceProcess* sync_job() { return sync_job_.get(); }
+
+  // Write-locks `service`'s database until UnlockDatabase.
+  absl::Status LockDatabase(Service service) {
+    ASSIGN_OR_RETURN(locks_[service],
+                     DatabaseLock::Take(absl::StrCat(dir_, "/", ServiceName(service), ".db")));
+    return absl::OkStatus();
+  }
+  void UnlockDatabase(Service service) { locks_.erase(service); }
 
   // A channel to `service`'s public listener, or to its admin listener (faults, breakers), with
   // the variant's credentials.
@@ -156,6 +237,9 @@ class System {
         return *morgue_;
       case Service::kAppointments:
         return *appointments_;
+      case Service::kSyncJob:
+        if (sync_job_ != nullptr) return *sync_job_;
+        break;
       case Service::kBroker:
         break;  // Not a ServiceProcess: see broker().
     }
@@ -163,7 +247,10 @@ class System {
   }
 
  private:
+  const std::string dir_;
   std::unique_ptr<testing_support::NatsServer> broker_;
+  std::unique_ptr<testing_support::ServiceProcess> sync_job_;
+  std::map<Service, std::unique_ptr<DatabaseLock>> locks_;
   std::unique_ptr<testing_support::ServiceProcess> morgue_;
   std::unique_ptr<testing_support::ServiceProcess> appointments_;
   std::unique_ptr<testing_support::ServiceProcess> patients_;
@@ -269,15 +356,24 @@ absl::Status ApplyBrokerStep(System& system, const Step& step) {
       return broker->Start();
     case Step::Kind::kSetFault:
     case Step::Kind::kClearFaults:
+    case Step::Kind::kLockDatabase:
+    case Step::Kind::kUnlockDatabase:
       break;
   }
-  return absl::InvalidArgumentError("the broker takes no fault rules");
+  return absl::InvalidArgumentError("the broker takes no fault rules and has no database");
 }
 
 absl::Status ApplyStep(System& system, const Step& step) {
   if (step.service == Service::kBroker) return ApplyBrokerStep(system, step);
+  // The batch job exists in the shared-database variant only.
+  if (step.service == Service::kSyncJob && system.sync_job() == nullptr) return absl::OkStatus();
   testing_support::ServiceProcess& process = system.process(step.service);
   switch (step.kind) {
+    case Step::Kind::kLockDatabase:
+      return system.LockDatabase(step.service);
+    case Step::Kind::kUnlockDatabase:
+      system.UnlockDatabase(step.service);
+      return absl::OkStatus();
     case Step::Kind::kFreeze:
       process.Freeze();
       return absl::OkStatus();
@@ -306,11 +402,6 @@ absl::Status ApplyStep(System& system, const Step& step) {
   if (!parsed.ok()) return absl::InvalidArgumentError(parsed.message().as_string());
   faults_v1::Fault stored;
   return base::FromGrpcStatus(admin->SetFault(context.get(), request, &stored));
-}
-
-double AttemptsOf(const std::string& scrape, const std::string& method) {
-  return testing_support::SumSamples(scrape, "resilience_attempts_total",
-                                     {absl::StrCat("method=\"", method, "\"")});
 }
 
 }  // namespace
@@ -477,7 +568,7 @@ class ScenarioRun final {
               const std::string& dir)
       : scenario_(scenario),
         options_(options),
-        asynchronous_(variant.asynchronous),
+        variant_(variant),
         dir_(dir),
         system_(options, variant, dir) {
     result_.scenario = scenario.name;
@@ -498,35 +589,77 @@ class ScenarioRun final {
         Seed(system_, deaths_ + options_.warmup_deaths, options_.appointments_per_patient, ids_));
     patients_ = patients_v1::PatientsService::NewStub(system_.Channel(Service::kPatients));
     WarmUp();
-    if (asynchronous_) AwaitWarmUpEvents();
-    const absl::StatusOr<std::string> before = ScrapePatients();
-    const absl::StatusOr<std::string> morgue_before = Scrape(Service::kMorgue);
+    AwaitWarmUpEffects();
+    const double morgue_before = Deliveries(Service::kMorgue);
+    const double appointments_before = Deliveries(Service::kAppointments);
     watcher_ = std::thread([this] { WatchEffects(); });
     RETURN_IF_ERROR(RunLoad());
-    if (const absl::StatusOr<std::string> after = ScrapePatients(); before.ok() && after.ok()) {
-      MeasureAmplification(*before, *after);
-    }
-    if (const absl::StatusOr<std::string> morgue_after = Scrape(Service::kMorgue);
-        asynchronous_ && morgue_before.ok() && morgue_after.ok() && deaths_ > 0) {
-      // The morgue's work per death: every delivery of an event to it, repeats included.
-      result_.morgue_attempts_per_death =
-          (Deliveries(*morgue_after) - Deliveries(*morgue_before)) / deaths_;
-    }
     MeasureBreakersAndMemory();
     AwaitConsistency();
     StopWatching();
+    if (deaths_ > 0) {
+      // The downstreams' work per death of the load: every attempt or delivery of a death to
+      // them, repeats included, until the services agreed (the batch variants deliver the last
+      // deaths of the load after it ended).
+      result_.morgue_attempts_per_death =
+          std::max(0.0, Deliveries(Service::kMorgue) - morgue_before) / deaths_;
+      result_.appointments_attempts_per_death =
+          std::max(0.0, Deliveries(Service::kAppointments) - appointments_before) / deaths_;
+    }
     MeasureDuplicates();
     return std::move(result_);
   }
 
  private:
+  static constexpr char kAdmitMethod[] = "/hospital.morgue.v1.MorgueService/AdmitDeceased";
+  static constexpr char kCancelMethod[] =
+      "/hospital.appointments.v1.AppointmentsService/CancelPatientAppointments";
+
   absl::StatusOr<std::string> ScrapePatients() { return Scrape(Service::kPatients); }
   absl::StatusOr<std::string> Scrape(Service service) {
     return testing_support::ScrapeMetrics(system_.process(service).metrics_port());
   }
-  static double Deliveries(const std::string& scrape) {
-    return testing_support::SumSamples(scrape, "hospital_events_consumed_total",
-                                       {"consumer=\"morgue\""});
+
+  // A counter of `service` summed over the samples matching `labels`, over the process's
+  // lifetimes in this run: a process killed by the timeline was scraped just before (Kill),
+  // so that its restart does not reset the count. -1 if the process cannot be scraped.
+  double Counter(Service service, const std::string& name, const std::vector<std::string>& labels) {
+    const absl::StatusOr<std::string> scrape = Scrape(service);
+    if (!scrape.ok()) return -1;
+    double sum = testing_support::SumSamples(*scrape, name, labels);
+    base::MutexLock lock(&scrapes_mutex_);
+    for (const std::string& before_kill : scrapes_before_kill_[service]) {
+      sum += testing_support::SumSamples(before_kill, name, labels);
+    }
+    return sum;
+  }
+
+  // Every attempt or delivery of a death to `target` (morgue or appointments) so far, repeats
+  // included, from the counters of whoever brings it: the patients service's attempts
+  // (synchronous), the target's consumer (broker, file drop), the batch job or the patients
+  // service's direct writes.
+  double Deliveries(Service target) {
+    const std::string name = ServiceName(target);
+    switch (variant_.pattern) {
+      case Pattern::kSynchronousCalls:
+        return Counter(
+            Service::kPatients, "resilience_attempts_total",
+            {absl::StrCat("method=\"", target == Service::kMorgue ? kAdmitMethod : kCancelMethod,
+                          "\"")});
+      case Pattern::kBroker:
+        return Counter(target, "hospital_events_consumed_total",
+                       {absl::StrCat("consumer=\"", name, "\"")});
+      case Pattern::kFileDrop:
+        return Counter(target, "hospital_file_drop_events_total",
+                       {absl::StrCat("consumer=\"", name, "\"")});
+      case Pattern::kSharedDatabaseBatch:
+        return Counter(Service::kSyncJob, "hospital_batch_sync_events_total",
+                       {absl::StrCat("target=\"", name, "\"")});
+      case Pattern::kDirectDatabaseWrites:
+        return Counter(Service::kPatients, "hospital_batch_sync_events_total",
+                       {absl::StrCat("target=\"", name, "\"")});
+    }
+    return 0;
   }
 
   // Follows every acknowledged death until both of its effects are committed: the morgue's
@@ -601,26 +734,54 @@ class ScenarioRun final {
     awaiting_appointments_.clear();
   }
 
+  // Repeats of a death that a downstream recognised (deliveries) and effects applied more than
+  // once, from the counters of whoever applies them.
   void MeasureDuplicates() {
-    const absl::StatusOr<std::string> morgue = Scrape(Service::kMorgue);
-    const absl::StatusOr<std::string> appointments = Scrape(Service::kAppointments);
-    if (!morgue.ok() || !appointments.ok()) return;
-    using testing_support::SumSamples;
-    if (!asynchronous_) {
-      result_.duplicate_deliveries =
-          SumSamples(*morgue, "hospital_morgue_admissions_total", {"result=\"already_admitted\""}) +
-          SumSamples(*appointments, "hospital_appointments_patient_cancellations_replayed_total");
-      return;
-    }
+    const auto count = [this](Service service, const char* name, std::string labels) {
+      return std::max(0.0, Counter(service, name, {std::move(labels)}));
+    };
     result_.duplicate_deliveries = 0;
     result_.duplicate_effects = 0;
-    for (const std::string* scrape : {&*morgue, &*appointments}) {
-      result_.duplicate_deliveries +=
-          SumSamples(*scrape, "hospital_events_consumed_total", {"outcome=\"duplicate\""});
-      const double applied =
-          SumSamples(*scrape, "hospital_events_consumed_total", {"outcome=\"applied\""});
-      // One event per death committed, so one application per deceased patient.
-      result_.duplicate_effects += std::max(0.0, applied - result_.consistency.deceased);
+    // One death per deceased patient, so one application each.
+    const double deceased = result_.consistency.deceased;
+    switch (variant_.pattern) {
+      case Pattern::kSynchronousCalls:
+        result_.duplicate_deliveries =
+            count(Service::kMorgue, "hospital_morgue_admissions_total",
+                  "result=\"already_admitted\"") +
+            count(Service::kAppointments,
+                  "hospital_appointments_patient_cancellations_replayed_total", "");
+        // A repeat carries the workflow id that makes it idempotent: counted above.
+        result_.duplicate_effects = -1;
+        return;
+      case Pattern::kBroker:
+      case Pattern::kFileDrop: {
+        const char* name = variant_.pattern == Pattern::kBroker ? "hospital_events_consumed_total"
+                                                                : "hospital_file_drop_events_total";
+        for (Service service : {Service::kMorgue, Service::kAppointments}) {
+          result_.duplicate_deliveries += count(service, name, "outcome=\"duplicate\"");
+          result_.duplicate_effects +=
+              std::max(0.0, count(service, name, "outcome=\"applied\"") - deceased);
+        }
+        return;
+      }
+      case Pattern::kSharedDatabaseBatch:
+      case Pattern::kDirectDatabaseWrites: {
+        const Service writer = variant_.pattern == Pattern::kSharedDatabaseBatch
+                                   ? Service::kSyncJob
+                                   : Service::kPatients;
+        for (const char* target : {"morgue", "appointments"}) {
+          const std::string of_target = absl::StrCat("target=\"", target, "\"");
+          result_.duplicate_deliveries +=
+              std::max(0.0, Counter(writer, "hospital_batch_sync_events_total",
+                                    {of_target, "outcome=\"duplicate\""}));
+          result_.duplicate_effects +=
+              std::max(0.0, Counter(writer, "hospital_batch_sync_events_total",
+                                    {of_target, "outcome=\"applied\""}) -
+                                deceased);
+        }
+        return;
+      }
     }
   }
 
@@ -662,14 +823,20 @@ class ScenarioRun final {
     recorder_.WaitForAll();
   }
 
-  // The warm-up deaths' events reach the morgue after their acknowledgement: wait for them
-  // (up to 10 s), so that the load's figures count only its own deliveries.
-  void AwaitWarmUpEvents() {
+  // The warm-up deaths' effects follow their acknowledgement in every pattern but the
+  // synchronous ones: wait for them (up to 10 s), so that the load's figures count only its own
+  // work.
+  void AwaitWarmUpEffects() {
+    if (variant_.pattern == Pattern::kSynchronousCalls) return;
+    EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < give_up) {
-      const absl::StatusOr<std::string> morgue = Scrape(Service::kMorgue);
-      if (morgue.ok() && Deliveries(*morgue) >= options_.warmup_deaths) return;
-      absl::SleepFor(absl::Milliseconds(20));
+    for (int i = deaths_; i < deaths_ + options_.warmup_deaths && absl::Now() < give_up;) {
+      const std::string& patient_id = ids_[static_cast<std::size_t>(i)];
+      if (reader.Admitted(patient_id) && reader.NoneScheduled(patient_id)) {
+        ++i;
+      } else {
+        absl::SleepFor(absl::Milliseconds(20));
+      }
     }
   }
 
@@ -682,6 +849,9 @@ class ScenarioRun final {
     }
     if (testing_support::NatsServer* broker = system_.broker(); broker != nullptr) {
       now[ServiceName(Service::kBroker)] = {broker->pid(), testing_support::CpuTime(broker->pid())};
+    }
+    if (testing_support::ServiceProcess* job = system_.sync_job(); job != nullptr) {
+      now[ServiceName(Service::kSyncJob)] = {job->pid(), testing_support::CpuTime(job->pid())};
     }
     now["bench"] = {0, testing_support::CpuTime(0)};
     return now;
@@ -790,15 +960,21 @@ class ScenarioRun final {
     auto appointments =
         appointments_v1::AppointmentsService::NewStub(system_.Channel(Service::kAppointments));
     std::mt19937 random(7);
+    const bool periodic =
+        variant_.pattern == Pattern::kSharedDatabaseBatch || variant_.pattern == Pattern::kFileDrop;
+    const int lookback =
+        periodic ? static_cast<int>(2.5 * kBatchIntervalSeconds * scenario_.deaths_per_second) : 3;
     const int actions = static_cast<int>(scenario_.user_actions_per_second *
                                          absl::ToDoubleSeconds(scenario_.duration));
     for (int i = 0; i < actions; ++i) {
       const absl::Duration offset = absl::Seconds(i / scenario_.user_actions_per_second);
       SleepUntil(start_ + offset);
-      // The death sent 0 to 3 sends before now.
+      // The death sent 0 to 3 sends before now; for the patterns that move deaths every
+      // interval, one sent up to two and a half intervals before (still unsettled, and an
+      // admission to release is there for some).
       const int sent =
           static_cast<int>(absl::ToDoubleSeconds(offset) * scenario_.deaths_per_second) -
-          std::uniform_int_distribution<int>(0, 3)(random);
+          std::uniform_int_distribution<int>(0, lookback)(random);
       if (sent < 0 || sent >= deaths_) continue;
       const std::string& patient_id = ids_[static_cast<std::size_t>(sent)];
       bool attempted = true;  // False when there was nothing to act on (no admission yet...).
@@ -877,8 +1053,16 @@ class ScenarioRun final {
 
   absl::Status ApplyTimeline() {
     absl::Status first_error;
-    for (const Step& step : scenario_.timeline) {
+    for (const Step& step : scenario_.TimelineFor(variant_)) {
       SleepUntil(start_ + step.at);
+      if (step.kind == Step::Kind::kKill && step.service != Service::kBroker &&
+          (step.service != Service::kSyncJob || system_.sync_job() != nullptr)) {
+        // Its counters die with it: keep what they said (see Counter).
+        if (absl::StatusOr<std::string> scrape = Scrape(step.service); scrape.ok()) {
+          base::MutexLock lock(&scrapes_mutex_);
+          scrapes_before_kill_[step.service].push_back(*std::move(scrape));
+        }
+      }
       if (absl::Status applied = ApplyStep(system_, step); !applied.ok() && first_error.ok()) {
         first_error = applied;
       }
@@ -894,7 +1078,7 @@ class ScenarioRun final {
         result_.pending_compensations.emplace_back(
             absl::Now() - start_,
             testing_support::SumSamples(*scrape, "hospital_death_compensations_pending", {}));
-        if (asynchronous_) SampleBacklog(*scrape);
+        if (variant_.UsesOutbox()) SampleBacklog(*scrape);
       }
       resilience::v1::ListCircuitBreakersResponse breakers;
       if (admin->ListCircuitBreakers(Context(absl::Milliseconds(500)).get(), {}, &breakers).ok()) {
@@ -912,10 +1096,12 @@ class ScenarioRun final {
     }
   }
 
-  // Outbox depth plus the larger consumer backlog (each consumer gets every event).
+  // Outbox depth plus the larger consumer backlog (each consumer gets every event; the file
+  // drop's consumers keep no such gauge: the files waiting are the outbox's published events).
   void SampleBacklog(const std::string& patients_scrape) {
     double consumers = 0;
     for (Service service : {Service::kMorgue, Service::kAppointments}) {
+      if (variant_.pattern != Pattern::kBroker) break;
       if (const absl::StatusOr<std::string> scrape = Scrape(service); scrape.ok()) {
         consumers = std::max(consumers,
                              testing_support::SumSamples(*scrape, "hospital_consumer_pending", {}));
@@ -925,18 +1111,6 @@ class ScenarioRun final {
         std::max(result_.peak_backlog,
                  testing_support::SumSamples(patients_scrape, "hospital_outbox_unpublished", {}) +
                      consumers);
-  }
-
-  // Amplification, from the patients service's own attempt counters.
-  void MeasureAmplification(const std::string& before, const std::string& after) {
-    if (deaths_ == 0) return;
-    const std::string admit = "/hospital.morgue.v1.MorgueService/AdmitDeceased";
-    const std::string cancel =
-        "/hospital.appointments.v1.AppointmentsService/CancelPatientAppointments";
-    result_.morgue_attempts_per_death =
-        (AttemptsOf(after, admit) - AttemptsOf(before, admit)) / deaths_;
-    result_.appointments_attempts_per_death =
-        (AttemptsOf(after, cancel) - AttemptsOf(before, cancel)) / deaths_;
   }
 
   void MeasureBreakersAndMemory() {
@@ -952,6 +1126,10 @@ class ScenarioRun final {
     if (testing_support::NatsServer* broker = system_.broker(); broker != nullptr) {
       result_.peak_resident_bytes[ServiceName(Service::kBroker)] =
           testing_support::PeakResidentBytes(broker->pid());
+    }
+    if (testing_support::ServiceProcess* job = system_.sync_job(); job != nullptr) {
+      result_.peak_resident_bytes[ServiceName(Service::kSyncJob)] =
+          testing_support::PeakResidentBytes(job->pid());
     }
   }
 
@@ -997,7 +1175,7 @@ class ScenarioRun final {
 
   const Scenario& scenario_;
   const RunOptions& options_;
-  const bool asynchronous_;
+  const Variant variant_;
   const std::string dir_;
   System system_;
   RunResult result_;
@@ -1023,6 +1201,9 @@ class ScenarioRun final {
   std::vector<RunResult::EffectTimes> effects_seen_;
   std::atomic<bool> stop_watching_{false};
   std::thread watcher_;
+  // Scrapes of processes taken just before the timeline killed them (Counter).
+  base::Mutex scrapes_mutex_;
+  std::map<Service, std::vector<std::string>> scrapes_before_kill_ ABSL_GUARDED_BY(scrapes_mutex_);
 };
 
 }  // namespace

@@ -7,19 +7,33 @@
 #define HOSPITAL_BENCH_FAULT_BENCH_SCENARIO_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "fault_bench/variant.h"
 
 namespace fault_bench {
 
-// kBroker: the nats-server of the asynchronous variant (steps on it do nothing to the others).
-enum class Service { kPatients, kMorgue, kAppointments, kBroker };
+// kBroker: the nats-server of the asynchronous variant; kSyncJob: the batch_sync process of
+// the shared-database variant (steps on either do nothing to the variants without one).
+enum class Service { kPatients, kMorgue, kAppointments, kBroker, kSyncJob };
 const char* ServiceName(Service service);
 
 struct Step {
-  enum class Kind { kSetFault, kClearFaults, kFreeze, kUnfreeze, kKill, kRestart };
+  // kLockDatabase: the service's database write-locked (BEGIN IMMEDIATE held by another
+  // connection, as a long migration or a stuck transaction would), until kUnlockDatabase.
+  enum class Kind {
+    kSetFault,
+    kClearFaults,
+    kFreeze,
+    kUnfreeze,
+    kKill,
+    kRestart,
+    kLockDatabase,
+    kUnlockDatabase
+  };
   absl::Duration at;
   Kind kind;
   Service service;
@@ -54,9 +68,17 @@ struct Scenario {
   // The variants that run it: when empty, every selected variant but the opt-in ones
   // (Variant::opt_in); else exactly those named here (if selected). Set after the table.
   std::vector<std::string> runs_on = {};
+  // The same fault as it reaches the variants that write the other services' databases
+  // (Variant::WritesOtherDatabases), whose deaths never pass through the morgue's or the
+  // appointments service's RPCs or event handling: for an outage, their database locked.
+  // Without one, those variants do not run a scenario that injects faults into those services.
+  std::optional<std::vector<Step>> database_timeline = {};  // Set after the table.
 
-  // Whether the variant named `variant`, opt-in or not, runs this scenario.
-  bool RunsOn(const std::string& variant, bool opt_in) const;
+  // Whether `variant` runs this scenario.
+  bool RunsOn(const Variant& variant) const;
+  // The steps applied to `variant`: the database timeline, if it has one and the variant
+  // writes the other services' databases; else the timeline.
+  const std::vector<Step>& TimelineFor(const Variant& variant) const;
   // When the last fault ends (zero when there is none).
   absl::Duration FaultsEnd() const;
   // The windows during which a fault is in force, for shading charts.
