@@ -1,18 +1,18 @@
 set terminal pngcairo size 1000,900 noenhanced font ',9'
-set output '/tmp/report/morgue_frozen.png'
+set output '/tmp/report-full/morgue_frozen.png'
 set multiplot layout 4,1 title 'morgue_frozen (fault windows shaded; x: intended send time, s)'
 set grid
 set key outside right
 set xrange [0:8]
 set object rect from 2.00, graph 0 to 4.50, graph 1 behind fillcolor rgb '#ffe0e0' fillstyle solid noborder
 set ylabel 'p50 ms'
-plot '/tmp/report/data/morgue_frozen-naive.tsv' using 1:2 with linespoints title 'naive', '/tmp/report/data/morgue_frozen-retries.tsv' using 1:2 with linespoints title 'retries', '/tmp/report/data/morgue_frozen-resilient.tsv' using 1:2 with linespoints title 'resilient', '/tmp/report/data/morgue_frozen-async.tsv' using 1:2 with linespoints title 'async'
+plot '/tmp/report-full/data/morgue_frozen-naive.tsv' using 1:2 with linespoints title 'naive', '/tmp/report-full/data/morgue_frozen-retries.tsv' using 1:2 with linespoints title 'retries', '/tmp/report-full/data/morgue_frozen-resilient.tsv' using 1:2 with linespoints title 'resilient', '/tmp/report-full/data/morgue_frozen-async.tsv' using 1:2 with linespoints title 'async', '/tmp/report-full/data/morgue_frozen-shared_db_batch.tsv' using 1:2 with linespoints title 'shared_db_batch', '/tmp/report-full/data/morgue_frozen-direct_db_write.tsv' using 1:2 with linespoints title 'direct_db_write', '/tmp/report-full/data/morgue_frozen-file_drop.tsv' using 1:2 with linespoints title 'file_drop'
 set ylabel 'p99 ms'
-plot '/tmp/report/data/morgue_frozen-naive.tsv' using 1:3 with linespoints title 'naive', '/tmp/report/data/morgue_frozen-retries.tsv' using 1:3 with linespoints title 'retries', '/tmp/report/data/morgue_frozen-resilient.tsv' using 1:3 with linespoints title 'resilient', '/tmp/report/data/morgue_frozen-async.tsv' using 1:3 with linespoints title 'async'
+plot '/tmp/report-full/data/morgue_frozen-naive.tsv' using 1:3 with linespoints title 'naive', '/tmp/report-full/data/morgue_frozen-retries.tsv' using 1:3 with linespoints title 'retries', '/tmp/report-full/data/morgue_frozen-resilient.tsv' using 1:3 with linespoints title 'resilient', '/tmp/report-full/data/morgue_frozen-async.tsv' using 1:3 with linespoints title 'async', '/tmp/report-full/data/morgue_frozen-shared_db_batch.tsv' using 1:3 with linespoints title 'shared_db_batch', '/tmp/report-full/data/morgue_frozen-direct_db_write.tsv' using 1:3 with linespoints title 'direct_db_write', '/tmp/report-full/data/morgue_frozen-file_drop.tsv' using 1:3 with linespoints title 'file_drop'
 set ylabel 'errors %'
 set yrange [0:100]
-plot '/tmp/report/data/morgue_frozen-naive.tsv' using 1:4 with linespoints title 'naive', '/tmp/report/data/morgue_frozen-retries.tsv' using 1:4 with linespoints title 'retries', '/tmp/report/data/morgue_frozen-resilient.tsv' using 1:4 with linespoints title 'resilient', '/tmp/report/data/morgue_frozen-async.tsv' using 1:4 with linespoints title 'async'
+plot '/tmp/report-full/data/morgue_frozen-naive.tsv' using 1:4 with linespoints title 'naive', '/tmp/report-full/data/morgue_frozen-retries.tsv' using 1:4 with linespoints title 'retries', '/tmp/report-full/data/morgue_frozen-resilient.tsv' using 1:4 with linespoints title 'resilient', '/tmp/report-full/data/morgue_frozen-async.tsv' using 1:4 with linespoints title 'async', '/tmp/report-full/data/morgue_frozen-shared_db_batch.tsv' using 1:4 with linespoints title 'shared_db_batch', '/tmp/report-full/data/morgue_frozen-direct_db_write.tsv' using 1:4 with linespoints title 'direct_db_write', '/tmp/report-full/data/morgue_frozen-file_drop.tsv' using 1:4 with linespoints title 'file_drop'
 set ylabel 'morgue breaker open'
 set yrange [-0.1:1.1]
-plot '/tmp/report/data/morgue_frozen-naive.tsv' using 1:5 with linespoints title 'naive', '/tmp/report/data/morgue_frozen-retries.tsv' using 1:5 with linespoints title 'retries', '/tmp/report/data/morgue_frozen-resilient.tsv' using 1:5 with linespoints title 'resilient', '/tmp/report/data/morgue_frozen-async.tsv' using 1:5 with linespoints title 'async'
+plot '/tmp/report-full/data/morgue_frozen-naive.tsv' using 1:5 with linespoints title 'naive', '/tmp/report-full/data/morgue_frozen-retries.tsv' using 1:5 with linespoints title 'retries', '/tmp/report-full/data/morgue_frozen-resilient.tsv' using 1:5 with linespoints title 'resilient', '/tmp/report-full/data/morgue_frozen-async.tsv' using 1:5 with linespoints title 'async', '/tmp/report-full/data/morgue_frozen-shared_db_batch.tsv' using 1:5 with linespoints title 'shared_db_batch', '/tmp/report-full/data/morgue_frozen-direct_db_write.tsv' using 1:5 with linespoints title 'direct_db_write', '/tmp/report-full/data/morgue_frozen-file_drop.tsv' using 1:5 with linespoints title 'file_drop'
 unset multiplot
