@@ -1,26 +1,50 @@
 # One image with the three service binaries, and Debian's nats-server for the asynchronous death
 # workflow (k8s/components/async runs it from this image). Build it from the repository root:
 #   docker build -t hospital:dev .
-# The build stage runs the same install script and CMake commands as the README.
+#   podman build --runtime runc --network host -t hospital:dev .   (scripts/image-test.sh)
+# The build stage runs the same install script as the README and the services preset with
+# warnings as errors (preset image).
 
 FROM debian:12 AS build
 WORKDIR /src
+# Dependencies first, in a layer of their own: a change to the sources does not reinstall them.
 COPY scripts/install-deps.sh scripts/install-deps.sh
-RUN scripts/install-deps.sh build && rm -rf /var/lib/apt/lists/*
+RUN scripts/install-deps.sh build \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ccache \
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake --preset services \
+# The compiler cache: scripts/image-test.sh mounts the host's here (podman build -v), filled by
+# the CI build of the same sources with the same flags; elsewhere it starts empty. Paths are made
+# relative to the source tree and the working directory left out of the hash, so that a build
+# in another checkout hits it.
+ARG CCACHE_DIR=/ccache
+ENV CCACHE_DIR=${CCACHE_DIR} CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1
+RUN cmake --preset image -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+      -DCMAKE_C_COMPILER_LAUNCHER=ccache \
  && cmake --build build -j2 --target patients morgue appointments \
- && install -D -m 0755 build/src/patients/patients /out/usr/local/bin/patients \
- && install -D -m 0755 build/src/morgue/morgue /out/usr/local/bin/morgue \
- && install -D -m 0755 build/src/appointments/appointments /out/usr/local/bin/appointments
+ && install -D -s -m 0755 build/src/patients/patients /out/usr/local/bin/patients \
+ && install -D -s -m 0755 build/src/morgue/morgue /out/usr/local/bin/morgue \
+ && install -D -s -m 0755 build/src/appointments/appointments /out/usr/local/bin/appointments
 
 FROM debian:12-slim
-# Only the shared libraries the binaries load (found with ldd; dpkg -S names their packages).
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
+# The repository has no licence file yet: NOASSERTION (SPDX) until one is chosen.
+LABEL org.opencontainers.image.title="hospital" \
+      org.opencontainers.image.description="The patients, morgue and appointments gRPC services, and nats-server" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="NOASSERTION" \
+      org.opencontainers.image.base.name="debian:12-slim"
+# Only the shared libraries the binaries load (found with ldd; dpkg -S names their packages;
+# scripts/image-test.sh checks with ldd inside the image that none is missing).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgrpc++1.51 libprotobuf32 libabsl20220623 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgrpc++1.51 libprotobuf32 libabsl20220623 \
       libsqlite3-0 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libnats3.4 ca-certificates \
       nats-server \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 hospital \
  && useradd --system --uid 10001 --gid hospital --home-dir /data --no-create-home hospital \
  && mkdir -p /data && chown hospital:hospital /data

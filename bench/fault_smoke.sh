@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# CI smoke of the fault benchmark: two short scenarios, every variant. Fails if the benchmark
-# fails, finds a consistency violation, leaves no report, or no user action (release, own
-# cancellation, booking) was acknowledged, which would leave the checker's rules for them idle.
+# CI smoke of the fault benchmark: two short scenarios (a third of their length, half their
+# rates), every variant. Fails if the benchmark fails, finds a consistency violation, leaves no
+# report, or no user action (release, own cancellation, booking) was acknowledged, which would
+# leave the checker's rules for them idle.
 set -euo pipefail
 bench=$1
 out=$2
 rm -rf "$out"
-"$bench" --scenarios=morgue_down,morgue_killed --time_scale=0.5 --out="$out" 2>"$out.log" || {
+"$bench" --scenarios=morgue_down,morgue_killed --time_scale=0.3 --rate_scale=0.5 --out="$out" 2>"$out.log" || {
   status=$?
   tail -n 20 "$out.log"
   exit "$status"

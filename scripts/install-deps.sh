@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh          everything: build, tests, benchmarks
 #   scripts/install-deps.sh build    only what building the services needs (the image uses this)
 #   scripts/install-deps.sh run      that, nats-server and openssl (scripts/run-local.sh)
+#   scripts/install-deps.sh image    podman and debootstrap (scripts/image-test.sh)
 set -euo pipefail
 
 build_packages=(
@@ -13,13 +14,14 @@ build_packages=(
 # Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
 test_packages=(
   clang libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
-  gnuplot-nox nats-server openssl
+  gnuplot-nox nats-server openssl ccache podman runc debootstrap
 )
 
 packages=("${build_packages[@]}")
 case "${1:-all}" in
   build) ;;
   run) packages+=(nats-server openssl) ;;
+  image) packages=(podman runc debootstrap ccache python3-yaml) ;;
   *) packages+=("${test_packages[@]}") ;;
 esac
 
