@@ -18,7 +18,8 @@ COPY . .
 # relative to the source tree and the working directory left out of the hash, so that a build
 # in another checkout hits it.
 ARG CCACHE_DIR=/ccache
-ENV CCACHE_DIR=${CCACHE_DIR} CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1
+# ccache also hashes the locale: scripts/test.sh builds with the same.
+ENV CCACHE_DIR=${CCACHE_DIR} CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1 LANG=C.UTF-8
 RUN cmake --preset image -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
       -DCMAKE_C_COMPILER_LAUNCHER=ccache \
  && cmake --build build -j2 --target patients morgue appointments \

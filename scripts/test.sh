@@ -13,8 +13,10 @@ scripts/make-base-images.sh >/tmp/hospital-base-images.log 2>&1 &
 base_images=$!
 
 # Through the compiler cache, which the image's build then reads (same sources, same flags):
-# paths relative to the source tree, the working directory left out of the hash.
-export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
+# paths relative to the source tree, the working directory left out of the hash, and the locale
+# (which ccache hashes) the one the Dockerfile's build stage sets.
+export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 LANG=C.UTF-8
+unset LC_ALL LC_CTYPE LC_MESSAGES
 cmake --preset ci -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
 cmake --build build -j2
 ctest --test-dir build -j2 --output-on-failure
