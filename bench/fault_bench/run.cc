@@ -634,32 +634,44 @@ class ScenarioRun final {
     return sum;
   }
 
-  // Every attempt or delivery of a death to `target` (morgue or appointments) so far, repeats
-  // included, from the counters of whoever brings it: the patients service's attempts
-  // (synchronous), the target's consumer (broker, file drop), the batch job or the patients
-  // service's direct writes.
-  double Deliveries(Service target) {
+  // Where the counter of a pattern's applications to `target` (morgue or appointments) lives:
+  // the target's consumer (broker, file drop), the batch job, or the patients service's direct
+  // writes; each labels its samples with outcome (applied, duplicate...). Not for the
+  // synchronous variants, whose downstreams count no deliveries.
+  struct Applications {
+    Service process;
+    const char* metric;
+    std::string of_target;  // The label selecting `target`'s samples.
+  };
+  Applications ApplicationsTo(Service target) const {
     const std::string name = ServiceName(target);
     switch (variant_.pattern) {
-      case Pattern::kSynchronousCalls:
-        return Counter(
-            Service::kPatients, "resilience_attempts_total",
-            {absl::StrCat("method=\"", target == Service::kMorgue ? kAdmitMethod : kCancelMethod,
-                          "\"")});
       case Pattern::kBroker:
-        return Counter(target, "hospital_events_consumed_total",
-                       {absl::StrCat("consumer=\"", name, "\"")});
+        return {target, "hospital_events_consumed_total", absl::StrCat("consumer=\"", name, "\"")};
       case Pattern::kFileDrop:
-        return Counter(target, "hospital_file_drop_events_total",
-                       {absl::StrCat("consumer=\"", name, "\"")});
+        return {target, "hospital_file_drop_events_total", absl::StrCat("consumer=\"", name, "\"")};
       case Pattern::kSharedDatabaseBatch:
-        return Counter(Service::kSyncJob, "hospital_batch_sync_events_total",
-                       {absl::StrCat("target=\"", name, "\"")});
+        return {Service::kSyncJob, "hospital_batch_sync_events_total",
+                absl::StrCat("target=\"", name, "\"")};
+      case Pattern::kSynchronousCalls:
       case Pattern::kDirectDatabaseWrites:
-        return Counter(Service::kPatients, "hospital_batch_sync_events_total",
-                       {absl::StrCat("target=\"", name, "\"")});
+        break;
     }
-    return 0;
+    return {Service::kPatients, "hospital_batch_sync_events_total",
+            absl::StrCat("target=\"", name, "\"")};
+  }
+
+  // Every attempt or delivery of a death to `target` (morgue or appointments) so far, repeats
+  // included: the patients service's attempts (synchronous), else every application.
+  double Deliveries(Service target) {
+    if (variant_.pattern == Pattern::kSynchronousCalls) {
+      return Counter(
+          Service::kPatients, "resilience_attempts_total",
+          {absl::StrCat("method=\"", target == Service::kMorgue ? kAdmitMethod : kCancelMethod,
+                        "\"")});
+    }
+    const Applications applications = ApplicationsTo(target);
+    return Counter(applications.process, applications.metric, {applications.of_target});
   }
 
   // Follows every acknowledged death until both of its effects are committed: the morgue's
@@ -737,51 +749,28 @@ class ScenarioRun final {
   // Repeats of a death that a downstream recognised (deliveries) and effects applied more than
   // once, from the counters of whoever applies them.
   void MeasureDuplicates() {
-    const auto count = [this](Service service, const char* name, std::string labels) {
-      return std::max(0.0, Counter(service, name, {std::move(labels)}));
-    };
+    if (variant_.pattern == Pattern::kSynchronousCalls) {
+      result_.duplicate_deliveries =
+          std::max(0.0, Counter(Service::kMorgue, "hospital_morgue_admissions_total",
+                                {"result=\"already_admitted\""})) +
+          std::max(0.0, Counter(Service::kAppointments,
+                                "hospital_appointments_patient_cancellations_replayed_total", {}));
+      // A repeat carries the workflow id that makes it idempotent: counted above.
+      result_.duplicate_effects = -1;
+      return;
+    }
     result_.duplicate_deliveries = 0;
     result_.duplicate_effects = 0;
-    // One death per deceased patient, so one application each.
-    const double deceased = result_.consistency.deceased;
-    switch (variant_.pattern) {
-      case Pattern::kSynchronousCalls:
-        result_.duplicate_deliveries =
-            count(Service::kMorgue, "hospital_morgue_admissions_total",
-                  "result=\"already_admitted\"") +
-            count(Service::kAppointments,
-                  "hospital_appointments_patient_cancellations_replayed_total", "");
-        // A repeat carries the workflow id that makes it idempotent: counted above.
-        result_.duplicate_effects = -1;
-        return;
-      case Pattern::kBroker:
-      case Pattern::kFileDrop: {
-        const char* name = variant_.pattern == Pattern::kBroker ? "hospital_events_consumed_total"
-                                                                : "hospital_file_drop_events_total";
-        for (Service service : {Service::kMorgue, Service::kAppointments}) {
-          result_.duplicate_deliveries += count(service, name, "outcome=\"duplicate\"");
-          result_.duplicate_effects +=
-              std::max(0.0, count(service, name, "outcome=\"applied\"") - deceased);
-        }
-        return;
-      }
-      case Pattern::kSharedDatabaseBatch:
-      case Pattern::kDirectDatabaseWrites: {
-        const Service writer = variant_.pattern == Pattern::kSharedDatabaseBatch
-                                   ? Service::kSyncJob
-                                   : Service::kPatients;
-        for (const char* target : {"morgue", "appointments"}) {
-          const std::string of_target = absl::StrCat("target=\"", target, "\"");
-          result_.duplicate_deliveries +=
-              std::max(0.0, Counter(writer, "hospital_batch_sync_events_total",
-                                    {of_target, "outcome=\"duplicate\""}));
-          result_.duplicate_effects +=
-              std::max(0.0, Counter(writer, "hospital_batch_sync_events_total",
-                                    {of_target, "outcome=\"applied\""}) -
-                                deceased);
-        }
-        return;
-      }
+    for (Service target : {Service::kMorgue, Service::kAppointments}) {
+      const Applications applications = ApplicationsTo(target);
+      const auto count = [&](const char* outcome) {
+        return std::max(0.0, Counter(applications.process, applications.metric,
+                                     {applications.of_target, outcome}));
+      };
+      result_.duplicate_deliveries += count("outcome=\"duplicate\"");
+      // One death per deceased patient, so one application each.
+      result_.duplicate_effects +=
+          std::max(0.0, count("outcome=\"applied\"") - result_.consistency.deceased);
     }
   }
 
@@ -1100,11 +1089,12 @@ class ScenarioRun final {
   // drop's consumers keep no such gauge: the files waiting are the outbox's published events).
   void SampleBacklog(const std::string& patients_scrape) {
     double consumers = 0;
-    for (Service service : {Service::kMorgue, Service::kAppointments}) {
-      if (variant_.pattern != Pattern::kBroker) break;
-      if (const absl::StatusOr<std::string> scrape = Scrape(service); scrape.ok()) {
-        consumers = std::max(consumers,
-                             testing_support::SumSamples(*scrape, "hospital_consumer_pending", {}));
+    if (variant_.pattern == Pattern::kBroker) {
+      for (Service service : {Service::kMorgue, Service::kAppointments}) {
+        if (const absl::StatusOr<std::string> scrape = Scrape(service); scrape.ok()) {
+          consumers = std::max(
+              consumers, testing_support::SumSamples(*scrape, "hospital_consumer_pending", {}));
+        }
       }
     }
     result_.peak_backlog =

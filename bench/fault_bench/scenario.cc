@@ -86,6 +86,12 @@ constexpr double kIntervalMs = kBatchIntervalSeconds * 1000;
 // the answer.
 Judgement BatchDelays(const FigureSet& all) {
   Judgement judgement{"", true};
+  // Seen at all, the p50 within [p50_from, p50_to] intervals, the max within `max_ms`.
+  const auto within = [](const EffectDelays& delays, double p50_from, double p50_to,
+                         double max_ms) {
+    return delays.seen > 0 && delays.p50 >= p50_from * kIntervalMs &&
+           delays.p50 <= p50_to * kIntervalMs && delays.max <= max_ms;
+  };
   if (all.Has("shared_db_batch")) {
     const EffectDelays& batch = all["shared_db_batch"].effects;
     judgement.figures += fmt::format(
@@ -93,8 +99,7 @@ Judgement BatchDelays(const FigureSet& all) {
         "acknowledgement (its interval: {:.0f} ms; targets: p50 between 0.3 and 0.7 of it, max "
         "within it plus 250 ms). ",
         batch.p50, batch.max, kIntervalMs);
-    judgement.holds = judgement.holds && batch.seen > 0 && batch.p50 >= 0.3 * kIntervalMs &&
-                      batch.p50 <= 0.7 * kIntervalMs && batch.max <= kIntervalMs + 250;
+    judgement.holds = judgement.holds && within(batch, 0.3, 0.7, kIntervalMs + 250);
   }
   if (all.Has("file_drop")) {
     const EffectDelays& file = all["file_drop"].effects;
@@ -103,8 +108,7 @@ Judgement BatchDelays(const FigureSet& all) {
         "next poll: {:.0f} ms (p50) and {:.0f} ms (max) (targets: p50 between 0.5 and 1.5 "
         "intervals, max within two plus 250 ms). ",
         file.p50, file.max);
-    judgement.holds = judgement.holds && file.seen > 0 && file.p50 >= 0.5 * kIntervalMs &&
-                      file.p50 <= 1.5 * kIntervalMs && file.max <= 2 * kIntervalMs + 250;
+    judgement.holds = judgement.holds && within(file, 0.5, 1.5, 2 * kIntervalMs + 250);
   }
   if (all.Has("direct_db_write")) {
     const EffectDelays& direct = all["direct_db_write"].effects;
