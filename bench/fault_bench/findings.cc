@@ -30,6 +30,9 @@ Figures FiguresOf(const RunResult& run) {
   figures.lost = LostDeaths(run);
   figures.peak_backlog = run.peak_backlog;
   figures.duplicate_deliveries = run.duplicate_deliveries;
+  if (const auto morgue = run.busy_refusals.find("morgue"); morgue != run.busy_refusals.end()) {
+    figures.morgue_busy_refusals = morgue->second;
+  }
   figures.duplicate_effects = run.duplicate_effects;
   return figures;
 }

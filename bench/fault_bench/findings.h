@@ -35,6 +35,8 @@ struct Figures {
   double peak_backlog = 0;
   double duplicate_deliveries = 0;
   double duplicate_effects = -1;
+  // Calls the morgue refused for lack of serving threads (RunResult::busy_refusals).
+  double morgue_busy_refusals = 0;
 };
 
 Figures FiguresOf(const RunResult& run);

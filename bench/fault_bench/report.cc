@@ -95,9 +95,10 @@ std::string TableRow(const RunResult& run) {
 constexpr char kEffectsHeader[] =
     "| variant | ack to both effects p50 ms | p99 ms | max ms | RecordDeath p99 during fault / "
     "healthy ms | backlog drained after fault s | effects after fault p99 ms | peak backlog "
-    "| duplicate deliveries | duplicate effects | deaths lost | nats-server RSS MiB "
+    "| duplicate deliveries | duplicate effects | deaths lost | busy refusals: patients, morgue, "
+    "appointments | nats-server RSS MiB "
     "| CPU ms per death: patients, morgue, appointments, nats-server, batch_sync, bench |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 std::string OrDash(double value, const char* format) {
   return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
@@ -111,16 +112,23 @@ std::string EffectsRow(const RunResult& run) {
     const auto found = run.cpu_ms_per_death.find(name);
     cpu.push_back(found == run.cpu_ms_per_death.end() ? "-" : fmt::format("{:.2f}", found->second));
   }
+  std::vector<std::string> refusals;
+  for (const char* name : {"patients", "morgue", "appointments"}) {
+    const auto found = run.busy_refusals.find(name);
+    refusals.push_back(found == run.busy_refusals.end() ? "-"
+                                                        : fmt::format("{:.0f}", found->second));
+  }
   return fmt::format(
       "| {} | {:.1f} | {:.1f} | {:.1f} | {} / {} | {} | {} | {:.0f} | {:.0f} | {} | {} | {} | {} "
-      "|\n",
+      "| {} |\n",
       run.variant, figures.effects.p50, figures.effects.p99, figures.effects.max,
       OrDash(figures.fault_latency.during_p99, "{:.1f}"),
       OrDash(figures.fault_latency.healthy_p99, "{:.1f}"),
       run.fault_windows.empty() ? std::string("-") : OrDash(figures.drained_after, "{:.2f}"),
       OrDash(figures.applied_after_fault_p99, "{:.0f}"), figures.peak_backlog,
       figures.duplicate_deliveries, OrDash(figures.duplicate_effects, "{:.0f}"), figures.lost,
-      OrDash(BrokerResidentMiB(run), "{:.1f}"), absl::StrJoin(cpu, ", "));
+      absl::StrJoin(refusals, ", "), OrDash(BrokerResidentMiB(run), "{:.1f}"),
+      absl::StrJoin(cpu, ", "));
 }
 
 std::string ScenarioSection(const Scenario& scenario, const std::vector<RunResult>& runs,
@@ -205,6 +213,9 @@ v1::RunRecord RecordOf(const RunResult& run) {
   record.set_duplicate_deliveries(figures.duplicate_deliveries);
   record.set_duplicate_effects(figures.duplicate_effects);
   record.set_deaths_lost(figures.lost);
+  for (const auto& [service, calls] : run.busy_refusals) {
+    (*record.mutable_busy_refusals())[service] = calls;
+  }
   for (const auto& [name, ms] : run.cpu_ms_per_death)
     (*record.mutable_cpu_ms_per_death())[name] = ms;
   for (const auto& [service, bytes] : run.peak_resident_bytes) {

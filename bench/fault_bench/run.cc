@@ -102,7 +102,10 @@ std::vector<std::string> PatternFlags(const Variant& variant, const std::string&
 // batch job beside them.
 class System {
  public:
-  System(const RunOptions& options, const Variant& variant, const std::string& dir) : dir_(dir) {
+  // `morgue_flags` are the scenario's for the morgue (Scenario::morgue_flags).
+  System(const RunOptions& options, const Variant& variant, const std::string& dir,
+         const std::vector<std::string>& morgue_flags = {})
+      : dir_(dir) {
     std::ofstream(dir + "/token") << kToken;
     if (variant.tls) {
       // Certificates as an operator makes them, one per service and one for the bench (a
@@ -151,7 +154,9 @@ class System {
       broker_ = std::make_unique<testing_support::NatsServer>(dir + "/nats", options.broker_config);
     }
     const std::vector<std::string> messaging = PatternFlags(variant, dir, broker_.get());
-    morgue_ = make("morgue", messaging);
+    std::vector<std::string> own_morgue_flags = messaging;
+    own_morgue_flags.insert(own_morgue_flags.end(), morgue_flags.begin(), morgue_flags.end());
+    morgue_ = make("morgue", own_morgue_flags);
     appointments_ = make("appointments", messaging);
     std::vector<std::string> patients_flags = variant.patients_flags;
     if (variant.pattern == Pattern::kDirectDatabaseWrites) {
@@ -570,13 +575,14 @@ class ScenarioRun final {
         options_(options),
         variant_(variant),
         dir_(dir),
-        system_(options, variant, dir) {
+        system_(options, variant, dir, scenario.morgue_flags) {
     result_.scenario = scenario.name;
     result_.variant = variant.name;
     result_.duration = scenario.duration;
     result_.fault_windows = scenario.FaultWindows();
     deaths_ =
         static_cast<int>(scenario.deaths_per_second * absl::ToDoubleSeconds(scenario.duration));
+    warmup_deaths_ = scenario.warmup_deaths >= 0 ? scenario.warmup_deaths : options.warmup_deaths;
   }
   ~ScenarioRun() {
     StopWatching();
@@ -586,7 +592,7 @@ class ScenarioRun final {
   absl::StatusOr<RunResult> Run() {
     RETURN_IF_ERROR(system_.Start());
     RETURN_IF_ERROR(
-        Seed(system_, deaths_ + options_.warmup_deaths, options_.appointments_per_patient, ids_));
+        Seed(system_, deaths_ + warmup_deaths_, options_.appointments_per_patient, ids_));
     patients_ = patients_v1::PatientsService::NewStub(system_.Channel(Service::kPatients));
     WarmUp();
     AwaitWarmUpEffects();
@@ -607,6 +613,11 @@ class ScenarioRun final {
           std::max(0.0, Deliveries(Service::kAppointments) - appointments_before) / deaths_;
     }
     MeasureDuplicates();
+    for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+      result_.busy_refusals[ServiceName(service)] =
+          std::max(0.0, Counter(service, "hospital_rpc_refusals_total",
+                                {"listener=\"public\"", "reason=\"threads_exhausted\""}));
+    }
     return std::move(result_);
   }
 
@@ -803,7 +814,7 @@ class ScenarioRun final {
   // first calls' cold start; their deaths are checked with the rest.
   void WarmUp() {
     std::vector<CallSample> ignored;
-    for (int i = deaths_; i < deaths_ + options_.warmup_deaths; ++i) {
+    for (int i = deaths_; i < deaths_ + warmup_deaths_; ++i) {
       RecordDeath(
           ids_[static_cast<std::size_t>(i)], "benchmark warm-up",
           absl::Now() + options_.client_deadline,
@@ -819,7 +830,7 @@ class ScenarioRun final {
     if (variant_.pattern == Pattern::kSynchronousCalls) return;
     EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    for (int i = deaths_; i < deaths_ + options_.warmup_deaths && absl::Now() < give_up;) {
+    for (int i = deaths_; i < deaths_ + warmup_deaths_ && absl::Now() < give_up;) {
       const std::string& patient_id = ids_[static_cast<std::size_t>(i)];
       if (reader.Admitted(patient_id) && reader.NoneScheduled(patient_id)) {
         ++i;
@@ -1170,6 +1181,7 @@ class ScenarioRun final {
   System system_;
   RunResult result_;
   int deaths_ = 0;
+  int warmup_deaths_ = 0;  // Scenario::warmup_deaths, or the options' default.
   std::vector<std::string> ids_;
   std::unique_ptr<patients_v1::PatientsService::Stub> patients_;
   Recorder recorder_;

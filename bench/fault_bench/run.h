@@ -96,6 +96,11 @@ struct RunResult {
   // death); -1 when not measured (synchronous: a repeat carries the workflow id that makes it
   // idempotent and is counted above).
   double duplicate_effects = -1;
+  // Calls each service ("patients", "morgue", "appointments") refused for lack of serving
+  // threads on its public listener during the run (hospital_rpc_refusals_total, reason
+  // threads_exhausted): answered RESOURCE_EXHAUSTED with the server's pushback, which the
+  // resilient policies retry.
+  std::map<std::string, double> busy_refusals;
   // CPU time per death of the load, ms, per process ("patients", "morgue", "appointments",
   // "nats-server", "bench": the load generator and the effect watcher), from /proc over the
   // load window; a process restarted during the load is left out.

@@ -265,6 +265,13 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
                                "message": "injected overload"}}}})",
                            percent));
   };
+  // Each admission holds one of the morgue's serving threads for 60 ms: with four threads (one
+  // of them polling) it serves 50 a second, above the 40 deaths a second offered, but the
+  // calls that arrive together (a death's admission beside the users' releases and reads)
+  // find every thread busy now and then.
+  constexpr char kMorgueHeldThreads[] =
+      R"({"id": "held-threads", "method": "hospital.morgue.v1.MorgueService/AdmitDeceased",
+          "delay": {"fixed": "0.06s"}})";
   constexpr char kMorgueFlaky[] =
       R"({"id": "flaky", "method": "hospital.morgue.v1.MorgueService/*", "percentage": 50,
           "abort": {"code": "UNAVAILABLE", "message": "injected burst"}})";
@@ -596,10 +603,41 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
              resilient.attempts_per_death > 0 && ratio <= 0.5 &&
                  throttled.deaths.success_percent >= resilient.deaths.success_percent};
        }},
+      {"morgue_saturated",
+       "A morgue out of serving threads (4, each admission holding one for 60 ms from 3 to 13 "
+       "s) refuses what it has no thread for as busy: RESOURCE_EXHAUSTED with the time to come "
+       "back (grpc-retry-pushback-ms), never as a malformed request. The resilient policy "
+       "retries those refusals after the pushback, within its retry budget; naive gives up on "
+       "each.",
+       absl::Seconds(kLongRunSeconds),
+       40,
+       20,
+       {Set(kLongFaultStart, Service::kMorgue, kMorgueHeldThreads),
+        Clear(kLongFaultEnd, Service::kMorgue)},
+       {"naive", "resilient"},
+       [](const FigureSet& all) {
+         const Figures& naive = all["naive"];
+         const Figures& resilient = all["resilient"];
+         return Judgement{
+             fmt::format("Calls the morgue refused as busy: naive {:.0f}, resilient {:.0f}; "
+                         "morgue attempts per death {:.3f} and {:.3f} (a refusal answered with "
+                         "any other code would not be retried). Deaths recorded: naive {:.1f} "
+                         "%, resilient {:.1f} %. ",
+                         naive.morgue_busy_refusals, resilient.morgue_busy_refusals,
+                         naive.attempts_per_death, resilient.attempts_per_death,
+                         naive.deaths.success_percent, resilient.deaths.success_percent),
+             naive.morgue_busy_refusals > 0 && resilient.morgue_busy_refusals > 0 &&
+                 naive.attempts_per_death <= 1 && resilient.attempts_per_death > 1};
+       }},
   };
   for (Scenario& scenario : scenarios) {
     if (scenario.name == "morgue_tail") scenario.runs_on = {"resilient", "hedged"};
     if (scenario.name == "morgue_overload") scenario.runs_on = {"resilient", "throttled"};
+    if (scenario.name == "morgue_saturated") {
+      scenario.runs_on = {"naive", "resilient"};
+      scenario.morgue_flags = {"--max_threads=4"};
+      scenario.warmup_deaths = 3;  // What its three serving threads take at once.
+    }
     if (scenario.name == "broker_down" || scenario.name == "broker_frozen") {
       scenario.runs_on = {"resilient", "async"};  // The others have no broker either.
     }

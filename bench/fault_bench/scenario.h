@@ -73,6 +73,11 @@ struct Scenario {
   // appointments service's RPCs or event handling: for an outage, their database locked.
   // Without one, those variants do not run a scenario that injects faults into those services.
   std::optional<std::vector<Step>> database_timeline = {};  // Set after the table.
+  // Flags the morgue starts with in this scenario, beside the variant's (its thread bound, say).
+  std::vector<std::string> morgue_flags = {};  // Set after the table.
+  // RecordDeath calls sent at once before the load (RunOptions::warmup_deaths when negative):
+  // fewer for a morgue whose thread bound would refuse most of a larger burst.
+  int warmup_deaths = -1;  // Set after the table.
 
   // Whether `variant` runs this scenario.
   bool RunsOn(const Variant& variant) const;

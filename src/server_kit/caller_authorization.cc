@@ -56,6 +56,9 @@ class CallerAuthorizationInterceptor final : public grpc::experimental::Intercep
                          grpc::string_ref(mark_.data(), mark_.size()));
       }
     }
+    // A denied caller hears PERMISSION_DENIED even for a call gRPC refused for lack of threads
+    // (refused_calls.h): the denial is final and true either way, and a retry would only be
+    // denied.
     if (denied_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       methods->ModifySendStatus(base::ToGrpcStatus(*denied_));
     }

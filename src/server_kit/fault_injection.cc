@@ -123,7 +123,17 @@ class FaultInterceptor final : public grpc::experimental::Interceptor {
     // The request's metadata arrives before the handler runs (with the message, in the same
     // batch, on the sync server): decide there, and mark a failed call so that Serve (serve.h)
     // answers it without running the method.
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+    //
+    // A unary call that arrives without its message is one gRPC answers itself (no thread free,
+    // unparsable, no message: refused_calls.h): no handler will run, so there is nothing to
+    // fault, and what gRPC reports must reach the caller. A delay or hang here would also hold
+    // the very thread that refuses calls when all others are busy.
+    const bool handler_will_run =
+        info_->type() != grpc::experimental::ServerRpcInfo::Type::UNARY ||
+        !methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) ||
+        methods->GetRecvMessage() != nullptr;
+    if (handler_will_run &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
       Apply(*methods->GetRecvInitialMetadata());
     }
     // The injected status is also what is sent, whatever a handler that bypasses Serve returned.

@@ -18,7 +18,7 @@
 #include "base/status.h"
 #include "grpc/health/v1/health.pb.h"
 #include "server_kit/log.h"
-#include "server_kit/malformed_request.h"
+#include "server_kit/refused_calls.h"
 
 namespace server_kit {
 namespace {
@@ -138,10 +138,15 @@ absl::Status Server::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   observer_ = std::make_unique<RpcObserverFactory>(*registry_, options_.rpc_logging);
-  // Every listener explains requests gRPC could not parse first and observes calls last.
-  const auto interceptors = [this](auto extra) {
+  prometheus::Family<prometheus::Counter>& refusals = RefusalsFamily(*registry_);
+  base::RandomSource& random = options_.random != nullptr ? *options_.random : base::SystemRandom();
+  // Every listener first explains the calls gRPC refused before any handler (busy, unparsable,
+  // no message), so that the other interceptors and the observer see the status sent, and
+  // observes calls last.
+  const auto interceptors = [&](const char* listener, int max_threads, auto extra) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
+    creators.push_back(std::make_unique<RefusedCallInterceptorFactory>(
+        RefusedCallOptions{listener, max_threads, options_.overload_pushback}, refusals, random));
     for (auto& factory : extra) creators.push_back(std::move(factory));
     creators.push_back(std::make_unique<ForwardingInterceptorFactory>(*observer_));
     return creators;
@@ -149,20 +154,23 @@ absl::Status Server::Start() {
   // The extra interceptors sit between the two, so that the observer records the status a
   // fault interceptor substitutes, and the time it adds.
   ASSIGN_OR_RETURN(server_, StartListener(options_.listen_address, options_.credentials, services_,
-                                          interceptors(std::move(interceptor_factories_)),
+                                          interceptors("public", options_.max_threads,
+                                                       std::move(interceptor_factories_)),
                                           options_.max_threads, &grpc_port_));
   using NoInterceptors =
       std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>;
   if (!options_.admin_address.empty()) {
-    ASSIGN_OR_RETURN(admin_server_,
-                     StartListener(options_.admin_address, options_.admin_credentials,
-                                   admin_services_, interceptors(NoInterceptors()),
-                                   ServerOptions::kSideListenerThreads, &admin_port_));
+    ASSIGN_OR_RETURN(
+        admin_server_,
+        StartListener(options_.admin_address, options_.admin_credentials, admin_services_,
+                      interceptors("admin", ServerOptions::kSideListenerThreads, NoInterceptors()),
+                      ServerOptions::kSideListenerThreads, &admin_port_));
   }
   if (!options_.health_address.empty()) {
     ASSIGN_OR_RETURN(
         health_server_,
-        StartListener(options_.health_address, nullptr, {}, interceptors(NoInterceptors()),
+        StartListener(options_.health_address, nullptr, {},
+                      interceptors("health", ServerOptions::kSideListenerThreads, NoInterceptors()),
                       ServerOptions::kSideListenerThreads, &health_port_));
   }
 

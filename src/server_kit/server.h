@@ -44,6 +44,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 #include "base/periodic_thread.h"
 #include "base/sync.h"
 #include "server_kit/rpc_observer.h"
@@ -77,9 +78,14 @@ struct ServerOptions {
   // Most threads the public listener may use (its pollers and the handlers they run). The server
   // handles each call on a thread of its own, so without a bound a stalled downstream makes it
   // start a thread per waiting call; at the bound, gRPC fails new calls at once with
-  // RESOURCE_EXHAUSTED ("Server Threadpool Exhausted").
+  // RESOURCE_EXHAUSTED, which the caller is told to retry after overload_pushback.
   int max_threads = 100;
   static constexpr int kMinThreads = 4;
+  // How long a call refused for lack of threads is asked to wait before it is retried
+  // (grpc-retry-pushback-ms, jittered per refusal: refused_calls.h); positive.
+  absl::Duration overload_pushback = absl::Milliseconds(50);
+  // The pushback's jitter; null: base::SystemRandom(). Must outlive the server.
+  base::RandomSource* random = nullptr;
   // The admin and health listeners' own bound: their calls are few and short, and their own
   // threads let an operator and the probes be heard while the public listener is saturated.
   static constexpr int kSideListenerThreads = 8;

@@ -81,6 +81,9 @@ ABSL_FLAG(int, max_threads, 100,
           "Most threads the gRPC server may use; calls beyond them fail at once with "
           "RESOURCE_EXHAUSTED instead of piling up (and memory with them) when the service is "
           "overloaded or stalled");
+ABSL_FLAG(absl::Duration, overload_pushback, absl::Milliseconds(50),
+          "How long a caller refused for lack of threads is asked to wait before it retries "
+          "(grpc-retry-pushback-ms, jittered from half to one and a half times this)");
 ABSL_FLAG(int, max_request_bytes, 64 * 1024,
           "Largest request message accepted, in bytes; larger ones fail with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_concurrent_streams, 1000,
@@ -225,6 +228,13 @@ absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
     return absl::InvalidArgumentError(absl::StrCat("--max_threads: must be at least ",
                                                    ServerOptions::kMinThreads, ", got ",
                                                    options.max_threads));
+  }
+  options.overload_pushback = absl::GetFlag(FLAGS_overload_pushback);
+  if (options.overload_pushback < absl::Milliseconds(1) ||
+      options.overload_pushback > absl::Seconds(60)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--overload_pushback: must be 1ms to 60s, got ",
+                     absl::FormatDuration(options.overload_pushback)));
   }
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   if (options.max_request_bytes < 1024) {

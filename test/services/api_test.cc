@@ -296,8 +296,23 @@ TEST_CASE("times outside 1800 to 2200 are refused, and what is stored comes back
              Catch::Contains("1990-12-09 is before the date of birth 1990-12-10"));
 }
 
+// The patients service's refusals of `reason` before any handler (hospital_rpc_refusals_total).
+double PatientsRefusals(Hospital& hospital, const std::string& reason) {
+  const absl::StatusOr<std::string> scrape =
+      testing_support::ScrapeMetrics(hospital.patients_process().metrics_port());
+  REQUIRE(scrape.ok());
+  return testing_support::SumSamples(*scrape, "hospital_rpc_refusals_total",
+                                     {"listener=\"public\"", "reason=\"" + reason + "\""});
+}
+
+testing_support::HospitalOptions WithMetrics() {
+  testing_support::HospitalOptions options;
+  options.with_metrics = true;
+  return options;
+}
+
 TEST_CASE("a request gRPC cannot parse gets INVALID_ARGUMENT naming its type", "[api]") {
-  Hospital hospital;
+  Hospital hospital(WithMetrics());
   hospital.Start();
   // CreatePatientRequest with patient_id "p-x" and given_name one byte 0xff: not UTF-8, which
   // proto3 requires of a string; gRPC's parser refuses it before any handler runs.
@@ -326,11 +341,13 @@ TEST_CASE("a request gRPC cannot parse gets INVALID_ARGUMENT naming its type", "
   CHECK(hospital.patients()
             .GetPatient(ContextWithTimeout(absl::Seconds(5)).get(), get, &patient)
             .error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(PatientsRefusals(hospital, "unparsable") == 1);
+  CHECK(PatientsRefusals(hospital, "threads_exhausted") == 0);
 }
 
 TEST_CASE("a call whose request message never arrives gets UNAVAILABLE, not INVALID_ARGUMENT",
           "[api]") {
-  Hospital hospital;
+  Hospital hospital(WithMetrics());
   hospital.Start();
   // A unary method called as a stream that closes without sending a message: the server
   // finds no payload, which says nothing about the request's content.
@@ -363,6 +380,8 @@ TEST_CASE("a call whose request message never arrives gets UNAVAILABLE, not INVA
   }
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK_THAT(status.error_message(), Catch::StartsWith("request: no message arrived"));
+  CHECK(PatientsRefusals(hospital, "no_message") == 1);
+  CHECK(PatientsRefusals(hospital, "unparsable") == 0);
 }
 
 TEST_CASE("lists are paginated with page tokens and filtered by status", "[api]") {

@@ -33,6 +33,7 @@ using server_kit::FaultDecision;
 using server_kit::FaultInjector;
 using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
+using testing_support::FaultAdmin;
 using testing_support::Hospital;
 using testing_support::ServiceProcess;
 namespace faults_v1 = hospital::faults::v1;
@@ -121,29 +122,6 @@ TEST_CASE("invalid rules are refused, naming the field", "[faults]") {
   CHECK_THAT(error(empty), Catch::StartsWith("fault:"));
   CHECK(injector.List().empty());
 }
-
-// A client of the FaultInjection service of `address`.
-struct FaultAdmin {
-  explicit FaultAdmin(const std::string& address)
-      : stub(faults_v1::FaultInjection::NewStub(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
-
-  grpc::Status Set(const faults_v1::Fault& fault, const std::string& token = "s3cret") {
-    auto context = ContextWithTimeout(absl::Seconds(5));
-    if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
-    faults_v1::SetFaultRequest request;
-    *request.mutable_fault() = fault;
-    faults_v1::Fault stored;
-    return stub->SetFault(context.get(), request, &stored);
-  }
-  grpc::Status Clear(const std::string& token = "s3cret") {
-    auto context = ContextWithTimeout(absl::Seconds(5));
-    context->AddMetadata("authorization", "Bearer " + token);
-    faults_v1::ClearFaultsResponse response;
-    return stub->ClearFaults(context.get(), {}, &response);
-  }
-  std::unique_ptr<faults_v1::FaultInjection::Stub> stub;
-};
 
 patients_v1::CreatePatientRequest NewPatient(const std::string& id) {
   patients_v1::CreatePatientRequest request;

@@ -33,6 +33,26 @@ std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
   return context;
 }
 
+FaultAdmin::FaultAdmin(const std::string& address)
+    : stub(hospital::faults::v1::FaultInjection::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+
+grpc::Status FaultAdmin::Set(const hospital::faults::v1::Fault& fault, const std::string& token) {
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
+  hospital::faults::v1::SetFaultRequest request;
+  *request.mutable_fault() = fault;
+  hospital::faults::v1::Fault stored;
+  return stub->SetFault(context.get(), request, &stored);
+}
+
+grpc::Status FaultAdmin::Clear(const std::string& token) {
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  context->AddMetadata("authorization", "Bearer " + token);
+  hospital::faults::v1::ClearFaultsResponse response;
+  return stub->ClearFaults(context.get(), {}, &response);
+}
+
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   while (absl::Now() < give_up) {

@@ -11,6 +11,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
+#include "hospital/faults/v1/faults.grpc.pb.h"
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
@@ -91,6 +92,15 @@ class Hospital final {
   std::unique_ptr<hospital::appointments::v1::AppointmentsService::Stub> appointments_stub_;
   std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> morgue_inbox_stub_;
   std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> appointments_inbox_stub_;
+};
+
+// A client of the FaultInjection service on an admin listener (`address`), presenting `token`
+// (the fixture's admin_token in most tests).
+struct FaultAdmin {
+  explicit FaultAdmin(const std::string& address);
+  grpc::Status Set(const hospital::faults::v1::Fault& fault, const std::string& token = "s3cret");
+  grpc::Status Clear(const std::string& token = "s3cret");
+  std::unique_ptr<hospital::faults::v1::FaultInjection::Stub> stub;
 };
 
 // A client context with a deadline `timeout` from now. With `wait_for_ready`, a call to a
