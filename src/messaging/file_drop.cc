@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/crash_point.h"
 #include "hospital/messaging/v1/file_drop.pb.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
@@ -131,8 +132,12 @@ absl::Status WriteFileDurably(const std::string& directory, const std::string& n
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("create", temporary);
   std::size_t written = 0;
+  // Written in two halves, so that a test can crash the writer between them.
+  const std::size_t half = contents.size() / 2;
   while (written < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+    if (written == half && half > 0) base::CrashPoint("file_drop.half_written");
+    const std::size_t until = written < half ? half : contents.size();
+    const ssize_t n = ::write(fd, contents.data() + written, until - written);
     if (n < 0) {
       if (errno == EINTR) continue;
       const absl::Status status = Errno("write", temporary);
@@ -159,6 +164,7 @@ std::vector<absl::Status> FileDropPublisher::Publish(const std::vector<PendingEv
                                            events.back().sequence, kExtension);
   const absl::Status written =
       WriteFileDurably(directory_, name, EncodeEventFile(events, clock_.Now()));
+  if (written.ok()) base::CrashPoint("file_drop.renamed");
   return std::vector<absl::Status>(events.size(), written);
 }
 
@@ -251,6 +257,7 @@ absl::Status FileDropConsumer::RunOnce() {
     if (!file) continue;  // Set aside or cleaned up meanwhile.
     std::stringstream bytes;
     bytes << file.rdbuf();
+    base::CrashPoint("file_drop_consumer.read");
     absl::StatusOr<std::vector<InboundEvent>> events = DecodeEventFile(bytes.str());
     if (!events.ok()) {
       SetAside(name, events.status());
@@ -261,6 +268,7 @@ absl::Status FileDropConsumer::RunOnce() {
       return injected;
     }
     const std::vector<EventOutcome> outcomes = inbox_.Process(*events);
+    base::CrashPoint("file_drop_consumer.committed");
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
       events_
           .Add({{"consumer", options_.consumer},
@@ -278,6 +286,7 @@ absl::Status FileDropConsumer::RunOnce() {
         !marked.ok()) {
       return marked;
     }
+    base::CrashPoint("file_drop_consumer.marked");
     files_.Add({{"consumer", options_.consumer}, {"outcome", "applied"}}).Increment();
   }
   return absl::OkStatus();

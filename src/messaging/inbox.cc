@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/crash_point.h"
 #include "base/status.h"
 #include "server_kit/rpc_support.h"
 
@@ -133,6 +134,7 @@ std::vector<EventOutcome> Inbox::Process(const std::vector<InboundEvent>& events
     for (std::size_t i = 0; i < events.size(); ++i) {
       RETURN_IF_ERROR(ProcessOne(session, handler_, events[i], now, outcomes[i]));
     }
+    base::CrashPoint("inbox.applied");
     return absl::OkStatus();
   });
   if (!committed.ok()) {

@@ -1,6 +1,7 @@
 #include "messaging/jetstream_publisher.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/crash_point.h"
 #include "server_kit/log.h"
 
 namespace messaging {
@@ -85,6 +86,7 @@ std::vector<absl::Status> JetStreamPublisher::Publish(const std::vector<PendingE
       break;
     }
   }
+  base::CrashPoint("publisher.sent");
   jsPubOptions wait;
   jsPubOptions_Init(&wait);
   wait.MaxWait = absl::ToInt64Milliseconds(ack_timeout_);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/time/clock.h"
+#include "base/crash_point.h"
 #include "base/latency_buckets.h"
 #include "server_kit/log.h"
 
@@ -58,6 +59,7 @@ RelayPass OutboxRelay::RelayOnce() {
   }
   if (batch->empty()) return pass;
   const std::vector<absl::Status> results = publisher_.Publish(*batch);
+  base::CrashPoint("relay.acknowledged");
   const absl::Time now = clock_.Now();
   std::vector<std::int64_t> acknowledged;
   for (std::size_t i = 0; i < batch->size(); ++i) {

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
+#include "base/crash_point.h"
 #include "base/status.h"
 #include "server_kit/admin_auth.h"
 #include "server_kit/caller_authorization.h"
@@ -367,6 +368,10 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
        {"admin_listen", flags->server.admin_address},
        {"metrics_listen", flags->server.metrics_address},
        {"db", flags->db_path}});
+  if (!base::ArmedCrashPoint().empty()) {
+    // A test's doing; in production this line would explain a process that kills itself.
+    Log(LogLevel::kWarning, "crash_point_armed", {{"HOSPITAL_CRASH_AT", base::ArmedCrashPoint()}});
+  }
   absl::StatusOr<std::unique_ptr<Database>> database =
       Database::Open(flags->db_path, definition.migrations, flags->database);
   if (!database.ok()) return Fail("database_open_failed", database.status());

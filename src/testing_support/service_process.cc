@@ -4,21 +4,27 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/sync.h"
 
 extern char** environ;
 
@@ -36,30 +42,118 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::string& log_path) {
+namespace {
+
+// `program` itself when it names a path, else the first executable of that name on PATH.
+std::string ResolveProgram(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  for (absl::string_view directory :
+       absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
+    const std::string candidate = absl::StrCat(directory.empty() ? "." : directory, "/", program);
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return program;
+}
+
+// Forks and executes the prepared `argv` with `environment`, output appended to `log_path`. The
+// child gets SIGKILL when the thread that forked it ends (PR_SET_PDEATHSIG), so it must be this
+// process's spawning thread (below). Between fork and exec the child only makes system calls.
+absl::StatusOr<pid_t> ForkAndExec(const std::string& program, const std::vector<char*>& argv,
+                                  const std::vector<char*>& environment,
+                                  const std::string& log_path) {
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("cannot fork for ", program));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // The parent may have died before the line above took effect.
+    if (::getppid() != parent) ::_exit(127);
+    // The child must not inherit a blocked SIGTERM from the test process.
+    sigset_t empty;
+    sigemptyset(&empty);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0) ::_exit(127);
+    ::dup2(log, STDOUT_FILENO);
+    ::dup2(log, STDERR_FILENO);
+    ::execve(program.c_str(), argv.data(), environment.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The one thread that starts every child process, for as long as the process lives: a child's
+// parent-death signal follows the thread that forked it, and tests and the benchmark start
+// processes from threads that end before them (a fault timeline restarting a service).
+class SpawningThread final {
+ public:
+  static SpawningThread& Get() {
+    static SpawningThread* const thread = new SpawningThread;  // Never destroyed: see above.
+    return *thread;
+  }
+
+  absl::StatusOr<pid_t> Run(absl::AnyInvocable<absl::StatusOr<pid_t>()> spawn) {
+    base::Notification done;
+    absl::StatusOr<pid_t> result = absl::InternalError("not spawned");
+    {
+      base::MutexLock lock(&mutex_);
+      requests_.push_back([&] {
+        result = spawn();
+        done.Notify();
+      });
+      wake_.Signal();
+    }
+    done.WaitForNotification();
+    return result;
+  }
+
+ private:
+  SpawningThread() {
+    std::thread([this] { Loop(); }).detach();
+  }
+
+  void Loop() {
+    while (true) {
+      absl::AnyInvocable<void()> request;
+      {
+        base::MutexLock lock(&mutex_);
+        while (requests_.empty()) wake_.Wait(&mutex_);
+        request = std::move(requests_.front());
+        requests_.pop_front();
+      }
+      request();
+    }
+  }
+
+  base::Mutex mutex_;
+  base::CondVar wake_;
+  std::deque<absl::AnyInvocable<void()>> requests_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace
+
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::string& log_path,
+                            const std::vector<std::string>& extra_environment) {
+  const std::string program = ResolveProgram(argv_strings.front());
   std::vector<char*> argv;
   for (std::string& argument : argv_strings) argv.push_back(argument.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  // The child must not inherit a blocked SIGTERM from the test process.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attributes, &empty);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int error = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
-    return absl::InternalError(absl::StrCat("cannot start ", argv_strings[0], ": error ", error));
+  // The test's environment, less what `extra_environment` sets again.
+  std::vector<std::string> variables(extra_environment.begin(), extra_environment.end());
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    const absl::string_view entry(*variable);
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    const bool overridden = std::any_of(
+        extra_environment.begin(), extra_environment.end(),
+        [&](const std::string& extra) { return absl::StartsWith(extra, absl::StrCat(name, "=")); });
+    if (!overridden) variables.emplace_back(entry);
   }
-  return pid;
+  std::vector<char*> environment;
+  for (std::string& variable : variables) environment.push_back(variable.data());
+  environment.push_back(nullptr);
+  return SpawningThread::Get().Run(
+      [&] { return ForkAndExec(program, argv, environment, log_path); });
 }
 
 std::string BinaryPath(const std::string& name) {
@@ -120,7 +214,7 @@ absl::Status ServiceProcess::Start(absl::Duration timeout) {
   argv_strings.push_back(with_metrics_ ? absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)
                                        : std::string("--metrics_listen=none"));
   argv_strings.push_back(absl::StrCat("--port_file=", port_file_));
-  absl::StatusOr<pid_t> spawned = Spawn(argv_strings, log_path_);
+  absl::StatusOr<pid_t> spawned = Spawn(argv_strings, log_path_, environment_);
   if (!spawned.ok()) return spawned.status();
   pid_ = *spawned;
 

@@ -41,6 +41,9 @@ class ServiceProcess final {
   ServiceProcess(const ServiceProcess&) = delete;
   ServiceProcess& operator=(const ServiceProcess&) = delete;
 
+  // Variables ("NAME=value") set for the process from its next Start on, beside the test's own
+  // environment; an empty list sets none again (a restart without HOSPITAL_CRASH_AT, say).
+  void SetEnvironment(std::vector<std::string> variables) { environment_ = std::move(variables); }
   // Starts the process and waits (polling, up to `timeout`) until it has written its ports.
   // On a restart the same ports are asked for again, so clients keep working.
   absl::Status Start(absl::Duration timeout = absl::Seconds(20));
@@ -75,6 +78,7 @@ class ServiceProcess final {
   const std::string port_file_;
   const bool with_metrics_;
   const bool with_admin_;
+  std::vector<std::string> environment_;
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
@@ -83,8 +87,14 @@ class ServiceProcess final {
 };
 
 // Starts `argv` (argv[0] looked up in PATH when it has no '/') with stdout and stderr appended to
-// `log_path` and no signal blocked; returns its pid.
-absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, const std::string& log_path);
+// `log_path`, no signal blocked, and the test's environment plus `extra_environment` ("NAME=value",
+// replacing a variable of the same name); returns its pid.
+//
+// Nothing started here outlives the process that started it: each child is killed (SIGKILL) when
+// its parent ends, however it ends, a failed REQUIRE, an uncaught exception, a crash or ctest's
+// timeout included (PR_SET_PDEATHSIG, from one spawning thread that lives as long as the process).
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, const std::string& log_path,
+                            const std::vector<std::string>& extra_environment = {});
 
 // Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
 std::string BinaryPath(const std::string& name);

@@ -3,7 +3,14 @@
 // duplicates), a damaged or cut-short file is set aside and never applied in part, a transient
 // failure leaves the file for the next pass, injected faults hold or slow the consumer as they
 // would an RPC, and clean-up waits for every consumer.
+#include <sys/inotify.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -11,11 +18,13 @@
 
 #include <prometheus/registry.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/testing/fake_environment.h"
 #include "messaging/file_drop.h"
 #include "server_kit/sqlite.h"
+#include "testing_support/metrics_reader.h"
 #include "testing_support/service_process.h"
 
 namespace {
@@ -209,6 +218,89 @@ TEST_CASE("an injected outage holds the consumer at its file, and a delay slows 
   REQUIRE(f.consumer->RunOnce().ok());
   CHECK(absl::Now() - began >= absl::Milliseconds(60));  // 20 ms for each of the three events.
   CHECK(f.Effects() == 3);
+}
+
+// Every name that appeared in `directory` while the watch ran, with how: created or written
+// in place, or renamed into it.
+class DirectoryWatch final {
+ public:
+  explicit DirectoryWatch(const std::string& directory)
+      : fd_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+    REQUIRE(fd_ >= 0);
+    REQUIRE(inotify_add_watch(fd_, directory.c_str(), IN_CREATE | IN_MODIFY | IN_MOVED_TO) >= 0);
+  }
+  ~DirectoryWatch() { close(fd_); }
+
+  struct Seen {
+    std::set<std::string> written_in_place;  // IN_CREATE or IN_MODIFY
+    std::set<std::string> renamed_into;      // IN_MOVED_TO
+  };
+  // Reads what has queued up so far.
+  Seen Read() {
+    alignas(inotify_event) char buffer[64 * 1024];
+    while (true) {
+      const ssize_t length = read(fd_, buffer, sizeof buffer);
+      if (length <= 0) break;
+      for (ssize_t at = 0; at < length;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+        if (event->len > 0) {
+          const std::string name(event->name);
+          if (event->mask & (IN_CREATE | IN_MODIFY)) seen_.written_in_place.insert(name);
+          if (event->mask & IN_MOVED_TO) seen_.renamed_into.insert(name);
+        }
+        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    return seen_;
+  }
+
+ private:
+  const int fd_;
+  Seen seen_;
+};
+
+TEST_CASE("a consumer polling while a large file is written never reads it in part",
+          "[file_drop]") {
+  Fixture f;
+  DirectoryWatch watch(f.drop);
+  // About 24 MiB: writing and syncing it takes long enough for many passes of the consumer.
+  constexpr int kEvents = 12000;
+  std::vector<PendingEvent> events;
+  for (int s = 1; s <= kEvents; ++s) {
+    events.push_back(Pending(s));
+    events.back().event.payload = std::string(2048, static_cast<char>('a' + s % 26));
+  }
+  std::atomic<bool> written{false};
+  std::thread producer([&] {
+    messaging::FileDropPublisher publisher(f.drop, f.clock);
+    const std::vector<absl::Status> results = publisher.Publish(events);
+    CHECK(std::all_of(results.begin(), results.end(), [](const auto& s) { return s.ok(); }));
+    written.store(true);
+  });
+  int passes = 0;
+  while (!written.load()) {
+    CHECK(f.consumer->RunOnce().ok());
+    ++passes;
+  }
+  producer.join();
+  REQUIRE(f.consumer->RunOnce().ok());
+  INFO(passes << " passes while the file was written");
+  CHECK(passes > 1);
+  // Had a pass read the file before it was whole, it would have found its length or checksum
+  // wrong and set it aside.
+  CHECK_FALSE(std::filesystem::exists(f.drop + "/rejected"));
+  CHECK(testing_support::MetricValue(f.registry, "hospital_file_drop_files_total",
+                                     {{"consumer", "morgue"}, {"outcome", "applied"}}) == 1);
+  CHECK(f.Effects() == kEvents);
+  // However the passes fell, a name the consumer takes only ever appeared whole, by rename.
+  const DirectoryWatch::Seen seen = watch.Read();
+  std::vector<std::string> taken_names_written;
+  for (const std::string& name : seen.written_in_place) {
+    if (absl::EndsWith(name, ".evt")) taken_names_written.push_back(name);
+  }
+  CHECK(taken_names_written.empty());
+  CHECK(std::count_if(seen.renamed_into.begin(), seen.renamed_into.end(),
+                      [](const auto& name) { return absl::EndsWith(name, ".evt"); }) == 1);
 }
 
 TEST_CASE("a file is cleaned up once every consumer has marked it", "[file_drop]") {

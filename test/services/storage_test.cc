@@ -1,4 +1,5 @@
 // The SQLite layer and the repositories, on temporary files.
+#include <sqlite3.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "appointments/appointments_repository.h"
 #include "base/sync.h"
 #include "morgue/morgue_repository.h"
@@ -116,6 +118,91 @@ TEST_CASE("readiness finds a database that can be read but not written", "[stora
   const absl::Status writable = database->CheckWritable();
   CHECK(writable.code() == absl::StatusCode::kUnavailable);  // ...writes do not.
   CHECK(std::string(writable.message()) == "storage: attempt to write a readonly database");
+}
+
+// Another connection holds the database's write lock (BEGIN IMMEDIATE, as the batch job, the
+// direct writes, a migration or a backup do) for `hold`, on a thread of its own.
+class WriteLockHolder final {
+ public:
+  WriteLockHolder(const std::string& path, absl::Duration hold) {
+    REQUIRE(sqlite3_open(path.c_str(), &db_) == SQLITE_OK);
+    const std::string lock = absl::StrCat("BEGIN IMMEDIATE; INSERT INTO t VALUES ('held ",
+                                          absl::ToInt64Milliseconds(hold), " ms')");
+    REQUIRE(sqlite3_exec(db_, lock.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    releaser_ = std::thread([this, hold] {
+      absl::SleepFor(hold);
+      committed_ = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    });
+  }
+  ~WriteLockHolder() {
+    releaser_.join();
+    sqlite3_close(db_);
+  }
+  int committed() {
+    releaser_.join();
+    releaser_ = std::thread([] {});
+    return committed_;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::thread releaser_;
+  int committed_ = -1;
+};
+
+absl::Status InsertRow(Database& database, const std::string& id) {
+  return database.InTransaction([&](Database::Session& session) {
+    server_kit::Statement& insert = session.Prepare("INSERT INTO t VALUES (?1)");
+    insert.BindText(1, id);
+    return insert.Run();
+  });
+}
+
+TEST_CASE(
+    "a write lock held by another connection for less than the busy timeout delays a "
+    "write, and one held longer fails it",
+    "[storage]") {
+  testing_support::TempDir dir;
+  const std::string path = dir.path() + "/test.db";
+  {
+    // The default busy timeout, 5 s, against a lock held for 0.6 s: the write waits, then
+    // commits.
+    auto database = Open(path, {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
+    WriteLockHolder holder(path, absl::Milliseconds(600));
+    const absl::Time start = absl::Now();
+    const absl::Status written = InsertRow(*database, "waited");
+    const absl::Duration waited = absl::Now() - start;
+    INFO(written.ToString());
+    CHECK(written.ok());
+    CHECK(waited >= absl::Milliseconds(500));
+    CHECK(holder.committed() == SQLITE_OK);
+  }
+  // A busy timeout of 0.2 s against a lock held for 1.5 s: the write gives up after about the
+  // timeout, with the retryable code, and changes nothing.
+  absl::StatusOr<std::unique_ptr<Database>> impatient =
+      Database::Open(path, {"CREATE TABLE t (id TEXT PRIMARY KEY)"},
+                     server_kit::DatabaseOptions{absl::Milliseconds(200)});
+  REQUIRE(impatient.ok());
+  WriteLockHolder holder(path, absl::Milliseconds(1500));
+  const absl::Time start = absl::Now();
+  const absl::Status refused = InsertRow(**impatient, "gave-up");
+  const absl::Duration waited = absl::Now() - start;
+  CHECK(refused.code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(refused.message()) == "storage: database is locked");
+  CHECK(waited >= absl::Milliseconds(150));
+  CHECK(waited < absl::Milliseconds(1200));
+  CHECK(holder.committed() == SQLITE_OK);
+  int rows = -1;
+  REQUIRE((*impatient)
+              ->WithSession([&](Database::Session& session) -> absl::Status {
+                server_kit::Statement& count =
+                    session.Prepare("SELECT count(*) FROM t WHERE id = 'gave-up'");
+                if (auto row = count.Step(); !row.ok()) return row.status();
+                rows = static_cast<int>(count.ColumnInt(0));
+                return absl::OkStatus();
+              })
+              .ok());
+  CHECK(rows == 0);
 }
 
 TEST_CASE("a failed transaction writes nothing", "[storage]") {
