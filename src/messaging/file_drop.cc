@@ -168,6 +168,28 @@ std::vector<absl::Status> FileDropPublisher::Publish(const std::vector<PendingEv
   return std::vector<absl::Status>(events.size(), written);
 }
 
+absl::StatusOr<int> RemoveUnfinishedEventFiles(const std::string& directory) {
+  int removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
+    const std::string name = entry.path().filename().string();
+    // WriteFileDurably's temporary for "events-....evt" is ".events-....evt.tmp".
+    if (!entry.is_regular_file() || !absl::StartsWith(name, ".events-") ||
+        !absl::EndsWith(name, absl::StrCat(kExtension, ".tmp"))) {
+      continue;
+    }
+    std::error_code removal;
+    std::filesystem::remove(entry.path(), removal);
+    if (removal) {
+      return absl::UnavailableError(
+          absl::StrCat("remove ", entry.path().string(), ": ", removal.message()));
+    }
+    ++removed;
+  }
+  if (error) return absl::UnavailableError(absl::StrCat("list ", directory, ": ", error.message()));
+  return removed;
+}
+
 absl::StatusOr<int> RemoveConsumedFiles(const std::string& directory,
                                         const std::vector<std::string>& consumers) {
   int removed = 0;

@@ -71,6 +71,12 @@ class FileDropPublisher final : public EventPublisher {
   base::Clock& clock_;
 };
 
+// Deletes the temporary files of event files whose write never finished (the producer crashed
+// before the rename); returns how many went. Their events are still unmarked in the outbox and
+// go again in a later file. For the producer at start, before its relay runs; consumers' own
+// temporaries (markers being written) are left alone.
+absl::StatusOr<int> RemoveUnfinishedEventFiles(const std::string& directory);
+
 // Deletes every event file of `directory` that each of `consumers` has marked done, with its
 // markers; returns how many files went.
 absl::StatusOr<int> RemoveConsumedFiles(const std::string& directory,

@@ -164,6 +164,12 @@ absl::Status Setup(server_kit::ServiceContext& context) {
                      messaging::FileDropSettingsFromFlags());
     runtime->file_publisher =
         std::make_unique<messaging::FileDropPublisher>(settings.directory, base::SystemClock());
+    ASSIGN_OR_RETURN(const int unfinished,
+                     messaging::RemoveUnfinishedEventFiles(settings.directory));
+    if (unfinished > 0) {
+      server_kit::Log(server_kit::LogLevel::kWarning, "file_drop_unfinished_files_removed",
+                      {{"files", absl::StrCat(unfinished)}});
+    }
     runtime->outbox = std::make_unique<messaging::OutboxStore>(context.database);
     messaging::OutboxRelayOptions relay_options;
     relay_options.idle_poll = settings.interval;

@@ -26,6 +26,7 @@
 
 namespace {
 
+using testing_support::Broker;
 using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::Hospital;
@@ -38,17 +39,6 @@ namespace appointments_v1 = hospital::appointments::v1;
 namespace messaging_v1 = hospital::messaging::v1;
 
 constexpr char kSubject[] = "hospital.patients.v1.patient_died";
-
-// A NATS server in a directory of its own, started.
-struct Broker {
-  explicit Broker(std::string extra = "") : server(directory.path(), std::move(extra)) {
-    const absl::Status started = server.Start();
-    INFO(started.ToString());
-    REQUIRE(started.ok());
-  }
-  TempDir directory;
-  NatsServer server;
-};
 
 HospitalOptions AsyncOptions(const Broker& broker) {
   HospitalOptions options;

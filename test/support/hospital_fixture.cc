@@ -33,6 +33,13 @@ std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
   return context;
 }
 
+Broker::Broker(std::string extra_jetstream_config)
+    : server(directory.path(), std::move(extra_jetstream_config)) {
+  const absl::Status started = server.Start();
+  INFO(started.ToString());
+  REQUIRE(started.ok());
+}
+
 FaultAdmin::FaultAdmin(const std::string& address)
     : stub(hospital::faults::v1::FaultInjection::NewStub(
           grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
@@ -86,12 +93,16 @@ Hospital::Hospital(HospitalOptions options) {
     common.push_back(absl::StrCat("--nats_url=", options.nats_url));
     common.insert(common.end(), options.messaging_flags.begin(), options.messaging_flags.end());
   }
-  auto make = [&, common](const std::string& name, std::vector<std::string> flags) {
+  environment_ = options.environment;
+  auto make = [this, common, with_metrics = options.with_metrics](const std::string& name,
+                                                                  std::vector<std::string> flags) {
     flags.push_back(absl::StrCat("--db=", dir_.path(), "/", name, ".db"));
     flags.insert(flags.end(), common.begin(), common.end());
-    return std::make_unique<ServiceProcess>(
+    auto process = std::make_unique<ServiceProcess>(
         BinaryPath(name), std::move(flags), absl::StrCat(dir_.path(), "/", name, ".log"),
-        absl::StrCat(dir_.path(), "/", name, ".ports"), options.with_metrics);
+        absl::StrCat(dir_.path(), "/", name, ".ports"), with_metrics);
+    process->SetEnvironment(environment_[name]);
+    return process;
   };
   morgue_ = make("morgue", options.morgue_flags);
   appointments_ = make("appointments", options.appointments_flags);
@@ -160,6 +171,15 @@ void Hospital::Connect() {
   morgue_inbox_stub_ = hospital::messaging::v1::EventInbox::NewStub(channel(morgue_->address()));
   appointments_inbox_stub_ =
       hospital::messaging::v1::EventInbox::NewStub(channel(appointments_->address()));
+}
+
+void Hospital::SetEnvironment(const std::string& service, std::vector<std::string> variables) {
+  environment_[service] = variables;
+  for (auto [name, process] :
+       {std::pair{"patients", patients_.get()}, std::pair{"morgue", morgue_.get()},
+        std::pair{"appointments", appointments_.get()}}) {
+    if (service == name && process != nullptr) process->SetEnvironment(variables);
+  }
 }
 
 void Hospital::RestartPatients(const std::vector<std::string>& extra_flags) {

@@ -4,6 +4,7 @@
 #define HOSPITAL_TEST_SUPPORT_HOSPITAL_FIXTURE_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
+#include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
 namespace testing_support {
@@ -41,6 +43,9 @@ struct HospitalOptions {
   // Flags for all three services, in any mode.
   std::vector<std::string> every_service_flags;
   std::vector<std::string> appointments_flags;
+  // Environment variables ("NAME=value") by service ("patients", "morgue", "appointments"), such
+  // as HOSPITAL_CRASH_AT (base/crash_point.h); Hospital::SetEnvironment changes them later.
+  std::map<std::string, std::vector<std::string>> environment;
   // How the test's own clients connect (TLS when the services speak it); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> client_credentials;
 };
@@ -69,6 +74,8 @@ class Hospital final {
     return *appointments_inbox_stub_;
   }
   const std::string& dir() const { return dir_.path(); }
+  // The environment `service` gets from its next start on (HospitalOptions::environment).
+  void SetEnvironment(const std::string& service, std::vector<std::string> variables);
   // Replaces the patients process (after a Kill), with `extra_flags` added to its flags.
   void RestartPatients(const std::vector<std::string>& extra_flags = {});
 
@@ -83,6 +90,7 @@ class Hospital final {
   TempDir dir_;
   std::shared_ptr<grpc::ChannelCredentials> client_credentials_;
   std::vector<std::string> patients_flags_;
+  std::map<std::string, std::vector<std::string>> environment_;
   std::function<std::unique_ptr<ServiceProcess>()> make_patients_;
   std::unique_ptr<ServiceProcess> patients_;
   std::unique_ptr<ServiceProcess> morgue_;
@@ -92,6 +100,13 @@ class Hospital final {
   std::unique_ptr<hospital::appointments::v1::AppointmentsService::Stub> appointments_stub_;
   std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> morgue_inbox_stub_;
   std::unique_ptr<hospital::messaging::v1::EventInbox::Stub> appointments_inbox_stub_;
+};
+
+// A nats-server with JetStream in a temporary directory of its own, started (REQUIREs it).
+struct Broker {
+  explicit Broker(std::string extra_jetstream_config = "");
+  TempDir directory;
+  NatsServer server;
 };
 
 // A client of the FaultInjection service on an admin listener (`address`), presenting `token`
