@@ -26,6 +26,7 @@
 #include "messaging/jetstream_setup.h"
 #include "messaging/nats_client.h"
 #include "server_kit/sqlite.h"
+#include "support/hospital_fixture.h"
 #include "testing_support/metrics_reader.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
@@ -34,20 +35,12 @@ namespace {
 
 using messaging::InboundEvent;
 using server_kit::Database;
+using testing_support::Eventually;
 
 constexpr char kSubject[] = "hospital.patients.v1.patient_died";
 constexpr char kDurable[] = "under-test";
 // Short, so that an event left unacknowledged is redelivered within the test.
 constexpr absl::Duration kAckWait = absl::Seconds(1);
-
-bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time give_up = absl::Now() + timeout;
-  while (absl::Now() < give_up) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return condition();
-}
 
 // Writes an effect row per event, then answers as scripted for that event: one status per
 // delivery (OK once the script runs out). Can hold a delivery inside the inbox's transaction

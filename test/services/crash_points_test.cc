@@ -186,32 +186,29 @@ void CheckConsumerCrash(Hospital& hospital, const std::string& service, const st
   if (point == "file_drop_consumer.marked") CHECK(duplicates == 0);
 }
 
-TEST_CASE("the morgue's JetStream consumer killed at each step applies every event once",
-          "[crash][async]") {
+// Both JetStream consumers, each of its points in turn, on a fresh hospital and broker.
+void CheckJetStreamConsumerCrash(const std::string& service) {
   const std::string point = GENERATE(as<std::string>{}, "consumer.fetched", "inbox.applied",
                                      "consumer.committed", "consumer.acknowledged");
   DYNAMIC_SECTION(point) {
     Broker broker;
     HospitalOptions options = BrokerOptions(broker);
-    options.environment["morgue"] = {absl::StrCat("HOSPITAL_CRASH_AT=", point)};
+    options.environment[service] = {absl::StrCat("HOSPITAL_CRASH_AT=", point)};
     Hospital hospital(options);
-    CheckConsumerCrash(hospital, "morgue", point, "hospital_events_consumed_total");
+    CheckConsumerCrash(hospital, service, point, "hospital_events_consumed_total");
   }
+}
+
+TEST_CASE("the morgue's JetStream consumer killed at each step applies every event once",
+          "[crash][async]") {
+  CheckJetStreamConsumerCrash("morgue");
 }
 
 TEST_CASE(
     "the appointments service's JetStream consumer killed at each step applies every "
     "event once",
     "[crash][async]") {
-  const std::string point = GENERATE(as<std::string>{}, "consumer.fetched", "inbox.applied",
-                                     "consumer.committed", "consumer.acknowledged");
-  DYNAMIC_SECTION(point) {
-    Broker broker;
-    HospitalOptions options = BrokerOptions(broker);
-    options.environment["appointments"] = {absl::StrCat("HOSPITAL_CRASH_AT=", point)};
-    Hospital hospital(options);
-    CheckConsumerCrash(hospital, "appointments", point, "hospital_events_consumed_total");
-  }
+  CheckJetStreamConsumerCrash("appointments");
 }
 
 TEST_CASE("the file drop's consumers killed at each step apply every event once",
