@@ -23,21 +23,21 @@ ENV CCACHE_DIR=${CCACHE_DIR} CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1 LANG=C.UTF-8
 RUN cmake --preset image -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
       -DCMAKE_C_COMPILER_LAUNCHER=ccache \
  && cmake --build build -j2 --target patients morgue appointments \
- && install -D -s -m 0755 build/src/patients/patients /out/usr/local/bin/patients \
- && install -D -s -m 0755 build/src/morgue/morgue /out/usr/local/bin/morgue \
- && install -D -s -m 0755 build/src/appointments/appointments /out/usr/local/bin/appointments
+ && install -D -s -m 0755 build/bin/patients /out/usr/local/bin/patients \
+ && install -D -s -m 0755 build/bin/morgue /out/usr/local/bin/morgue \
+ && install -D -s -m 0755 build/bin/appointments /out/usr/local/bin/appointments
 
 FROM debian:12-slim
 ARG VERSION=dev
 ARG REVISION=unknown
-ARG SOURCE=unknown
-# The repository has no licence file yet: NOASSERTION (SPDX) until one is chosen.
+# The licence is the repository's (LICENSE). The source label is the project's URL, which
+# scripts/image-test.sh adds (podman build --label) when the checkout's origin is one; a local
+# path is never a source.
 LABEL org.opencontainers.image.title="hospital" \
       org.opencontainers.image.description="The patients, morgue and appointments gRPC services, and nats-server" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="NOASSERTION" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="debian:12-slim"
 # Only the shared libraries the binaries load (found with ldd; dpkg -S names their packages;
 # scripts/image-test.sh checks with ldd inside the image that none is missing).

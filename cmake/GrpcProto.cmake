@@ -46,7 +46,9 @@ endfunction()
 
 function(hospital_generated_library name)
   target_include_directories(${name} SYSTEM PUBLIC
-    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/generated> $<INSTALL_INTERFACE:include>)
+    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/generated>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/resilience>)
   target_link_libraries(${name} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARGN})
-  target_link_libraries(${name} PRIVATE hospital_sanitizers)
+  # Build options stay in this build: an installed library hands none to its users.
+  target_link_libraries(${name} PRIVATE $<BUILD_INTERFACE:hospital_sanitizers>)
 endfunction()

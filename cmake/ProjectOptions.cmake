@@ -30,7 +30,8 @@ add_library(hospital_project_options INTERFACE)
 target_link_libraries(hospital_project_options INTERFACE hospital_warnings hospital_sanitizers)
 
 # hospital_component(<target>): a library of src/, whose headers are included as
-# "<folder>/<header>.h" from the source tree, or from include/ once installed.
+# "<folder>/<header>.h" from the source tree, or, once installed (the resilience library and the
+# base layer under it), from the library's own prefix include/resilience/.
 function(hospital_component target)
   get_target_property(type ${target} TYPE)
   set(scope PUBLIC)
@@ -38,5 +39,6 @@ function(hospital_component target)
     set(scope INTERFACE)
   endif()
   target_include_directories(${target} ${scope}
-    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src> $<INSTALL_INTERFACE:include>)
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/resilience>)
 endfunction()

@@ -34,11 +34,17 @@ build_image() {
   ccache_dir=$(ccache -k cache_dir 2>/dev/null || echo "$HOME/.cache/ccache")
   mkdir -p "$ccache_dir"
   CCACHE_DIR=$ccache_dir ccache --zero-stats >/dev/null
+  # The project's URL as the image's source, or no such label (never a local path).
+  local origin source_label=()
+  origin=$(git remote get-url origin 2>/dev/null || true)
+  if [[ $origin =~ ^https:// ]]; then
+    source_label=(--label "org.opencontainers.image.source=${origin%.git}")
+  fi
   started=$(date +%s)
   "${podman[@]}" build --network host "${limits[@]}" -v "$ccache_dir:/ccache" \
     --build-arg VERSION="$(git describe --always --dirty 2>/dev/null || echo dev)" \
     --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-    --build-arg SOURCE="$(git remote get-url origin 2>/dev/null || pwd)" \
+    "${source_label[@]}" \
     -t "$image" . >/tmp/hospital-image-build.log 2>&1 || {
     tail -n 30 /tmp/hospital-image-build.log
     return 1
@@ -54,5 +60,5 @@ if [[ "$phase" != check-only ]]; then build_image; fi
 if [[ "$phase" == build-only ]]; then exit 0; fi
 
 python3 test/image/check_image.py --image "$image" \
-  --health_probe "$build_dir/src/server_kit/health_probe" \
-  --hospital_call "$build_dir/src/testing_support/hospital_call"
+  --health_probe "$build_dir/bin/health_probe" \
+  --hospital_call "$build_dir/bin/hospital_call"

@@ -76,7 +76,7 @@ start() {
   local name=$1 grpc=$2 metrics=$3 admin=$4
   shift 4
   rm -f "$data/$name.ports"
-  "build/src/$name/$name" --listen="127.0.0.1:$grpc" --metrics_listen="127.0.0.1:$metrics" \
+  "build/bin/$name" --listen="127.0.0.1:$grpc" --metrics_listen="127.0.0.1:$metrics" \
     --admin_listen="127.0.0.1:$admin" --admin_token_file="$data/admin-token" --fault_admin \
     --db="$data/$name.db" --port_file="$data/$name.ports" "$@" 2>>"$data/$name.log" &
   pids+=($!)

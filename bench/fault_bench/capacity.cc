@@ -212,7 +212,7 @@ absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
         [&](double rate) { return DeathStep(options, variant, rate, absl::Seconds(3)); });
     if (!steps.ok()) return steps.status();
     deaths.push_back({variant.name, *std::move(steps)});
-    if (variant.pattern != Pattern::kBroker) continue;
+    if (variant.pattern != Pattern::kAsync) continue;
     // nats-server 2.9 has no setting to sync every write (sync_interval came later); its file
     // store syncs every two minutes.
     std::fprintf(stderr, "capacity: relay drain...\n");

@@ -34,7 +34,7 @@ ABSL_FLAG(std::string, variants,
           "throttled",
           "Comma-separated variants (bench/fault_bench/variant.cc lists them)");
 ABSL_FLAG(std::string, out, "fault-report", "Directory for report.md and results.json");
-ABSL_FLAG(std::string, binary_dir, HOSPITAL_BINARY_DIR "/src", "Where the service binaries are");
+ABSL_FLAG(std::string, binary_dir, HOSPITAL_BINARY_DIR "/bin", "Where the service binaries are");
 ABSL_FLAG(std::string, policy_dir, HOSPITAL_SOURCE_DIR "/bench/policies",
           "Where the variants' policy files are");
 ABSL_FLAG(double, rate_scale, 1.0, "Multiplies every scenario's request rates");
@@ -52,7 +52,7 @@ ABSL_FLAG(std::string, capacity_variant, "resilient,async",
 ABSL_FLAG(int, capacity_repeats, 1,
           "Times each RecordDeath capacity search runs, the variants' order reversed every "
           "other time; above 1 the report adds the medians and their ratio");
-ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/src/testing_support/echo_server",
+ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/bin/echo_server",
           "The echo server of the capacity baseline");
 
 namespace {

@@ -79,23 +79,18 @@ class DatabaseLock final {
   sqlite3* db_ = nullptr;
 };
 
-// The flags all three services start with, for how deaths travel between them.
+// The flags all three services start with, for how deaths travel between them: the pattern,
+// and where to find what it needs.
 std::vector<std::string> PatternFlags(const Variant& variant, const std::string& dir,
                                       const testing_support::NatsServer* broker) {
-  switch (variant.pattern) {
-    case Pattern::kSynchronousCalls:
-      return {};
-    case Pattern::kBroker:
-      return {"--death_workflow=async", absl::StrCat("--nats_url=", broker->url())};
-    case Pattern::kSharedDatabaseBatch:
-      return {"--death_workflow=shared_db_batch"};
-    case Pattern::kDirectDatabaseWrites:
-      return {"--death_workflow=direct_db_write"};
-    case Pattern::kFileDrop:
-      return {"--death_workflow=file_drop", absl::StrCat("--file_drop_dir=", dir, "/drop"),
-              absl::StrCat("--file_drop_interval=", kBatchIntervalSeconds, "s")};
+  std::vector<std::string> flags = {
+      absl::StrCat("--death_workflow=", integration::PatternName(variant.pattern))};
+  if (variant.Needs().broker) flags.push_back(absl::StrCat("--nats_url=", broker->url()));
+  if (variant.Needs().shared_directory) {
+    flags.push_back(absl::StrCat("--file_drop_dir=", dir, "/drop"));
+    flags.push_back(absl::StrCat("--file_drop_interval=", kBatchIntervalSeconds, "s"));
   }
-  return {};
+  return flags;
 }
 
 // The services of one run: patients, morgue and appointments, with the variant's nats-server or
@@ -145,11 +140,11 @@ class System {
       flags.insert(flags.end(), options.service_flags.begin(), options.service_flags.end());
       flags.push_back("--shutdown_grace=2s");
       return std::make_unique<testing_support::ServiceProcess>(
-          absl::StrCat(options.binary_dir, "/", name, "/", name), std::move(flags),
+          absl::StrCat(options.binary_dir, "/", name), std::move(flags),
           absl::StrCat(dir, "/", name, ".log"), absl::StrCat(dir, "/", name, ".ports"),
           /*with_metrics=*/true);
     };
-    if (variant.pattern == Pattern::kBroker) {
+    if (variant.Needs().broker) {
       std::filesystem::create_directories(dir + "/nats");
       broker_ = std::make_unique<testing_support::NatsServer>(dir + "/nats", options.broker_config);
     }
@@ -159,11 +154,11 @@ class System {
     morgue_ = make("morgue", own_morgue_flags);
     appointments_ = make("appointments", messaging);
     std::vector<std::string> patients_flags = variant.patients_flags;
-    if (variant.pattern == Pattern::kDirectDatabaseWrites) {
+    if (variant.Needs().peer_databases && !variant.Needs().batch_job) {
       patients_flags.push_back(absl::StrCat("--morgue_db=", dir, "/morgue.db"));
       patients_flags.push_back(absl::StrCat("--appointments_db=", dir, "/appointments.db"));
     }
-    if (variant.pattern == Pattern::kSharedDatabaseBatch) {
+    if (variant.Needs().batch_job) {
       std::vector<std::string> flags = {
           absl::StrCat("--db=", dir, "/batch_sync.db"),
           absl::StrCat("--patients_db=", dir, "/patients.db"),
@@ -174,7 +169,7 @@ class System {
           "--shutdown_grace=2s"};
       flags.insert(flags.end(), options.service_flags.begin(), options.service_flags.end());
       sync_job_ = std::make_unique<testing_support::ServiceProcess>(
-          absl::StrCat(options.binary_dir, "/batch_sync/batch_sync"), std::move(flags),
+          absl::StrCat(options.binary_dir, "/batch_sync"), std::move(flags),
           dir + "/batch_sync.log", dir + "/batch_sync.ports", /*with_metrics=*/true,
           /*with_admin=*/false);
     }
@@ -476,7 +471,7 @@ absl::Status FillOutbox(const std::string& path, int events) {
 }
 
 // The reason the synchronous death workflow gives when it cancels a patient's appointments
-// (patients/death_workflow.cc).
+// (integration/sync/synchronous_death_workflow.cc).
 constexpr char kDeathCancelReason[] = "patient deceased";
 
 // Reads the morgue's and the appointments service's databases, read-only, to see whether a
@@ -657,15 +652,15 @@ class ScenarioRun final {
   Applications ApplicationsTo(Service target) const {
     const std::string name = ServiceName(target);
     switch (variant_.pattern) {
-      case Pattern::kBroker:
+      case Pattern::kAsync:
         return {target, "hospital_events_consumed_total", absl::StrCat("consumer=\"", name, "\"")};
       case Pattern::kFileDrop:
         return {target, "hospital_file_drop_events_total", absl::StrCat("consumer=\"", name, "\"")};
-      case Pattern::kSharedDatabaseBatch:
+      case Pattern::kSharedDbBatch:
         return {Service::kSyncJob, "hospital_batch_sync_events_total",
                 absl::StrCat("target=\"", name, "\"")};
-      case Pattern::kSynchronousCalls:
-      case Pattern::kDirectDatabaseWrites:
+      case Pattern::kSync:
+      case Pattern::kDirectDbWrite:
         break;
     }
     return {Service::kPatients, "hospital_batch_sync_events_total",
@@ -675,7 +670,7 @@ class ScenarioRun final {
   // Every attempt or delivery of a death to `target` (morgue or appointments) so far, repeats
   // included: the patients service's attempts (synchronous), else every application.
   double Deliveries(Service target) {
-    if (variant_.pattern == Pattern::kSynchronousCalls) {
+    if (variant_.pattern == Pattern::kSync) {
       return Counter(
           Service::kPatients, "resilience_attempts_total",
           {absl::StrCat("method=\"", target == Service::kMorgue ? kAdmitMethod : kCancelMethod,
@@ -760,7 +755,7 @@ class ScenarioRun final {
   // Repeats of a death that a downstream recognised (deliveries) and effects applied more than
   // once, from the counters of whoever applies them.
   void MeasureDuplicates() {
-    if (variant_.pattern == Pattern::kSynchronousCalls) {
+    if (variant_.pattern == Pattern::kSync) {
       result_.duplicate_deliveries =
           std::max(0.0, Counter(Service::kMorgue, "hospital_morgue_admissions_total",
                                 {"result=\"already_admitted\""})) +
@@ -827,7 +822,7 @@ class ScenarioRun final {
   // synchronous ones: wait for them (up to 10 s), so that the load's figures count only its own
   // work.
   void AwaitWarmUpEffects() {
-    if (variant_.pattern == Pattern::kSynchronousCalls) return;
+    if (variant_.pattern == Pattern::kSync) return;
     EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     for (int i = deaths_; i < deaths_ + warmup_deaths_ && absl::Now() < give_up;) {
@@ -961,7 +956,7 @@ class ScenarioRun final {
         appointments_v1::AppointmentsService::NewStub(system_.Channel(Service::kAppointments));
     std::mt19937 random(7);
     const bool periodic =
-        variant_.pattern == Pattern::kSharedDatabaseBatch || variant_.pattern == Pattern::kFileDrop;
+        variant_.pattern == Pattern::kSharedDbBatch || variant_.pattern == Pattern::kFileDrop;
     const int lookback =
         periodic ? static_cast<int>(2.5 * kBatchIntervalSeconds * scenario_.deaths_per_second) : 3;
     const int actions = static_cast<int>(scenario_.user_actions_per_second *
@@ -1100,7 +1095,7 @@ class ScenarioRun final {
   // drop's consumers keep no such gauge: the files waiting are the outbox's published events).
   void SampleBacklog(const std::string& patients_scrape) {
     double consumers = 0;
-    if (variant_.pattern == Pattern::kBroker) {
+    if (variant_.pattern == Pattern::kAsync) {
       for (Service service : {Service::kMorgue, Service::kAppointments}) {
         if (const absl::StatusOr<std::string> scrape = Scrape(service); scrape.ok()) {
           consumers = std::max(

@@ -18,7 +18,7 @@
 namespace fault_bench {
 
 struct RunOptions {
-  std::string binary_dir;  // Holds patients/patients, morgue/morgue, appointments/appointments.
+  std::string binary_dir;  // Holds patients, morgue, appointments, batch_sync.
   std::string work_dir;    // Fresh databases and logs go below it.
   // Extra flags for all three services, e.g. --sqlite_synchronous=NORMAL.
   std::vector<std::string> service_flags;

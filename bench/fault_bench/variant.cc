@@ -13,10 +13,7 @@ namespace {
 
 Variant Synchronous(const std::string& name, const std::string& summary,
                     const std::string& policy_dir) {
-  return {name,
-          summary,
-          {"--death_workflow=sync",
-           absl::StrCat("--resilience_policy=", policy_dir, "/", name, ".json")}};
+  return {name, summary, {absl::StrCat("--resilience_policy=", policy_dir, "/", name, ".json")}};
 }
 
 }  // namespace
@@ -35,49 +32,46 @@ std::vector<Variant> Variants(const std::string& policy_dir) {
        "transactional outbox in patients, NATS JetStream, idempotent consumers in morgue and "
        "appointments",
        // The policy governs only what synchronous deaths left behind (none here).
-       {"--death_workflow=async",
-        absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
-       Pattern::kBroker},
+       {absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
+       Pattern::kAsync},
       {"shared_db_batch",
        absl::StrFormat("a batch job (batch_sync) reads new deaths from the patients database "
                        "every %g s and writes them into the morgue's and appointments' "
                        "databases, remembering its position in its own",
                        kBatchIntervalSeconds),
-       {"--death_workflow=shared_db_batch"},
-       Pattern::kSharedDatabaseBatch},
+       {},
+       Pattern::kSharedDbBatch},
       {"direct_db_write",
        "the patients service writes each death into the morgue's and appointments' databases "
        "itself before it answers (1 s busy timeout; what it cannot write, it writes in the "
        "background and answers PENDING)",
-       {"--death_workflow=direct_db_write", "--direct_write_busy_timeout=1s"},
-       Pattern::kDirectDatabaseWrites},
+       {"--direct_write_busy_timeout=1s"},
+       Pattern::kDirectDbWrite},
       {"file_drop",
        absl::StrFormat("the patients service's outbox relay writes new deaths as one file every "
                        "%g s into a shared directory; morgue and appointments poll it every %g s "
                        "and apply each file in one transaction",
                        kBatchIntervalSeconds, kBatchIntervalSeconds),
-       {"--death_workflow=file_drop"},
+       {},
        Pattern::kFileDrop},
       {"hedged",
        "resilient, with AdmitDeceased hedged instead of retried: another attempt after 20 ms "
        "without an answer (or at once after a timed-out one), up to 3, the first answer wins",
-       {"--death_workflow=sync", absl::StrCat("--resilience_policy=", policy_dir, "/hedged.json")},
-       Pattern::kSynchronousCalls,
+       {absl::StrCat("--resilience_policy=", policy_dir, "/hedged.json")},
+       Pattern::kSync,
        /*opt_in=*/true},
       {"resilient-tls",
        "resilient, with every listener and channel on mutual TLS and the production caller "
        "policies on morgue and appointments",
-       {"--death_workflow=sync",
-        absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
-       Pattern::kSynchronousCalls,
+       {absl::StrCat("--resilience_policy=", policy_dir, "/resilient.json")},
+       Pattern::kSync,
        /*opt_in=*/true,
        /*tls=*/true},
       {"throttled",
        "resilient, with client-side adaptive throttling (k = 2, 10 s window) before every "
        "attempt",
-       {"--death_workflow=sync",
-        absl::StrCat("--resilience_policy=", policy_dir, "/throttled.json")},
-       Pattern::kSynchronousCalls,
+       {absl::StrCat("--resilience_policy=", policy_dir, "/throttled.json")},
+       Pattern::kSync,
        /*opt_in=*/true},
   };
 }

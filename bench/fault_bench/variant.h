@@ -7,33 +7,20 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "integration/pattern.h"
 
 namespace fault_bench {
 
-// How a death reaches the morgue and the appointments service.
-enum class Pattern {
-  // The patients service calls them (gRPC) before it answers.
-  kSynchronousCalls,
-  // Transactional outbox, NATS JetStream, idempotent consumers: a nats-server runs beside the
-  // services, and all three get --death_workflow=async and its URL.
-  kBroker,
-  // The patients service records the death in its own database; a batch_sync process copies
-  // deaths into the other two databases every interval.
-  kSharedDatabaseBatch,
-  // The patients service writes the death into the other two databases itself before it
-  // answers.
-  kDirectDatabaseWrites,
-  // The patients service's outbox relay writes deaths to files in a shared directory every
-  // interval; the morgue and the appointments service poll it.
-  kFileDrop,
-};
+// How a death reaches the morgue and the appointments service: the services' own list of
+// patterns (src/integration/pattern.h), and what each needs started beside them.
+using integration::Pattern;
 
 struct Variant {
   std::string name;     // "resilient"
   std::string summary;  // One line for the report.
   // Flags the patients service starts with, which configure the integration.
   std::vector<std::string> patients_flags;
-  Pattern pattern = Pattern::kSynchronousCalls;
+  Pattern pattern = Pattern::kSync;
   // Runs only in the scenarios that name it (Scenario::runs_on): a policy built for one kind
   // of fault (hedging for a slow tail, throttling for overload) rather than a way to integrate.
   bool opt_in = false;
@@ -45,11 +32,10 @@ struct Variant {
   // The morgue's and appointments' databases are written by another process (the patients
   // service or the batch job): their own processes, and faults injected into them, are not on
   // a death's path; their databases are.
-  bool WritesOtherDatabases() const {
-    return pattern == Pattern::kSharedDatabaseBatch || pattern == Pattern::kDirectDatabaseWrites;
-  }
+  bool WritesOtherDatabases() const { return Needs().peer_databases; }
   // Events through the patients service's outbox (broker, file drop).
-  bool UsesOutbox() const { return pattern == Pattern::kBroker || pattern == Pattern::kFileDrop; }
+  bool UsesOutbox() const { return Needs().outbox; }
+  const integration::PatternNeeds& Needs() const { return integration::Describe(pattern).needs; }
 };
 
 // How often the batch variants move deaths (batch_sync's --sync_interval, the file drop's

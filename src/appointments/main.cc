@@ -2,7 +2,7 @@
 #include "appointments/appointments_repository.h"
 #include "appointments/appointments_service.h"
 #include "appointments/patient_died_handler.h"
-#include "messaging/consumer_setup.h"
+#include "integration/consumer_factory.h"
 #include "server_kit/service_main.h"
 
 int main(int argc, char** argv) {
@@ -10,7 +10,8 @@ int main(int argc, char** argv) {
       "appointments",
       "The appointments service: schedules visits; cancels those of deceased patients.\n"
       "Usage: appointments [--listen=0.0.0.0:50053] [--metrics_listen=0.0.0.0:9093] "
-      "[--db=appointments.db] [--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
+      "[--db=appointments.db] [--death_workflow=sync|async|file_drop] "
+      "[--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50053",
       "127.0.0.1:50063",
       "0.0.0.0:9093",
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
         context.server.RegisterService(
             service, hospital::appointments::v1::AppointmentsService::service_full_name());
         auto* handler = context.Keep(std::make_unique<appointments::PatientDiedHandler>());
-        return messaging::SetUpEventConsumer(context, "appointments", *handler,
-                                             appointments::kPatientDiedFaultMethod);
+        return integration::SetUpEventConsumer(context, "appointments", *handler,
+                                               appointments::kPatientDiedFaultMethod);
       });
 }

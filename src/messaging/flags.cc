@@ -1,28 +1,8 @@
 #include "messaging/flags.h"
 
-#include <filesystem>
-
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 
-ABSL_FLAG(std::string, death_workflow, "sync",
-          "How a recorded death reaches morgue and appointments: sync (patients calls both over "
-          "gRPC and undoes its work if either fails), async (patients commits the death with an "
-          "event in its outbox and publishes it to NATS JetStream; morgue and appointments "
-          "consume it), shared_db_batch (patients records the death only; the batch_sync job "
-          "copies it into the other two databases), direct_db_write (patients writes it into "
-          "the other two databases itself) or file_drop (patients writes events as files into "
-          "--file_drop_dir, which the other two poll). Give all three services the same value.");
-ABSL_FLAG(std::string, file_drop_dir, "",
-          "With --death_workflow=file_drop: the directory the three services share (created if "
-          "missing)");
-ABSL_FLAG(absl::Duration, file_drop_interval, absl::Seconds(1),
-          "With --death_workflow=file_drop: how often files are written (patients) and read "
-          "(morgue, appointments)");
-ABSL_FLAG(std::vector<std::string>, file_drop_consumers,
-          std::vector<std::string>({"morgue", "appointments"}),
-          "With --death_workflow=file_drop (patients): the consumers whose done markers a file "
-          "waits for before it is deleted");
 ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
           "NATS server URL(s), comma-separated (used with --death_workflow=async)");
 ABSL_FLAG(std::string, nats_tls_ca, "",
@@ -54,19 +34,6 @@ ABSL_FLAG(int, nats_fetch_batch, 64,
           "Consumers: events fetched and applied in one local transaction");
 
 namespace messaging {
-
-absl::StatusOr<DeathWorkflowMode> DeathWorkflowFromFlags() {
-  const std::string mode = absl::GetFlag(FLAGS_death_workflow);
-  if (mode == "sync") return DeathWorkflowMode::kSync;
-  if (mode == "async") return DeathWorkflowMode::kAsync;
-  if (mode == "shared_db_batch") return DeathWorkflowMode::kSharedDbBatch;
-  if (mode == "direct_db_write") return DeathWorkflowMode::kDirectDbWrite;
-  if (mode == "file_drop") return DeathWorkflowMode::kFileDrop;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--death_workflow: must be sync, async, shared_db_batch, direct_db_write or file_drop, "
-      "got \"",
-      mode, "\""));
-}
 
 NatsClientOptions NatsClientOptionsFromFlags(const std::string& client_name) {
   NatsClientOptions options;
@@ -126,32 +93,6 @@ absl::StatusOr<int> FetchBatchFromFlags() {
         absl::StrCat("--nats_fetch_batch: must be 1 to 1024, got ", batch));
   }
   return batch;
-}
-
-absl::StatusOr<FileDropSettings> FileDropSettingsFromFlags() {
-  FileDropSettings settings;
-  settings.directory = absl::GetFlag(FLAGS_file_drop_dir);
-  if (settings.directory.empty()) {
-    return absl::InvalidArgumentError("--file_drop_dir: required with --death_workflow=file_drop");
-  }
-  std::error_code error;
-  std::filesystem::create_directories(settings.directory, error);
-  if (error) {
-    return absl::InvalidArgumentError(absl::StrCat("--file_drop_dir: cannot create \"",
-                                                   settings.directory, "\": ", error.message()));
-  }
-  settings.interval = absl::GetFlag(FLAGS_file_drop_interval);
-  if (settings.interval < absl::Milliseconds(10)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--file_drop_interval: must be at least 10ms, "
-                     "got ",
-                     absl::FormatDuration(settings.interval)));
-  }
-  settings.consumers = absl::GetFlag(FLAGS_file_drop_consumers);
-  if (settings.consumers.empty()) {
-    return absl::InvalidArgumentError("--file_drop_consumers: name at least one");
-  }
-  return settings;
 }
 
 }  // namespace messaging

@@ -1,6 +1,6 @@
 // The morgue service binary. `morgue --help` lists the flags.
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
-#include "messaging/consumer_setup.h"
+#include "integration/consumer_factory.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/morgue_service.h"
 #include "morgue/patient_died_handler.h"
@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
       "morgue",
       "The morgue service: admits deceased patients and releases them to funeral homes.\n"
       "Usage: morgue [--listen=0.0.0.0:50052] [--metrics_listen=0.0.0.0:9092] [--db=morgue.db] "
-      "[--death_workflow=sync|async] [--nats_url=nats://127.0.0.1:4222]",
+      "[--death_workflow=sync|async|file_drop] [--nats_url=nats://127.0.0.1:4222]",
       "0.0.0.0:50052",
       "127.0.0.1:50062",
       "0.0.0.0:9092",
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
         context.server.RegisterService(service,
                                        hospital::morgue::v1::MorgueService::service_full_name());
         auto* handler = context.Keep(std::make_unique<morgue::PatientDiedHandler>());
-        return messaging::SetUpEventConsumer(context, "morgue", *handler,
-                                             morgue::kPatientDiedFaultMethod);
+        return integration::SetUpEventConsumer(context, "morgue", *handler,
+                                               morgue::kPatientDiedFaultMethod);
       });
 }

@@ -1,54 +1,21 @@
-// How a recorded death reaches the morgue and the appointments service.
-//
-// DeathWorkflow is the seam where integration styles plug in: SynchronousDeathWorkflow (below)
-// calls both services over gRPC while the caller waits, and undoes its work like a saga when
-// one fails; an asynchronous variant (a transactional outbox relayed to a message broker) can
-// implement the same interface and be chosen by the --death_workflow flag.
-//
-// The synchronous saga, step by step:
-//   0. If a downstream's circuit breaker is open, the call fails at once with UNAVAILABLE
-//      naming it, and nothing changes anywhere.
-//   1. One local transaction marks the patient DECEASED and records a PENDING workflow with a
-//      fresh workflow id (a partial unique index allows one pending-or-completed death per
-//      patient, so concurrent requests cannot both start).
-//   2. The morgue admission and the appointments cancellation are sent concurrently through the
-//      resilience library, with the workflow id as idempotency key; the call takes as long as
-//      the slower of the two.
-//   3. Both succeed: the workflow is COMPLETED and its response stored, so that a repeated
-//      RecordDeath returns the original result. The morgue's admission was provisional (the
-//      body cannot be released while the workflow may still be undone); the same transaction
-//      records its confirmation as owed, and ConfirmAdmission is sent before the caller is
-//      answered (and retried in the background until the morgue acknowledges it).
-//   4. Either fails: one transaction makes the patient ALIVE again, marks the workflow
-//      COMPENSATING and records both undo calls as owed (both, because a call that failed may
-//      still have been applied, or may arrive late; the downstream undo operations are
-//      idempotent and remember undone workflows). The undo calls are tried at once within the
-//      caller's deadline, then retried in the background with backoff until they succeed.
-//      The caller gets UNAVAILABLE naming the service that failed.
-//   5. A PENDING workflow left by a crashed process is rolled forward in the background: the
-//      same idempotent calls are sent again, then step 3 or 4 follows.
+// The seam where the integration patterns plug into the patients service: PatientsService
+// validates a RecordDeath request and hands it to the DeathWorkflow of --death_workflow, built by
+// the pattern's module (src/integration/<pattern>/, chosen in src/integration/producer_factory.h).
+// Each pattern decides how the morgue and the appointments service learn of the death; what they
+// share is the local record of it (PatientsRepository) and how a death already standing is
+// answered (below).
 #ifndef HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
 #define HOSPITAL_SRC_PATIENTS_DEATH_WORKFLOW_H_
 
-#include <optional>
-#include <set>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
+#include <prometheus/family.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/clock.h"
-#include "base/periodic_thread.h"
-#include "base/sync.h"
 #include "hospital/patients/v1/patients.pb.h"
-#include "patients/downstreams.h"
 #include "patients/patients_repository.h"
-#include "resilience/backoff.h"
 
 namespace patients {
 
@@ -59,13 +26,6 @@ struct DeathRequest {
   std::string cause;
 };
 
-// The answer to a RecordDeath that found the patient's death already standing (any kind but
-// kStarted): the stored response marked replayed, or ABORTED (another request is recording it)
-// or UNAVAILABLE (an earlier attempt is still being undone). Counts it in `deaths` by result.
-absl::StatusOr<v1::RecordDeathResponse> AnswerStandingDeath(
-    BeginDeathResult& standing, const std::string& patient_id,
-    prometheus::Family<prometheus::Counter>& deaths);
-
 class DeathWorkflow {
  public:
   virtual ~DeathWorkflow() = default;
@@ -75,77 +35,27 @@ class DeathWorkflow {
                                                               absl::Time parent_deadline) = 0;
 };
 
-struct SynchronousDeathWorkflowOptions {
-  // How often the background pass runs.
-  absl::Duration reconcile_interval = absl::Seconds(1);
-  // The background pass works on this many workflows at once, and gives each call at most
-  // recovery_deadline (the policy's own timeout may be shorter): a stalled downstream delays
-  // the other recoveries by no more than that.
-  int recovery_parallelism = 16;
-  absl::Duration recovery_deadline = absl::Seconds(10);
-  // Backoff of a failed undo call or confirmation (full jitter, as the resilience library's
-  // retries).
-  resilience::BackoffConfig compensation_backoff = {absl::Milliseconds(500), absl::Seconds(30),
-                                                    2.0};
+// The answer to a RecordDeath that found the patient's death already standing (any kind but
+// kStarted): the stored response marked replayed, or ABORTED (another request is recording it)
+// or UNAVAILABLE (an earlier attempt is still being undone). Counts it in `deaths` by result.
+absl::StatusOr<v1::RecordDeathResponse> AnswerStandingDeath(
+    BeginDeathResult& standing, const std::string& patient_id,
+    prometheus::Family<prometheus::Counter>& deaths);
+
+// The first step of every pattern that answers once the death is committed here (all but
+// sync): one transaction records the death as COMPLETED (RecordDeathWithEvent; with a
+// PatientDied event in the outbox when `with_event`), under a fresh workflow id.
+struct CommittedDeath {
+  // False: the death was already standing and `response` is the answer to it (counted).
+  bool new_death = false;
+  v1::RecordDeathResponse response;
 };
-
-class SynchronousDeathWorkflow final : public DeathWorkflow {
- public:
-  // Everything passed in must outlive this object.
-  SynchronousDeathWorkflow(PatientsRepository& repository, Downstreams& downstreams,
-                           base::Environment environment, prometheus::Registry& metrics,
-                           SynchronousDeathWorkflowOptions options = {});
-  ~SynchronousDeathWorkflow() override;
-
-  absl::StatusOr<v1::RecordDeathResponse> RecordDeath(const DeathRequest& request,
-                                                      absl::Time parent_deadline) override;
-
-  // One background pass: retries due undo calls and confirmations and rolls forward orphaned
-  // workflows, each
-  // only once claimed (a workflow a request is driving is left to it), several at once.
-  void ReconcileOnce();
-  // Runs ReconcileOnce every reconcile_interval on a thread of its own, until Stop.
-  void StartBackground();
-  void Stop();
-
- private:
-  struct Outcome;
-  // Sends both forward calls and waits for them.
-  Outcome CallDownstreams(const std::string& workflow_id, const DeathRequest& request,
-                          absl::Time parent_deadline);
-  // Steps 3 and 4 for a workflow whose forward calls have returned.
-  absl::StatusOr<v1::RecordDeathResponse> Conclude(const std::string& workflow_id,
-                                                   const DeathRequest& request,
-                                                   const v1::Patient& patient,
-                                                   const Outcome& outcome,
-                                                   absl::Time parent_deadline);
-  // Sends the owed undo calls concurrently, waits, and records each result.
-  void Compensate(const std::string& workflow_id, const std::string& patient_id,
-                  const std::vector<DueCompensation>& owed, absl::Time parent_deadline);
-  // Sends one owed ConfirmAdmission, waits, and records the result.
-  void Confirm(const DueConfirmation& owed, absl::Time deadline);
-  // Rolls forward a claimed PENDING workflow left by a process that died.
-  void RollForward(const DeathWorkflowRow& orphan, absl::Time deadline);
-  bool MarkInFlight(const std::string& workflow_id);
-  void ClearInFlight(const std::string& workflow_id);
-
-  PatientsRepository& repository_;
-  Downstreams& downstreams_;
-  const base::Environment environment_;
-  const SynchronousDeathWorkflowOptions options_;
-  prometheus::Family<prometheus::Counter>& deaths_;
-  prometheus::Family<prometheus::Counter>& compensations_;
-  prometheus::Gauge& compensations_pending_;
-  prometheus::Family<prometheus::Counter>& confirmations_;
-  prometheus::Gauge& confirmations_pending_;
-  prometheus::Counter& rolled_forward_;
-
-  base::Mutex mutex_;
-  // Workflows a request or the background pass is driving now; the background pass leaves
-  // them alone.
-  std::set<std::string> in_flight_ ABSL_GUARDED_BY(mutex_);
-  std::optional<base::PeriodicThread> background_;
-};
+// An error (counted as "error" in `deaths`) changed nothing; so does a standing death (answered
+// by AnswerStandingDeath). A new death is left for the caller to count, by how it ended.
+absl::StatusOr<CommittedDeath> CommitDeath(PatientsRepository& repository,
+                                           const DeathRequest& request, bool with_event,
+                                           absl::Time now,
+                                           prometheus::Family<prometheus::Counter>& deaths);
 
 }  // namespace patients
 

@@ -2,7 +2,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
-#include "batch_sync/batch_sync.h"
 #include "messaging/outbox.h"
 #include "server_kit/rpc_support.h"
 
@@ -217,7 +216,7 @@ const std::vector<std::string>& Migrations() {
       )sql",
       // v5: how far deaths have been written into the other services' databases
       // (--death_workflow=direct_db_write).
-      batch_sync::kPositionsMigration,
+      kCopyPositionsMigration,
   };
   return *migrations;
 }

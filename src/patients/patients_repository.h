@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "hospital/patients/v1/events.pb.h"
 #include "hospital/patients/v1/patients.pb.h"
+#include "patients/shared_schema.h"
 #include "server_kit/sqlite.h"
 
 namespace patients {
@@ -26,8 +27,8 @@ inline constexpr char kPatientDiedSubject[] = "hospital.patients.v1.patient_died
 
 // States of a death workflow.
 enum class WorkflowState {
-  kPending = 1,       // Patient marked deceased; downstream calls under way.
-  kCompleted = 2,     // Both downstreams confirmed; `result` holds the response.
+  kPending = 1,                          // Patient marked deceased; downstream calls under way.
+  kCompleted = kCompletedWorkflowState,  // Both downstreams confirmed; `result` holds it.
   kCompensating = 3,  // A downstream failed; the patient is alive again; undo calls owed.
   kCompensated = 4,   // Every undo call succeeded.
 };
@@ -99,7 +100,7 @@ class PatientsRepository final {
   // standing death gives kAlreadyRecorded (its response), kInProgress or kCompensationPending
   // as BeginDeath does, and nothing changes.
   // With `with_event` false no event is appended: another process reads completed workflows
-  // from this database itself (the shared-database batch job, src/batch_sync).
+  // from this database itself (the shared-database batch job, src/integration/shared_db_batch).
   absl::StatusOr<BeginDeathResult> RecordDeathWithEvent(const std::string& patient_id,
                                                         const std::string& event_id,
                                                         absl::Time time_of_death,

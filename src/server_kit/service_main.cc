@@ -11,6 +11,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -306,6 +307,11 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   // callbacks run while it closes).
   std::shared_ptr<prometheus::Registry> registry;
   std::vector<std::shared_ptr<void>> kept;  // Outlives the server, which refers to its contents.
+  // After the server, the kept objects go in reverse order: what was kept later may use what was
+  // kept before it (a module's runtime, the environment whose timers it uses).
+  absl::Cleanup release_kept_in_reverse = [&kept] {
+    while (!kept.empty()) kept.pop_back();
+  };
   Server server(flags.server);
   registry = server.shared_metrics();
   ServiceContext context(database, server, kept);

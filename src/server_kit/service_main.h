@@ -71,7 +71,8 @@ class ServiceContext final {
   std::vector<std::function<void()>> on_shutdown;
 
   // Keeps `object` alive until after the server is destroyed and before the database closes
-  // (services and what they use), and returns it.
+  // (services and what they use), and returns it. Kept objects are destroyed in the reverse
+  // order of their Keep, so an object may use what was kept before it.
   template <typename T>
   T* Keep(std::unique_ptr<T> object) {
     T* raw = object.get();

@@ -157,7 +157,7 @@ absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::st
 }
 
 std::string BinaryPath(const std::string& name) {
-  return absl::StrCat(HOSPITAL_BINARY_DIR, "/src/", name, "/", name);
+  return absl::StrCat(HOSPITAL_BINARY_DIR, "/bin/", name);
 }
 
 std::string SourcePath(const std::string& relative) {

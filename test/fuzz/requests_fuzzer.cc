@@ -18,12 +18,12 @@
 #include "appointments/appointments_repository.h"
 #include "appointments/appointments_service.h"
 #include "base/testing/fake_environment.h"
+#include "integration/sync/synchronous_death_workflow.h"
 #include "messaging/inbox.h"
 #include "messaging/inbox_service.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/morgue_service.h"
 #include "morgue/patient_died_handler.h"
-#include "patients/death_workflow.h"
 #include "patients/patients_repository.h"
 #include "patients/patients_service.h"
 #include "server_kit/sqlite.h"
@@ -37,7 +37,7 @@ namespace patients_v1 = hospital::patients::v1;
 
 // Downstreams that accept every call at once: the fuzzer exercises the patients service's own
 // handling, not the network.
-class AcceptingDownstreams final : public patients::Downstreams {
+class AcceptingDownstreams final : public integration::sync::Downstreams {
  public:
   std::string RejectingTarget() override { return ""; }
   void AdmitDeceased(const morgue_v1::AdmitDeceasedRequest&, absl::Time,
@@ -130,7 +130,7 @@ struct System {
   patients::PatientsRepository patients_repository;
   morgue::MorgueRepository morgue_repository;
   appointments::AppointmentsRepository appointments_repository;
-  patients::SynchronousDeathWorkflow workflow;
+  integration::sync::SynchronousDeathWorkflow workflow;
   patients::PatientsService patients_service;
   morgue::MorgueService morgue_service;
   appointments::AppointmentsService appointments_service;

@@ -72,10 +72,17 @@ def check_contents(image):
     print(f"ldd: every library found for {binaries}", flush=True)
     labels = json.loads(run(PODMAN + ["image", "inspect", "--format", "{{json .Labels}}",
                                       image]).stdout) or {}
-    for label in ("org.opencontainers.image.source", "org.opencontainers.image.version",
-                  "org.opencontainers.image.licenses", "org.opencontainers.image.revision"):
+    for label in ("org.opencontainers.image.version", "org.opencontainers.image.licenses",
+                  "org.opencontainers.image.revision"):
         if not labels.get(label):
             fail(f"label {label} missing")
+    if labels.get("org.opencontainers.image.licenses") != "Apache-2.0":
+        fail(f"licence label {labels.get('org.opencontainers.image.licenses')!r}, not the "
+             "repository's (Apache-2.0, LICENSE)")
+    # The project's URL, or no source label at all: never a path on the machine that built it.
+    source = labels.get("org.opencontainers.image.source")
+    if source is not None and not source.startswith("https://"):
+        fail(f"source label {source!r} is not the project's URL")
     print(f"labels: { {k: v for k, v in labels.items() if k.startswith('org.opencontainers')} }",
           flush=True)
 

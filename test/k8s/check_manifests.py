@@ -259,7 +259,7 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
     """Starts the binary with the manifest's flags and asks its health service."""
     name = sts["metadata"]["name"]
     where = f"{overlay}: {name} binary"
-    binary = os.path.join(build, "src", name, name)
+    binary = os.path.join(build, "bin", name)
     work = tempfile.mkdtemp(dir=scratch)
     argv = [binary]
     for arg in container.get("args", []):
@@ -301,7 +301,7 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
     with open(log_path, "w") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        probe = os.path.join(build, "src", "server_kit", "health_probe")
+        probe = os.path.join(build, "bin", "health_probe")
         for service in sorted(PROBE_SERVICES):
             deadline = time.time() + 15
             while True:

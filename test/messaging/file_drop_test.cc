@@ -22,14 +22,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/testing/fake_environment.h"
-#include "messaging/file_drop.h"
+#include "integration/file_drop/file_drop.h"
 #include "server_kit/sqlite.h"
 #include "testing_support/metrics_reader.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
-using messaging::FileDropConsumer;
+using integration::file_drop::FileDropConsumer;
 using messaging::PendingEvent;
 using server_kit::Database;
 
@@ -70,14 +70,14 @@ struct Fixture {
     database = *std::move(opened);
     inbox.emplace(*database, handler, clock);
     consumer.emplace(*inbox, registry,
-                     messaging::FileDropConsumerOptions{drop, "morgue", absl::Seconds(1), &faults,
-                                                        kFaultMethod});
+                     integration::file_drop::FileDropConsumerOptions{
+                         drop, "morgue", absl::Seconds(1), &faults, kFaultMethod});
   }
   // Writes a file of events `first`..`last` as the producer does.
   void Produce(std::int64_t first, std::int64_t last) {
     std::vector<PendingEvent> events;
     for (std::int64_t s = first; s <= last; ++s) events.push_back(Pending(s));
-    messaging::FileDropPublisher publisher(drop, clock);
+    integration::file_drop::FileDropPublisher publisher(drop, clock);
     for (const absl::Status& status : publisher.Publish(events)) REQUIRE(status.ok());
   }
   int Effects() {
@@ -116,8 +116,10 @@ struct Fixture {
 
 TEST_CASE("an event file decodes to what was encoded, and any damage is found", "[file_drop]") {
   base::testing::FakeClock clock;
-  const std::string bytes = messaging::EncodeEventFile({Pending(1), Pending(2)}, clock.Now());
-  absl::StatusOr<std::vector<messaging::InboundEvent>> events = messaging::DecodeEventFile(bytes);
+  const std::string bytes =
+      integration::file_drop::EncodeEventFile({Pending(1), Pending(2)}, clock.Now());
+  absl::StatusOr<std::vector<messaging::InboundEvent>> events =
+      integration::file_drop::DecodeEventFile(bytes);
   REQUIRE(events.ok());
   REQUIRE(events->size() == 2);
   CHECK((*events)[1].event_id == "e-2");
@@ -127,11 +129,12 @@ TEST_CASE("an event file decodes to what was encoded, and any damage is found", 
     std::string damaged = bytes;
     damaged[i] = static_cast<char>(damaged[i] ^ 0x40);
     INFO("byte " << i);
-    CHECK(messaging::DecodeEventFile(damaged).status().code() == absl::StatusCode::kDataLoss);
+    CHECK(integration::file_drop::DecodeEventFile(damaged).status().code() ==
+          absl::StatusCode::kDataLoss);
   }
   for (std::size_t length = 0; length < bytes.size(); ++length) {
     INFO("cut at " << length);
-    CHECK(messaging::DecodeEventFile(bytes.substr(0, length)).status().code() ==
+    CHECK(integration::file_drop::DecodeEventFile(bytes.substr(0, length)).status().code() ==
           absl::StatusCode::kDataLoss);
   }
 }
@@ -273,7 +276,7 @@ TEST_CASE("a consumer polling while a large file is written never reads it in pa
   std::atomic<bool> written{false};
   std::vector<absl::Status> results;
   std::thread producer([&] {
-    messaging::FileDropPublisher publisher(f.drop, f.clock);
+    integration::file_drop::FileDropPublisher publisher(f.drop, f.clock);
     results = publisher.Publish(events);
     written.store(true);
   });
@@ -311,11 +314,11 @@ TEST_CASE("a file is cleaned up once every consumer has marked it", "[file_drop]
   f.Produce(1, 1);
   REQUIRE(f.consumer->RunOnce().ok());
   const std::vector<std::string> consumers = {"morgue", "appointments"};
-  CHECK(*messaging::RemoveConsumedFiles(f.drop, consumers) == 0);
+  CHECK(*integration::file_drop::RemoveConsumedFiles(f.drop, consumers) == 0);
   CHECK(f.Files(f.drop).size() == 2);
   const std::string name = f.Files(f.drop).front();
-  REQUIRE(messaging::WriteFileDurably(f.drop, name + ".done-appointments", "").ok());
-  CHECK(*messaging::RemoveConsumedFiles(f.drop, consumers) == 1);
+  REQUIRE(integration::file_drop::WriteFileDurably(f.drop, name + ".done-appointments", "").ok());
+  CHECK(*integration::file_drop::RemoveConsumedFiles(f.drop, consumers) == 1);
   CHECK(f.Files(f.drop).empty());
 }
 

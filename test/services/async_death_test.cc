@@ -10,11 +10,11 @@
 #include "appointments/patient_died_handler.h"
 #include "base/testing/fake_environment.h"
 #include "hospital/patients/v1/events.pb.h"
+#include "integration/local_death_workflow.h"
 #include "messaging/inbox.h"
 #include "messaging/outbox.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/patient_died_handler.h"
-#include "patients/async_death_workflow.h"
 #include "patients/patients_repository.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
@@ -53,7 +53,8 @@ TEST_CASE("an async death commits the patient's state, a completed workflow and 
   base::testing::FakeClock clock(kNow);
   prometheus::Registry metrics;
   int commits = 0;
-  patients::AsynchronousDeathWorkflow workflow(repository, clock, metrics, [&] { ++commits; });
+  integration::LocalDeathWorkflow workflow(repository, clock, metrics,
+                                           integration::DeathDelivery::kOutbox, [&] { ++commits; });
 
   const patients::DeathRequest request{"p-1", kNow - absl::Hours(1), "stroke"};
   absl::StatusOr<patients_v1::RecordDeathResponse> recorded =
@@ -101,7 +102,8 @@ TEST_CASE("an async death refused changes nothing and appends no event", "[async
   REQUIRE(repository.Create(NewPatient("p-1"), kNow).ok());
   base::testing::FakeClock clock(kNow);
   prometheus::Registry metrics;
-  patients::AsynchronousDeathWorkflow workflow(repository, clock, metrics, [] {});
+  integration::LocalDeathWorkflow workflow(repository, clock, metrics,
+                                           integration::DeathDelivery::kOutbox);
   // Before the date of birth.
   absl::StatusOr<patients_v1::RecordDeathResponse> early = workflow.RecordDeath(
       {"p-1", absl::FromCivil(absl::CivilDay(1980, 1, 1), absl::UTCTimeZone()), "x"},

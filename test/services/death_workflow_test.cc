@@ -1,6 +1,6 @@
 // The synchronous death workflow's decisions, with scripted downstreams and a real database in
 // a temporary directory.
-#include "patients/death_workflow.h"
+#include "integration/sync/synchronous_death_workflow.h"
 
 #include <atomic>
 #include <deque>
@@ -14,8 +14,10 @@
 #include "base/testing/fake_environment.h"
 #include "testing_support/service_process.h"
 
-namespace patients {
+namespace integration::sync {
 namespace {
+
+using patients::Migrations;
 
 // Answers each call at once with the next scripted status for its method (OK when none).
 // Thread-safe: the background pass works on several workflows at once.
@@ -396,4 +398,4 @@ TEST_CASE("a death before the date of birth is refused and changes nothing", "[w
 }
 
 }  // namespace
-}  // namespace patients
+}  // namespace integration::sync
