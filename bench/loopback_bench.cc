@@ -8,12 +8,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <grpcpp/create_channel.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "resilience/grpc_call.h"
 #include "server_kit/tls.h"
@@ -99,38 +104,98 @@ void PrintRatios(const std::vector<double>& raw_rates, const std::vector<double>
               *std::max_element(round_ratios.begin(), round_ratios.end()));
 }
 
-}  // namespace
+// Issues one call; `done(ok)` runs when it completes.
+using Issue = std::function<void(std::function<void(bool)>&)>;
 
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+// A raw asynchronous call on `stub` with a 1 s deadline, copying `request` into per-call state
+// (an asynchronous call must keep its request alive until it completes).
+Issue RawCalls(echo::v1::EchoService::Stub* stub, const EchoRequest& request) {
+  struct RawCall {
+    grpc::ClientContext context;
+    EchoRequest request;
+    EchoResponse response;
+  };
+  return [stub, request](std::function<void(bool)>& done) {
+    auto* call = new RawCall;
+    call->request = request;
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    stub->async()->Echo(&call->context, &call->request, &call->response,
+                        [call, &done](grpc::Status status) {
+                          delete call;
+                          done(status.ok());
+                        });
+  };
+}
+
+// With --tls_certs: an echo server of its own on mutual TLS and a stub to it.
+struct TlsPeer {
+  std::unique_ptr<testing_support::EchoServer> server;
+  std::unique_ptr<echo::v1::EchoService::Stub> stub;
+};
+absl::StatusOr<TlsPeer> StartTlsPeer(const std::string& certs) {
+  auto server_credentials = server_kit::TlsServerCredentialsFrom(
+      {certs + "/echo.crt", certs + "/echo.key", certs + "/ca.crt", absl::Minutes(1)},
+      server_kit::ClientCertificates::kRequire);
+  auto channel_credentials = server_kit::TlsChannelCredentialsFrom(
+      {certs + "/client.crt", certs + "/client.key", certs + "/ca.crt", absl::Minutes(1)});
+  if (!server_credentials.ok() || !channel_credentials.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_certs: ", server_credentials.status().ToString(), " ",
+                     channel_credentials.status().ToString()));
+  }
+  TlsPeer peer;
+  peer.server = std::make_unique<testing_support::EchoServer>(
+      nullptr, "127.0.0.1:0", /*record_metadata=*/false, *server_credentials);
+  peer.stub = echo::v1::EchoService::NewStub(
+      resilience::CreateChannel(peer.server->address(), *channel_credentials));
+  return peer;
+}
+
+// The rounds of both variants after a warm-up, each round's rate printed as it ends, then the
+// ratios (`second` names the variant compared with raw).
+void MeasureRounds(const Issue& raw, const Issue& compared, const char* second) {
   const int rounds = absl::GetFlag(FLAGS_rounds);
   const absl::Duration round_length = absl::Seconds(absl::GetFlag(FLAGS_seconds));
   const int concurrency = absl::GetFlag(FLAGS_concurrency);
   const std::string only = absl::GetFlag(FLAGS_only);
+  // Warm up connections and code paths.
+  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), raw);
+  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), compared);
+  std::vector<double> raw_rates;
+  std::vector<double> compared_rates;
+  std::printf("round  variant  calls/s\n");
+  for (int round = 0; round < rounds; ++round) {
+    RunRound(round, only, [&](bool wrapped) {
+      const absl::Time start = absl::Now();
+      const long calls = RunClosedLoop(concurrency, start + round_length, wrapped ? compared : raw);
+      const double rate = static_cast<double>(calls) / absl::ToDoubleSeconds(absl::Now() - start);
+      (wrapped ? compared_rates : raw_rates).push_back(rate);
+      std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? second : "raw", rate);
+    });
+  }
+  if (only.empty()) PrintRatios(raw_rates, compared_rates, second);
+}
 
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
   testing_support::EchoServer server;
   // Both variants use a channel made the same way, so only the wrapping differs.
   auto stub = echo::v1::EchoService::NewStub(resilience::CreateChannel(server.address()));
+  EchoRequest request;
+  request.set_message("ping");
+  const Issue raw = RawCalls(stub.get(), request);
+
   // With --tls_certs, the second variant is a raw stub to a server of its own on mutual TLS.
-  const std::string certs = absl::GetFlag(FLAGS_tls_certs);
-  std::unique_ptr<testing_support::EchoServer> tls_server;
-  std::unique_ptr<echo::v1::EchoService::Stub> tls_stub;
-  if (!certs.empty()) {
-    auto server_credentials = server_kit::TlsServerCredentialsFrom(
-        {certs + "/echo.crt", certs + "/echo.key", certs + "/ca.crt", absl::Minutes(1)},
-        server_kit::ClientCertificates::kRequire);
-    auto channel_credentials = server_kit::TlsChannelCredentialsFrom(
-        {certs + "/client.crt", certs + "/client.key", certs + "/ca.crt", absl::Minutes(1)});
-    if (!server_credentials.ok() || !channel_credentials.ok()) {
-      std::fprintf(stderr, "--tls_certs: %s %s\n", server_credentials.status().ToString().c_str(),
-                   channel_credentials.status().ToString().c_str());
+  if (const std::string certs = absl::GetFlag(FLAGS_tls_certs); !certs.empty()) {
+    absl::StatusOr<TlsPeer> peer = StartTlsPeer(certs);
+    if (!peer.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(peer.status().message()).c_str());
       return 2;
     }
-    tls_server = std::make_unique<testing_support::EchoServer>(nullptr, "127.0.0.1:0",
-                                                               /*record_metadata=*/false,
-                                                               *server_credentials);
-    tls_stub = echo::v1::EchoService::NewStub(
-        resilience::CreateChannel(tls_server->address(), *channel_credentials));
+    MeasureRounds(raw, RawCalls(peer->stub.get(), request), "tls");
+    return 0;
   }
   base::RealEnvironment env;
   prometheus::Registry registry;
@@ -138,60 +203,15 @@ int main(int argc, char** argv) {
                                      registry);
   resilience::GuardedMethod& method = targets.GetTarget("echo").Method("/echo.v1.EchoService/Echo");
   resilience::UnarySender<EchoRequest, EchoResponse> sender =
-      [s = stub.get()](grpc::ClientContext* context, const EchoRequest* request,
+      [s = stub.get()](grpc::ClientContext* context, const EchoRequest* sent,
                        EchoResponse* response, std::function<void(grpc::Status)> done) {
-        s->async()->Echo(context, request, response, std::move(done));
+        s->async()->Echo(context, sent, response, std::move(done));
       };
-  EchoRequest request;
-  request.set_message("ping");
-
-  // An asynchronous call must keep its request alive until it completes, so both variants copy
-  // the request into per-call state.
-  struct RawCall {
-    grpc::ClientContext context;
-    EchoRequest request;
-    EchoResponse response;
+  const Issue wrapped = [&](std::function<void(bool)>& done) {
+    resilience::CallUnary<EchoRequest, EchoResponse>(
+        method, sender, request, {},
+        [&done](const absl::Status& status, EchoResponse&) { done(status.ok()); });
   };
-  auto issue_raw_on = [&](echo::v1::EchoService::Stub* on, std::function<void(bool)>& done) {
-    auto* call = new RawCall;
-    call->request = request;
-    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    on->async()->Echo(&call->context, &call->request, &call->response,
-                      [call, &done](grpc::Status status) {
-                        delete call;
-                        done(status.ok());
-                      });
-  };
-  auto issue_raw = [&](std::function<void(bool)>& done) { issue_raw_on(stub.get(), done); };
-  std::function<void(std::function<void(bool)>&)> issue_wrapped =
-      [&](std::function<void(bool)>& done) {
-        resilience::CallUnary<EchoRequest, EchoResponse>(
-            method, sender, request, {},
-            [&done](const absl::Status& status, EchoResponse&) { done(status.ok()); });
-      };
-  const char* second = "wrapped";
-  if (tls_stub != nullptr) {
-    issue_wrapped = [&](std::function<void(bool)>& done) { issue_raw_on(tls_stub.get(), done); };
-    second = "tls";
-  }
-
-  // Warm up connections and code paths.
-  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), issue_raw);
-  RunClosedLoop(concurrency, absl::Now() + absl::Milliseconds(500), issue_wrapped);
-
-  std::vector<double> raw_rates;
-  std::vector<double> wrapped_rates;
-  std::printf("round  variant  calls/s\n");
-  for (int round = 0; round < rounds; ++round) {
-    RunRound(round, only, [&](bool wrapped) {
-      const absl::Time start = absl::Now();
-      const long calls = wrapped ? RunClosedLoop(concurrency, start + round_length, issue_wrapped)
-                                 : RunClosedLoop(concurrency, start + round_length, issue_raw);
-      const double rate = static_cast<double>(calls) / absl::ToDoubleSeconds(absl::Now() - start);
-      (wrapped ? wrapped_rates : raw_rates).push_back(rate);
-      std::printf("%5d  %-7s  %.0f\n", round + 1, wrapped ? second : "raw", rate);
-    });
-  }
-  if (only.empty()) PrintRatios(raw_rates, wrapped_rates, second);
+  MeasureRounds(raw, wrapped, "wrapped");
   return 0;
 }

@@ -11,9 +11,10 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev zlib1g-dev
 )
-# Tests (Catch2, clang for ThreadSanitizer, the manifest and rule checks) and benchmarks.
+# Tests (Catch2, clang for ThreadSanitizer, clang-format, the manifest and rule checks) and
+# benchmarks.
 test_packages=(
-  clang libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
+  clang clang-format libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
   gnuplot-nox nats-server openssl ccache podman runc debootstrap
 )
 

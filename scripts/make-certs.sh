@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes a certificate authority and certificates signed by it, for TLS and mutual TLS between the
-# services on one machine or in a development cluster (production: cert-manager, README
-# "Security").
+# services on one machine or in a development cluster (production: cert-manager,
+# docs/security.md).
 #   scripts/make-certs.sh DIR [NAME...]
 # DIR/ca.crt and DIR/ca.key are made unless present; then DIR/NAME.crt and DIR/NAME.key for each
 # NAME (default: patients morgue appointments), each valid as server and as client, naming

@@ -106,7 +106,7 @@ fi
 if [[ "$workflow" == async ]]; then
   # One local server with the file store's default sync interval: a killed nats-server loses
   # nothing it acknowledged; a power cut of this machine could lose the last two minutes
-  # (README, "Durability"). Monitoring on 8222 (/jsz shows the stream and consumers).
+  # (docs/architecture.md, "Durability"). Monitoring on 8222 (/jsz shows the stream and consumers).
   nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
   mkdir -p "$data/nats"
   nats_tls=()

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "fault_bench/capacity_steps.h"
 #include "fault_bench/run.h"
 #include "fault_bench/variant.h"
 

@@ -15,13 +15,39 @@ namespace {
 constexpr char kMessageIdHeader[] = "Nats-Msg-Id";
 
 // One fetched message on its way through the batch.
-struct Fetched {
+}  // namespace
+
+struct JetStreamConsumer::Fetched {
   natsMsg* message = nullptr;
   InboundEvent event;
   absl::Time stream_time = absl::InfinitePast();
   bool hang = false;
   std::optional<absl::Status> aborted;
 };
+
+namespace {
+
+// A fetched message as the inbox takes it: its id (Nats-Msg-Id, or the stream sequence for a
+// message published without one), subject, payload, sequence and deliveries so far.
+void ReadMessage(natsMsg* message, InboundEvent& event, absl::Time& stream_time) {
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, message) == NATS_OK) {
+    event.stream_sequence = meta->Sequence.Stream;
+    event.deliveries = meta->NumDelivered;
+    stream_time = absl::FromUnixNanos(meta->Timestamp);
+    jsMsgMetaData_Destroy(meta);
+  }
+  const char* id = nullptr;
+  if (natsMsgHeader_Get(message, kMessageIdHeader, &id) == NATS_OK && id != nullptr &&
+      *id != '\0') {
+    event.event_id = id;
+  } else {
+    event.event_id = absl::StrCat("stream-sequence-", event.stream_sequence);
+  }
+  event.subject = natsMsg_GetSubject(message);
+  event.payload.assign(natsMsg_GetData(message),
+                       static_cast<std::size_t>(natsMsg_GetDataLength(message)));
+}
 
 }  // namespace
 
@@ -181,77 +207,22 @@ bool JetStreamConsumer::ConsumeOnce() {
   for (int i = 0; i < list.Count; ++i) {
     Fetched& fetched = batch[static_cast<std::size_t>(i)];
     fetched.message = list.Msgs[i];
-    InboundEvent& event = fetched.event;
-    jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, fetched.message) == NATS_OK) {
-      event.stream_sequence = meta->Sequence.Stream;
-      event.deliveries = meta->NumDelivered;
-      fetched.stream_time = absl::FromUnixNanos(meta->Timestamp);
-      jsMsgMetaData_Destroy(meta);
-    }
-    const char* id = nullptr;
-    if (natsMsgHeader_Get(fetched.message, kMessageIdHeader, &id) == NATS_OK && id != nullptr &&
-        *id != '\0') {
-      event.event_id = id;
-    } else {
-      event.event_id = absl::StrCat("stream-sequence-", event.stream_sequence);
-    }
-    event.subject = natsMsg_GetSubject(fetched.message);
-    event.payload.assign(natsMsg_GetData(fetched.message),
-                         static_cast<std::size_t>(natsMsg_GetDataLength(fetched.message)));
+    ReadMessage(fetched.message, fetched.event, fetched.stream_time);
   }
   base::CrashPoint("consumer.fetched");
+  HandleBatch(batch);
+  SettleFailures(batch);
+  natsMsgList_Destroy(&list);
+  UpdatePending();
+  return true;
+}
 
-  auto count = [&](const char* outcome) {
-    consumed_.Add({{"consumer", options_.consumer.durable}, {"outcome", outcome}}).Increment();
-  };
-  // Applies the events queued so far in one transaction and settles the ones that are done
-  // (acked or terminated); failed ones are settled after the batch, when it is known whether
-  // the whole batch failed.
+void JetStreamConsumer::Count(const char* outcome) {
+  consumed_.Add({{"consumer", options_.consumer.durable}, {"outcome", outcome}}).Increment();
+}
+
+void JetStreamConsumer::HandleBatch(std::vector<Fetched>& batch) {
   std::vector<std::size_t> queued;
-  auto flush = [&] {
-    std::vector<InboundEvent> events;
-    for (std::size_t index : queued) events.push_back(batch[index].event);
-    const std::vector<EventOutcome> outcomes = inbox_.Process(events);
-    // An acknowledgement only ever follows the commit of what it acknowledges: a crash before
-    // it costs a redelivery, recognised as a duplicate; one after it, nothing.
-    if (!events.empty()) base::CrashPoint("consumer.committed");
-    const absl::Time now = absl::Now();
-    for (std::size_t k = 0; k < outcomes.size(); ++k) {
-      Fetched& fetched = batch[queued[k]];
-      const EventOutcome& outcome = outcomes[k];
-      count(DispositionName(outcome.disposition));
-      switch (outcome.disposition) {
-        case Disposition::kApplied:
-          age_.Observe(std::max(0.0, absl::ToDoubleSeconds(now - fetched.stream_time)));
-          natsMsg_Ack(fetched.message, nullptr);
-          break;
-        case Disposition::kDuplicate:
-          natsMsg_Ack(fetched.message, nullptr);
-          break;
-        case Disposition::kRejected:
-          server_kit::Log(server_kit::LogLevel::kError, "event_rejected",
-                          {{"consumer", options_.consumer.durable},
-                           {"event_id", fetched.event.event_id},
-                           {"stream_sequence", std::to_string(fetched.event.stream_sequence)},
-                           {"reason", std::string(outcome.status.message())}});
-          natsMsg_Term(fetched.message, nullptr);
-          break;
-        case Disposition::kRetry:
-          if (fetched.event.deliveries <= 1 || fetched.event.deliveries % 10 == 0) {
-            server_kit::Log(server_kit::LogLevel::kWarning, "event_retry",
-                            {{"consumer", options_.consumer.durable},
-                             {"event_id", fetched.event.event_id},
-                             {"deliveries", std::to_string(fetched.event.deliveries)},
-                             {"error", std::string(outcome.status.message())}});
-          }
-          fetched.aborted = outcome.status;
-          break;
-      }
-    }
-    if (!events.empty()) base::CrashPoint("consumer.acknowledged");
-    queued.clear();
-  };
   for (std::size_t i = 0; i < batch.size(); ++i) {
     Fetched& fetched = batch[i];
     // Decided event by event, as the consumer reaches it: a rule set or cleared meanwhile
@@ -262,17 +233,17 @@ bool JetStreamConsumer::ConsumeOnce() {
     }
     switch (decision.kind) {
       case server_kit::FaultDecision::Kind::kAbort:
-        count("retry");
+        Count("retry");
         fetched.aborted = decision.abort_status;
         break;
       case server_kit::FaultDecision::Kind::kHang:
-        count("hang");
+        Count("hang");
         fetched.hang = true;
         break;
       case server_kit::FaultDecision::Kind::kDelay: {
         // A slow handling of this event: the events before it are applied and acknowledged
         // first, so that none waits unacknowledged behind a chain of delays.
-        flush();
+        ApplyAndSettle(batch, queued);
         base::MutexLock lock(&mutex_);
         const absl::Time until = absl::Now() + decision.delay;
         while (!stopping_ && absl::Now() < until) wake_.WaitWithDeadline(&mutex_, until);
@@ -283,10 +254,57 @@ bool JetStreamConsumer::ConsumeOnce() {
         queued.push_back(i);
         break;
     }
-    if (decision.kind == server_kit::FaultDecision::Kind::kDelay) flush();
+    if (decision.kind == server_kit::FaultDecision::Kind::kDelay) ApplyAndSettle(batch, queued);
   }
-  flush();
+  ApplyAndSettle(batch, queued);
+}
 
+void JetStreamConsumer::ApplyAndSettle(std::vector<Fetched>& batch,
+                                       std::vector<std::size_t>& queued) {
+  std::vector<InboundEvent> events;
+  for (std::size_t index : queued) events.push_back(batch[index].event);
+  const std::vector<EventOutcome> outcomes = inbox_.Process(events);
+  // An acknowledgement only ever follows the commit of what it acknowledges: a crash before
+  // it costs a redelivery, recognised as a duplicate; one after it, nothing.
+  if (!events.empty()) base::CrashPoint("consumer.committed");
+  const absl::Time now = absl::Now();
+  for (std::size_t k = 0; k < outcomes.size(); ++k) {
+    Fetched& fetched = batch[queued[k]];
+    const EventOutcome& outcome = outcomes[k];
+    Count(DispositionName(outcome.disposition));
+    switch (outcome.disposition) {
+      case Disposition::kApplied:
+        age_.Observe(std::max(0.0, absl::ToDoubleSeconds(now - fetched.stream_time)));
+        natsMsg_Ack(fetched.message, nullptr);
+        break;
+      case Disposition::kDuplicate:
+        natsMsg_Ack(fetched.message, nullptr);
+        break;
+      case Disposition::kRejected:
+        server_kit::Log(server_kit::LogLevel::kError, "event_rejected",
+                        {{"consumer", options_.consumer.durable},
+                         {"event_id", fetched.event.event_id},
+                         {"stream_sequence", std::to_string(fetched.event.stream_sequence)},
+                         {"reason", std::string(outcome.status.message())}});
+        natsMsg_Term(fetched.message, nullptr);
+        break;
+      case Disposition::kRetry:
+        if (fetched.event.deliveries <= 1 || fetched.event.deliveries % 10 == 0) {
+          server_kit::Log(server_kit::LogLevel::kWarning, "event_retry",
+                          {{"consumer", options_.consumer.durable},
+                           {"event_id", fetched.event.event_id},
+                           {"deliveries", std::to_string(fetched.event.deliveries)},
+                           {"error", std::string(outcome.status.message())}});
+        }
+        fetched.aborted = outcome.status;
+        break;
+    }
+  }
+  if (!events.empty()) base::CrashPoint("consumer.acknowledged");
+  queued.clear();
+}
+
+void JetStreamConsumer::SettleFailures(std::vector<Fetched>& batch) {
   // Every event handled failed transiently: an outage (see the header).
   int handled = 0;
   int transient = 0;
@@ -312,9 +330,6 @@ bool JetStreamConsumer::ConsumeOnce() {
           nullptr);
     }
   }
-  natsMsgList_Destroy(&list);
-  UpdatePending();
-  return true;
 }
 
 }  // namespace messaging

@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nats/nats.h>
 #include <prometheus/counter.h>
@@ -77,11 +78,25 @@ class JetStreamConsumer final {
   void Stop();
 
  private:
+  // A fetched message and what became of it.
+  struct Fetched;
+
   void Loop();
   // Creates the stream, the consumer and the subscription; logs what differs.
   absl::Status Subscribe();
   // Fetches and handles one batch; returns false if the fetch failed (not merely empty).
   bool ConsumeOnce();
+  // Decides the injected faults event by event and applies the batch, in more than one
+  // transaction where a delay splits it.
+  void HandleBatch(std::vector<Fetched>& batch);
+  // Applies the events `queued` (indices into `batch`) in one inbox transaction, then
+  // acknowledges the applied and duplicate ones and terminates the rejected; a failed one is
+  // marked for SettleFailures. Empties `queued`.
+  void ApplyAndSettle(std::vector<Fetched>& batch, std::vector<std::size_t>& queued);
+  // Negatively acknowledges the failed events: at once in an outage (every event failed: the
+  // consumer pauses and probes), else with the redelivery backoff of their delivery count.
+  void SettleFailures(std::vector<Fetched>& batch);
+  void Count(const char* outcome);
   void UpdatePending();
   bool stopping();
 

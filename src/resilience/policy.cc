@@ -181,9 +181,9 @@ absl::Status CheckPercent(double value, absl::string_view path, absl::string_vie
   return absl::OkStatus();
 }
 
-absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view path,
-                            CircuitBreakerConfig& out) {
-  out.enabled = true;
+// The window the failure and slow-call rates are computed over, and their thresholds.
+absl::Status CompileBreakerWindow(const v1::CircuitBreaker& proto, absl::string_view path,
+                                  CircuitBreakerConfig& out) {
   out.window_type = proto.sliding_window_type() == v1::CircuitBreaker::TIME_BASED
                         ? CircuitBreakerConfig::WindowType::kTimeBased
                         : CircuitBreakerConfig::WindowType::kCountBased;
@@ -208,13 +208,16 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
     return s;
   }
   if (proto.has_slow_call_duration_threshold()) {
-    if (auto s = ReadDuration(proto.slow_call_duration_threshold(),
-                              absl::StrCat(path, ".slowCallDurationThreshold"), false,
-                              out.slow_call_duration);
-        !s.ok()) {
-      return s;
-    }
+    return ReadDuration(proto.slow_call_duration_threshold(),
+                        absl::StrCat(path, ".slowCallDurationThreshold"), false,
+                        out.slow_call_duration);
   }
+  return absl::OkStatus();
+}
+
+// How long the breaker stays open, and how that grows while the target keeps failing.
+absl::Status CompileBreakerOpenWait(const v1::CircuitBreaker& proto, absl::string_view path,
+                                    CircuitBreakerConfig& out) {
   if (proto.has_wait_duration_in_open_state()) {
     if (auto s =
             ReadDuration(proto.wait_duration_in_open_state(),
@@ -254,6 +257,15 @@ absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view p
     return Invalid(absl::StrCat(path, ".waitJitter"),
                    absl::StrCat("must be in [0, 1), got ", proto.wait_jitter()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CompileBreaker(const v1::CircuitBreaker& proto, absl::string_view path,
+                            CircuitBreakerConfig& out) {
+  out.enabled = true;
+  if (auto s = CompileBreakerWindow(proto, path, out); !s.ok()) return s;
+  if (auto s = CompileBreakerOpenWait(proto, path, out); !s.ok()) return s;
+  // Half open: how many trial calls, and how long the breaker waits for their outcomes.
   if (proto.permitted_number_of_calls_in_half_open_state() != 0) {
     out.half_open_permitted_calls = proto.permitted_number_of_calls_in_half_open_state();
   }

@@ -18,20 +18,13 @@
 #include "patients/patients_repository.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
+#include "support/hospital_fixture.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
 using server_kit::Database;
 namespace patients_v1 = hospital::patients::v1;
-
-std::unique_ptr<Database> Open(const std::string& path,
-                               const std::vector<std::string>& migrations) {
-  absl::StatusOr<std::unique_ptr<Database>> database = Database::Open(path, migrations);
-  INFO(database.status().ToString());
-  REQUIRE(database.ok());
-  return *std::move(database);
-}
 
 const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
 
@@ -47,7 +40,8 @@ patients_v1::Patient NewPatient(const std::string& id) {
 TEST_CASE("an async death commits the patient's state, a completed workflow and one event",
           "[async]") {
   testing_support::TempDir dir;
-  auto database = Open(dir.path() + "/patients.db", patients::Migrations());
+  auto database =
+      testing_support::OpenDatabase(dir.path() + "/patients.db", patients::Migrations());
   patients::PatientsRepository repository(*database);
   REQUIRE(repository.Create(NewPatient("p-1"), kNow).ok());
   base::testing::FakeClock clock(kNow);
@@ -97,7 +91,8 @@ TEST_CASE("an async death commits the patient's state, a completed workflow and 
 
 TEST_CASE("an async death refused changes nothing and appends no event", "[async]") {
   testing_support::TempDir dir;
-  auto database = Open(dir.path() + "/patients.db", patients::Migrations());
+  auto database =
+      testing_support::OpenDatabase(dir.path() + "/patients.db", patients::Migrations());
   patients::PatientsRepository repository(*database);
   REQUIRE(repository.Create(NewPatient("p-1"), kNow).ok());
   base::testing::FakeClock clock(kNow);
@@ -135,7 +130,7 @@ messaging::InboundEvent DiedEvent(const std::string& event_id, const std::string
 
 TEST_CASE("the morgue admits on an event, once, and rejects what it can never apply", "[async]") {
   testing_support::TempDir dir;
-  auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+  auto database = testing_support::OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   morgue::PatientDiedHandler handler;
   base::testing::FakeClock clock(kNow);
@@ -169,7 +164,7 @@ TEST_CASE("the morgue admits on an event, once, and rejects what it can never ap
 
 TEST_CASE("the morgue rejects an event whose id is a workflow the saga cancelled", "[async]") {
   testing_support::TempDir dir;
-  auto database = Open(dir.path() + "/morgue.db", morgue::Migrations());
+  auto database = testing_support::OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   REQUIRE(repository.CancelWorkflow("p-1", "w-1", kNow).ok());
   morgue::PatientDiedHandler handler;
@@ -185,7 +180,8 @@ TEST_CASE(
     "new ones",
     "[async]") {
   testing_support::TempDir dir;
-  auto database = Open(dir.path() + "/appointments.db", appointments::Migrations());
+  auto database =
+      testing_support::OpenDatabase(dir.path() + "/appointments.db", appointments::Migrations());
   appointments::AppointmentsRepository repository(*database);
   // Booked before the death, and after it but before the event arrived (the window).
   REQUIRE(repository.Schedule({"a-1", "p-1", kNow + absl::Hours(24), "Dr. Snow", ""}, kNow).ok());

@@ -1,7 +1,9 @@
-// The grpcurl commands in README.md (plaintext and TLS alike): every request body must be valid
-// JSON for the method it is sent to, with the field names the services really have.
+// The grpcurl commands in README.md and docs/*.md (plaintext and TLS alike): every request body
+// must be valid JSON for the method it is sent to, with the field names the services really have.
+// (test/docs/check_docs.py checks the pages' links, paths, binaries and flags.)
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -69,7 +71,7 @@ std::vector<GrpcurlCall> GrpcurlCalls(const std::string& text) {
   return calls;
 }
 
-TEST_CASE("README grpcurl bodies parse as the methods' request messages", "[readme]") {
+TEST_CASE("the docs' grpcurl bodies parse as the methods' request messages", "[readme]") {
   // Linked in so that their descriptors are in the generated pool.
   hospital::patients::v1::RecordDeathRequest::descriptor();
   hospital::morgue::v1::GetAdmissionRequest::descriptor();
@@ -78,15 +80,23 @@ TEST_CASE("README grpcurl bodies parse as the methods' request messages", "[read
   hospital::faults::v1::SetFaultRequest::descriptor();
   hospital::messaging::v1::ListRejectedEventsRequest::descriptor();
 
-  std::ifstream file(HOSPITAL_README);
-  std::stringstream text;
-  text << file.rdbuf();
-  const std::vector<GrpcurlCall> calls = GrpcurlCalls(text.str());
+  std::vector<std::string> pages = {std::string(HOSPITAL_SOURCE_DIR) + "/README.md"};
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(HOSPITAL_SOURCE_DIR) + "/docs")) {
+    if (entry.path().extension() == ".md") pages.push_back(entry.path().string());
+  }
+  std::vector<std::pair<std::string, GrpcurlCall>> calls;  // Page, call.
+  for (const std::string& page : pages) {
+    std::ifstream file(page);
+    std::stringstream text;
+    text << file.rdbuf();
+    for (GrpcurlCall& call : GrpcurlCalls(text.str())) calls.emplace_back(page, std::move(call));
+  }
   REQUIRE(calls.size() >= 10);
   int checked = 0;
-  for (const GrpcurlCall& call : calls) {
+  for (const auto& [page, call] : calls) {
     if (call.method.empty()) continue;
-    INFO("method " << call.method << ", body " << call.body);
+    INFO(page << ": method " << call.method << ", body " << call.body);
     const std::size_t slash = call.method.find('/');
     const std::string full_name =
         call.method.substr(0, slash) + "." + call.method.substr(slash + 1);

@@ -69,6 +69,15 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
   return condition();
 }
 
+std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
+                                                   const std::vector<std::string>& migrations) {
+  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
+      server_kit::Database::Open(path, migrations);
+  INFO(database.status().ToString());
+  REQUIRE(database.ok());
+  return *std::move(database);
+}
+
 Hospital::Hospital(HospitalOptions options) {
   for (std::vector<std::string>* flags :
        {&options.patients_flags, &options.morgue_flags, &options.appointments_flags,

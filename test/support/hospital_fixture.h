@@ -16,6 +16,7 @@
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
+#include "server_kit/sqlite.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
@@ -125,6 +126,11 @@ std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
 
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout);
+
+// The database at `path`, created with `migrations` if missing; the test fails (REQUIRE, with
+// the error) if it does not open.
+std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
+                                                   const std::vector<std::string>& migrations);
 
 }  // namespace testing_support
 

@@ -1,0 +1,85 @@
+#include "fault_bench/timeline.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/grpc_status.h"
+#include "hospital/faults/v1/faults.grpc.pb.h"
+#include "testing_support/nats_server.h"
+#include "testing_support/service_process.h"
+
+namespace fault_bench {
+namespace {
+
+namespace faults_v1 = hospital::faults::v1;
+
+// A step on the broker: what the asynchronous variant's nats-server suffers. The synchronous
+// variants have none, so it does nothing to them.
+absl::Status ApplyBrokerStep(System& system, const Step& step) {
+  testing_support::NatsServer* broker = system.broker();
+  if (broker == nullptr) return absl::OkStatus();
+  switch (step.kind) {
+    case Step::Kind::kFreeze:
+      broker->Freeze();
+      return absl::OkStatus();
+    case Step::Kind::kUnfreeze:
+      broker->Unfreeze();
+      return absl::OkStatus();
+    case Step::Kind::kKill:
+      broker->Kill();
+      return absl::OkStatus();
+    case Step::Kind::kRestart:
+      return broker->Start();
+    case Step::Kind::kSetFault:
+    case Step::Kind::kClearFaults:
+    case Step::Kind::kLockDatabase:
+    case Step::Kind::kUnlockDatabase:
+      break;
+  }
+  return absl::InvalidArgumentError("the broker takes no fault rules and has no database");
+}
+
+}  // namespace
+
+absl::Status ApplyStep(System& system, const Step& step) {
+  if (step.service == Service::kBroker) return ApplyBrokerStep(system, step);
+  // The batch job exists in the shared-database variant only.
+  if (step.service == Service::kSyncJob && system.sync_job() == nullptr) return absl::OkStatus();
+  testing_support::ServiceProcess& process = system.process(step.service);
+  switch (step.kind) {
+    case Step::Kind::kLockDatabase:
+      return system.LockDatabase(step.service);
+    case Step::Kind::kUnlockDatabase:
+      system.UnlockDatabase(step.service);
+      return absl::OkStatus();
+    case Step::Kind::kFreeze:
+      process.Freeze();
+      return absl::OkStatus();
+    case Step::Kind::kUnfreeze:
+      process.Unfreeze();
+      return absl::OkStatus();
+    case Step::Kind::kKill:
+      process.Kill();
+      return absl::OkStatus();
+    case Step::Kind::kRestart:
+      return process.Start();
+    case Step::Kind::kSetFault:
+    case Step::Kind::kClearFaults:
+      break;
+  }
+  auto admin = faults_v1::FaultInjection::NewStub(system.AdminChannel(step.service));
+  auto context = CallContext(absl::Seconds(5));
+  context->AddMetadata("authorization", absl::StrCat("Bearer ", kBenchToken));
+  if (step.kind == Step::Kind::kClearFaults) {
+    faults_v1::ClearFaultsResponse cleared;
+    return base::FromGrpcStatus(admin->ClearFaults(context.get(), {}, &cleared));
+  }
+  faults_v1::SetFaultRequest request;
+  const auto parsed =
+      google::protobuf::util::JsonStringToMessage(step.fault_json, request.mutable_fault());
+  if (!parsed.ok()) return absl::InvalidArgumentError(parsed.message().as_string());
+  faults_v1::Fault stored;
+  return base::FromGrpcStatus(admin->SetFault(context.get(), request, &stored));
+}
+
+}  // namespace fault_bench
