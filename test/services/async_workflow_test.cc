@@ -31,6 +31,7 @@ using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::Hospital;
 using testing_support::HospitalOptions;
+using testing_support::Metric;
 using testing_support::NatsServer;
 using testing_support::TempDir;
 namespace patients_v1 = hospital::patients::v1;
@@ -45,52 +46,6 @@ HospitalOptions AsyncOptions(const Broker& broker) {
   options.nats_url = broker.server.url();
   options.with_metrics = true;
   return options;
-}
-
-grpc::Status RecordDeath(Hospital& hospital, const std::string& patient_id,
-                         patients_v1::RecordDeathResponse* response) {
-  patients_v1::RecordDeathRequest request;
-  request.set_patient_id(patient_id);
-  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Minutes(5));
-  request.set_cause("heart failure");
-  auto context = ContextWithTimeout(absl::Seconds(10), /*wait_for_ready=*/true);
-  return hospital.patients().RecordDeath(context.get(), request, response);
-}
-
-patients_v1::RecordDeathResponse RequireDeath(Hospital& hospital, const std::string& patient_id) {
-  patients_v1::RecordDeathResponse response;
-  const grpc::Status status = RecordDeath(hospital, patient_id, &response);
-  INFO(status.error_message());
-  REQUIRE(status.ok());
-  return response;
-}
-
-// The admission of `patient_id`, if the morgue has one.
-std::optional<morgue_v1::Admission> FindAdmission(Hospital& hospital,
-                                                  const std::string& patient_id) {
-  morgue_v1::GetAdmissionRequest request;
-  request.set_patient_id(patient_id);
-  morgue_v1::Admission admission;
-  auto context = ContextWithTimeout(absl::Seconds(5), /*wait_for_ready=*/true);
-  if (!hospital.morgue().GetAdmission(context.get(), request, &admission).ok()) return std::nullopt;
-  return admission;
-}
-
-int AdmissionCount(Hospital& hospital) {
-  int count = 0;
-  std::string token;
-  do {
-    morgue_v1::ListAdmissionsRequest request;
-    request.set_page_size(500);
-    request.set_page_token(token);
-    morgue_v1::ListAdmissionsResponse response;
-    auto context = ContextWithTimeout(absl::Seconds(5), /*wait_for_ready=*/true);
-    const grpc::Status status = hospital.morgue().ListAdmissions(context.get(), request, &response);
-    REQUIRE(status.ok());
-    count += response.admissions_size();
-    token = response.next_page_token();
-  } while (!token.empty());
-  return count;
 }
 
 // Admissions in the morgue's database file, read directly (the morgue may be down).
@@ -129,15 +84,12 @@ std::vector<std::string> CreatePatients(Hospital& hospital, int count) {
   return ids;
 }
 
-double Metric(testing_support::ServiceProcess& process, const std::string& name,
-              const std::vector<std::string>& labels = {});
-
 // Kills both consumers, records the deaths of `ids`, and waits until the broker has
 // acknowledged every event (the outbox is empty): the events then exist only in the broker.
 void RecordDeathsWithConsumersDown(Hospital& hospital, const std::vector<std::string>& ids) {
   hospital.morgue_process().Kill();
   hospital.appointments_process().Kill();
-  for (const std::string& id : ids) RequireDeath(hospital, id);
+  for (const std::string& id : ids) hospital.RequireDeath(id);
   REQUIRE(Eventually(
       [&] {
         return Metric(hospital.patients_process(), "hospital_outbox_published_total") ==
@@ -149,16 +101,9 @@ void RecordDeathsWithConsumersDown(Hospital& hospital, const std::vector<std::st
 
 bool AllApplied(Hospital& hospital, const std::vector<std::string>& patient_ids) {
   for (const std::string& id : patient_ids) {
-    if (!FindAdmission(hospital, id).has_value()) return false;
+    if (!hospital.FindAdmission(id).has_value()) return false;
   }
   return true;
-}
-
-double Metric(testing_support::ServiceProcess& process, const std::string& name,
-              const std::vector<std::string>& labels) {
-  absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process.metrics_port());
-  REQUIRE(scrape.ok());
-  return testing_support::SumSamples(*scrape, name, labels);
 }
 
 grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address) {
@@ -226,16 +171,15 @@ TEST_CASE("async: RecordDeath answers at once with the event id, then both servi
   hospital.CreatePatient("p-1");
   const appointments_v1::Appointment future = hospital.Schedule("p-1", absl::Hours(48));
 
-  const patients_v1::RecordDeathResponse response = RequireDeath(hospital, "p-1");
+  const patients_v1::RecordDeathResponse response = hospital.RequireDeath("p-1");
   CHECK(response.downstream_state() == patients_v1::DOWNSTREAM_PENDING);
   CHECK_FALSE(response.event_id().empty());
   CHECK(response.workflow_id() == response.event_id());
   CHECK(response.patient().status() == patients_v1::DECEASED);
   CHECK_FALSE(response.has_morgue());
 
-  REQUIRE(
-      Eventually([&] { return FindAdmission(hospital, "p-1").has_value(); }, absl::Seconds(10)));
-  CHECK(FindAdmission(hospital, "p-1")->workflow_id() == response.event_id());
+  REQUIRE(Eventually([&] { return hospital.FindAdmission("p-1").has_value(); }, absl::Seconds(10)));
+  CHECK(hospital.FindAdmission("p-1")->workflow_id() == response.event_id());
   REQUIRE(Eventually(
       [&] {
         return GetAppointment(hospital, future.appointment_id()).status() ==
@@ -255,7 +199,7 @@ TEST_CASE("async: RecordDeath answers at once with the event id, then both servi
       grpc::StatusCode::FAILED_PRECONDITION);
 
   // Repeating the call returns the same event; nothing new is published.
-  const patients_v1::RecordDeathResponse again = RequireDeath(hospital, "p-1");
+  const patients_v1::RecordDeathResponse again = hospital.RequireDeath("p-1");
   CHECK(again.replayed());
   CHECK(again.event_id() == response.event_id());
   CHECK(Metric(hospital.patients_process(), "hospital_outbox_published_total") == 1);
@@ -274,15 +218,15 @@ TEST_CASE("async: concurrent RecordDeath for one patient produce one event", "[a
   for (std::size_t i = 0; i < event_ids.size(); ++i) {
     callers.emplace_back([&, i] {
       patients_v1::RecordDeathResponse response;
-      if (RecordDeath(hospital, "p-1", &response).ok()) event_ids[i] = response.event_id();
+      if (hospital.RecordDeath("p-1", &response, absl::Seconds(10), /*wait_for_ready=*/true).ok())
+        event_ids[i] = response.event_id();
     });
   }
   for (std::thread& caller : callers) caller.join();
   const std::set<std::string> distinct(event_ids.begin(), event_ids.end());
   CHECK(distinct.size() == 1);
   CHECK_FALSE(distinct.begin()->empty());
-  REQUIRE(
-      Eventually([&] { return FindAdmission(hospital, "p-1").has_value(); }, absl::Seconds(10)));
+  REQUIRE(Eventually([&] { return hospital.FindAdmission("p-1").has_value(); }, absl::Seconds(10)));
   CHECK(Metric(hospital.patients_process(), "hospital_outbox_published_total") == 1);
 }
 
@@ -294,11 +238,11 @@ TEST_CASE("async: deaths recorded while the morgue is down are all applied after
   const std::vector<std::string> ids = CreatePatients(hospital, 20);
   hospital.morgue_process().Kill();
   for (const std::string& id : ids) {
-    CHECK(RequireDeath(hospital, id).downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+    CHECK(hospital.RequireDeath(id).downstream_state() == patients_v1::DOWNSTREAM_PENDING);
   }
   REQUIRE(hospital.morgue_process().Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
-  CHECK(AdmissionCount(hospital) == 20);
+  CHECK(hospital.CountAdmissions() == 20);
 }
 
 TEST_CASE("async: deaths recorded while the broker is down are delivered after it restarts",
@@ -308,7 +252,7 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   broker.server.Kill();
-  for (const std::string& id : ids) RequireDeath(hospital, id);
+  for (const std::string& id : ids) hospital.RequireDeath(id);
   REQUIRE(Eventually(
       [&] { return Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 10; },
       absl::Seconds(5)));
@@ -327,7 +271,7 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   CHECK(Eventually(
       [&] { return Metric(hospital.patients_process(), "hospital_outbox_unpublished") == 0; },
       absl::Seconds(5)));
-  CHECK(AdmissionCount(hospital) == 10);
+  CHECK(hospital.CountAdmissions() == 10);
 }
 
 TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store, one server)",
@@ -343,7 +287,7 @@ TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store
   REQUIRE(hospital.morgue_process().Start().ok());
   REQUIRE(hospital.appointments_process().Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
-  CHECK(AdmissionCount(hospital) == 10);
+  CHECK(hospital.CountAdmissions() == 10);
 }
 
 TEST_CASE("async: after the broker lost its store, --outbox_republish_since sends the events again",
@@ -363,7 +307,7 @@ TEST_CASE("async: after the broker lost its store, --outbox_republish_since send
   REQUIRE(hospital.morgue_process().Start().ok());
   REQUIRE(hospital.appointments_process().Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
-  CHECK(AdmissionCount(hospital) == 10);
+  CHECK(hospital.CountAdmissions() == 10);
   CHECK(hospital.patients_process().log().find("\"event\":\"outbox_republish\"") !=
         std::string::npos);
 }
@@ -376,12 +320,12 @@ TEST_CASE("async: patients killed between commit and publish publishes after res
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   // A frozen broker: the deaths commit, the relay cannot get an acknowledgement.
   broker.server.Freeze();
-  for (const std::string& id : ids) RequireDeath(hospital, id);
+  for (const std::string& id : ids) hospital.RequireDeath(id);
   hospital.patients_process().Kill();
   broker.server.Unfreeze();
   hospital.RestartPatients();
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(15)));
-  CHECK(AdmissionCount(hospital) == 10);
+  CHECK(hospital.CountAdmissions() == 10);
   // Whatever the killed relay had sent is a repeat: absorbed by the broker or the consumer.
   CHECK(Metric(hospital.morgue_process(), "hospital_events_consumed_total",
                {"outcome=\"applied\""}) == 10);
@@ -404,7 +348,7 @@ TEST_CASE("async: a fault rule on the morgue service also faults its event handl
   for (int i = 0; i < 5; ++i) {
     ids.push_back(absl::StrCat("p-", i));
     hospital.CreatePatient(ids.back());
-    RequireDeath(hospital, ids.back());
+    hospital.RequireDeath(ids.back());
   }
   REQUIRE(Eventually(
       [&] {
@@ -431,15 +375,14 @@ TEST_CASE("async: morgue killed while applying events applies each exactly once"
   Hospital hospital(options);
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 40);
-  for (const std::string& id : ids) RequireDeath(hospital, id);
-  REQUIRE(
-      Eventually([&] { return FindAdmission(hospital, "p-0").has_value(); }, absl::Seconds(10)));
+  for (const std::string& id : ids) hospital.RequireDeath(id);
+  REQUIRE(Eventually([&] { return hospital.FindAdmission("p-0").has_value(); }, absl::Seconds(10)));
   hospital.morgue_process().Kill();
   const int before_restart = AdmissionCountOffline(hospital);
   CHECK(before_restart < 40);  // It was killed mid-way.
   REQUIRE(hospital.morgue_process().Start().ok());
   CHECK(Eventually([&] { return AllApplied(hospital, ids); }, absl::Seconds(30)));
-  CHECK(AdmissionCount(hospital) == 40);
+  CHECK(hospital.CountAdmissions() == 40);
 }
 
 TEST_CASE("async: the same event delivered twice has one effect", "[async]") {
@@ -465,7 +408,7 @@ TEST_CASE("async: the same event delivered twice has one effect", "[async]") {
         absl::Seconds(10)));
     CHECK(Metric(*process, "hospital_events_consumed_total", {"outcome=\"applied\""}) == 1);
   }
-  CHECK(AdmissionCount(hospital) == 1);
+  CHECK(hospital.CountAdmissions() == 1);
   CHECK(GetAppointment(hospital, future.appointment_id()).status() == appointments_v1::CANCELLED);
 }
 
@@ -478,9 +421,8 @@ TEST_CASE("async: a poison message is recorded, terminated and listed, and the c
   RawPublisher publisher(broker.server.url());
   REQUIRE(publisher.Publish("poison-1", "not a protobuf \xff\xfe"));
   REQUIRE(publisher.Publish("poison-2", PatientDiedPayload("another-id", "p-1")));
-  RequireDeath(hospital, "p-1");
-  REQUIRE(
-      Eventually([&] { return FindAdmission(hospital, "p-1").has_value(); }, absl::Seconds(10)));
+  hospital.RequireDeath("p-1");
+  REQUIRE(Eventually([&] { return hospital.FindAdmission("p-1").has_value(); }, absl::Seconds(10)));
 
   for (messaging_v1::EventInbox::Stub* inbox :
        {&hospital.morgue_inbox(), &hospital.appointments_inbox()}) {
@@ -520,7 +462,7 @@ TEST_CASE("async: a poison message is recorded, terminated and listed, and the c
   }
   CHECK(Metric(hospital.morgue_process(), "hospital_events_consumed_total",
                {"outcome=\"rejected\""}) == 2);
-  CHECK(AdmissionCount(hospital) == 1);
+  CHECK(hospital.CountAdmissions() == 1);
 }
 
 }  // namespace

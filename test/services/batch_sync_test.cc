@@ -44,45 +44,6 @@ std::unique_ptr<ServiceProcess> BatchJob(Hospital& hospital, const std::string& 
                                           /*with_metrics=*/true, /*with_admin=*/false);
 }
 
-patients_v1::RecordDeathResponse RecordDeath(Hospital& hospital, const std::string& patient_id) {
-  patients_v1::RecordDeathRequest request;
-  request.set_patient_id(patient_id);
-  request.set_cause("stroke");
-  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
-  patients_v1::RecordDeathResponse response;
-  const grpc::Status status = hospital.patients().RecordDeath(
-      ContextWithTimeout(absl::Seconds(10)).get(), request, &response);
-  INFO(status.error_message());
-  REQUIRE(status.ok());
-  return response;
-}
-
-int Admissions(Hospital& hospital) {
-  int count = 0;
-  morgue_v1::ListAdmissionsRequest request;
-  request.set_page_size(500);
-  while (true) {
-    morgue_v1::ListAdmissionsResponse response;
-    REQUIRE(hospital.morgue()
-                .ListAdmissions(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
-                .ok());
-    count += response.admissions_size();
-    if (response.next_page_token().empty()) return count;
-    request.set_page_token(response.next_page_token());
-  }
-}
-
-int Scheduled(Hospital& hospital, const std::string& patient_id) {
-  appointments_v1::ListAppointmentsRequest request;
-  request.set_patient_id(patient_id);
-  request.set_status(appointments_v1::SCHEDULED);
-  appointments_v1::ListAppointmentsResponse response;
-  REQUIRE(hospital.appointments()
-              .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
-              .ok());
-  return response.appointments_size();
-}
-
 double Events(ServiceProcess& job, const std::string& target, const std::string& outcome) {
   const absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(job.metrics_port());
   if (!scrape.ok()) return -1;
@@ -99,12 +60,13 @@ TEST_CASE("batch: a death recorded in the patients database reaches the others a
   REQUIRE(job->Start().ok());
   hospital.CreatePatient("p-1");
   hospital.Schedule("p-1", absl::Hours(24));
-  const patients_v1::RecordDeathResponse recorded = RecordDeath(hospital, "p-1");
+  const patients_v1::RecordDeathResponse recorded = hospital.RequireDeath("p-1");
   // Acknowledged once the patients database has it; the rest is the job's.
   CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_PENDING);
   const absl::Time acknowledged = absl::Now();
-  CHECK(Eventually([&] { return Admissions(hospital) == 1 && Scheduled(hospital, "p-1") == 0; },
-                   absl::Seconds(10)));
+  CHECK(Eventually(
+      [&] { return hospital.CountAdmissions() == 1 && hospital.CountScheduled("p-1") == 0; },
+      absl::Seconds(10)));
   // Within a pass or two of the interval.
   CHECK(absl::Now() - acknowledged < absl::Seconds(2));
   CHECK(Events(*job, "morgue", "applied") == 1);
@@ -123,20 +85,20 @@ TEST_CASE(
     const std::string id = absl::StrCat("p-", i);
     hospital.CreatePatient(id);
     hospital.Schedule(id, absl::Hours(24));
-    RecordDeath(hospital, id);
+    hospital.RequireDeath(id);
   }
   // One death per transaction, so that a kill lands between batches (and sometimes between a
   // target's commit and the position's).
   auto job = BatchJob(hospital, "batch_sync", {"--sync_interval=0.05s", "--sync_batch=1"});
   REQUIRE(job->Start().ok());
-  REQUIRE(Eventually([&] { return Admissions(hospital) >= 5; }, absl::Seconds(20)));
+  REQUIRE(Eventually([&] { return hospital.CountAdmissions() >= 5; }, absl::Seconds(20)));
   job->Kill();
-  const int admitted_at_kill = Admissions(hospital);
+  const int admitted_at_kill = hospital.CountAdmissions();
   INFO("admitted when killed: " << admitted_at_kill);
   CHECK(admitted_at_kill < kDeaths);
   REQUIRE(job->Start().ok());
-  CHECK(Eventually([&] { return Admissions(hospital) == kDeaths; }, absl::Seconds(30)));
-  CHECK(Eventually([&] { return Scheduled(hospital, absl::StrCat("p-", kDeaths - 1)) == 0; },
+  CHECK(Eventually([&] { return hospital.CountAdmissions() == kDeaths; }, absl::Seconds(30)));
+  CHECK(Eventually([&] { return hospital.CountScheduled(absl::StrCat("p-", kDeaths - 1)) == 0; },
                    absl::Seconds(10)));
   CHECK(job->Terminate() == 0);
 
@@ -151,8 +113,8 @@ TEST_CASE(
       },
       absl::Seconds(20)));
   CHECK(Events(*fresh, "morgue", "applied") == 0);
-  CHECK(Admissions(hospital) == kDeaths);
-  for (int i = 0; i < kDeaths; ++i) CHECK(Scheduled(hospital, absl::StrCat("p-", i)) == 0);
+  CHECK(hospital.CountAdmissions() == kDeaths);
+  for (int i = 0; i < kDeaths; ++i) CHECK(hospital.CountScheduled(absl::StrCat("p-", i)) == 0);
   CHECK(fresh->Terminate() == 0);
 }
 
@@ -185,7 +147,7 @@ TEST_CASE(
   hospital.Schedule("p-1", absl::Hours(24));
   hospital.CreatePatient("p-2");
   hospital.Schedule("p-2", absl::Hours(24));
-  RecordDeath(hospital, "p-1");
+  hospital.RequireDeath("p-1");
 
   SECTION(
       "the morgue's team renames admissions.cause: the morgue gets nothing, appointments "
@@ -197,7 +159,7 @@ TEST_CASE(
             "PRAGMA user_version = 100;");
     auto job = BatchJob(hospital, "batch_sync", {"--sync_interval=0.1s"});
     REQUIRE(job->Start().ok());
-    CHECK(Eventually([&] { return Scheduled(hospital, "p-1") == 0; }, absl::Seconds(10)));
+    CHECK(Eventually([&] { return hospital.CountScheduled("p-1") == 0; }, absl::Seconds(10)));
     CHECK(Eventually([&] { return Failures(*job, "morgue") >= 3; }, absl::Seconds(10)));
     CHECK(Failures(*job, "appointments") == 0);
     CHECK(Events(*job, "morgue", "applied") == 0);
@@ -217,8 +179,8 @@ TEST_CASE(
     CHECK(Eventually(
         [&] { return Failures(*job, "morgue") >= 3 && Failures(*job, "appointments") >= 3; },
         absl::Seconds(10)));
-    CHECK(Admissions(hospital) == 0);
-    CHECK(Scheduled(hospital, "p-1") == 1);
+    CHECK(hospital.CountAdmissions() == 0);
+    CHECK(hospital.CountScheduled("p-1") == 1);
     CHECK(job->Terminate() == 0);
     CHECK_THAT(job->log(), Catch::Contains("no such column: cause"));
   }

@@ -28,6 +28,7 @@ using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::Hospital;
 using testing_support::HospitalOptions;
+using testing_support::Metric;
 using testing_support::ServiceProcess;
 namespace patients_v1 = hospital::patients::v1;
 namespace appointments_v1 = hospital::appointments::v1;
@@ -64,13 +65,6 @@ long long Count(const Hospital& hospital, const std::string& database, const std
   sqlite3_finalize(statement);
   sqlite3_close(db);
   return value;
-}
-
-double Metric(ServiceProcess& process, const std::string& name,
-              const std::vector<std::string>& labels) {
-  const absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process.metrics_port());
-  REQUIRE(scrape.ok());
-  return testing_support::SumSamples(*scrape, name, labels);
 }
 
 // Patients p-0 .. p-4, each with an appointment two days ahead.

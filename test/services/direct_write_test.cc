@@ -53,58 +53,15 @@ class WriteLock final {
   sqlite3* db_ = nullptr;
 };
 
-patients_v1::RecordDeathResponse RecordDeath(Hospital& hospital, const std::string& patient_id) {
-  patients_v1::RecordDeathRequest request;
-  request.set_patient_id(patient_id);
-  request.set_cause("stroke");
-  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
-  patients_v1::RecordDeathResponse response;
-  const grpc::Status status = hospital.patients().RecordDeath(
-      ContextWithTimeout(absl::Seconds(10)).get(), request, &response);
-  INFO(status.error_message());
-  REQUIRE(status.ok());
-  return response;
-}
-
-bool Admitted(Hospital& hospital, const std::string& patient_id) {
-  morgue_v1::GetAdmissionRequest request;
-  request.set_patient_id(patient_id);
-  morgue_v1::Admission admission;
-  return hospital.morgue()
-      .GetAdmission(ContextWithTimeout(absl::Seconds(5)).get(), request, &admission)
-      .ok();
-}
-
-int Scheduled(Hospital& hospital, const std::string& patient_id) {
-  appointments_v1::ListAppointmentsRequest request;
-  request.set_patient_id(patient_id);
-  request.set_status(appointments_v1::SCHEDULED);
-  appointments_v1::ListAppointmentsResponse response;
-  REQUIRE(hospital.appointments()
-              .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
-              .ok());
-  return response.appointments_size();
-}
-
-int Admissions(Hospital& hospital) {
-  morgue_v1::ListAdmissionsRequest request;
-  request.set_page_size(500);
-  morgue_v1::ListAdmissionsResponse response;
-  REQUIRE(hospital.morgue()
-              .ListAdmissions(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
-              .ok());
-  return response.admissions_size();
-}
-
 TEST_CASE("direct: a death is in both other databases before the answer", "[direct][hospital]") {
   Hospital hospital(DirectOptions());
   hospital.Start();
   hospital.CreatePatient("p-1");
   hospital.Schedule("p-1", absl::Hours(24));
-  const patients_v1::RecordDeathResponse recorded = RecordDeath(hospital, "p-1");
+  const patients_v1::RecordDeathResponse recorded = hospital.RequireDeath("p-1");
   CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_APPLIED);
-  CHECK(Admitted(hospital, "p-1"));
-  CHECK(Scheduled(hospital, "p-1") == 0);
+  CHECK(hospital.FindAdmission("p-1").has_value());
+  CHECK(hospital.CountScheduled("p-1") == 0);
 }
 
 TEST_CASE("direct: deaths recorded together while a database is locked share the passes",
@@ -145,7 +102,7 @@ TEST_CASE("direct: deaths recorded together while a database is locked share the
   // One pass per death would keep the last caller for 12 busy timeouts (2.4 s); shared, each
   // waits for the pass running when it came and the next one (0.4 s, and scheduling).
   CHECK(*std::max_element(waited.begin(), waited.end()) < absl::Milliseconds(1500));
-  CHECK(Eventually([&] { return Admissions(hospital) == kDeaths; }, absl::Seconds(10)));
+  CHECK(Eventually([&] { return hospital.CountAdmissions() == kDeaths; }, absl::Seconds(10)));
 }
 
 TEST_CASE(
@@ -161,25 +118,28 @@ TEST_CASE(
   {
     // The morgue's database is locked: the answer says pending; appointments got it anyway.
     WriteLock lock(hospital.dir() + "/morgue.db");
-    const patients_v1::RecordDeathResponse recorded = RecordDeath(hospital, "p-1");
+    const patients_v1::RecordDeathResponse recorded = hospital.RequireDeath("p-1");
     CHECK(recorded.downstream_state() == patients_v1::DOWNSTREAM_PENDING);
-    CHECK(Scheduled(hospital, "p-1") == 0);
+    CHECK(hospital.CountScheduled("p-1") == 0);
   }
-  CHECK(Eventually([&] { return Admitted(hospital, "p-1"); }, absl::Seconds(10)));
+  CHECK(Eventually([&] { return hospital.FindAdmission("p-1").has_value(); }, absl::Seconds(10)));
 
   // Both locked, then the patients service killed: the death is committed in its database
   // only; the restarted service writes it into both, once.
   auto morgue_lock = std::make_unique<WriteLock>(hospital.dir() + "/morgue.db");
   auto appointments_lock = std::make_unique<WriteLock>(hospital.dir() + "/appointments.db");
-  CHECK(RecordDeath(hospital, "p-2").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+  CHECK(hospital.RequireDeath("p-2").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
   hospital.patients_process().Kill();
   morgue_lock.reset();
   appointments_lock.reset();
-  CHECK_FALSE(Admitted(hospital, "p-2"));
+  CHECK_FALSE(hospital.FindAdmission("p-2").has_value());
   hospital.RestartPatients();
-  CHECK(Eventually([&] { return Admitted(hospital, "p-2") && Scheduled(hospital, "p-2") == 0; },
-                   absl::Seconds(10)));
-  CHECK(Admissions(hospital) == 2);
+  CHECK(Eventually(
+      [&] {
+        return hospital.FindAdmission("p-2").has_value() && hospital.CountScheduled("p-2") == 0;
+      },
+      absl::Seconds(10)));
+  CHECK(hospital.CountAdmissions() == 2);
 }
 
 TEST_CASE(
@@ -203,20 +163,20 @@ TEST_CASE(
     sqlite3_close(db);
   }
   // The death is recorded and the appointments cancelled; the morgue never gets it.
-  CHECK(RecordDeath(hospital, "p-1").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
-  CHECK(Scheduled(hospital, "p-1") == 0);
-  absl::SleepFor(absl::Milliseconds(500));  // Several background passes (0.1 s apart).
-  CHECK_FALSE(Admitted(hospital, "p-1"));
-  // How it surfaces: the failure metric of the patients service, per target, and its log.
-  const absl::StatusOr<std::string> scrape =
-      testing_support::ScrapeMetrics(hospital.patients_process().metrics_port());
-  REQUIRE(scrape.ok());
-  CHECK(testing_support::SumSamples(*scrape, "hospital_batch_sync_failures_total",
-                                    {"target=\"morgue\""}) >= 2);
-  CHECK(testing_support::SumSamples(*scrape, "hospital_batch_sync_failures_total",
-                                    {"target=\"appointments\""}) == 0);
-  CHECK(testing_support::SumSamples(*scrape, "hospital_deaths_recorded_total",
-                                    {"result=\"accepted\""}) == 1);
+  CHECK(hospital.RequireDeath("p-1").downstream_state() == patients_v1::DOWNSTREAM_PENDING);
+  CHECK(hospital.CountScheduled("p-1") == 0);
+  // How it surfaces: the failure metric of the patients service, per target, and its log. Once
+  // several background passes (0.1 s apart) have failed, the morgue still has no admission.
+  auto failures = [&](const std::string& target) {
+    return testing_support::Metric(hospital.patients_process(),
+                                   "hospital_batch_sync_failures_total",
+                                   {absl::StrCat("target=\"", target, "\"")});
+  };
+  REQUIRE(Eventually([&] { return failures("morgue") >= 2; }, absl::Seconds(10)));
+  CHECK_FALSE(hospital.FindAdmission("p-1").has_value());
+  CHECK(failures("appointments") == 0);
+  CHECK(testing_support::Metric(hospital.patients_process(), "hospital_deaths_recorded_total",
+                                {"result=\"accepted\""}) == 1);
   hospital.Stop();
   CHECK_THAT(hospital.patients_process().log(),
              Catch::Contains("\"event\":\"batch_sync_failed\"") &&

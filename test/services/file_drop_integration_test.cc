@@ -28,40 +28,9 @@ testing_support::HospitalOptions FileDropOptions() {
   return options;
 }
 
+// A file drop answers once the death is committed here: the others learn of it later.
 void RecordDeath(Hospital& hospital, const std::string& patient_id) {
-  patients_v1::RecordDeathRequest request;
-  request.set_patient_id(patient_id);
-  request.set_cause("stroke");
-  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Hours(1));
-  patients_v1::RecordDeathResponse response;
-  const grpc::Status status = hospital.patients().RecordDeath(
-      ContextWithTimeout(absl::Seconds(10)).get(), request, &response);
-  INFO(status.error_message());
-  REQUIRE(status.ok());
-  CHECK(response.downstream_state() == patients_v1::DOWNSTREAM_PENDING);
-}
-
-int Admissions(Hospital& hospital) {
-  morgue_v1::ListAdmissionsRequest request;
-  request.set_page_size(500);
-  morgue_v1::ListAdmissionsResponse response;
-  if (!hospital.morgue()
-           .ListAdmissions(ContextWithTimeout(absl::Seconds(2)).get(), request, &response)
-           .ok()) {
-    return -1;
-  }
-  return response.admissions_size();
-}
-
-int Scheduled(Hospital& hospital, const std::string& patient_id) {
-  appointments_v1::ListAppointmentsRequest request;
-  request.set_patient_id(patient_id);
-  request.set_status(appointments_v1::SCHEDULED);
-  appointments_v1::ListAppointmentsResponse response;
-  REQUIRE(hospital.appointments()
-              .ListAppointments(ContextWithTimeout(absl::Seconds(5)).get(), request, &response)
-              .ok());
-  return response.appointments_size();
+  CHECK(hospital.RequireDeath(patient_id).downstream_state() == patients_v1::DOWNSTREAM_PENDING);
 }
 
 int EventFiles(const std::string& drop) {
@@ -80,8 +49,9 @@ TEST_CASE("file drop: a death reaches both through a file, which is then deleted
   hospital.Schedule("p-1", absl::Hours(24));
   RecordDeath(hospital, "p-1");
   const absl::Time acknowledged = absl::Now();
-  CHECK(Eventually([&] { return Admissions(hospital) == 1 && Scheduled(hospital, "p-1") == 0; },
-                   absl::Seconds(10)));
+  CHECK(Eventually(
+      [&] { return hospital.CountAdmissions() == 1 && hospital.CountScheduled("p-1") == 0; },
+      absl::Seconds(10)));
   // One interval until the file is written, up to one more until each consumer reads it.
   CHECK(absl::Now() - acknowledged < absl::Seconds(2));
   CHECK(Eventually([&] { return EventFiles(hospital.dir() + "/drop") == 0; }, absl::Seconds(5)));
@@ -103,12 +73,12 @@ TEST_CASE(
   }
   REQUIRE(Eventually([&] { return EventFiles(hospital.dir() + "/drop") >= 2; }, absl::Seconds(5)));
   REQUIRE(hospital.morgue_process().Start().ok());
-  REQUIRE(Eventually([&] { return Admissions(hospital) > 0; }, absl::Seconds(10)));
+  REQUIRE(Eventually([&] { return hospital.CountAdmissions() > 0; }, absl::Seconds(10)));
   hospital.morgue_process().Kill();  // Mid-way through the files, or just after.
   REQUIRE(hospital.morgue_process().Start().ok());
-  CHECK(Eventually([&] { return Admissions(hospital) == kDeaths; }, absl::Seconds(15)));
+  CHECK(Eventually([&] { return hospital.CountAdmissions() == kDeaths; }, absl::Seconds(15)));
   CHECK(Eventually([&] { return EventFiles(hospital.dir() + "/drop") == 0; }, absl::Seconds(5)));
-  CHECK(Admissions(hospital) == kDeaths);
+  CHECK(hospital.CountAdmissions() == kDeaths);
 }
 
 }  // namespace

@@ -23,17 +23,6 @@ namespace patients_v1 = hospital::patients::v1;
 namespace morgue_v1 = hospital::morgue::v1;
 namespace appointments_v1 = hospital::appointments::v1;
 
-grpc::Status RecordDeath(Hospital& hospital, const std::string& patient_id,
-                         patients_v1::RecordDeathResponse* response,
-                         absl::Duration timeout = absl::Seconds(10)) {
-  patients_v1::RecordDeathRequest request;
-  request.set_patient_id(patient_id);
-  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Minutes(5));
-  request.set_cause("heart failure");
-  auto context = ContextWithTimeout(timeout);
-  return hospital.patients().RecordDeath(context.get(), request, response);
-}
-
 patients_v1::Patient GetPatient(Hospital& hospital, const std::string& patient_id) {
   patients_v1::GetPatientRequest request;
   request.set_patient_id(patient_id);
@@ -91,7 +80,7 @@ TEST_CASE("a death reaches the morgue and the appointments service", "[hospital]
   for (int i = 1; i <= 3; ++i) hospital.Schedule("p-1", absl::Hours(24 * i));
 
   patients_v1::RecordDeathResponse response;
-  const grpc::Status status = RecordDeath(hospital, "p-1", &response);
+  const grpc::Status status = hospital.RecordDeath("p-1", &response);
   INFO(status.error_message());
   REQUIRE(status.ok());
   CHECK(response.patient().status() == patients_v1::DECEASED);
@@ -120,7 +109,7 @@ TEST_CASE("a death reaches the morgue and the appointments service", "[hospital]
 
   SECTION("a repeated RecordDeath returns the original result") {
     patients_v1::RecordDeathResponse again;
-    REQUIRE(RecordDeath(hospital, "p-1", &again).ok());
+    REQUIRE(hospital.RecordDeath("p-1", &again).ok());
     CHECK(again.replayed());
     CHECK(again.workflow_id() == response.workflow_id());
     CHECK(again.morgue().admission_id() == response.morgue().admission_id());
@@ -137,7 +126,7 @@ TEST_CASE("with the morgue down the death is compensated and the caller told", "
   REQUIRE(hospital.morgue_process().Terminate() == 0);
 
   patients_v1::RecordDeathResponse response;
-  const grpc::Status status = RecordDeath(hospital, "p-2", &response);
+  const grpc::Status status = hospital.RecordDeath("p-2", &response);
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK_THAT(status.error_message(), Catch::Contains("morgue"));
   CHECK(GetPatient(hospital, "p-2").status() == patients_v1::ALIVE);
@@ -150,7 +139,7 @@ TEST_CASE("with the morgue down the death is compensated and the caller told", "
   CHECK(Eventually(
       [&] {
         patients_v1::RecordDeathResponse retry;
-        return RecordDeath(hospital, "p-2", &retry).ok();
+        return hospital.RecordDeath("p-2", &retry).ok();
       },
       absl::Seconds(15)));
   morgue_v1::Admission admission;
@@ -229,7 +218,7 @@ TEST_CASE("appointments too slow for the deadline: compensated once it answers a
 
   patients_v1::RecordDeathResponse response;
   const absl::Time start = absl::Now();
-  const grpc::Status status = RecordDeath(hospital, "p-3", &response, absl::Seconds(20));
+  const grpc::Status status = hospital.RecordDeath("p-3", &response, absl::Seconds(20));
   const absl::Duration elapsed = absl::Now() - start;
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK_THAT(status.error_message(), Catch::Contains("appointments"));
@@ -263,7 +252,7 @@ TEST_CASE("a body cannot be released while its death may still be undone", "[hos
   grpc::Status death;
   std::thread recording([&] {
     patients_v1::RecordDeathResponse response;
-    death = RecordDeath(hospital, "p-5", &response, absl::Seconds(20));
+    death = hospital.RecordDeath("p-5", &response, absl::Seconds(20));
   });
   morgue_v1::Admission admission;
   REQUIRE(
@@ -285,7 +274,7 @@ TEST_CASE("a body cannot be released while its death may still be undone", "[hos
   // A death that completes has confirmed its admission by the time the caller hears OK.
   hospital.CreatePatient("p-6");
   patients_v1::RecordDeathResponse recorded;
-  REQUIRE(RecordDeath(hospital, "p-6", &recorded).ok());
+  REQUIRE(hospital.RecordDeath("p-6", &recorded).ok());
   REQUIRE(Admission(hospital, "p-6", &admission).ok());
   CHECK_FALSE(admission.provisional());
   CHECK(ReleaseBody(hospital, recorded.morgue().admission_id()).ok());
@@ -299,7 +288,7 @@ TEST_CASE("without a policy, a service too slow for the caller's deadline is nam
   hospital.CreatePatient("p-4");
   hospital.appointments_process().Freeze();
   patients_v1::RecordDeathResponse response;
-  const grpc::Status status = RecordDeath(hospital, "p-4", &response, absl::Seconds(2));
+  const grpc::Status status = hospital.RecordDeath("p-4", &response, absl::Seconds(2));
   hospital.appointments_process().Unfreeze();
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK_THAT(status.error_message(), Catch::Contains("appointments (DEADLINE_EXCEEDED"));
@@ -317,7 +306,7 @@ TEST_CASE("concurrent RecordDeath for one patient admits once", "[hospital]") {
   for (int i = 0; i < 8; ++i) {
     callers.emplace_back([&] {
       patients_v1::RecordDeathResponse response;
-      const grpc::Status status = RecordDeath(hospital, "p-4", &response);
+      const grpc::Status status = hospital.RecordDeath("p-4", &response);
       if (status.ok()) {
         (response.replayed() ? replayed : fresh).fetch_add(1);
       } else if (status.error_code() == grpc::StatusCode::ABORTED) {

@@ -24,6 +24,7 @@ namespace {
 using testing_support::ContextWithTimeout;
 using testing_support::FaultAdmin;
 using testing_support::Hospital;
+using testing_support::Metric;
 namespace faults_v1 = hospital::faults::v1;
 namespace morgue_v1 = hospital::morgue::v1;
 namespace patients_v1 = hospital::patients::v1;
@@ -35,13 +36,6 @@ faults_v1::Fault Delay(const std::string& method, absl::Duration fixed) {
   fault.mutable_delay()->mutable_fixed()->set_nanos(
       static_cast<int>(absl::ToInt64Nanoseconds(fixed % absl::Seconds(1))));
   return fault;
-}
-
-double Metric(const testing_support::ServiceProcess& process, const std::string& name,
-              const std::vector<std::string>& labels) {
-  const absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(process.metrics_port());
-  REQUIRE(scrape.ok());
-  return testing_support::SumSamples(*scrape, name, labels);
 }
 
 // The server's pushback in a finished call's trailers, in ms; -1 when there is none.

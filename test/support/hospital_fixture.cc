@@ -233,4 +233,65 @@ hospital::appointments::v1::Appointment Hospital::Schedule(const std::string& pa
   return appointment;
 }
 
+grpc::Status Hospital::RecordDeath(const std::string& patient_id,
+                                   hospital::patients::v1::RecordDeathResponse* response,
+                                   absl::Duration timeout, bool wait_for_ready) {
+  hospital::patients::v1::RecordDeathRequest request;
+  request.set_patient_id(patient_id);
+  *request.mutable_time_of_death() = server_kit::ToProtoTime(absl::Now() - absl::Minutes(5));
+  request.set_cause("heart failure");
+  auto context = ContextWithTimeout(timeout, wait_for_ready);
+  return patients().RecordDeath(context.get(), request, response);
+}
+
+hospital::patients::v1::RecordDeathResponse Hospital::RequireDeath(const std::string& patient_id) {
+  hospital::patients::v1::RecordDeathResponse response;
+  const grpc::Status status =
+      RecordDeath(patient_id, &response, absl::Seconds(10), /*wait_for_ready=*/true);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  return response;
+}
+
+std::optional<hospital::morgue::v1::Admission> Hospital::FindAdmission(
+    const std::string& patient_id) {
+  hospital::morgue::v1::GetAdmissionRequest request;
+  request.set_patient_id(patient_id);
+  hospital::morgue::v1::Admission admission;
+  auto context = ContextWithTimeout(absl::Seconds(5), /*wait_for_ready=*/true);
+  if (!morgue().GetAdmission(context.get(), request, &admission).ok()) return std::nullopt;
+  return admission;
+}
+
+int Hospital::CountAdmissions() {
+  int count = 0;
+  hospital::morgue::v1::ListAdmissionsRequest request;
+  request.set_page_size(500);
+  do {
+    hospital::morgue::v1::ListAdmissionsResponse response;
+    auto context = ContextWithTimeout(absl::Seconds(5), /*wait_for_ready=*/true);
+    if (!morgue().ListAdmissions(context.get(), request, &response).ok()) return -1;
+    count += response.admissions_size();
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return count;
+}
+
+int Hospital::CountScheduled(const std::string& patient_id) {
+  hospital::appointments::v1::ListAppointmentsRequest request;
+  request.set_patient_id(patient_id);
+  request.set_status(hospital::appointments::v1::SCHEDULED);
+  hospital::appointments::v1::ListAppointmentsResponse response;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  REQUIRE(appointments().ListAppointments(context.get(), request, &response).ok());
+  return response.appointments_size();
+}
+
+double Metric(const ServiceProcess& process, const std::string& name,
+              const std::vector<std::string>& labels) {
+  const absl::StatusOr<std::string> scrape = ScrapeMetrics(process.metrics_port());
+  REQUIRE(scrape.ok());
+  return SumSamples(*scrape, name, labels);
+}
+
 }  // namespace testing_support

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,22 @@ class Hospital final {
   hospital::appointments::v1::Appointment Schedule(const std::string& patient_id,
                                                    absl::Duration from_now);
 
+  // RecordDeath of `patient_id` (died five minutes ago, of heart failure) within `timeout`; with
+  // `wait_for_ready`, the call waits for a patients service that is (re)starting.
+  grpc::Status RecordDeath(const std::string& patient_id,
+                           hospital::patients::v1::RecordDeathResponse* response,
+                           absl::Duration timeout = absl::Seconds(10), bool wait_for_ready = false);
+  // The same, waiting for a (re)starting patients service; REQUIREs success.
+  hospital::patients::v1::RecordDeathResponse RequireDeath(const std::string& patient_id);
+  // The morgue's admission of `patient_id`, if it answers with one (waiting for a (re)starting
+  // morgue, 5 s at most).
+  std::optional<hospital::morgue::v1::Admission> FindAdmission(const std::string& patient_id);
+  // Every admission the morgue lists, over all pages (waiting for a (re)starting morgue); -1 when
+  // it does not answer within 5 s.
+  int CountAdmissions();
+  // The patient's SCHEDULED appointments; REQUIREs an answer.
+  int CountScheduled(const std::string& patient_id);
+
  private:
   void Connect();
 
@@ -126,6 +143,11 @@ std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
 
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout);
+
+// The sum of the samples of metric `name` (with every label of `labels`, e.g. "outcome=\"ok\"")
+// in `process`'s /metrics; REQUIREs a scrape.
+double Metric(const ServiceProcess& process, const std::string& name,
+              const std::vector<std::string>& labels = {});
 
 // The database at `path`, created with `migrations` if missing; the test fails (REQUIRE, with
 // the error) if it does not open.
