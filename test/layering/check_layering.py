@@ -7,7 +7,8 @@ link lists:
     generated protos (hospital/<service>/...) or links its library;
   - only the modules of the two patterns that write a peer's database (integration/
     shared_db_batch, integration/direct_db_write) use the morgue's or the appointments
-    service's code; a service's main.cc alone reaches up, to the factory of integration/.
+    service's code; no service uses integration/: the binaries (src/binaries) join each
+    service's process with the factory of its pattern.
 
   check_layering.py SRC_DIR      checks a tree; every breach on a line of its own, exit 1
   check_layering.py --self-test  checks that a tree with each kind of breach is refused
@@ -31,11 +32,11 @@ LAYERS = {
     "appointments": {"base", "server_kit", "messaging", "patient_events"},
     "integration": {"base", "server_kit", "resilience", "messaging", "patient_events",
                     "patients", "morgue", "appointments"},
+    "binaries": {"base", "server_kit", "resilience", "messaging", "patient_events", "patients",
+                 "morgue", "appointments", "integration"},
 }
 # The pattern modules that may use the morgue's and the appointments service's own code.
 PEER_WRITERS = ("integration/shared_db_batch/", "integration/direct_db_write/")
-# What a service's main.cc may include from integration/.
-FACTORIES = ("integration/producer_factory.h", "integration/consumer_factory.h")
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
@@ -74,9 +75,7 @@ def include_breach(relative, folder, header, folders):
     if target not in folders or target == folder:
         return None
     if folder in SERVICES and target == "integration":
-        if relative == f"{folder}/main.cc" and header in FACTORIES:
-            return None
-        return "a service uses integration/ only from its main.cc, through a factory"
+        return "a service knows no pattern: its binary (src/binaries) joins the two"
     if target not in LAYERS[folder]:
         return f"{folder}/ may include only {sorted(LAYERS[folder]) or 'itself'}"
     if folder in SERVICES and target in SERVICES:
@@ -106,7 +105,7 @@ def self_test():
     clean = {
         "base/clock.h": "",
         "patients/patients_service.cc": '#include "base/clock.h"\n#include "hospital/patients/v1/patients.pb.h"\n',
-        "patients/main.cc": '#include "integration/producer_factory.h"\n',
+        "binaries/patients.cc": '#include "integration/producer_factory.h"\n',
         "patients/CMakeLists.txt": "add_executable(patients main.cc)\n",
         "morgue/morgue_service.h": "",
         "appointments/appointments_service.h": "",
@@ -119,6 +118,8 @@ def self_test():
         "patients/death_workflow.cc": '#include "hospital/morgue/v1/morgue.grpc.pb.h"\n',
         "patients/CMakeLists.txt": "target_link_libraries(patients PRIVATE appointments_lib)\n",
         "patients/patients_repository.cc": '#include "integration/pattern.h"\n',
+        "patients/main.cc": '#include "integration/producer_factory.h"\n',
+        "integration/producer_factory.cc": '#include "binaries/patients.cc"\n',
         "base/status.cc": '#include "server_kit/log.h"\n',
         "integration/async/producer.cc": '#include "morgue/morgue_service.h"\n',
         "integration/sync/CMakeLists.txt": "target_link_libraries(x PUBLIC appointments_lib)\n",

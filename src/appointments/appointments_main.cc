@@ -1,11 +1,13 @@
-// The appointments service binary. `appointments --help` lists the flags.
+#include "appointments/appointments_main.h"
+
 #include "appointments/appointments_repository.h"
 #include "appointments/appointments_service.h"
 #include "appointments/patient_died_handler.h"
-#include "integration/consumer_factory.h"
 #include "server_kit/service_main.h"
 
-int main(int argc, char** argv) {
+namespace appointments {
+
+int AppointmentsMain(int argc, char** argv, const messaging::EventConsumerSetUp& set_up_consumer) {
   const server_kit::ServiceDefinition definition{
       "appointments",
       "The appointments service: schedules visits; cancels those of deceased patients.\n"
@@ -19,7 +21,8 @@ int main(int argc, char** argv) {
       appointments::Migrations(),
   };
   return server_kit::ServiceMain(
-      argc, argv, definition, [](server_kit::ServiceContext& context) -> absl::Status {
+      argc, argv, definition,
+      [&set_up_consumer](server_kit::ServiceContext& context) -> absl::Status {
         auto* repository =
             context.Keep(std::make_unique<appointments::AppointmentsRepository>(context.database));
         auto* service = context.Keep(std::make_unique<appointments::AppointmentsService>(
@@ -27,7 +30,9 @@ int main(int argc, char** argv) {
         context.server.RegisterService(
             service, hospital::appointments::v1::AppointmentsService::service_full_name());
         auto* handler = context.Keep(std::make_unique<appointments::PatientDiedHandler>());
-        return integration::SetUpEventConsumer(context, "appointments", *handler,
-                                               appointments::kPatientDiedFaultMethod);
+        return set_up_consumer(context, "appointments", *handler,
+                               appointments::kPatientDiedFaultMethod);
       });
 }
+
+}  // namespace appointments

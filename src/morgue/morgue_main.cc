@@ -1,12 +1,14 @@
-// The morgue service binary. `morgue --help` lists the flags.
+#include "morgue/morgue_main.h"
+
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
-#include "integration/consumer_factory.h"
 #include "morgue/morgue_repository.h"
 #include "morgue/morgue_service.h"
 #include "morgue/patient_died_handler.h"
 #include "server_kit/service_main.h"
 
-int main(int argc, char** argv) {
+namespace morgue {
+
+int MorgueMain(int argc, char** argv, const messaging::EventConsumerSetUp& set_up_consumer) {
   const server_kit::ServiceDefinition definition{
       "morgue",
       "The morgue service: admits deceased patients and releases them to funeral homes.\n"
@@ -19,7 +21,8 @@ int main(int argc, char** argv) {
       morgue::Migrations(),
   };
   return server_kit::ServiceMain(
-      argc, argv, definition, [](server_kit::ServiceContext& context) -> absl::Status {
+      argc, argv, definition,
+      [&set_up_consumer](server_kit::ServiceContext& context) -> absl::Status {
         auto* repository =
             context.Keep(std::make_unique<morgue::MorgueRepository>(context.database));
         auto* service = context.Keep(std::make_unique<morgue::MorgueService>(
@@ -27,7 +30,8 @@ int main(int argc, char** argv) {
         context.server.RegisterService(service,
                                        hospital::morgue::v1::MorgueService::service_full_name());
         auto* handler = context.Keep(std::make_unique<morgue::PatientDiedHandler>());
-        return integration::SetUpEventConsumer(context, "morgue", *handler,
-                                               morgue::kPatientDiedFaultMethod);
+        return set_up_consumer(context, "morgue", *handler, morgue::kPatientDiedFaultMethod);
       });
 }
+
+}  // namespace morgue

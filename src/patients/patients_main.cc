@@ -1,22 +1,22 @@
-// The patients service binary. `patients --help` lists the flags.
+#include "patients/patients_main.h"
+
 #include <memory>
 
 #include "base/status.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
-#include "integration/producer_factory.h"
 #include "patients/death_workflow.h"
 #include "patients/patients_repository.h"
 #include "patients/patients_service.h"
 #include "server_kit/service_main.h"
 
+namespace patients {
 namespace {
 
-absl::Status Setup(server_kit::ServiceContext& context) {
-  auto* repository = context.Keep(std::make_unique<patients::PatientsRepository>(context.database));
-  // How deaths reach the morgue and the appointments service: the module of --death_workflow.
-  ASSIGN_OR_RETURN(patients::DeathWorkflow* const death_workflow,
-                   integration::SetUpDeathWorkflow(context, *repository));
-  auto* service = context.Keep(std::make_unique<patients::PatientsService>(
+absl::Status Setup(server_kit::ServiceContext& context, const DeathWorkflowSetUp& set_up_deaths) {
+  auto* repository = context.Keep(std::make_unique<PatientsRepository>(context.database));
+  // How deaths reach the morgue and the appointments service: the pattern's module.
+  ASSIGN_OR_RETURN(DeathWorkflow* const death_workflow, set_up_deaths(context, *repository));
+  auto* service = context.Keep(std::make_unique<PatientsService>(
       *repository, *death_workflow, base::SystemClock(), context.server.metrics()));
   context.server.RegisterService(service,
                                  hospital::patients::v1::PatientsService::service_full_name());
@@ -25,7 +25,7 @@ absl::Status Setup(server_kit::ServiceContext& context) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int PatientsMain(int argc, char** argv, const DeathWorkflowSetUp& set_up_deaths) {
   const server_kit::ServiceDefinition definition{
       "patients",
       "The patients service: patients, their records, and the recording of deaths, which "
@@ -39,7 +39,12 @@ int main(int argc, char** argv) {
       "127.0.0.1:50061",
       "0.0.0.0:9091",
       "patients.db",
-      patients::Migrations(),
+      Migrations(),
   };
-  return server_kit::ServiceMain(argc, argv, definition, Setup);
+  return server_kit::ServiceMain(argc, argv, definition,
+                                 [&set_up_deaths](server_kit::ServiceContext& context) {
+                                   return Setup(context, set_up_deaths);
+                                 });
 }
+
+}  // namespace patients
