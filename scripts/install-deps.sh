@@ -9,13 +9,13 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev zlib1g-dev
+  libabsl-dev libfmt-dev libsqlite3-dev prometheus-cpp-dev libnats-dev zlib1g-dev libpq-dev
 )
 # Tests (Catch2, clang for ThreadSanitizer, clang-format, the manifest and rule checks) and
 # benchmarks.
 test_packages=(
   clang clang-format libclang-rt-14-dev catch2 libbenchmark-dev python3-jsonschema python3-yaml prometheus
-  gnuplot-nox nats-server openssl ccache podman runc debootstrap
+  gnuplot-nox nats-server postgresql-15 openssl ccache podman runc debootstrap
 )
 
 packages=("${build_packages[@]}")

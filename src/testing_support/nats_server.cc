@@ -17,26 +17,6 @@
 #include "testing_support/service_process.h"
 
 namespace testing_support {
-namespace {
-
-// A port nothing listens on now (the kernel's choice for a socket bound to port 0).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-}  // namespace
 
 std::string NatsServerBinary() {
   if (std::filesystem::exists("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";

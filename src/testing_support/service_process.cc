@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -61,11 +62,16 @@ std::string ResolveProgram(const std::string& program) {
 // process's spawning thread (below). Between fork and exec the child only makes system calls.
 absl::StatusOr<pid_t> ForkAndExec(const std::string& program, const std::vector<char*>& argv,
                                   const std::vector<char*>& environment,
-                                  const std::string& log_path) {
+                                  const std::string& log_path, std::optional<RunAs> run_as) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("cannot fork for ", program));
   if (pid == 0) {
+    // First: a change of credentials clears the parent-death signal set below.
+    if (run_as.has_value() && (::setgroups(0, nullptr) != 0 || ::setgid(run_as->gid) != 0 ||
+                               ::setuid(run_as->uid) != 0)) {
+      ::_exit(126);
+    }
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     // The parent may have died before the line above took effect.
     if (::getppid() != parent) ::_exit(127);
@@ -134,7 +140,8 @@ class SpawningThread final {
 }  // namespace
 
 absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::string& log_path,
-                            const std::vector<std::string>& extra_environment) {
+                            const std::vector<std::string>& extra_environment,
+                            std::optional<RunAs> run_as) {
   const std::string program = ResolveProgram(argv_strings.front());
   std::vector<char*> argv;
   for (std::string& argument : argv_strings) argv.push_back(argument.data());
@@ -153,11 +160,27 @@ absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv_strings, const std::st
   for (std::string& variable : variables) environment.push_back(variable.data());
   environment.push_back(nullptr);
   return SpawningThread::Get().Run(
-      [&] { return ForkAndExec(program, argv, environment, log_path); });
+      [&] { return ForkAndExec(program, argv, environment, log_path, run_as); });
 }
 
 std::string BinaryPath(const std::string& name) {
   return absl::StrCat(HOSPITAL_BINARY_DIR, "/bin/", name);
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 std::string SourcePath(const std::string& relative) {

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,8 +94,19 @@ class ServiceProcess final {
 // Nothing started here outlives the process that started it: each child is killed (SIGKILL) when
 // its parent ends, however it ends, a failed REQUIRE, an uncaught exception, a crash or ctest's
 // timeout included (PR_SET_PDEATHSIG, from one spawning thread that lives as long as the process).
+//
+// With `run_as`, the child takes that user and group (no supplementary groups) before it runs
+// `argv`, e.g. a server that refuses to run as root; the log is then opened as that user.
+struct RunAs {
+  uid_t uid;
+  gid_t gid;
+};
 absl::StatusOr<pid_t> Spawn(std::vector<std::string> argv, const std::string& log_path,
-                            const std::vector<std::string>& extra_environment = {});
+                            const std::vector<std::string>& extra_environment = {},
+                            std::optional<RunAs> run_as = std::nullopt);
+
+// A loopback port nothing listens on now (the kernel's choice for a socket bound to port 0).
+int FreePort();
 
 // Path of a binary built next to the tests (HOSPITAL_BINARY_DIR is set by CMake).
 std::string BinaryPath(const std::string& name);
