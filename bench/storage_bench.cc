@@ -26,7 +26,7 @@
 #include "appointments/appointments_repository.h"
 #include "morgue/morgue_repository.h"
 #include "patients/patients_repository.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/open_database.h"
 
 ABSL_FLAG(int, deaths, 20000, "Deaths to record (each on a patient of its own)");
 ABSL_FLAG(int, threads, 16, "Threads recording deaths at once");
@@ -46,10 +46,10 @@ double ProcessCpuSeconds() {
 }
 
 std::unique_ptr<server_kit::Database> OpenOrDie(const std::string& path,
-                                                const std::vector<std::string>& migrations,
+                                                const server_kit::Schema& migrations,
                                                 const server_kit::DatabaseOptions& options) {
   absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::Open(path, migrations, options);
+      server_kit::OpenDatabase(path, migrations, options);
   if (!database.ok()) {
     std::fprintf(stderr, "%s\n", database.status().ToString().c_str());
     std::exit(1);
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   }
 
   const std::int64_t commits_before =
-      patients_db->commits() + morgue_db->commits() + appointments_db->commits();
+      patients_db->stats().commits + morgue_db->stats().commits + appointments_db->stats().commits;
   std::atomic<int> next{0};
   const double cpu_before = ProcessCpuSeconds();
   const absl::Time start = absl::Now();
@@ -134,8 +134,8 @@ int main(int argc, char** argv) {
   for (std::thread& worker : workers) worker.join();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu = ProcessCpuSeconds() - cpu_before;
-  const std::int64_t commits =
-      patients_db->commits() + morgue_db->commits() + appointments_db->commits() - commits_before;
+  const std::int64_t commits = patients_db->stats().commits + morgue_db->stats().commits +
+                               appointments_db->stats().commits - commits_before;
   std::printf(
       "storage_bench: %d deaths, %d threads, synchronous=%s: %.0f deaths/s, CPU %.1f us per "
       "death (user+system, whole process), %.2f transactions per commit\n",

@@ -105,9 +105,10 @@ absl::Status WrongPatient(const std::string& workflow_id) {
 
 }  // namespace
 
-const std::vector<std::string>& Migrations() {
-  static const auto* const migrations = new std::vector<std::string>{
-      R"sql(
+const server_kit::Schema& Migrations() {
+  static const auto* const migrations =
+      new server_kit::Schema{/*sqlite=*/{
+                                 R"sql(
         -- Patient-wide cancellations made by death workflows (state 1 active, 2 reverted).
         CREATE TABLE patient_cancellations (
           workflow_id      TEXT PRIMARY KEY,
@@ -135,9 +136,40 @@ const std::vector<std::string>& Migrations() {
           ON appointments (patient_id, scheduled_time, appointment_id);
         CREATE INDEX appointments_by_workflow ON appointments (cancelled_by_workflow);
       )sql",
-      // v2: the inbox of the asynchronous death workflow's events.
-      messaging::kInboxMigration,
-  };
+                                 // v2: the inbox of the asynchronous death workflow's events.
+                                 messaging::kInboxMigration,
+                             },
+                             /*postgres=*/{
+                                 // v1: the tables of SQLite's v1.
+                                 R"sql(
+        CREATE TABLE patient_cancellations (
+          workflow_id      TEXT COLLATE "C" PRIMARY KEY,
+          patient_id       TEXT COLLATE "C" NOT NULL,
+          reason           TEXT NOT NULL,
+          patient_deceased INTEGER NOT NULL CHECK (patient_deceased IN (0, 1)),
+          state            INTEGER NOT NULL CHECK (state IN (1, 2)),
+          create_time      BIGINT NOT NULL,
+          revert_time      BIGINT
+        );
+        CREATE INDEX cancellations_by_patient ON patient_cancellations (patient_id, state);
+        CREATE TABLE appointments (
+          appointment_id        TEXT COLLATE "C" PRIMARY KEY,
+          patient_id            TEXT COLLATE "C" NOT NULL,
+          scheduled_time        BIGINT NOT NULL,
+          clinician             TEXT NOT NULL,
+          purpose               TEXT NOT NULL,
+          status                INTEGER NOT NULL CHECK (status IN (1, 2)),
+          cancel_reason         TEXT,
+          cancel_time           BIGINT,
+          cancelled_by_workflow TEXT COLLATE "C" REFERENCES patient_cancellations (workflow_id),
+          create_time           BIGINT NOT NULL
+        );
+        CREATE INDEX appointments_by_patient
+          ON appointments (patient_id, scheduled_time, appointment_id);
+        CREATE INDEX appointments_by_workflow ON appointments (cancelled_by_workflow);
+      )sql",
+                                 messaging::kPostgresInboxMigration,
+                             }};
   return *migrations;
 }
 

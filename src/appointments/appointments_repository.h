@@ -10,14 +10,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "hospital/appointments/v1/appointments.pb.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace appointments {
 
 using hospital::appointments::v1::Appointment;
 using hospital::appointments::v1::AppointmentStatus;
 
-const std::vector<std::string>& Migrations();
+// The schema of each engine (server_kit::Schema).
+const server_kit::Schema& Migrations();
 
 struct NewAppointment {
   std::string appointment_id;

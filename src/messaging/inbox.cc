@@ -98,6 +98,20 @@ const char kInboxMigration[] = R"sql(
   CREATE INDEX rejected_events ON processed_events (process_time, event_id) WHERE outcome = 2;
 )sql";
 
+const char kPostgresInboxMigration[] = R"sql(
+  CREATE TABLE processed_events (
+    event_id        TEXT COLLATE "C" PRIMARY KEY,
+    subject         TEXT NOT NULL,
+    stream_sequence BIGINT NOT NULL,
+    outcome         INTEGER NOT NULL CHECK (outcome IN (1, 2)),
+    reason          TEXT,
+    payload         BYTEA,
+    deliveries      BIGINT NOT NULL,
+    process_time    BIGINT NOT NULL
+  );
+  CREATE INDEX rejected_events ON processed_events (process_time, event_id) WHERE outcome = 2;
+)sql";
+
 const char* DispositionName(Disposition disposition) {
   switch (disposition) {
     case Disposition::kApplied:

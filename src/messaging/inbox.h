@@ -27,13 +27,14 @@
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "hospital/messaging/v1/inbox.pb.h"
+#include "server_kit/database.h"
 #include "server_kit/page.h"
-#include "server_kit/sqlite.h"
 
 namespace messaging {
 
 // Creates the processed_events table; a consuming service adds it to its migrations.
 extern const char kInboxMigration[];
+extern const char kPostgresInboxMigration[];
 
 struct InboundEvent {
   std::string event_id;  // Nats-Msg-Id, or "stream-sequence-<n>" without one.

@@ -23,6 +23,22 @@ const char kOutboxMigration[] = R"sql(
   CREATE INDEX outbox_published ON outbox (publish_time) WHERE publish_time IS NOT NULL;
 )sql";
 
+const char kPostgresOutboxMigration[] = R"sql(
+  CREATE TABLE outbox (
+    sequence       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id       TEXT COLLATE "C" NOT NULL UNIQUE,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    payload        BYTEA NOT NULL,
+    create_time    BIGINT NOT NULL,
+    publish_time   BIGINT
+  );
+  CREATE INDEX outbox_unpublished ON outbox (sequence) WHERE publish_time IS NULL;
+  CREATE INDEX outbox_published ON outbox (publish_time) WHERE publish_time IS NOT NULL;
+)sql";
+
 absl::Status AppendToOutbox(Database::Session& session, const OutboxEvent& event, absl::Time now) {
   Statement& insert = session.Prepare(
       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, event_type, subject, payload, "

@@ -10,7 +10,11 @@
 //
 // The table (kOutboxMigration) has the columns change-data-capture tools use (event id, aggregate
 // type and id, event type, payload) so that a log-tailing relay could replace the polling one.
-// `sequence` is assigned at insert by the one writing connection, so it is commit order.
+// `sequence` is assigned at insert. On SQLite, with its one writing connection, that is commit
+// order. On PostgreSQL concurrent transactions may commit out of sequence order, so a relay pass
+// can find 11 before 10 has committed; 10 is then published by a later pass. Events of one
+// aggregate stay in order: the transactions that append them write the same aggregate's rows
+// and are serialised.
 //
 // Delivery is at least once: an event is marked published only after the broker acknowledged
 // it, so a relay that dies in between publishes it again (the broker's duplicate window drops a
@@ -26,12 +30,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace messaging {
 
-// Creates the outbox table; a service adds it to its migrations.
+// Creates the outbox table; a service adds it to its migrations (SQLite's, PostgreSQL's).
 extern const char kOutboxMigration[];
+extern const char kPostgresOutboxMigration[];
 
 struct OutboxEvent {
   std::string event_id;        // Unique; becomes Nats-Msg-Id.

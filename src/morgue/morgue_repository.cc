@@ -53,9 +53,10 @@ absl::StatusOr<std::optional<Admission>> FindBy(Database::Session& session,
 
 }  // namespace
 
-const std::vector<std::string>& Migrations() {
-  static const auto* const migrations = new std::vector<std::string>{
-      R"sql(
+const server_kit::Schema& Migrations() {
+  static const auto* const migrations = new server_kit::Schema{
+      /*sqlite=*/{
+          R"sql(
         CREATE TABLE admissions (
           admission_id  TEXT PRIMARY KEY,
           patient_id    TEXT NOT NULL UNIQUE,
@@ -76,22 +77,48 @@ const std::vector<std::string>& Migrations() {
           cancel_time INTEGER NOT NULL
         );
       )sql",
-      // v2: a workflow admits one patient. A workflow id sent again for another patient is a
-      // bug in the caller, refused (AdmitDeceased checks first, to say so clearly).
-      R"sql(
+          // v2: a workflow admits one patient. A workflow id sent again for another patient is a
+          // bug in the caller, refused (AdmitDeceased checks first, to say so clearly).
+          R"sql(
         CREATE UNIQUE INDEX admissions_by_workflow ON admissions (workflow_id);
       )sql",
-      // v3: the inbox of the asynchronous death workflow's events.
-      messaging::kInboxMigration,
-      // v4: an admission made by a synchronous death workflow is provisional (0) until the
-      // workflow completes and confirms it; only then may the body be released, so that undoing
-      // the workflow never meets a released body. Admissions made before this version were
-      // made under the old protocol and count as confirmed.
-      R"sql(
+          // v3: the inbox of the asynchronous death workflow's events.
+          messaging::kInboxMigration,
+          // v4: an admission made by a synchronous death workflow is provisional (0) until the
+          // workflow completes and confirms it; only then may the body be released, so that undoing
+          // the workflow never meets a released body. Admissions made before this version were
+          // made under the old protocol and count as confirmed.
+          R"sql(
         ALTER TABLE admissions ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1
           CHECK (confirmed IN (0, 1));
       )sql",
-  };
+      },
+      /*postgres=*/{
+          // v1: the tables of SQLite's v1-v4.
+          R"sql(
+        CREATE TABLE admissions (
+          admission_id  TEXT COLLATE "C" PRIMARY KEY,
+          patient_id    TEXT COLLATE "C" NOT NULL UNIQUE,
+          workflow_id   TEXT COLLATE "C" NOT NULL,
+          time_of_death BIGINT NOT NULL,
+          cause         TEXT NOT NULL,
+          status        INTEGER NOT NULL CHECK (status IN (1, 2, 3)),
+          admit_time    BIGINT NOT NULL,
+          funeral_home  TEXT,
+          release_time  BIGINT,
+          cancel_time   BIGINT,
+          confirmed     INTEGER NOT NULL DEFAULT 1 CHECK (confirmed IN (0, 1))
+        );
+        CREATE INDEX admissions_by_status ON admissions (status, admission_id);
+        CREATE UNIQUE INDEX admissions_by_workflow ON admissions (workflow_id);
+        CREATE TABLE cancelled_workflows (
+          workflow_id TEXT COLLATE "C" PRIMARY KEY,
+          patient_id  TEXT COLLATE "C" NOT NULL,
+          cancel_time BIGINT NOT NULL
+        );
+      )sql",
+          messaging::kPostgresInboxMigration,
+      }};
   return *migrations;
 }
 
@@ -312,8 +339,8 @@ absl::StatusOr<bool> MorgueRepository::CancelWorkflow(const std::string& patient
   bool cancelled = false;
   absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
     Statement& remember = session.Prepare(
-        "INSERT OR IGNORE INTO cancelled_workflows (workflow_id, patient_id, cancel_time) "
-        "VALUES (?1, ?2, ?3)");
+        "INSERT INTO cancelled_workflows (workflow_id, patient_id, cancel_time) "
+        "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
     remember.BindText(1, workflow_id);
     remember.BindText(2, patient_id);
     remember.BindTime(3, now);

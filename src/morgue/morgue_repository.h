@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "hospital/morgue/v1/morgue.pb.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace morgue {
 
@@ -19,7 +19,8 @@ using hospital::morgue::v1::Admission;
 using hospital::morgue::v1::AdmissionStatus;
 
 // Schema migrations, in order (see server_kit::Database::Open).
-const std::vector<std::string>& Migrations();
+// The schema of each engine (server_kit::Schema).
+const server_kit::Schema& Migrations();
 
 struct AdmitResult {
   Admission admission;

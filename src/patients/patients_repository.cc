@@ -146,9 +146,10 @@ const char* CompensationActionName(CompensationAction action) {
                                                         : "restore_appointments";
 }
 
-const std::vector<std::string>& Migrations() {
-  static const auto* const migrations = new std::vector<std::string>{
-      R"sql(
+const server_kit::Schema& Migrations() {
+  static const auto* const migrations = new server_kit::Schema{
+      /*sqlite=*/{
+          R"sql(
         CREATE TABLE patients (
           patient_id    TEXT PRIMARY KEY,
           given_name    TEXT NOT NULL,
@@ -192,18 +193,18 @@ const std::vector<std::string>& Migrations() {
         CREATE INDEX compensations_due ON compensations (next_attempt_time)
           WHERE done_time IS NULL;
       )sql",
-      // v2: BeginDeath looks up a patient's workflows in states 1-3, which the partial unique
-      // index above cannot serve; without this index SQLite walked every completed workflow,
-      // and RecordDeath slowed down as deaths accumulated.
-      R"sql(
+          // v2: BeginDeath looks up a patient's workflows in states 1-3, which the partial unique
+          // index above cannot serve; without this index SQLite walked every completed workflow,
+          // and RecordDeath slowed down as deaths accumulated.
+          R"sql(
         CREATE INDEX workflows_by_patient ON death_workflows (patient_id, state);
       )sql",
-      // v3: the transactional outbox of the asynchronous death workflow.
-      messaging::kOutboxMigration,
-      // v4: the morgue's admission stays provisional (the body cannot be released) until the
-      // completed workflow confirms it; a confirmation is owed from the transaction that
-      // completes the workflow until the morgue has acknowledged it.
-      R"sql(
+          // v3: the transactional outbox of the asynchronous death workflow.
+          messaging::kOutboxMigration,
+          // v4: the morgue's admission stays provisional (the body cannot be released) until the
+          // completed workflow confirms it; a confirmation is owed from the transaction that
+          // completes the workflow until the morgue has acknowledged it.
+          R"sql(
         CREATE TABLE admission_confirmations (
           workflow_id       TEXT PRIMARY KEY REFERENCES death_workflows (workflow_id),
           attempts          INTEGER NOT NULL DEFAULT 0,
@@ -214,10 +215,66 @@ const std::vector<std::string>& Migrations() {
         CREATE INDEX admission_confirmations_due ON admission_confirmations (next_attempt_time)
           WHERE done_time IS NULL;
       )sql",
-      // v5: how far deaths have been written into the other services' databases
-      // (--death_workflow=direct_db_write).
-      kCopyPositionsMigration,
-  };
+          // v5: how far deaths have been written into the other services' databases
+          // (--death_workflow=direct_db_write).
+          kCopyPositionsMigration,
+      },
+      /*postgres=*/{
+          // v1: the tables of SQLite's v1-v4 (the copy positions of v5 belong to direct_db_write,
+          // a shared-disk pattern that stays on SQLite). Ids sort by byte, as in SQLite.
+          R"sql(
+        CREATE TABLE patients (
+          patient_id    TEXT COLLATE "C" PRIMARY KEY,
+          given_name    TEXT NOT NULL,
+          family_name   TEXT NOT NULL,
+          date_of_birth TEXT NOT NULL,
+          phone         TEXT NOT NULL DEFAULT '',
+          email         TEXT NOT NULL DEFAULT '',
+          address       TEXT NOT NULL DEFAULT '',
+          status        INTEGER NOT NULL CHECK (status IN (1, 2)),
+          create_time   BIGINT NOT NULL,
+          update_time   BIGINT NOT NULL
+        );
+        CREATE INDEX patients_by_status ON patients (status, patient_id);
+        CREATE TABLE death_workflows (
+          workflow_id   TEXT COLLATE "C" PRIMARY KEY,
+          patient_id    TEXT COLLATE "C" NOT NULL REFERENCES patients (patient_id),
+          time_of_death BIGINT NOT NULL,
+          cause         TEXT NOT NULL,
+          state         INTEGER NOT NULL CHECK (state IN (1, 2, 3, 4)),
+          result        BYTEA,
+          failure       TEXT,
+          create_time   BIGINT NOT NULL,
+          update_time   BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX one_death_per_patient ON death_workflows (patient_id)
+          WHERE state IN (1, 2);
+        CREATE INDEX workflows_by_state ON death_workflows (state, update_time);
+        CREATE INDEX workflows_by_patient ON death_workflows (patient_id, state);
+        CREATE TABLE compensations (
+          workflow_id       TEXT COLLATE "C" NOT NULL REFERENCES death_workflows (workflow_id),
+          action            INTEGER NOT NULL CHECK (action IN (0, 1)),
+          attempts          INTEGER NOT NULL DEFAULT 0,
+          next_attempt_time BIGINT NOT NULL,
+          last_error        TEXT,
+          done_time         BIGINT,
+          PRIMARY KEY (workflow_id, action)
+        );
+        CREATE INDEX compensations_due ON compensations (next_attempt_time)
+          WHERE done_time IS NULL;
+        CREATE TABLE admission_confirmations (
+          workflow_id       TEXT COLLATE "C" PRIMARY KEY
+                            REFERENCES death_workflows (workflow_id),
+          attempts          INTEGER NOT NULL DEFAULT 0,
+          next_attempt_time BIGINT NOT NULL,
+          last_error        TEXT,
+          done_time         BIGINT
+        );
+        CREATE INDEX admission_confirmations_due ON admission_confirmations (next_attempt_time)
+          WHERE done_time IS NULL;
+      )sql",
+          messaging::kPostgresOutboxMigration,
+      }};
   return *migrations;
 }
 

@@ -14,13 +14,14 @@
 #include "hospital/patients/v1/events.pb.h"
 #include "hospital/patients/v1/patients.pb.h"
 #include "patients/shared_schema.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace patients {
 
 namespace v1 = hospital::patients::v1;
 
-const std::vector<std::string>& Migrations();
+// The schema of each engine (server_kit::Schema).
+const server_kit::Schema& Migrations();
 
 // Where PatientDied events are published (events.proto).
 inline constexpr char kPatientDiedSubject[] = "hospital.patients.v1.patient_died";

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace patients {
 

@@ -25,6 +25,9 @@
 #include "server_kit/caller_authorization.h"
 #include "server_kit/fault_injection.h"
 #include "server_kit/log.h"
+#include "server_kit/open_database.h"
+#include "server_kit/postgres.h"
+#include "server_kit/sqlite.h"
 #include "server_kit/tls.h"
 
 ABSL_FLAG(
@@ -35,8 +38,20 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address, host:port; \"none\" "
           "disables it (default: 0.0.0.0:9091 patients, :9092 morgue, :9093 appointments)");
 ABSL_FLAG(std::string, db, "",
-          "SQLite database file, created if missing "
-          "(default: <service>.db in the working directory)");
+          "Where the service keeps its data: a SQLite file, created if missing (a path, or "
+          "sqlite:PATH), or a PostgreSQL 15 database, postgresql://[user@]host[:port][,host2"
+          "[:port]...]/dbname[?target_session_attrs=read-write&...] (libpq's URI; no password "
+          "in it). Only --death_workflow=sync and async run on PostgreSQL; the shared-disk "
+          "patterns need SQLite (default: <service>.db in the working directory)");
+ABSL_FLAG(std::string, db_password_file, "",
+          "File holding the PostgreSQL password (its contents, without surrounding white "
+          "space); without it libpq reads "
+          "PGPASSFILE (~/.pgpass by default)");
+ABSL_FLAG(int, db_pool_size, 8,
+          "PostgreSQL: connections the service keeps open at most (shared by all its calls)");
+ABSL_FLAG(absl::Duration, db_statement_timeout, absl::Seconds(10),
+          "PostgreSQL: longest a statement (a commit waiting for its synchronous standby "
+          "included) may take before the call fails UNAVAILABLE");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "After SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(1),
@@ -100,28 +115,57 @@ ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
 namespace server_kit {
 namespace {
 
-// The database's group commit, read on each scrape: transactions committed and the units of work
-// they carried (the ratio is the mean group size; near 1 when idle, larger under load).
+// The storage engine's work, read on each scrape: transactions committed and the units of work
+// they carried (SQLite's group commit: the ratio is the mean group size), transactions run again
+// after a conflict, and the connection pool (PostgreSQL; SQLite holds its two connections).
 class DatabaseMetrics final : public prometheus::Collectable {
  public:
   explicit DatabaseMetrics(const Database& database) : database_(database) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    const auto counter = [](std::string name, std::string help, std::int64_t value) {
-      prometheus::MetricFamily family{
-          std::move(name), std::move(help), prometheus::MetricType::Counter, {}};
+    const StorageStats stats = database_.stats();
+    const std::string engine = EngineName(database_.engine());
+    const auto family = [&engine](std::string name, std::string help, prometheus::MetricType type,
+                                  double value) {
+      prometheus::MetricFamily result{std::move(name), std::move(help), type, {}};
       prometheus::ClientMetric metric;
-      metric.counter.value = static_cast<double>(value);
-      family.metric.push_back(std::move(metric));
-      return family;
+      metric.label.push_back({"engine", engine});
+      if (type == prometheus::MetricType::Counter) {
+        metric.counter.value = value;
+      } else {
+        metric.gauge.value = value;
+      }
+      result.metric.push_back(std::move(metric));
+      return result;
     };
-    return {counter("hospital_sqlite_transactions_total",
-                    "SQLite write transactions committed (a group commit counts once).",
-                    database_.commits()),
-            counter("hospital_sqlite_units_committed_total",
-                    "Units of work committed; over hospital_sqlite_transactions_total, the mean "
-                    "number sharing one commit.",
-                    database_.units_committed())};
+    using prometheus::MetricType;
+    const auto count = [](std::int64_t value) { return static_cast<double>(value); };
+    return {
+        family("hospital_db_transactions_total",
+               "Write transactions committed (a SQLite group commit counts once).",
+               MetricType::Counter, count(stats.commits)),
+        family("hospital_db_units_committed_total",
+               "Units of work committed; over hospital_db_transactions_total, the mean number "
+               "sharing one commit.",
+               MetricType::Counter, count(stats.units_committed)),
+        family("hospital_db_transaction_retries_total",
+               "Units of work run again after a serialization failure or deadlock (PostgreSQL).",
+               MetricType::Counter, count(stats.transaction_retries)),
+        family("hospital_db_connection_errors_total",
+               "Database connections that could not open or were lost.", MetricType::Counter,
+               count(stats.connection_failures)),
+        family("hospital_db_pool_timeouts_total",
+               "Calls refused UNAVAILABLE because no database connection came free in time.",
+               MetricType::Counter, count(stats.pool_timeouts)),
+        family("hospital_db_pool_size", "Database connections the service may hold.",
+               MetricType::Gauge, stats.pool_size),
+        family("hospital_db_connections_open", "Database connections open.", MetricType::Gauge,
+               stats.connections_open),
+        family("hospital_db_connections_in_use", "Database connections running a unit of work.",
+               MetricType::Gauge, stats.connections_in_use),
+        family("hospital_db_waiting", "Units of work and reads waiting for a connection.",
+               MetricType::Gauge, stats.waiting),
+    };
   }
 
  private:
@@ -146,6 +190,8 @@ struct ServiceFlags {
   std::optional<CallerPolicy> caller_policy;
   DatabaseOptions database;
   std::string db_path;
+  // The database for logs: the SQLite path, or the PostgreSQL URI's hosts, database and user.
+  std::string db_description;
   int malloc_trim_threshold = 0;
 };
 
@@ -180,6 +226,51 @@ absl::Status ReadTlsFlags(ServiceFlags& flags) {
       TlsServerCredentialsFrom(admin_files, admin_ca.empty() ? ClientCertificates::kNone
                                                              : ClientCertificates::kOptional));
   flags.admin.trust_client_certificates = !admin_ca.empty();
+  return absl::OkStatus();
+}
+
+// --db and what goes with it: the engine, the PostgreSQL password and pool.
+absl::Status ReadDatabaseFlags(const ServiceDefinition& definition, ServiceFlags& flags) {
+  DatabaseOptions& database = flags.database;
+  database.application_name = definition.name;
+  database.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
+  if (database.synchronous != "FULL" && database.synchronous != "NORMAL") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--sqlite_synchronous: must be FULL or NORMAL, got \"", database.synchronous, "\""));
+  }
+  const bool postgres = IsPostgresLocation(flags.db_path);
+  if (postgres) {
+    if (definition.migrations.postgres.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--db: ", definition.name, " keeps its data in SQLite only (a shared-disk pattern)"));
+    }
+    absl::StatusOr<std::string> description = DescribePostgresUri(flags.db_path);
+    if (!description.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--db: ", description.status().message()));
+    }
+    flags.db_description = *std::move(description);
+  } else {
+    flags.db_description = SqlitePath(flags.db_path);
+  }
+  const std::string password_file = absl::GetFlag(FLAGS_db_password_file);
+  if (!password_file.empty()) {
+    if (!postgres) {
+      return absl::InvalidArgumentError(
+          "--db_password_file: only for a PostgreSQL --db (postgresql://...)");
+    }
+    ASSIGN_OR_RETURN(database.password, ReadTokenFile(password_file, "--db_password_file"));
+  }
+  database.pool_size = absl::GetFlag(FLAGS_db_pool_size);
+  if (database.pool_size < 1 || database.pool_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--db_pool_size: must be 1 to 1000, got ", database.pool_size));
+  }
+  database.statement_timeout = absl::GetFlag(FLAGS_db_statement_timeout);
+  if (database.statement_timeout < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--db_statement_timeout: must be at least 100ms, got ",
+                     absl::FormatDuration(database.statement_timeout)));
+  }
   return absl::OkStatus();
 }
 
@@ -248,12 +339,8 @@ absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--max_concurrent_streams: must be at least 1, got ", options.max_concurrent_streams));
   }
-  flags.database.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
-  if (flags.database.synchronous != "FULL" && flags.database.synchronous != "NORMAL") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--sqlite_synchronous: must be FULL or NORMAL, got \"", flags.database.synchronous, "\""));
-  }
   flags.db_path = Or(absl::GetFlag(FLAGS_db), definition.default_db);
+  RETURN_IF_ERROR(ReadDatabaseFlags(definition, flags));
   flags.malloc_trim_threshold = absl::GetFlag(FLAGS_malloc_trim_threshold);
   if (flags.malloc_trim_threshold < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -373,18 +460,22 @@ int ServiceMain(int argc, char** argv, const ServiceDefinition& definition,
       {{"listen", flags->server.listen_address},
        {"admin_listen", flags->server.admin_address},
        {"metrics_listen", flags->server.metrics_address},
-       {"db", flags->db_path}});
+       {"db", flags->db_description}});
   if (!base::ArmedCrashPoint().empty()) {
     // A test's doing; in production this line would explain a process that kills itself.
     Log(LogLevel::kWarning, "crash_point_armed", {{"HOSPITAL_CRASH_AT", base::ArmedCrashPoint()}});
   }
   absl::StatusOr<std::unique_ptr<Database>> database =
-      Database::Open(flags->db_path, definition.migrations, flags->database);
-  if (!database.ok()) return Fail("database_open_failed", database.status());
+      OpenDatabase(flags->db_path, definition.migrations, flags->database);
+  if (!database.ok()) {
+    return Fail("database_open_failed",
+                absl::Status(database.status().code(),
+                             absl::StrCat("--db: ", database.status().message())));
+  }
   const auto failure = RunUntilSignal(*flags, **database, setup);
   database->reset();
   if (failure) return Fail(failure->first, failure->second);
-  Log(LogLevel::kInfo, "database_closed", {{"db", flags->db_path}});
+  Log(LogLevel::kInfo, "database_closed", {{"db", flags->db_description}});
   return 0;
 }
 

@@ -32,8 +32,8 @@
 #include <grpcpp/security/credentials.h>
 
 #include "absl/status/status.h"
+#include "server_kit/database.h"
 #include "server_kit/server.h"
-#include "server_kit/sqlite.h"
 
 namespace server_kit {
 
@@ -47,7 +47,8 @@ struct ServiceDefinition {
   std::string default_admin_listen;
   std::string default_metrics_listen;
   std::string default_db;
-  std::vector<std::string> migrations;
+  // Its migrations; a service with no PostgreSQL migrations refuses a PostgreSQL --db.
+  Schema migrations;
 };
 
 class ServiceContext final {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/status.h"
 #include "server_kit/log.h"
 
@@ -61,36 +62,35 @@ absl::Status ToStatus(int sqlite_code, absl::string_view sqlite_message,
   }
 }
 
-Statement::Statement(sqlite3* db, sqlite3_stmt* statement, std::string sql)
+SqliteStatement::SqliteStatement(sqlite3* db, sqlite3_stmt* statement, std::string sql)
     : db_(db), statement_(statement), sql_(std::move(sql)) {}
 
-Statement::Statement(sqlite3* db, absl::Status prepare_error, std::string sql)
+SqliteStatement::SqliteStatement(sqlite3* db, absl::Status prepare_error, std::string sql)
     : db_(db),
       statement_(nullptr),
       prepare_error_(std::move(prepare_error)),
       sql_(std::move(sql)) {}
 
-Statement::~Statement() { sqlite3_finalize(statement_); }
+SqliteStatement::~SqliteStatement() { sqlite3_finalize(statement_); }
 
 // Binding and reading a statement that failed to prepare do nothing: its first Step reports
 // the failure.
-void Statement::BindText(int index, absl::string_view value) {
+void SqliteStatement::BindText(int index, absl::string_view value) {
   if (statement_ == nullptr) return;
   sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()),
                     SQLITE_TRANSIENT);
 }
-void Statement::BindInt(int index, std::int64_t value) {
+void SqliteStatement::BindInt(int index, std::int64_t value) {
   if (statement_ == nullptr) return;
   sqlite3_bind_int64(statement_, index, value);
 }
-void Statement::BindBlob(int index, absl::string_view bytes) {
+void SqliteStatement::BindBlob(int index, absl::string_view bytes) {
   if (statement_ == nullptr) return;
   sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()),
                     SQLITE_TRANSIENT);
 }
-void Statement::BindTime(int index, absl::Time value) { BindInt(index, absl::ToUnixMicros(value)); }
 
-absl::StatusOr<bool> Statement::Step() {
+absl::StatusOr<bool> SqliteStatement::Step() {
   if (statement_ == nullptr) return prepare_error_;
   const int code = sqlite3_step(statement_);
   if (code == SQLITE_ROW) return true;
@@ -98,53 +98,37 @@ absl::StatusOr<bool> Statement::Step() {
   return ToStatus(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_), sql_);
 }
 
-absl::Status Statement::Run() {
-  absl::StatusOr<bool> row = Step();
-  if (!row.ok()) return row.status();
-  return absl::OkStatus();
-}
-
-absl::Status Statement::ForEachRow(const std::function<void(const Statement&)>& read) {
-  while (true) {
-    absl::StatusOr<bool> row = Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::OkStatus();
-    read(*this);
-  }
-}
-
-int Statement::ColumnCount() const {
+int SqliteStatement::ColumnCount() const {
   return statement_ == nullptr ? 0 : sqlite3_column_count(statement_);
 }
 
-std::string Statement::ColumnText(int index) const {
+std::string SqliteStatement::ColumnText(int index) const {
   const unsigned char* text = sqlite3_column_text(statement_, index);
   if (text == nullptr) return {};
   return std::string(reinterpret_cast<const char*>(text),
                      static_cast<std::size_t>(sqlite3_column_bytes(statement_, index)));
 }
-std::string Statement::ColumnBlob(int index) const {
+std::string SqliteStatement::ColumnBlob(int index) const {
   const void* bytes = sqlite3_column_blob(statement_, index);
   if (bytes == nullptr) return {};
   return std::string(static_cast<const char*>(bytes),
                      static_cast<std::size_t>(sqlite3_column_bytes(statement_, index)));
 }
-std::int64_t Statement::ColumnInt(int index) const {
+std::int64_t SqliteStatement::ColumnInt(int index) const {
   return sqlite3_column_int64(statement_, index);
 }
-bool Statement::ColumnIsNull(int index) const {
+bool SqliteStatement::ColumnIsNull(int index) const {
   return sqlite3_column_type(statement_, index) == SQLITE_NULL;
 }
-absl::Time Statement::ColumnTime(int index) const { return absl::FromUnixMicros(ColumnInt(index)); }
-int Statement::changes() const { return sqlite3_changes(db_); }
+int SqliteStatement::changes() const { return sqlite3_changes(db_); }
 
-void Statement::Reset() {
+void SqliteStatement::Reset() {
   if (statement_ == nullptr) return;
   sqlite3_reset(statement_);
   sqlite3_clear_bindings(statement_);
 }
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
+absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
     const std::string& path, int flags, const std::vector<std::string>& pragmas) {
   sqlite3* raw = nullptr;
   const int code = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -155,7 +139,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     return status;
   }
   sqlite3_extended_result_codes(raw, 1);
-  std::unique_ptr<Connection> connection(new Connection(raw));
+  std::unique_ptr<SqliteConnection> connection(new SqliteConnection(raw));
   base::MutexLock lock(&connection->mutex());
   for (const std::string& pragma : pragmas) {
     if (absl::Status status = connection->Exec(pragma); !status.ok()) return status;
@@ -163,7 +147,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   return connection;
 }
 
-Connection::~Connection() {
+SqliteConnection::~SqliteConnection() {
   {
     base::MutexLock lock(&mutex_);
     statements_.clear();  // Finalised before the connection closes.
@@ -171,7 +155,7 @@ Connection::~Connection() {
   sqlite3_close(db_);
 }
 
-Statement& Connection::Prepare(absl::string_view sql) {
+SqliteStatement& SqliteConnection::Prepare(absl::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* raw = nullptr;
@@ -182,24 +166,25 @@ Statement& Connection::Prepare(absl::string_view sql) {
       // is full, or (a bug that tests catch) the SQL is wrong. The unit of work fails with the
       // error instead of the process; nothing is cached, so the next use tries again.
       sqlite3_finalize(raw);
-      failed_statements_.push_back(
-          std::make_unique<Statement>(db_,
-                                      ToStatus(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_),
-                                               absl::StrCat("prepare ", sql)),
-                                      std::string(sql)));
+      failed_statements_.push_back(std::make_unique<SqliteStatement>(
+          db_,
+          ToStatus(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_),
+                   absl::StrCat("prepare ", sql)),
+          std::string(sql)));
       return *failed_statements_.back();
     }
     it = statements_
-             .emplace(std::string(sql), std::make_unique<Statement>(db_, raw, std::string(sql)))
+             .emplace(std::string(sql),
+                      std::make_unique<SqliteStatement>(db_, raw, std::string(sql)))
              .first;
   }
   it->second->Reset();
   return *it->second;
 }
 
-void Connection::DropFailedStatements() { failed_statements_.clear(); }
+void SqliteConnection::DropFailedStatements() { failed_statements_.clear(); }
 
-absl::Status Connection::Exec(absl::string_view sql) {
+absl::Status SqliteConnection::Exec(absl::string_view sql) {
   char* error = nullptr;
   const std::string text(sql);
   const int code = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &error);
@@ -209,75 +194,76 @@ absl::Status Connection::Exec(absl::string_view sql) {
   return status;
 }
 
-absl::Status Connection::RunCached(absl::string_view sql) {
-  Statement& statement = Prepare(sql);
+absl::Status SqliteConnection::RunCached(absl::string_view sql) {
+  SqliteStatement& statement = Prepare(sql);
   absl::Status status = statement.Run();
   statement.Reset();
   return status;
 }
 
-bool Connection::TransactionOpen() { return sqlite3_get_autocommit(db_) == 0; }
+bool SqliteConnection::TransactionOpen() { return sqlite3_get_autocommit(db_) == 0; }
 
-Statement& Database::Session::Prepare(absl::string_view sql) {
+Statement& SqliteSession::Prepare(absl::string_view sql) {
   connection_.mutex().AssertHeld();
-  Statement& statement = connection_.Prepare(sql);
+  SqliteStatement& statement = connection_.Prepare(sql);
   used_.push_back(&statement);
   return statement;
 }
 
-Database::Session::~Session() {
-  for (Statement* statement : used_) statement->Reset();
+SqliteSession::~SqliteSession() {
+  for (SqliteStatement* statement : used_) statement->Reset();
   connection_.mutex().AssertHeld();
   connection_.DropFailedStatements();
 }
 
-absl::Status Database::Session::Exec(absl::string_view sql) {
+absl::Status SqliteSession::Exec(absl::string_view sql) {
   connection_.mutex().AssertHeld();
   return connection_.Exec(sql);
 }
 
-Database::Database(std::unique_ptr<Connection> writer, std::string path, int max_group_size)
+SqliteDatabase::SqliteDatabase(std::unique_ptr<SqliteConnection> writer, std::string path,
+                               int max_group_size)
     : writer_(std::move(writer)),
       path_(std::move(path)),
       max_group_size_(std::max(1, max_group_size)) {}
 
-Database::~Database() = default;
+SqliteDatabase::~SqliteDatabase() = default;
 
-absl::StatusOr<std::unique_ptr<Database>> Database::OpenExisting(const std::string& path,
-                                                                 const DatabaseOptions& options) {
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::OpenExisting(
+    const std::string& path, const DatabaseOptions& options) {
   return OpenWith(path, /*create=*/false, nullptr, options);
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
-                                                         const std::vector<std::string>& migrations,
-                                                         const DatabaseOptions& options) {
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
+    const std::string& path, const std::vector<std::string>& migrations,
+    const DatabaseOptions& options) {
   return OpenWith(path, /*create=*/true, &migrations, options);
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::OpenWith(
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::OpenWith(
     const std::string& path, bool create, const std::vector<std::string>* migrations,
     const DatabaseOptions& options) {
   const std::string busy_timeout =
       absl::StrCat("PRAGMA busy_timeout=", absl::ToInt64Milliseconds(options.busy_timeout));
-  absl::StatusOr<std::unique_ptr<Connection>> writer =
-      Connection::Open(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0),
-                       {"PRAGMA journal_mode=WAL", busy_timeout, "PRAGMA foreign_keys=ON",
-                        absl::StrCat("PRAGMA synchronous=", options.synchronous)});
+  absl::StatusOr<std::unique_ptr<SqliteConnection>> writer =
+      SqliteConnection::Open(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0),
+                             {"PRAGMA journal_mode=WAL", busy_timeout, "PRAGMA foreign_keys=ON",
+                              absl::StrCat("PRAGMA synchronous=", options.synchronous)});
   if (!writer.ok()) return writer.status();
-  std::unique_ptr<Database> database(
-      new Database(*std::move(writer), path, options.max_group_size));
+  std::unique_ptr<SqliteDatabase> database(
+      new SqliteDatabase(*std::move(writer), path, options.max_group_size));
   if (migrations != nullptr) {
     if (absl::Status status = database->Migrate(*migrations); !status.ok()) return status;
   }
   // After the migrations, so that it never sees a schema older than this binary's.
-  absl::StatusOr<std::unique_ptr<Connection>> reader =
-      Connection::Open(path, SQLITE_OPEN_READONLY, {busy_timeout});
+  absl::StatusOr<std::unique_ptr<SqliteConnection>> reader =
+      SqliteConnection::Open(path, SQLITE_OPEN_READONLY, {busy_timeout});
   if (!reader.ok()) return reader.status();
   database->reader_ = *std::move(reader);
   return database;
 }
 
-struct Database::QueuedUnit {
+struct SqliteDatabase::QueuedUnit {
   explicit QueuedUnit(const std::function<absl::Status(Session&)>& unit_work) : work(unit_work) {}
   const std::function<absl::Status(Session&)>& work;
   // Written by the leader running the unit, read by its caller once `done`.
@@ -288,7 +274,7 @@ struct Database::QueuedUnit {
   base::CondVar wake;
 };
 
-absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>& work) {
+absl::Status SqliteDatabase::InTransaction(const std::function<absl::Status(Session&)>& work) {
   QueuedUnit unit(work);
   {
     base::MutexLock lock(&queue_mutex_);
@@ -329,9 +315,9 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Session&)>
   return unit.status;
 }
 
-absl::Status Database::RunUnit(Connection& writer,
-                               const std::function<absl::Status(Session&)>& work) {
-  Session session(writer);  // Its statements are reset before the unit is released.
+absl::Status SqliteDatabase::RunUnit(SqliteConnection& writer,
+                                     const std::function<absl::Status(Session&)>& work) {
+  SqliteSession session(writer);  // Its statements are reset before the unit is released.
   // A unit that throws must not take the group, and the leadership that every later writer
   // waits for, with it: it fails like a unit that returned an error.
   try {
@@ -343,8 +329,8 @@ absl::Status Database::RunUnit(Connection& writer,
   }
 }
 
-void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
-  Connection& writer = *writer_;
+void SqliteDatabase::RunGroup(const std::vector<QueuedUnit*>& group) {
+  SqliteConnection& writer = *writer_;
   writer.mutex().AssertHeld();  // The same lock as writer_->mutex(), which the analysis cannot see.
   std::size_t next = 0;
   while (next < group.size()) {
@@ -410,25 +396,25 @@ void Database::RunGroup(const std::vector<QueuedUnit*>& group) {
   }
 }
 
-int Database::queued() const {
+int SqliteDatabase::queued() const {
   base::MutexLock lock(&queue_mutex_);
   return static_cast<int>(queue_.size());
 }
 
-absl::Status Database::WithSession(const std::function<absl::Status(Session&)>& work) {
-  Connection& reader = *reader_;
+absl::Status SqliteDatabase::WithSession(const std::function<absl::Status(Session&)>& work) {
+  SqliteConnection& reader = *reader_;
   base::MutexLock lock(&reader.mutex());
   if (absl::Status begun = reader.RunCached("BEGIN"); !begun.ok()) return begun;
   absl::Status status;
   {
-    Session session(reader);  // Its statements are reset before the read transaction ends.
+    SqliteSession session(reader);  // Its statements are reset before the read transaction ends.
     status = work(session);
   }
   if (reader.TransactionOpen()) reader.RunCached("COMMIT").IgnoreError();  // Nothing to keep.
   return status;
 }
 
-absl::Status Database::Ping() {
+absl::Status SqliteDatabase::Ping() {
   return WithSession([](Session& session) -> absl::Status {
     Statement& statement = session.Prepare("SELECT count(*) FROM sqlite_schema");
     absl::StatusOr<bool> row = statement.Step();
@@ -436,7 +422,7 @@ absl::Status Database::Ping() {
   });
 }
 
-absl::Status Database::CheckWritable() {
+absl::Status SqliteDatabase::CheckWritable() {
   RETURN_IF_ERROR(Ping());
   ASSIGN_OR_RETURN(const int version, SchemaVersion());
   return InTransaction([version](Session& session) {
@@ -444,11 +430,26 @@ absl::Status Database::CheckWritable() {
   });
 }
 
-absl::StatusOr<int> Database::SchemaVersion() { return SchemaVersionOf(*reader_); }
+absl::StatusOr<int> SqliteDatabase::SchemaVersion() { return SchemaVersionOf(*reader_); }
 
-absl::StatusOr<int> Database::SchemaVersionOf(Connection& connection) {
+StorageStats SqliteDatabase::stats() const {
+  StorageStats stats;
+  stats.commits = commits();
+  stats.units_committed = units_committed();
+  stats.pool_size = 2;  // The writer and the reader, open for the database's life.
+  stats.connections_open = 2;
+  stats.waiting = queued();
+  return stats;
+}
+
+std::string SqlitePath(absl::string_view location) {
+  if (absl::ConsumePrefix(&location, "sqlite:")) absl::ConsumePrefix(&location, "//");
+  return std::string(location);
+}
+
+absl::StatusOr<int> SqliteDatabase::SchemaVersionOf(SqliteConnection& connection) {
   base::MutexLock lock(&connection.mutex());
-  Statement& statement = connection.Prepare("PRAGMA user_version");
+  SqliteStatement& statement = connection.Prepare("PRAGMA user_version");
   absl::StatusOr<bool> row = statement.Step();
   const int version = row.ok() ? static_cast<int>(statement.ColumnInt(0)) : 0;
   statement.Reset();
@@ -456,7 +457,7 @@ absl::StatusOr<int> Database::SchemaVersionOf(Connection& connection) {
   return version;
 }
 
-absl::Status Database::Migrate(const std::vector<std::string>& migrations) {
+absl::Status SqliteDatabase::Migrate(const std::vector<std::string>& migrations) {
   absl::StatusOr<int> version = SchemaVersionOf(*writer_);
   if (!version.ok()) return version.status();
   if (*version > static_cast<int>(migrations.size())) {

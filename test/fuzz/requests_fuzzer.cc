@@ -65,11 +65,11 @@ class AcceptingDownstreams final : public integration::sync::Downstreams {
 };
 
 std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
-                                                   const std::vector<std::string>& migrations) {
+                                                   const server_kit::Schema& migrations) {
   server_kit::DatabaseOptions options;
   options.synchronous = "NORMAL";  // Durability is not what is fuzzed; speed is welcome.
   absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::Open(path, migrations, options);
+      server_kit::SqliteDatabase::Open(path, migrations.sqlite, options);
   if (!database.ok()) {
     std::fprintf(stderr, "%s\n", database.status().ToString().c_str());
     std::abort();

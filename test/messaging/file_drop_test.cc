@@ -63,7 +63,7 @@ struct Fixture {
   Fixture() {
     drop = dir.path() + "/drop";
     std::filesystem::create_directories(drop);
-    absl::StatusOr<std::unique_ptr<Database>> opened = Database::Open(
+    absl::StatusOr<std::unique_ptr<Database>> opened = server_kit::SqliteDatabase::Open(
         dir.path() + "/consumer.db",
         {messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT, payload TEXT)"});
     REQUIRE(opened.ok());

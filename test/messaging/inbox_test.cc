@@ -1,5 +1,5 @@
-// The inbox on a temporary database with a scripted handler: each event's effect and its record
-// commit together; duplicates, permanent and transient failures; listing rejected events.
+// The inbox on a fresh database of each engine with a scripted handler: each event's effect and its
+// record commit together; duplicates, permanent and transient failures; listing rejected events.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -10,14 +10,16 @@
 #include "absl/strings/str_cat.h"
 #include "base/testing/fake_environment.h"
 #include "messaging/inbox.h"
-#include "server_kit/sqlite.h"
-#include "testing_support/service_process.h"
+#include "server_kit/database.h"
+#include "support/test_database.h"
 
 namespace {
 
 using messaging::Disposition;
 using messaging::InboundEvent;
 using server_kit::Database;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 
 // Writes an effect row for each event, then fails if told to for that event id (so a failure
 // must roll the effect back).
@@ -35,12 +37,10 @@ class ScriptedHandler final : public messaging::EventHandler {
 };
 
 struct Fixture {
-  Fixture() {
-    absl::StatusOr<std::unique_ptr<Database>> opened =
-        Database::Open(dir.path() + "/inbox.db",
-                       {messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT)"});
-    REQUIRE(opened.ok());
-    database = *std::move(opened);
+  explicit Fixture(server_kit::Engine engine)
+      : database(engine,
+                 {{messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT)"},
+                  {messaging::kPostgresInboxMigration, "CREATE TABLE effects (event_id TEXT)"}}) {
     inbox.emplace(*database, handler, clock);
   }
   int Effects(const std::string& event_id) {
@@ -59,8 +59,7 @@ struct Fixture {
     return count;
   }
 
-  testing_support::TempDir dir;
-  std::unique_ptr<Database> database;
+  testing_support::TestDatabase database;
   ScriptedHandler handler;
   base::testing::FakeClock clock;
   std::optional<messaging::Inbox> inbox;  // Over `database`, once open.
@@ -81,8 +80,9 @@ std::vector<Disposition> Dispositions(const std::vector<messaging::EventOutcome>
   return dispositions;
 }
 
-TEST_CASE("an event is applied once: a redelivery, even much later, is a duplicate", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("an event is applied once: a redelivery, even much later, is a duplicate",
+                   "[inbox]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
         std::vector<Disposition>{Disposition::kApplied});
   f.clock.Set(f.clock.Now() + absl::Hours(24 * 30));  // Far beyond any broker dedup window.
@@ -91,15 +91,17 @@ TEST_CASE("an event is applied once: a redelivery, even much later, is a duplica
   CHECK(f.Effects("e-1") == 1);
 }
 
-TEST_CASE("the same event twice in one batch has one effect", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("the same event twice in one batch has one effect", "[inbox]", SqliteEngine,
+                   PostgresEngine) {
+  Fixture f(TestType::kEngine);
   CHECK(Dispositions(f.inbox->Process({Event("e-1"), Event("e-1")})) ==
         std::vector<Disposition>{Disposition::kApplied, Disposition::kDuplicate});
   CHECK(f.Effects("e-1") == 1);
 }
 
-TEST_CASE("in a batch, a failing event is rolled back alone", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("in a batch, a failing event is rolled back alone", "[inbox]", SqliteEngine,
+                   PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.handler.failures["e-2"] = absl::InvalidArgumentError("cause: empty");
   f.handler.failures["e-3"] = absl::UnavailableError("database is busy");
   const std::vector<messaging::EventOutcome> outcomes =
@@ -115,8 +117,9 @@ TEST_CASE("in a batch, a failing event is rolled back alone", "[inbox]") {
   CHECK(f.Effects("e-4") == 1);
 }
 
-TEST_CASE("a transient failure records nothing, so the redelivery applies it", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a transient failure records nothing, so the redelivery applies it", "[inbox]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.handler.failures["e-1"] = absl::AbortedError("injected");
   CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
         std::vector<Disposition>{Disposition::kRetry});
@@ -126,8 +129,9 @@ TEST_CASE("a transient failure records nothing, so the redelivery applies it", "
   CHECK(f.Effects("e-1") == 1);
 }
 
-TEST_CASE("a rejected event stays rejected: its redelivery is not applied", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a rejected event stays rejected: its redelivery is not applied", "[inbox]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.handler.failures["e-1"] = absl::FailedPreconditionError("contradicts the data");
   CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
         std::vector<Disposition>{Disposition::kRejected});
@@ -151,8 +155,9 @@ TEST_CASE("which failures are permanent", "[inbox]") {
   }
 }
 
-TEST_CASE("rejected events are listed most recent first, a page at a time", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("rejected events are listed most recent first, a page at a time", "[inbox]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   for (int i = 1; i <= 5; ++i) {
     const std::string id = absl::StrCat("e-", i);
     f.handler.failures[id] = absl::InvalidArgumentError(absl::StrCat("reason ", i));
@@ -182,8 +187,9 @@ TEST_CASE("rejected events are listed most recent first, a page at a time", "[in
   CHECK(f.inbox->ListRejected("garbage", 2).status().code() == absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("a payload is stored for operators up to 4 KiB", "[inbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a payload is stored for operators up to 4 KiB", "[inbox]", SqliteEngine,
+                   PostgresEngine) {
+  Fixture f(TestType::kEngine);
   InboundEvent big = Event("big");
   big.payload = std::string(10000, 'x');
   f.handler.failures["big"] = absl::InvalidArgumentError("too big to apply");

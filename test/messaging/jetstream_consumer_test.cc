@@ -25,8 +25,9 @@
 #include "messaging/jetstream_consumer.h"
 #include "messaging/jetstream_setup.h"
 #include "messaging/nats_client.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 #include "support/hospital_fixture.h"
+#include "support/test_database.h"
 #include "testing_support/metrics_reader.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
@@ -36,6 +37,8 @@ namespace {
 using messaging::InboundEvent;
 using server_kit::Database;
 using testing_support::Eventually;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 
 constexpr char kSubject[] = "hospital.patients.v1.patient_died";
 constexpr char kDurable[] = "under-test";
@@ -114,15 +117,14 @@ struct ConsumerState {
 
 class Fixture {
  public:
-  Fixture() : broker_(broker_dir_.path()) {
+  explicit Fixture(server_kit::Engine engine)
+      : broker_(broker_dir_.path()),
+        database_(engine,
+                  {{messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT)"},
+                   {messaging::kPostgresInboxMigration, "CREATE TABLE effects (event_id TEXT)"}}) {
     const absl::Status started = broker_.Start();
     INFO(started.ToString());
     REQUIRE(started.ok());
-    absl::StatusOr<std::unique_ptr<Database>> opened =
-        Database::Open(data_dir_.path() + "/consumer.db",
-                       {messaging::kInboxMigration, "CREATE TABLE effects (event_id TEXT)"});
-    REQUIRE(opened.ok());
-    database_ = *std::move(opened);
     inbox_.emplace(*database_, handler_, base::SystemClock());
     messaging::NatsClientOptions client_options;
     client_options.url = broker_.url();
@@ -208,10 +210,9 @@ class Fixture {
 
  private:
   testing_support::TempDir broker_dir_;
-  testing_support::TempDir data_dir_;
   testing_support::NatsServer broker_;
   prometheus::Registry registry_;
-  std::unique_ptr<Database> database_;
+  testing_support::TestDatabase database_;
   ScriptedHandler handler_;
   std::optional<messaging::Inbox> inbox_;
   std::unique_ptr<messaging::NatsClient> client_;
@@ -221,11 +222,11 @@ class Fixture {
   std::optional<messaging::JetStreamConsumer> consumer_;
 };
 
-TEST_CASE(
+TEMPLATE_TEST_CASE(
     "an event is acknowledged only after its effect commits, and a transient failure is "
     "redelivered and then applied",
-    "[consumer]") {
-  Fixture fixture;
+    "[consumer]", SqliteEngine, PostgresEngine) {
+  Fixture fixture(TestType::kEngine);
   fixture.handler().Script("e-1", {absl::UnavailableError("the database is busy")});
   fixture.handler().Hold("e-1");
   fixture.Publish("e-1");
@@ -245,8 +246,9 @@ TEST_CASE(
   CHECK(fixture.Effects("e-1") == 1);
 }
 
-TEST_CASE("a duplicate delivery is acknowledged and counted, with no second effect", "[consumer]") {
-  Fixture fixture;
+TEMPLATE_TEST_CASE("a duplicate delivery is acknowledged and counted, with no second effect",
+                   "[consumer]", SqliteEngine, PostgresEngine) {
+  Fixture fixture(TestType::kEngine);
   fixture.Publish("e-2");
   REQUIRE(Eventually([&] { return fixture.Consumed("applied") == 1; }, absl::Seconds(10)));
   // Past the stream's duplicate window the broker stores the repeat as a new message.
@@ -265,9 +267,9 @@ TEST_CASE("a duplicate delivery is acknowledged and counted, with no second effe
   CHECK(fixture.Effects("e-2") == 1);
 }
 
-TEST_CASE("a poison event is terminated, recorded with its reason, and never redelivered",
-          "[consumer]") {
-  Fixture fixture;
+TEMPLATE_TEST_CASE("a poison event is terminated, recorded with its reason, and never redelivered",
+                   "[consumer]", SqliteEngine, PostgresEngine) {
+  Fixture fixture(TestType::kEngine);
   fixture.handler().Script("poison", {absl::InvalidArgumentError("payload: not a PatientDied")});
   fixture.Publish("poison");
   fixture.Publish("after-poison");

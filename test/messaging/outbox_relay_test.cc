@@ -1,5 +1,5 @@
-// The outbox and its relay on a temporary database, with a scripted publisher and a fake clock:
-// what is marked published, in which order, what is retried, what is pruned.
+// The outbox and its relay on a fresh database of each engine, with a scripted publisher and a fake
+// clock: what is marked published, in which order, what is retried, what is pruned.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -12,8 +12,8 @@
 #include "base/testing/fake_environment.h"
 #include "messaging/outbox.h"
 #include "messaging/outbox_relay.h"
-#include "server_kit/sqlite.h"
-#include "testing_support/service_process.h"
+#include "server_kit/database.h"
+#include "support/test_database.h"
 
 namespace {
 
@@ -22,6 +22,8 @@ using messaging::OutboxRelay;
 using messaging::OutboxStore;
 using messaging::PendingEvent;
 using server_kit::Database;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 
 // Records what it is asked to publish; answers OK unless told otherwise for an event id.
 class ScriptedPublisher final : public messaging::EventPublisher {
@@ -56,11 +58,8 @@ class ScriptedPublisher final : public messaging::EventPublisher {
 };
 
 struct Fixture {
-  Fixture() {
-    absl::StatusOr<std::unique_ptr<Database>> opened =
-        Database::Open(dir.path() + "/outbox.db", {messaging::kOutboxMigration});
-    REQUIRE(opened.ok());
-    database = *std::move(opened);
+  explicit Fixture(server_kit::Engine engine)
+      : database(engine, {{messaging::kOutboxMigration}, {messaging::kPostgresOutboxMigration}}) {
     store.emplace(*database);
   }
   // Commits events "e-<first>" .. "e-<last>", one transaction each.
@@ -78,8 +77,7 @@ struct Fixture {
   }
   int Unpublished() { return static_cast<int>(store->Stats()->unpublished); }
 
-  testing_support::TempDir dir;
-  std::unique_ptr<Database> database;
+  testing_support::TestDatabase database;
   std::optional<OutboxStore> store;  // Over `database`, once open.
   base::testing::FakeClock clock;
   ScriptedPublisher publisher;
@@ -92,9 +90,9 @@ std::vector<std::string> Ids(int first, int last) {
   return ids;
 }
 
-TEST_CASE("the relay publishes in commit order and marks what the broker acknowledged",
-          "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("the relay publishes in commit order and marks what the broker acknowledged",
+                   "[outbox]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
   f.Commit(1, 5);
   const messaging::RelayPass pass = relay.RelayOnce();
@@ -108,10 +106,10 @@ TEST_CASE("the relay publishes in commit order and marks what the broker acknowl
   CHECK(f.publisher.TakeSent().empty());
 }
 
-TEST_CASE(
+TEMPLATE_TEST_CASE(
     "an event the broker did not acknowledge is published again, the acknowledged ones are not",
-    "[outbox]") {
-  Fixture f;
+    "[outbox]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
   f.Commit(1, 5);
   f.publisher.FailFor("e-3", absl::UnavailableError("broker down"));
@@ -127,8 +125,9 @@ TEST_CASE(
   CHECK(f.Unpublished() == 0);
 }
 
-TEST_CASE("a full batch asks for another pass at once", "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a full batch asks for another pass at once", "[outbox]", SqliteEngine,
+                   PostgresEngine) {
+  Fixture f(TestType::kEngine);
   messaging::OutboxRelayOptions options;
   options.batch_size = 4;
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);
@@ -143,8 +142,9 @@ TEST_CASE("a full batch asks for another pass at once", "[outbox]") {
   CHECK(f.publisher.TakeSent() == Ids(1, 10));
 }
 
-TEST_CASE("published events are pruned after the retention, unpublished ones never", "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("published events are pruned after the retention, unpublished ones never",
+                   "[outbox]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   messaging::OutboxRelayOptions options;
   options.retention = absl::Minutes(1);
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);
@@ -160,8 +160,9 @@ TEST_CASE("published events are pruned after the retention, unpublished ones nev
   CHECK(f.Unpublished() == 1);  // e-4, five minutes old and unpublished, stays.
 }
 
-TEST_CASE("events published since a moment can be marked for publishing again", "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("events published since a moment can be marked for publishing again", "[outbox]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
   f.Commit(1, 2);
   REQUIRE(relay.RelayOnce().published == 2);
@@ -175,8 +176,9 @@ TEST_CASE("events published since a moment can be marked for publishing again", 
   CHECK(f.publisher.TakeSent() == Ids(3, 4));
 }
 
-TEST_CASE("the gauges show the outbox depth and the age of its oldest event", "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("the gauges show the outbox depth and the age of its oldest event", "[outbox]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics);
   f.Commit(1, 2);
   f.clock.Set(f.clock.Now() + absl::Seconds(7));
@@ -195,8 +197,9 @@ TEST_CASE("the gauges show the outbox depth and the age of its oldest event", "[
   CHECK(value("hospital_outbox_oldest_unpublished_age_seconds") == 0);
 }
 
-TEST_CASE("the relay's thread publishes what Notify announces and stops cleanly", "[outbox]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("the relay's thread publishes what Notify announces and stops cleanly",
+                   "[outbox]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   messaging::OutboxRelayOptions options;
   options.idle_poll = absl::Hours(1);  // Only Notify can wake it after the first pass.
   OutboxRelay relay(*f.store, f.publisher, f.clock, f.metrics, options);

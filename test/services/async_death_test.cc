@@ -16,14 +16,17 @@
 #include "morgue/morgue_repository.h"
 #include "morgue/patient_died_handler.h"
 #include "patients/patients_repository.h"
+#include "server_kit/database.h"
 #include "server_kit/rpc_support.h"
-#include "server_kit/sqlite.h"
 #include "support/hospital_fixture.h"
+#include "support/test_database.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
 using server_kit::Database;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 namespace patients_v1 = hospital::patients::v1;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
@@ -37,11 +40,9 @@ patients_v1::Patient NewPatient(const std::string& id) {
   return patient;
 }
 
-TEST_CASE("an async death commits the patient's state, a completed workflow and one event",
-          "[async]") {
-  testing_support::TempDir dir;
-  auto database =
-      testing_support::OpenDatabase(dir.path() + "/patients.db", patients::Migrations());
+TEMPLATE_TEST_CASE("an async death commits the patient's state, a completed workflow and one event",
+                   "[async]", SqliteEngine, PostgresEngine) {
+  testing_support::TestDatabase database(TestType::kEngine, patients::Migrations());
   patients::PatientsRepository repository(*database);
   REQUIRE(repository.Create(NewPatient("p-1"), kNow).ok());
   base::testing::FakeClock clock(kNow);
@@ -89,10 +90,9 @@ TEST_CASE("an async death commits the patient's state, a completed workflow and 
   CHECK(commits == 1);
 }
 
-TEST_CASE("an async death refused changes nothing and appends no event", "[async]") {
-  testing_support::TempDir dir;
-  auto database =
-      testing_support::OpenDatabase(dir.path() + "/patients.db", patients::Migrations());
+TEMPLATE_TEST_CASE("an async death refused changes nothing and appends no event", "[async]",
+                   SqliteEngine, PostgresEngine) {
+  testing_support::TestDatabase database(TestType::kEngine, patients::Migrations());
   patients::PatientsRepository repository(*database);
   REQUIRE(repository.Create(NewPatient("p-1"), kNow).ok());
   base::testing::FakeClock clock(kNow);
@@ -128,9 +128,9 @@ messaging::InboundEvent DiedEvent(const std::string& event_id, const std::string
   return event;
 }
 
-TEST_CASE("the morgue admits on an event, once, and rejects what it can never apply", "[async]") {
-  testing_support::TempDir dir;
-  auto database = testing_support::OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+TEMPLATE_TEST_CASE("the morgue admits on an event, once, and rejects what it can never apply",
+                   "[async]", SqliteEngine, PostgresEngine) {
+  testing_support::TestDatabase database(TestType::kEngine, morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   morgue::PatientDiedHandler handler;
   base::testing::FakeClock clock(kNow);
@@ -162,9 +162,9 @@ TEST_CASE("the morgue admits on an event, once, and rejects what it can never ap
   CHECK(repository.GetByPatient("p-1")->workflow_id() == "e-1");
 }
 
-TEST_CASE("the morgue rejects an event whose id is a workflow the saga cancelled", "[async]") {
-  testing_support::TempDir dir;
-  auto database = testing_support::OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+TEMPLATE_TEST_CASE("the morgue rejects an event whose id is a workflow the saga cancelled",
+                   "[async]", SqliteEngine, PostgresEngine) {
+  testing_support::TestDatabase database(TestType::kEngine, morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   REQUIRE(repository.CancelWorkflow("p-1", "w-1", kNow).ok());
   morgue::PatientDiedHandler handler;
@@ -175,13 +175,11 @@ TEST_CASE("the morgue rejects an event whose id is a workflow the saga cancelled
   CHECK(outcome.status.code() == absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_CASE(
+TEMPLATE_TEST_CASE(
     "appointments: an event cancels future ones, booked in the window too, and refuses "
     "new ones",
-    "[async]") {
-  testing_support::TempDir dir;
-  auto database =
-      testing_support::OpenDatabase(dir.path() + "/appointments.db", appointments::Migrations());
+    "[async]", SqliteEngine, PostgresEngine) {
+  testing_support::TestDatabase database(TestType::kEngine, appointments::Migrations());
   appointments::AppointmentsRepository repository(*database);
   // Booked before the death, and after it but before the event arrived (the window).
   REQUIRE(repository.Schedule({"a-1", "p-1", kNow + absl::Hours(24), "Dr. Snow", ""}, kNow).ok());

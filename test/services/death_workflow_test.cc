@@ -12,12 +12,15 @@
 #include "absl/strings/str_cat.h"
 #include "base/sync.h"
 #include "base/testing/fake_environment.h"
+#include "support/test_database.h"
 #include "testing_support/service_process.h"
 
 namespace integration::sync {
 namespace {
 
 using patients::Migrations;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 
 // Answers each call at once with the next scripted status for its method (OK when none).
 // Thread-safe: the background pass works on several workflows at once.
@@ -93,11 +96,7 @@ class ScriptedDownstreams final : public Downstreams {
 const absl::Status kDown(absl::StatusCode::kUnavailable, "connection refused");
 
 struct Fixture {
-  Fixture() {
-    absl::StatusOr<std::unique_ptr<server_kit::Database>> opened =
-        server_kit::Database::Open(dir.path() + "/patients.db", Migrations());
-    REQUIRE(opened.ok());
-    database = *std::move(opened);
+  explicit Fixture(server_kit::Engine engine) : database(engine, Migrations()) {
     repository.emplace(*database);
     workflow.emplace(*repository, downstreams, env.environment(), registry);
     v1::Patient patient;
@@ -116,17 +115,17 @@ struct Fixture {
   int Pending() { return *repository->PendingCompensationCount(); }
   int ConfirmationsOwed() { return *repository->PendingConfirmationCount(); }
 
-  testing_support::TempDir dir;
   base::testing::FakeEnvironment env;
   prometheus::Registry registry;
-  std::unique_ptr<server_kit::Database> database;
+  testing_support::TestDatabase database;
   std::optional<PatientsRepository> repository;
   ScriptedDownstreams downstreams;
   std::optional<SynchronousDeathWorkflow> workflow;
 };
 
-TEST_CASE("both downstreams succeed: the death is completed and replayed", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("both downstreams succeed: the death is completed and replayed", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
   REQUIRE(recorded.ok());
   CHECK(recorded->morgue().admission_id() == "adm-p-1");
@@ -142,8 +141,9 @@ TEST_CASE("both downstreams succeed: the death is completed and replayed", "[wor
   CHECK(f.ConfirmationsOwed() == 0);
 }
 
-TEST_CASE("a confirmation the morgue does not acknowledge is retried until it is", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a confirmation the morgue does not acknowledge is retried until it is",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.confirm.push_back(kDown);
   f.downstreams.confirm.push_back(kDown);
   absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
@@ -165,9 +165,9 @@ TEST_CASE("a confirmation the morgue does not acknowledge is retried until it is
   CHECK(f.downstreams.confirm_calls == 3);  // Acknowledged: never sent again.
 }
 
-TEST_CASE("a confirmation the morgue refuses for good is given up and no longer owed",
-          "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a confirmation the morgue refuses for good is given up and no longer owed",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.confirm.push_back(
       absl::FailedPreconditionError("admission was cancelled by its workflow"));
   REQUIRE(f.Record().ok());
@@ -177,8 +177,9 @@ TEST_CASE("a confirmation the morgue refuses for good is given up and no longer 
   CHECK(f.downstreams.confirm_calls == 1);
 }
 
-TEST_CASE("a failed death never confirms its admission", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a failed death never confirms its admission", "[workflow]", SqliteEngine,
+                   PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.cancel.push_back(kDown);
   REQUIRE_FALSE(f.Record().ok());
   f.env.Advance(absl::Minutes(1));
@@ -188,8 +189,9 @@ TEST_CASE("a failed death never confirms its admission", "[workflow]") {
   CHECK(f.downstreams.undo_admit_calls >= 1);
 }
 
-TEST_CASE("a failed downstream compensates both sides and restores the patient", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a failed downstream compensates both sides and restores the patient",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.admit.push_back(kDown);
   absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
   REQUIRE_FALSE(recorded.ok());
@@ -206,8 +208,9 @@ TEST_CASE("a failed downstream compensates both sides and restores the patient",
   CHECK(f.Status() == v1::DECEASED);
 }
 
-TEST_CASE("a failed undo call is kept and retried in the background with backoff", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a failed undo call is kept and retried in the background with backoff",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.cancel.push_back(kDown);
   f.downstreams.undo_admit = {kDown, kDown};
   f.env.random().Push(0.999);  // Full jitter: each backoff 99.9 % of its ceiling.
@@ -235,8 +238,9 @@ TEST_CASE("a failed undo call is kept and retried in the background with backoff
   REQUIRE(f.Record().ok());
 }
 
-TEST_CASE("both owed undo calls are kept until each has succeeded", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("both owed undo calls are kept until each has succeeded", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.admit.push_back(kDown);
   f.downstreams.undo_admit = {kDown};
   f.downstreams.undo_cancel = {kDown, kDown};
@@ -255,18 +259,26 @@ TEST_CASE("both owed undo calls are kept until each has succeeded", "[workflow]"
   CHECK(f.Pending() == 0);
 }
 
-TEST_CASE(
+TEMPLATE_TEST_CASE(
     "when the undo cannot be recorded, the answer says the outcome is not settled, and the "
     "background pass settles it",
-    "[workflow]") {
-  Fixture f;
+    "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.admit.push_back(kDown);
   // Storage refuses to move a workflow to COMPENSATING (as a full disk would refuse any write).
+  const bool postgres = TestType::kEngine == server_kit::Engine::kPostgres;
   REQUIRE(f.database
-              ->InTransaction([](server_kit::Database::Session& session) {
+              ->InTransaction([&](server_kit::Database::Session& session) {
                 return session.Exec(
-                    "CREATE TRIGGER no_compensation BEFORE UPDATE OF state ON death_workflows "
-                    "WHEN NEW.state = 3 BEGIN SELECT RAISE(ABORT, 'injected'); END");
+                    postgres
+                        ? "CREATE FUNCTION refuse_compensation() RETURNS trigger LANGUAGE plpgsql "
+                          "AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$;"
+                          "CREATE TRIGGER no_compensation BEFORE UPDATE OF state ON "
+                          "death_workflows FOR EACH ROW WHEN (NEW.state = 3) EXECUTE FUNCTION "
+                          "refuse_compensation()"
+                        : "CREATE TRIGGER no_compensation BEFORE UPDATE OF state ON "
+                          "death_workflows WHEN NEW.state = 3 BEGIN SELECT RAISE(ABORT, "
+                          "'injected'); END");
               })
               .ok());
   const absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
@@ -275,8 +287,9 @@ TEST_CASE(
              Catch::Contains("will be settled in the background"));
   CHECK(f.downstreams.undo_admit_calls == 0);  // Nothing was undone: it is still pending.
   REQUIRE(f.database
-              ->InTransaction([](server_kit::Database::Session& session) {
-                return session.Exec("DROP TRIGGER no_compensation");
+              ->InTransaction([&](server_kit::Database::Session& session) {
+                return session.Exec(postgres ? "DROP TRIGGER no_compensation ON death_workflows"
+                                             : "DROP TRIGGER no_compensation");
               })
               .ok());
   f.env.Advance(absl::Seconds(1));
@@ -287,8 +300,9 @@ TEST_CASE(
   CHECK(again->replayed());
 }
 
-TEST_CASE("the background pass leaves alone the undo calls a request is making", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("the background pass leaves alone the undo calls a request is making",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.admit.push_back(kDown);
   int passes = 0;
   // While the request sends its own undo call, a background pass runs: the owed calls are due,
@@ -303,8 +317,9 @@ TEST_CASE("the background pass leaves alone the undo calls a request is making",
   CHECK(f.Pending() == 0);
 }
 
-TEST_CASE("one stalled recovery does not hold up another, and each has a deadline", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("one stalled recovery does not hold up another, and each has a deadline",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   v1::Patient second;
   second.set_patient_id("p-2");
   second.set_given_name("Grace");
@@ -347,16 +362,18 @@ TEST_CASE("one stalled recovery does not hold up another, and each has a deadlin
   CHECK(f.downstreams.undo_admit_deadlines.back() == pass_start + absl::Seconds(10));
 }
 
-TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("an undo the downstream refuses for good is not retried forever", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.cancel.push_back(kDown);
   f.downstreams.undo_admit.push_back(absl::FailedPreconditionError("body released"));
   REQUIRE_FALSE(f.Record().ok());
   CHECK(f.Pending() == 0);
 }
 
-TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   // What a process that died after step 1 leaves behind.
   absl::StatusOr<BeginDeathResult> begun = f.repository->BeginDeath(
       "p-1", "w-orphan", f.env.Now() - absl::Hours(1), "stroke", f.env.Now());
@@ -374,8 +391,9 @@ TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]") 
   CHECK(replayed->workflow_id() == "w-orphan");
 }
 
-TEST_CASE("an open breaker fails the death at once and changes nothing", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("an open breaker fails the death at once and changes nothing", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   f.downstreams.rejecting = "morgue";
   absl::StatusOr<v1::RecordDeathResponse> recorded = f.Record();
   CHECK(recorded.status().code() == absl::StatusCode::kUnavailable);
@@ -387,8 +405,9 @@ TEST_CASE("an open breaker fails the death at once and changes nothing", "[workf
   CHECK(f.Record().ok());
 }
 
-TEST_CASE("a death before the date of birth is refused and changes nothing", "[workflow]") {
-  Fixture f;
+TEMPLATE_TEST_CASE("a death before the date of birth is refused and changes nothing", "[workflow]",
+                   SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);
   absl::StatusOr<v1::RecordDeathResponse> recorded =
       f.workflow->RecordDeath({"p-1", absl::FromUnixSeconds(0), "stroke"}, absl::InfiniteFuture());
   CHECK(recorded.status().code() == absl::StatusCode::kInvalidArgument);

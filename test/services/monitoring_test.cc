@@ -126,11 +126,18 @@ TEST_CASE("alerts and dashboard name only exported metrics, and scrapes pass pro
     const std::set<std::string> names = SeriesNames(scrape);
     exported.insert(names.begin(), names.end());
     // Every service has committed something (its migrations at least): group commit is counted.
-    static const std::regex kUnits(R"(\nhospital_sqlite_units_committed_total ([0-9.e+]+)\n)");
+    static const std::regex kUnits(
+        R"(\nhospital_db_units_committed_total\{engine="sqlite"\} ([0-9.e+]+)\n)");
     std::smatch units;
     REQUIRE(std::regex_search(scrape, units, kUnits));
     CHECK(std::stod(units[1]) >= 1);
-    CHECK(names.count("hospital_sqlite_transactions_total") == 1);
+    for (const char* name :
+         {"hospital_db_transactions_total", "hospital_db_transaction_retries_total",
+          "hospital_db_connection_errors_total", "hospital_db_pool_timeouts_total",
+          "hospital_db_pool_size", "hospital_db_connections_open", "hospital_db_connections_in_use",
+          "hospital_db_waiting"}) {
+      CHECK(names.count(name) == 1);
+    }
     CheckWithPromtool(dir.path() + "/scrape-" + std::to_string(process->metrics_port()), scrape);
   }
 

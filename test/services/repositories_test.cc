@@ -1,4 +1,4 @@
-// The services' repositories and the constraints of their schemas, on temporary files.
+// The services' repositories and the constraints of their schemas, on SQLite and PostgreSQL.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -12,14 +12,17 @@
 #include "patients/patients_repository.h"
 #include "server_kit/rpc_support.h"
 #include "server_kit/serve.h"
-#include "server_kit/sqlite.h"
 #include "support/hospital_fixture.h"
+#include "support/test_database.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
 using server_kit::Database;
 using testing_support::OpenDatabase;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
+using testing_support::TestDatabase;
 
 // Admits a patient as the asynchronous workflow's consumer does, in its own transaction.
 void AdmitFromEvent(Database& database, const std::string& patient_id, const std::string& event_id,
@@ -34,11 +37,11 @@ void AdmitFromEvent(Database& database, const std::string& patient_id, const std
               .ok());
 }
 
-TEST_CASE("the schema allows one pending or completed death per patient", "[storage]") {
+TEMPLATE_TEST_CASE("the schema allows one pending or completed death per patient", "[storage]",
+                   SqliteEngine, PostgresEngine) {
   // The transaction around BeginDeath already refuses a second death; the index is what holds
   // when code changes, so it is checked on its own.
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/patients.db", patients::Migrations());
+  TestDatabase database(TestType::kEngine, patients::Migrations());
   const auto insert_workflow = [&](const std::string& workflow_id, int state) {
     return database->InTransaction([&](Database::Session& session) -> absl::Status {
       return session.Exec(absl::StrCat(
@@ -79,10 +82,9 @@ TEST_CASE("the death workflow finds a patient's workflows through an index", "[s
   CHECK_THAT(plan, Catch::Contains("workflows_by_patient (patient_id=?"));
 }
 
-TEST_CASE("morgue: one admission per patient, reopened for a new workflow after a cancel",
-          "[storage][morgue]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+TEMPLATE_TEST_CASE("morgue: one admission per patient, reopened for a new workflow after a cancel",
+                   "[storage][morgue]", SqliteEngine, PostgresEngine) {
+  TestDatabase database(TestType::kEngine, morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   const absl::Time now = absl::Now();
   auto first = repository.Admit("p", "w1", now, "cause", now);
@@ -104,7 +106,8 @@ TEST_CASE("morgue: one admission per patient, reopened for a new workflow after 
   CHECK(page->items.size() == 1);
 }
 
-TEST_CASE("morgue: releasing a body against every phase of a death", "[storage][morgue]") {
+TEMPLATE_TEST_CASE("morgue: releasing a body against every phase of a death", "[storage][morgue]",
+                   SqliteEngine, PostgresEngine) {
   // An operator releases the body in each phase of a synchronous death. A release is allowed
   // only once the death can no longer be undone (the workflow completed and confirmed the
   // admission), so an undo never meets a released body and a living patient's body is never
@@ -120,8 +123,7 @@ TEST_CASE("morgue: releasing a body against every phase of a death", "[storage][
                          Row{Phase::kCompleted, absl::StatusCode::kOk},
                          Row{Phase::kUndone, absl::StatusCode::kFailedPrecondition}}) {
     INFO("phase " << static_cast<int>(row.phase));
-    testing_support::TempDir dir;
-    auto database = OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+    TestDatabase database(TestType::kEngine, morgue::Migrations());
     morgue::MorgueRepository repository(*database);
     const absl::Time now = absl::Now();
     std::string admission_id = "not-admitted-yet";
@@ -161,9 +163,9 @@ TEST_CASE("morgue: releasing a body against every phase of a death", "[storage][
   }
 }
 
-TEST_CASE("morgue: confirming names what is wrong", "[storage][morgue]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+TEMPLATE_TEST_CASE("morgue: confirming names what is wrong", "[storage][morgue]", SqliteEngine,
+                   PostgresEngine) {
+  TestDatabase database(TestType::kEngine, morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   const absl::Time now = absl::Now();
   CHECK(repository.Confirm("nobody", "w").status().code() == absl::StatusCode::kNotFound);
@@ -179,9 +181,9 @@ TEST_CASE("morgue: confirming names what is wrong", "[storage][morgue]") {
   CHECK(repository.Release(repository.GetByPatient("q")->admission_id(), "Home", now).ok());
 }
 
-TEST_CASE("morgue: a workflow admits one patient", "[storage][morgue]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/morgue.db", morgue::Migrations());
+TEMPLATE_TEST_CASE("morgue: a workflow admits one patient", "[storage][morgue]", SqliteEngine,
+                   PostgresEngine) {
+  TestDatabase database(TestType::kEngine, morgue::Migrations());
   morgue::MorgueRepository repository(*database);
   const absl::Time now = absl::Now();
   REQUIRE(repository.Admit("p1", "w1", now, "cause", now).ok());
@@ -200,9 +202,9 @@ TEST_CASE("morgue: a workflow admits one patient", "[storage][morgue]") {
             .code() == absl::StatusCode::kAlreadyExists);
 }
 
-TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/appointments.db", appointments::Migrations());
+TEMPLATE_TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[storage]",
+                   SqliteEngine, PostgresEngine) {
+  TestDatabase database(TestType::kEngine, appointments::Migrations());
   appointments::AppointmentsRepository repository(*database);
   const absl::Time now = absl::Now();
   for (int i = 1; i <= 3; ++i) {
@@ -233,10 +235,10 @@ TEST_CASE("appointments: cancel for a patient is idempotent and undoable", "[sto
         absl::StatusCode::kAborted);
 }
 
-TEST_CASE("appointments: undoing a death restores only what it cancelled, and only the future",
-          "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/appointments.db", appointments::Migrations());
+TEMPLATE_TEST_CASE(
+    "appointments: undoing a death restores only what it cancelled, and only the future",
+    "[storage]", SqliteEngine, PostgresEngine) {
+  TestDatabase database(TestType::kEngine, appointments::Migrations());
   appointments::AppointmentsRepository repository(*database);
   const absl::Time now = absl::Now();
   for (const char* id : {"soon", "kept", "user"}) {
@@ -265,7 +267,8 @@ TEST_CASE("appointments: undoing a death restores only what it cancelled, and on
   CHECK(repository.Get("soon")->status() == hospital::appointments::v1::CANCELLED);
 }
 
-TEST_CASE("appointments: a patient's own writes against every phase of a death", "[storage]") {
+TEMPLATE_TEST_CASE("appointments: a patient's own writes against every phase of a death",
+                   "[storage]", SqliteEngine, PostgresEngine) {
   // In each phase of a death the patient cancels an appointment and tries to book another. A
   // cancellation the service acknowledged must stand whatever happens to the death afterwards;
   // booking is refused exactly while the patient is recorded as deceased.
@@ -278,8 +281,7 @@ TEST_CASE("appointments: a patient's own writes against every phase of a death",
                          Row{Phase::kCompleted, false}, Row{Phase::kUndone, true}}) {
     const int phase = static_cast<int>(row.phase);
     INFO("phase " << phase);
-    testing_support::TempDir dir;
-    auto database = OpenDatabase(dir.path() + "/appointments.db", appointments::Migrations());
+    TestDatabase database(TestType::kEngine, appointments::Migrations());
     appointments::AppointmentsRepository repository(*database);
     const absl::Time now = absl::Now();
     REQUIRE(repository.Schedule({"mine", "p", now + absl::Hours(5), "Dr. Snow", ""}, now).ok());

@@ -1,5 +1,6 @@
-// The storage layer (server_kit::Database: migrations, errors, locks, group commit, WAL), on
-// temporary files.
+// What the SQLite engine adds to the storage seam (server_kit::SqliteDatabase: its errors,
+// locks shared with other processes, group commit, WAL), on temporary files. What both engines
+// promise is in test/storage/database_test.cc.
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
 
@@ -15,41 +16,18 @@
 #include "server_kit/rpc_support.h"
 #include "server_kit/serve.h"
 #include "server_kit/sqlite.h"
-#include "support/hospital_fixture.h"
 #include "testing_support/service_process.h"
 
 namespace {
 
-using server_kit::Database;
-using testing_support::OpenDatabase;
+using Database = server_kit::SqliteDatabase;
 
-TEST_CASE("migrations run once each and record the schema version", "[storage]") {
-  testing_support::TempDir dir;
-  const std::string path = dir.path() + "/test.db";
-  std::vector<std::string> migrations = {"CREATE TABLE a (x INTEGER)"};
-  CHECK(*OpenDatabase(path, migrations)->SchemaVersion() == 1);
-  migrations.push_back("CREATE TABLE b (y INTEGER)");
-  CHECK(*OpenDatabase(path, migrations)->SchemaVersion() == 2);  // Only the new one ran.
-  CHECK(*OpenDatabase(path, migrations)->SchemaVersion() == 2);
-}
-
-TEST_CASE("an older binary refuses a newer schema", "[storage]") {
-  testing_support::TempDir dir;
-  const std::string path = dir.path() + "/test.db";
-  OpenDatabase(path, {"CREATE TABLE a (x)", "CREATE TABLE b (y)"});
-  absl::StatusOr<std::unique_ptr<Database>> old = Database::Open(path, {"CREATE TABLE a (x)"});
-  CHECK(old.status().code() == absl::StatusCode::kFailedPrecondition);
-}
-
-TEST_CASE("a failed migration leaves the version where it was", "[storage]") {
-  testing_support::TempDir dir;
-  const std::string path = dir.path() + "/test.db";
-  OpenDatabase(path, {"CREATE TABLE a (x)"});
-  absl::StatusOr<std::unique_ptr<Database>> broken =
-      Database::Open(path, {"CREATE TABLE a (x)", "THIS IS NOT SQL"});
-  REQUIRE_FALSE(broken.ok());
-  CHECK_THAT(std::string(broken.status().message()), Catch::Contains("migration 2"));
-  CHECK(*OpenDatabase(path, {"CREATE TABLE a (x)"})->SchemaVersion() == 1);
+std::unique_ptr<Database> OpenDatabase(const std::string& path,
+                                       const std::vector<std::string>& migrations) {
+  absl::StatusOr<std::unique_ptr<Database>> database = Database::Open(path, migrations);
+  INFO(database.status().ToString());
+  REQUIRE(database.ok());
+  return *std::move(database);
 }
 
 TEST_CASE("SQLite errors map to status codes once", "[storage]") {
@@ -158,9 +136,10 @@ TEST_CASE(
   }
   // A busy timeout of 0.2 s against a lock held for 1.5 s: the write gives up after about the
   // timeout, with the retryable code, and changes nothing.
+  server_kit::DatabaseOptions impatient_options;
+  impatient_options.busy_timeout = absl::Milliseconds(200);
   absl::StatusOr<std::unique_ptr<Database>> impatient =
-      Database::Open(path, {"CREATE TABLE t (id TEXT PRIMARY KEY)"},
-                     server_kit::DatabaseOptions{absl::Milliseconds(200)});
+      Database::Open(path, {"CREATE TABLE t (id TEXT PRIMARY KEY)"}, impatient_options);
   REQUIRE(impatient.ok());
   WriteLockHolder holder(path, absl::Milliseconds(1500));
   const absl::Time start = absl::Now();
@@ -176,26 +155,6 @@ TEST_CASE(
               ->WithSession([&](Database::Session& session) -> absl::Status {
                 server_kit::Statement& count =
                     session.Prepare("SELECT count(*) FROM t WHERE id = 'gave-up'");
-                if (auto row = count.Step(); !row.ok()) return row.status();
-                rows = static_cast<int>(count.ColumnInt(0));
-                return absl::OkStatus();
-              })
-              .ok());
-  CHECK(rows == 0);
-}
-
-TEST_CASE("a failed transaction writes nothing", "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
-  const absl::Status failed = database->InTransaction([](Database::Session& session) {
-    if (auto s = session.Prepare("INSERT INTO t VALUES ('x')").Run(); !s.ok()) return s;
-    return absl::AbortedError("changed my mind");
-  });
-  CHECK(failed.code() == absl::StatusCode::kAborted);
-  int rows = -1;
-  REQUIRE(database
-              ->WithSession([&](Database::Session& session) -> absl::Status {
-                server_kit::Statement& count = session.Prepare("SELECT count(*) FROM t");
                 if (auto row = count.Step(); !row.ok()) return row.status();
                 rows = static_cast<int>(count.ColumnInt(0));
                 return absl::OkStatus();
@@ -290,40 +249,6 @@ TEST_CASE("concurrent transactions share one commit and a failed unit affects no
   CHECK(database->commits() - commits_before == 2);
 }
 
-TEST_CASE("under concurrent writers every acknowledged unit is stored and no failed one is",
-          "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
-  constexpr int kThreads = 8;
-  constexpr int kUnitsEach = 100;
-  std::vector<std::vector<std::string>> acknowledged(kThreads);
-  std::vector<int> wrong_status(kThreads, 0);  // Catch2's assertions are not thread-safe.
-  std::vector<std::thread> writers;
-  for (int t = 0; t < kThreads; ++t) {
-    writers.emplace_back([&, t] {
-      for (int i = 0; i < kUnitsEach; ++i) {
-        const std::string id = absl::StrCat("t", t, "-", i);
-        // Every third unit writes and then fails: it must leave no trace.
-        const bool fail = i % 3 == 0;
-        const absl::Status status = database->InTransaction([&](Database::Session& session) {
-          if (absl::Status inserted = Insert(session, id); !inserted.ok()) return inserted;
-          return fail ? absl::AbortedError("changed my mind") : absl::OkStatus();
-        });
-        if (status.ok() == fail) ++wrong_status[static_cast<std::size_t>(t)];
-        if (status.ok()) acknowledged[static_cast<std::size_t>(t)].push_back(id);
-      }
-    });
-  }
-  for (std::thread& writer : writers) writer.join();
-  CHECK(wrong_status == std::vector<int>(kThreads, 0));
-  std::vector<std::string> expected;
-  for (const auto& ids : acknowledged) expected.insert(expected.end(), ids.begin(), ids.end());
-  std::sort(expected.begin(), expected.end());
-  CHECK(Ids(*database) == expected);
-  CHECK(database->units_committed() >= static_cast<std::int64_t>(expected.size()));
-  CHECK(database->commits() <= database->units_committed());
-}
-
 TEST_CASE("a unit that loses its group's transaction fails every unit that shared it",
           "[storage]") {
   testing_support::TempDir dir;
@@ -371,51 +296,6 @@ TEST_CASE("a COMMIT that fails fails every unit of its group", "[storage]") {
     CHECK(status->code() == absl::StatusCode::kFailedPrecondition);
   }
   CHECK(Ids(*database) == std::vector<std::string>{"leader"});
-}
-
-TEST_CASE("a unit that throws fails alone and the next writer is not left waiting", "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
-  HeldGroup held(*database);
-  absl::Status before, throwing, after;
-  held.Submit([](Database::Session& session) { return Insert(session, "before"); }, &before);
-  held.Submit(
-      [](Database::Session& session) -> absl::Status {
-        if (absl::Status inserted = Insert(session, "throwing"); !inserted.ok()) return inserted;
-        throw std::runtime_error("boom");
-      },
-      &throwing);
-  held.Submit([](Database::Session& session) { return Insert(session, "after"); }, &after);
-  REQUIRE(held.Release().ok());
-  CHECK(before.ok());
-  CHECK(throwing.code() == absl::StatusCode::kInternal);
-  CHECK_THAT(std::string(throwing.message()), Catch::Contains("boom"));
-  CHECK(after.ok());
-  // Leadership was handed on: a later writer runs.
-  CHECK(database->InTransaction([](Database::Session& session) { return Insert(session, "later"); })
-            .ok());
-  CHECK(Ids(*database) == std::vector<std::string>{"after", "before", "later", "leader"});
-}
-
-TEST_CASE("a statement SQLite cannot prepare fails its unit, not the process", "[storage]") {
-  testing_support::TempDir dir;
-  auto database = OpenDatabase(dir.path() + "/test.db", {"CREATE TABLE t (id TEXT PRIMARY KEY)"});
-  const auto select_missing = [](Database::Session& session) {
-    return session.Prepare("SELECT x FROM missing WHERE x = ?1").Run();
-  };
-  for (int attempt = 0; attempt < 2; ++attempt) {  // Not cached: it fails the same way again.
-    const absl::Status failed = database->InTransaction(select_missing);
-    CHECK(failed.code() == absl::StatusCode::kInternal);
-    CHECK_THAT(std::string(failed.message()), !Catch::Contains("SELECT"));  // Logged, not sent.
-  }
-  CHECK(database->WithSession(select_missing).code() == absl::StatusCode::kInternal);
-  // Once the table exists, the same statement prepares and runs.
-  REQUIRE(database
-              ->InTransaction([](Database::Session& session) {
-                return session.Exec("CREATE TABLE missing (x TEXT)");
-              })
-              .ok());
-  CHECK(database->InTransaction(select_missing).ok());
 }
 
 TEST_CASE("a failed unit that cannot be undone alone gives up its whole transaction", "[storage]") {

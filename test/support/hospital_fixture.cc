@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "server_kit/open_database.h"
 #include "server_kit/rpc_support.h"
 
 namespace testing_support {
@@ -70,9 +71,9 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
 }
 
 std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
-                                                   const std::vector<std::string>& migrations) {
+                                                   const server_kit::Schema& migrations) {
   absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::Open(path, migrations);
+      server_kit::OpenDatabase(path, migrations);
   INFO(database.status().ToString());
   REQUIRE(database.ok());
   return *std::move(database);

@@ -17,7 +17,7 @@
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
@@ -149,10 +149,10 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout);
 double Metric(const ServiceProcess& process, const std::string& name,
               const std::vector<std::string>& labels = {});
 
-// The database at `path`, created with `migrations` if missing; the test fails (REQUIRE, with
-// the error) if it does not open.
+// The database at `path` (a --db location), created with `migrations` if missing; the test fails
+// (REQUIRE, with the error) if it does not open.
 std::unique_ptr<server_kit::Database> OpenDatabase(const std::string& path,
-                                                   const std::vector<std::string>& migrations);
+                                                   const server_kit::Schema& migrations);
 
 }  // namespace testing_support
 

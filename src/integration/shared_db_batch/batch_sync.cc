@@ -6,6 +6,7 @@
 #include "patients/shared_schema.h"
 #include "server_kit/log.h"
 #include "server_kit/rpc_support.h"
+#include "server_kit/sqlite.h"
 
 namespace integration::shared_db_batch {
 namespace {
@@ -19,19 +20,24 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenServiceDatabase(
     absl::string_view flag, const std::string& path, absl::string_view required,
     const server_kit::DatabaseOptions& options) {
   if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", required));
-  absl::StatusOr<std::unique_ptr<server_kit::Database>> database =
-      server_kit::Database::OpenExisting(path, options);
+  if (server_kit::IsPostgresLocation(path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": the shared-disk patterns share SQLite files; a PostgreSQL URI is not one"));
+  }
+  absl::StatusOr<std::unique_ptr<server_kit::SqliteDatabase>> database =
+      server_kit::SqliteDatabase::OpenExisting(server_kit::SqlitePath(path), options);
   if (!database.ok()) {
     return absl::Status(database.status().code(),
                         absl::StrCat("--", flag, ": ", database.status().message(),
                                      " (start its service first: it creates the database)"));
   }
-  return database;
+  return std::unique_ptr<server_kit::Database>(*std::move(database));
 }
 
-const std::vector<std::string>& Migrations() {
+const server_kit::Schema& Migrations() {
+  // SQLite only: the job shares the services' SQLite files, and keeps its own data beside them.
   static const auto* const migrations =
-      new std::vector<std::string>{patients::kCopyPositionsMigration};
+      new server_kit::Schema{/*sqlite=*/{patients::kCopyPositionsMigration}, /*postgres=*/{}};
   return *migrations;
 }
 

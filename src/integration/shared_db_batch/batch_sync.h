@@ -41,7 +41,7 @@
 #include "absl/strings/string_view.h"
 #include "base/clock.h"
 #include "messaging/inbox.h"
-#include "server_kit/sqlite.h"
+#include "server_kit/database.h"
 
 namespace integration::shared_db_batch {
 
@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> OpenServiceDatabase(
     const server_kit::DatabaseOptions& options = {});
 
 // The job's own schema: its position per target (patients::kCopyPositionsMigration).
-const std::vector<std::string>& Migrations();
+const server_kit::Schema& Migrations();
 
 struct SyncTarget {
   std::string name;                  // "morgue"; labels the metrics and the position.
