@@ -2,7 +2,6 @@
 // with JetStream, as processes on loopback. Each case is one of the failure modes the outbox,
 // the broker and the idempotent consumers exist for.
 #include <nats/nats.h>
-#include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
@@ -33,6 +32,8 @@ using testing_support::Hospital;
 using testing_support::HospitalOptions;
 using testing_support::Metric;
 using testing_support::NatsServer;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 using testing_support::TempDir;
 namespace patients_v1 = hospital::patients::v1;
 namespace morgue_v1 = hospital::morgue::v1;
@@ -41,26 +42,16 @@ namespace messaging_v1 = hospital::messaging::v1;
 
 constexpr char kSubject[] = "hospital.patients.v1.patient_died";
 
-HospitalOptions AsyncOptions(const Broker& broker) {
-  HospitalOptions options;
+HospitalOptions AsyncOptions(const Broker& broker, server_kit::Engine engine) {
+  HospitalOptions options = testing_support::OnEngine(engine);
   options.nats_url = broker.server.url();
   options.with_metrics = true;
   return options;
 }
 
-// Admissions in the morgue's database file, read directly (the morgue may be down).
+// Admissions in the morgue's database, read directly (the morgue may be down).
 int AdmissionCountOffline(Hospital& hospital) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2((hospital.dir() + "/morgue.db").c_str(), &db, SQLITE_OPEN_READONLY,
-                          nullptr) == SQLITE_OK);
-  sqlite3_stmt* statement = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM admissions", -1, &statement, nullptr) ==
-          SQLITE_OK);
-  REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
-  const int count = sqlite3_column_int(statement, 0);
-  sqlite3_finalize(statement);
-  sqlite3_close(db);
-  return count;
+  return testing_support::CountRowsOffline(hospital.database("morgue"), "admissions");
 }
 
 appointments_v1::Appointment GetAppointment(Hospital& hospital, const std::string& id) {
@@ -163,10 +154,11 @@ std::string PatientDiedPayload(const std::string& event_id, const std::string& p
   return died.SerializeAsString();
 }
 
-TEST_CASE("async: RecordDeath answers at once with the event id, then both services apply it",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: RecordDeath answers at once with the event id, then both services apply it", "[async]",
+    SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-1");
   const appointments_v1::Appointment future = hospital.Schedule("p-1", absl::Hours(48));
@@ -208,9 +200,10 @@ TEST_CASE("async: RecordDeath answers at once with the event id, then both servi
       absl::Seconds(5)));
 }
 
-TEST_CASE("async: concurrent RecordDeath for one patient produce one event", "[async]") {
+TEMPLATE_TEST_CASE("async: concurrent RecordDeath for one patient produce one event", "[async]",
+                   SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-1");
   std::vector<std::string> event_ids(8);
@@ -230,10 +223,11 @@ TEST_CASE("async: concurrent RecordDeath for one patient produce one event", "[a
   CHECK(Metric(hospital.patients_process(), "hospital_outbox_published_total") == 1);
 }
 
-TEST_CASE("async: deaths recorded while the morgue is down are all applied after it returns",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: deaths recorded while the morgue is down are all applied after it returns", "[async]",
+    SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 20);
   hospital.morgue_process().Kill();
@@ -245,10 +239,11 @@ TEST_CASE("async: deaths recorded while the morgue is down are all applied after
   CHECK(hospital.CountAdmissions() == 20);
 }
 
-TEST_CASE("async: deaths recorded while the broker is down are delivered after it restarts",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: deaths recorded while the broker is down are delivered after it restarts", "[async]",
+    SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   broker.server.Kill();
@@ -274,10 +269,11 @@ TEST_CASE("async: deaths recorded while the broker is down are delivered after i
   CHECK(hospital.CountAdmissions() == 10);
 }
 
-TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store, one server)",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: events the broker acknowledged survive its kill -9 (file store, one server)", "[async]",
+    SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   // No consumer running: the events exist only in the broker once the outbox is empty.
@@ -290,10 +286,11 @@ TEST_CASE("async: events the broker acknowledged survive its kill -9 (file store
   CHECK(hospital.CountAdmissions() == 10);
 }
 
-TEST_CASE("async: after the broker lost its store, --outbox_republish_since sends the events again",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: after the broker lost its store, --outbox_republish_since sends the events again",
+    "[async]", SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   RecordDeathsWithConsumersDown(hospital, ids);
@@ -312,10 +309,11 @@ TEST_CASE("async: after the broker lost its store, --outbox_republish_since send
         std::string::npos);
 }
 
-TEST_CASE("async: patients killed between commit and publish publishes after restart, once",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: patients killed between commit and publish publishes after restart, once", "[async]",
+    SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   const std::vector<std::string> ids = CreatePatients(hospital, 10);
   // A frozen broker: the deaths commit, the relay cannot get an acknowledgement.
@@ -331,10 +329,10 @@ TEST_CASE("async: patients killed between commit and publish publishes after res
                {"outcome=\"applied\""}) == 10);
 }
 
-TEST_CASE("async: a fault rule on the morgue service also faults its event handling",
-          "[async][faults]") {
+TEMPLATE_TEST_CASE("async: a fault rule on the morgue service also faults its event handling",
+                   "[async][faults]", SqliteEngine, PostgresEngine) {
   Broker broker;
-  HospitalOptions options = AsyncOptions(broker);
+  HospitalOptions options = AsyncOptions(broker, TestType::kEngine);
   TempDir faults;
   const std::string faults_file = faults.path() + "/faults.json";
   // The rule the benchmark's morgue_down uses, expiring by itself.
@@ -361,9 +359,10 @@ TEST_CASE("async: a fault rule on the morgue service also faults its event handl
                {"outcome=\"applied\""}) == 5);
 }
 
-TEST_CASE("async: morgue killed while applying events applies each exactly once", "[async]") {
+TEMPLATE_TEST_CASE("async: morgue killed while applying events applies each exactly once",
+                   "[async]", SqliteEngine, PostgresEngine) {
   Broker broker;
-  HospitalOptions options = AsyncOptions(broker);
+  HospitalOptions options = AsyncOptions(broker, TestType::kEngine);
   options.messaging_flags = {"--nats_fetch_batch=4", "--nats_ack_wait=2s"};
   // Each event takes 20 ms to handle, so the 40 take 0.8 s: the kill lands mid-way.
   TempDir faults;
@@ -385,9 +384,10 @@ TEST_CASE("async: morgue killed while applying events applies each exactly once"
   CHECK(hospital.CountAdmissions() == 40);
 }
 
-TEST_CASE("async: the same event delivered twice has one effect", "[async]") {
+TEMPLATE_TEST_CASE("async: the same event delivered twice has one effect", "[async]", SqliteEngine,
+                   PostgresEngine) {
   Broker broker;
-  HospitalOptions options = AsyncOptions(broker);
+  HospitalOptions options = AsyncOptions(broker, TestType::kEngine);
   // A short duplicate window, so that the broker stores the repeat and the consumers see it.
   options.messaging_flags = {"--nats_duplicate_window=200ms"};
   Hospital hospital(options);
@@ -412,10 +412,11 @@ TEST_CASE("async: the same event delivered twice has one effect", "[async]") {
   CHECK(GetAppointment(hospital, future.appointment_id()).status() == appointments_v1::CANCELLED);
 }
 
-TEST_CASE("async: a poison message is recorded, terminated and listed, and the consumer carries on",
-          "[async]") {
+TEMPLATE_TEST_CASE(
+    "async: a poison message is recorded, terminated and listed, and the consumer carries on",
+    "[async]", SqliteEngine, PostgresEngine) {
   Broker broker;
-  Hospital hospital(AsyncOptions(broker));
+  Hospital hospital(AsyncOptions(broker, TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-1");
   RawPublisher publisher(broker.server.url());

@@ -19,6 +19,8 @@ namespace {
 using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::Hospital;
+using testing_support::PostgresEngine;
+using testing_support::SqliteEngine;
 namespace patients_v1 = hospital::patients::v1;
 namespace morgue_v1 = hospital::morgue::v1;
 namespace appointments_v1 = hospital::appointments::v1;
@@ -73,8 +75,9 @@ bool FullyUndone(Hospital& hospital, const std::string& patient_id) {
          CountWithStatus(Appointments(hospital, patient_id), appointments_v1::CANCELLED) == 0;
 }
 
-TEST_CASE("a death reaches the morgue and the appointments service", "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("a death reaches the morgue and the appointments service", "[hospital]",
+                   SqliteEngine, PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-1");
   for (int i = 1; i <= 3; ++i) hospital.Schedule("p-1", absl::Hours(24 * i));
@@ -117,8 +120,9 @@ TEST_CASE("a death reaches the morgue and the appointments service", "[hospital]
   }
 }
 
-TEST_CASE("with the morgue down the death is compensated and the caller told", "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("with the morgue down the death is compensated and the caller told",
+                   "[hospital]", SqliteEngine, PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-2");
   hospital.Schedule("p-2", absl::Hours(24));
@@ -148,9 +152,9 @@ TEST_CASE("with the morgue down the death is compensated and the caller told", "
   CHECK(CountWithStatus(Appointments(hospital, "p-2"), appointments_v1::CANCELLED) == 3);
 }
 
-TEST_CASE("a death refused by an open breaker says so in a trailer, not only in words",
-          "[hospital]") {
-  testing_support::HospitalOptions options;
+TEMPLATE_TEST_CASE("a death refused by an open breaker says so in a trailer, not only in words",
+                   "[hospital]", SqliteEngine, PostgresEngine) {
+  testing_support::HospitalOptions options = testing_support::OnEngine(TestType::kEngine);
   options.admin_token = "s3cret";
   Hospital hospital(options);
   hospital.Start();
@@ -208,9 +212,9 @@ TEST_CASE("a death refused by an open breaker says so in a trailer, not only in 
   CHECK(log.find("s3cret") == std::string::npos);
 }
 
-TEST_CASE("appointments too slow for the deadline: compensated once it answers again",
-          "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("appointments too slow for the deadline: compensated once it answers again",
+                   "[hospital]", SqliteEngine, PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-3");
   hospital.Schedule("p-3", absl::Hours(24));
@@ -242,8 +246,9 @@ grpc::Status ReleaseBody(Hospital& hospital, const std::string& admission_id,
   return status;
 }
 
-TEST_CASE("a body cannot be released while its death may still be undone", "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("a body cannot be released while its death may still be undone", "[hospital]",
+                   SqliteEngine, PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-5");
   hospital.Schedule("p-5", absl::Hours(24));
@@ -280,8 +285,9 @@ TEST_CASE("a body cannot be released while its death may still be undone", "[hos
   CHECK(ReleaseBody(hospital, recorded.morgue().admission_id()).ok());
 }
 
-TEST_CASE("without a policy, a service too slow for the caller's deadline is named", "[hospital]") {
-  testing_support::HospitalOptions options;
+TEMPLATE_TEST_CASE("without a policy, a service too slow for the caller's deadline is named",
+                   "[hospital]", SqliteEngine, PostgresEngine) {
+  testing_support::HospitalOptions options = testing_support::OnEngine(TestType::kEngine);
   options.policy_json = "";  // The library's defaults and the built-in deadline margin.
   Hospital hospital(options);
   hospital.Start();
@@ -295,8 +301,9 @@ TEST_CASE("without a policy, a service too slow for the caller's deadline is nam
   CHECK(GetPatient(hospital, "p-4").status() == patients_v1::ALIVE);
 }
 
-TEST_CASE("concurrent RecordDeath for one patient admits once", "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("concurrent RecordDeath for one patient admits once", "[hospital]", SqliteEngine,
+                   PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-4");
   std::atomic<int> fresh{0};
@@ -325,8 +332,9 @@ TEST_CASE("concurrent RecordDeath for one patient admits once", "[hospital]") {
   CHECK(admissions.admissions_size() == 1);
 }
 
-TEST_CASE("a restarted service keeps its data", "[hospital]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("a restarted service keeps its data", "[hospital]", SqliteEngine,
+                   PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-5");
   REQUIRE(hospital.patients_process().Terminate() == 0);
@@ -334,8 +342,9 @@ TEST_CASE("a restarted service keeps its data", "[hospital]") {
   CHECK(GetPatient(hospital, "p-5").given_name() == "Ada");
 }
 
-TEST_CASE("SIGTERM under load finishes or cleanly fails every call", "[hospital][shutdown]") {
-  Hospital hospital;
+TEMPLATE_TEST_CASE("SIGTERM under load finishes or cleanly fails every call",
+                   "[hospital][shutdown]", SqliteEngine, PostgresEngine) {
+  Hospital hospital(testing_support::OnEngine(TestType::kEngine));
   hospital.Start();
   hospital.CreatePatient("p-6");
   std::atomic<bool> stop{false};

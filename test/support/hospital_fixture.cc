@@ -104,9 +104,18 @@ Hospital::Hospital(HospitalOptions options) {
     common.insert(common.end(), options.messaging_flags.begin(), options.messaging_flags.end());
   }
   environment_ = options.environment;
+  for (const char* name : {"patients", "morgue", "appointments"}) {
+    databases_[name] = options.engine == server_kit::Engine::kSqlite
+                           ? DatabaseLocation{absl::StrCat(dir_.path(), "/", name, ".db"), ""}
+                           : NewDatabaseLocation(options.engine, dir_.path(), name);
+  }
   auto make = [this, common, with_metrics = options.with_metrics](const std::string& name,
                                                                   std::vector<std::string> flags) {
-    flags.push_back(absl::StrCat("--db=", dir_.path(), "/", name, ".db"));
+    const DatabaseLocation& database = databases_.at(name);
+    flags.push_back(absl::StrCat("--db=", database.db));
+    if (!database.password_file.empty()) {
+      flags.push_back(absl::StrCat("--db_password_file=", database.password_file));
+    }
     flags.insert(flags.end(), common.begin(), common.end());
     auto process = std::make_unique<ServiceProcess>(
         BinaryPath(name), std::move(flags), absl::StrCat(dir_.path(), "/", name, ".log"),
@@ -136,6 +145,12 @@ Hospital::Hospital(HospitalOptions options) {
 }
 
 Hospital::~Hospital() { Stop(); }
+
+HospitalOptions OnEngine(server_kit::Engine engine) {
+  HospitalOptions options;
+  options.engine = engine;
+  return options;
+}
 
 void Hospital::Start() {
   {

@@ -18,6 +18,7 @@
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
 #include "hospital/patients/v1/patients.grpc.pb.h"
 #include "server_kit/database.h"
+#include "support/test_database.h"
 #include "testing_support/nats_server.h"
 #include "testing_support/service_process.h"
 
@@ -50,7 +51,13 @@ struct HospitalOptions {
   std::map<std::string, std::vector<std::string>> environment;
   // How the test's own clients connect (TLS when the services speak it); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> client_credentials;
+  // Where the services keep their data: SQLite files in the directory, or a database each on
+  // the test process's PostgreSQL server (test_database.h).
+  server_kit::Engine engine = server_kit::Engine::kSqlite;
 };
+
+// Options whose only change from the defaults is the engine.
+HospitalOptions OnEngine(server_kit::Engine engine);
 
 class Hospital final {
  public:
@@ -76,6 +83,10 @@ class Hospital final {
     return *appointments_inbox_stub_;
   }
   const std::string& dir() const { return dir_.path(); }
+  // Where `service` ("patients", "morgue", "appointments") keeps its data.
+  const DatabaseLocation& database(const std::string& service) const {
+    return databases_.at(service);
+  }
   // The environment `service` gets from its next start on (HospitalOptions::environment).
   void SetEnvironment(const std::string& service, std::vector<std::string> variables);
   // Replaces the patients process (after a Kill), with `extra_flags` added to its flags.
@@ -106,6 +117,7 @@ class Hospital final {
   void Connect();
 
   TempDir dir_;
+  std::map<std::string, DatabaseLocation> databases_;
   std::shared_ptr<grpc::ChannelCredentials> client_credentials_;
   std::vector<std::string> patients_flags_;
   std::map<std::string, std::vector<std::string>> environment_;

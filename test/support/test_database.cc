@@ -4,6 +4,11 @@
 #include <fstream>
 #include <sstream>
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <cstdlib>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/ascii.h"
@@ -72,6 +77,37 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> TestDatabase::TryReopen(
 std::unique_ptr<server_kit::Database> TestDatabase::Reopen(
     const server_kit::Schema& schema, server_kit::DatabaseOptions options) const {
   return OpenLocation(location_, schema, std::move(options));
+}
+
+int CountRowsOffline(const DatabaseLocation& location, const std::string& table) {
+  const std::string sql = absl::StrCat("SELECT count(*) FROM ", table);
+  if (!server_kit::IsPostgresLocation(location.db)) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(location.db.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
+    const int count = sqlite3_column_int(statement, 0);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return count;
+  }
+  std::ifstream file(location.password_file);
+  std::stringstream password;
+  password << file.rdbuf();
+  const std::string password_text(absl::StripAsciiWhitespace(password.str()));
+  const char* keywords[] = {"dbname", "password", nullptr};
+  const char* values[] = {location.db.c_str(), password_text.c_str(), nullptr};
+  PGconn* connection = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+  INFO(PQerrorMessage(connection));
+  REQUIRE(PQstatus(connection) == CONNECTION_OK);
+  PGresult* result = PQexec(connection, sql.c_str());
+  INFO(PQresultErrorMessage(result));
+  REQUIRE(PQresultStatus(result) == PGRES_TUPLES_OK);
+  const int count = std::atoi(PQgetvalue(result, 0, 0));
+  PQclear(result);
+  PQfinish(connection);
+  return count;
 }
 
 }  // namespace testing_support

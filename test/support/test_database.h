@@ -73,6 +73,10 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> TryOpenLocation(
     const DatabaseLocation& location, const server_kit::Schema& schema,
     server_kit::DatabaseOptions options = {});
 
+// Rows in `table` of the database at `location`, read without the service that owns it (which
+// may be down); REQUIREs an answer.
+int CountRowsOffline(const DatabaseLocation& location, const std::string& table);
+
 }  // namespace testing_support
 
 #endif  // HOSPITAL_TEST_SUPPORT_TEST_DATABASE_H_
