@@ -15,6 +15,7 @@ namespace integration {
 absl::Status SetUpEventConsumer(server_kit::ServiceContext& service, const std::string& durable,
                                 messaging::EventHandler& handler, const std::string& fault_method) {
   ASSIGN_OR_RETURN(const Pattern pattern, PatternFromFlags());
+  RETURN_IF_ERROR(CheckEngine(pattern, service.database.engine()));
   auto* inbox = service.Keep(
       std::make_unique<messaging::Inbox>(service.database, handler, base::SystemClock()));
   auto* inbox_service = service.Keep(std::make_unique<messaging::InboxService>(*inbox));

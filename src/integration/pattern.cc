@@ -18,13 +18,16 @@ const std::vector<PatternInfo>& AllPatterns() {
     PatternNeeds batch;
     batch.peer_databases = true;
     batch.batch_job = true;
+    batch.sqlite_only = true;
     all->push_back({Pattern::kSharedDbBatch, "shared_db_batch", batch});
     PatternNeeds direct;
     direct.peer_databases = true;
+    direct.sqlite_only = true;
     all->push_back({Pattern::kDirectDbWrite, "direct_db_write", direct});
     PatternNeeds file_drop;
     file_drop.shared_directory = true;
     file_drop.outbox = true;
+    file_drop.sqlite_only = true;
     all->push_back({Pattern::kFileDrop, "file_drop", file_drop});
     return all;
   }();
@@ -52,6 +55,16 @@ absl::StatusOr<Pattern> ParsePattern(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat("--death_workflow: must be ",
                                                  absl::StrJoin(names, ", "), " or ", last,
                                                  ", got \"", name, "\""));
+}
+
+absl::Status CheckEngine(Pattern pattern, server_kit::Engine engine) {
+  if (engine == server_kit::Engine::kSqlite || !Describe(pattern).needs.sqlite_only) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--death_workflow=", PatternName(pattern),
+                   " is a shared-disk pattern and keeps every service's data in SQLite; --db "
+                   "names PostgreSQL (only sync and async run on it)"));
 }
 
 }  // namespace integration

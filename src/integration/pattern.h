@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server_kit/database.h"
 
 namespace integration {
 
@@ -44,6 +45,10 @@ struct PatternNeeds {
                                   // process than their owners.
   bool batch_job = false;         // The batch_sync process.
   bool outbox = false;            // Events through the patients service's outbox and relay.
+  // Every service's data in SQLite: the shared-disk patterns model teams that share a disk and
+  // its files (rowid order, ATTACH, a directory beside them); sync and async run on PostgreSQL
+  // too.
+  bool sqlite_only = false;
 };
 
 struct PatternInfo {
@@ -59,6 +64,8 @@ const PatternInfo& Describe(Pattern pattern);
 const std::string& PatternName(Pattern pattern);
 // INVALID_ARGUMENT naming --death_workflow and every valid value for anything else.
 absl::StatusOr<Pattern> ParsePattern(absl::string_view name);
+// INVALID_ARGUMENT naming both flags when `pattern` cannot run on `engine`.
+absl::Status CheckEngine(Pattern pattern, server_kit::Engine engine);
 
 }  // namespace integration
 

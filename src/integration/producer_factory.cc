@@ -21,6 +21,7 @@ namespace integration {
 absl::StatusOr<patients::DeathWorkflow*> SetUpDeathWorkflow(
     server_kit::ServiceContext& service, patients::PatientsRepository& repository) {
   ASSIGN_OR_RETURN(const Pattern pattern, PatternFromFlags());
+  RETURN_IF_ERROR(CheckEngine(pattern, service.database.engine()));
   auto* environment = service.Keep(std::make_unique<base::RealEnvironment>());
   ProducerContext context{service, repository, environment->environment(),
                           absl::GetFlag(FLAGS_reconcile_interval)};

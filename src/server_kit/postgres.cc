@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/status.h"
@@ -135,6 +136,16 @@ absl::StatusOr<std::string> DescribePostgresUri(const std::string& uri) {
     return absl::InvalidArgumentError(
         "holds a password, which would show on the command line: give it in a password file "
         "(--db_password_file, or libpq's PGPASSFILE) instead");
+  }
+  if (auto port = values.find("port"); port != values.end()) {
+    for (absl::string_view one : absl::StrSplit(port->second, ',')) {
+      int number = 0;
+      if (!absl::SimpleAtoi(one, &number) || number < 1 || number > 65535) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("not a PostgreSQL connection URI libpq can use: port \"", one,
+                         "\" is not a port number"));
+      }
+    }
   }
   std::vector<std::string> parts = {"postgresql"};
   for (const char* keyword : {"host", "hostaddr", "port", "dbname", "user"}) {
