@@ -43,7 +43,8 @@ LABEL org.opencontainers.image.title="hospital" \
 # scripts/image-test.sh checks with ldd inside the image that none is missing).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgrpc++1.51 libprotobuf32 libabsl20220623 \
-      libsqlite3-0 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libnats3.4 ca-certificates \
+      libsqlite3-0 libpq5 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libnats3.4 \
+      ca-certificates \
       nats-server \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 hospital \
