@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "base/status.h"
 
 namespace testing_support {
 namespace {
@@ -160,6 +161,97 @@ absl::Status PostgresServer::CreateDatabase(const std::string& name) {
   PQfinish(connection);
   if (!created) return absl::InternalError(absl::StrCat("CREATE DATABASE ", name, ": ", error));
   return absl::OkStatus();
+}
+
+absl::Status PostgresServer::Execute(const std::string& sql) {
+  PGconn* connection = PQconnectdb(SocketConnection("postgres").c_str());
+  if (PQstatus(connection) != CONNECTION_OK) {
+    const std::string error = PQerrorMessage(connection);
+    PQfinish(connection);
+    return absl::UnavailableError(absl::StrCat("cannot connect: ", error));
+  }
+  PGresult* result = PQexec(connection, sql.c_str());
+  const ExecStatusType status = PQresultStatus(result);
+  const std::string error = PQresultErrorMessage(result);
+  PQclear(result);
+  PQfinish(connection);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    return absl::InternalError(absl::StrCat(sql, ": ", error));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresServer::MakeStandbyOf(const PostgresServer& primary, const std::string& name) {
+  if (!setup_.ok()) return setup_;
+  if (initialized_) return absl::FailedPreconditionError("the cluster already exists");
+  std::filesystem::copy_file(primary.password_file(), password_file(),
+                             std::filesystem::copy_options::overwrite_existing);
+  RETURN_IF_ERROR(GiveTo(password_file(), run_as_));
+  // -R writes standby.signal and primary_conninfo (over the primary's Unix socket, where the
+  // replication connection is trusted).
+  const std::string log_path = directory_ + "/basebackup.log";
+  absl::StatusOr<pid_t> backup =
+      Spawn({absl::StrCat(kPostgresBinaries, "/pg_basebackup"), "-h", primary.socket_directory(),
+             "-p", absl::StrCat(primary.port()), "-U", kUser, "-D", directory_ + "/data", "-X",
+             "stream", "-R", "--no-sync"},
+            log_path, {}, run_as_);
+  if (!backup.ok()) return backup.status();
+  int status = 0;
+  while (::waitpid(*backup, &status, 0) < 0) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("pg_basebackup failed:\n", ReadFile(log_path)));
+  }
+  // The copied configuration is the primary's: this server's own port and socket win (later
+  // lines do), and cluster_name is the name the primary knows it by.
+  std::ofstream config(directory_ + "/data/postgresql.conf", std::ios::app);
+  config << "\nport = " << port_ << "\nunix_socket_directories = '" << directory_
+         << "'\ncluster_name = '" << name << "'\nhot_standby = on\n";
+  initialized_ = true;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Polls `query` (one row, one column) over `connection` until it returns `expected`.
+absl::Status WaitForValue(const std::string& connection, const std::string& query,
+                          const std::string& expected, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  std::string last;
+  while (absl::Now() < give_up) {
+    PGconn* db = PQconnectdb(connection.c_str());
+    if (PQstatus(db) == CONNECTION_OK) {
+      PGresult* result = PQexec(db, query.c_str());
+      if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0) {
+        last = PQgetvalue(result, 0, 0);
+      }
+      PQclear(result);
+    }
+    PQfinish(db);
+    if (last == expected) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(query, " gave \"", last, "\", not \"", expected, "\""));
+}
+
+}  // namespace
+
+absl::Status PostgresServer::RequireSynchronousStandby(const std::string& name,
+                                                       absl::Duration timeout) {
+  RETURN_IF_ERROR(
+      Execute(absl::StrCat("ALTER SYSTEM SET synchronous_standby_names = '", name, "'")));
+  RETURN_IF_ERROR(Execute("SELECT pg_reload_conf()"));
+  return WaitForValue(SocketConnection("postgres"),
+                      absl::StrCat("SELECT sync_state FROM pg_stat_replication WHERE "
+                                   "application_name = '",
+                                   name, "'"),
+                      "sync", timeout);
+}
+
+absl::Status PostgresServer::Promote(absl::Duration timeout) {
+  RETURN_IF_ERROR(Execute("SELECT pg_promote(wait => false)"));
+  return WaitForValue(SocketConnection("postgres"), "SELECT pg_is_in_recovery()", "f", timeout);
 }
 
 void PostgresServer::Kill() {

@@ -42,6 +42,20 @@ class PostgresServer final {
 
   // Creates database `name` owned by `hospital` (over the Unix socket).
   absl::Status CreateDatabase(const std::string& name);
+  // Runs `sql` (several statements allowed, none in a transaction block of their own making) as
+  // `hospital` over the Unix socket, in database `postgres`.
+  absl::Status Execute(const std::string& sql);
+
+  // Streaming replication. Before the first Start: this server's cluster becomes a base backup
+  // of `primary` (running), which it then follows as a hot standby, naming itself `name` to it
+  // (what the primary's synchronous_standby_names lists). Its password is the primary's.
+  absl::Status MakeStandbyOf(const PostgresServer& primary, const std::string& name);
+  // Makes the primary wait for standby `name` on every commit (synchronous_standby_names), and
+  // waits until that standby is connected and synchronous.
+  absl::Status RequireSynchronousStandby(const std::string& name,
+                                         absl::Duration timeout = absl::Seconds(30));
+  // A standby stops following and becomes a primary; returns once it accepts writes.
+  absl::Status Promote(absl::Duration timeout = absl::Seconds(30));
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }

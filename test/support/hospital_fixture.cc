@@ -105,9 +105,13 @@ Hospital::Hospital(HospitalOptions options) {
   }
   environment_ = options.environment;
   for (const char* name : {"patients", "morgue", "appointments"}) {
-    databases_[name] = options.engine == server_kit::Engine::kSqlite
-                           ? DatabaseLocation{absl::StrCat(dir_.path(), "/", name, ".db"), ""}
-                           : NewDatabaseLocation(options.engine, dir_.path(), name);
+    if (options.database_location) {
+      databases_[name] = options.database_location(name);
+    } else if (options.engine == server_kit::Engine::kSqlite) {
+      databases_[name] = DatabaseLocation{absl::StrCat(dir_.path(), "/", name, ".db"), ""};
+    } else {
+      databases_[name] = NewDatabaseLocation(options.engine, dir_.path(), name);
+    }
   }
   auto make = [this, common, with_metrics = options.with_metrics](const std::string& name,
                                                                   std::vector<std::string> flags) {

@@ -54,6 +54,8 @@ struct HospitalOptions {
   // Where the services keep their data: SQLite files in the directory, or a database each on
   // the test process's PostgreSQL server (test_database.h).
   server_kit::Engine engine = server_kit::Engine::kSqlite;
+  // When set, where each service's data is instead (a database on a replicated pair, say).
+  std::function<DatabaseLocation(const std::string& service)> database_location;
 };
 
 // Options whose only change from the defaults is the engine.
