@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages the project needs, if any are missing.
 #   scripts/install-deps.sh          everything: build, tests, benchmarks
 #   scripts/install-deps.sh build    only what building the services needs (the image uses this)
-#   scripts/install-deps.sh run      that, nats-server and openssl (scripts/run-local.sh)
+#   scripts/install-deps.sh run      that, nats-server, openssl and postgresql-15
+#                                    (scripts/run-local.sh)
 #   scripts/install-deps.sh image    podman and debootstrap (scripts/image-test.sh)
 set -euo pipefail
 
@@ -21,7 +22,7 @@ test_packages=(
 packages=("${build_packages[@]}")
 case "${1:-all}" in
   build) ;;
-  run) packages+=(nats-server openssl) ;;
+  run) packages+=(nats-server openssl postgresql-15) ;;
   image) packages=(podman runc debootstrap ccache python3-yaml) ;;
   *) packages+=("${test_packages[@]}") ;;
 esac

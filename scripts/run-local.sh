@@ -13,6 +13,9 @@
 #                                 every second
 # HOSPITAL_TLS=1 turns on mutual TLS everywhere (certificates made once under run/certs/ by
 # scripts/make-certs.sh), the caller policies of k8s/components/tls/, and TLS to nats-server.
+# HOSPITAL_STORAGE=postgres (sync and async only) keeps each service's data in PostgreSQL 15
+# instead of a SQLite file: a local primary and a synchronous standby (scripts/local-postgres.sh),
+# a database and a role per service.
 # Data and logs go to $HOSPITAL_DATA (default: ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,22 @@ case "$workflow" in
   sync | async | shared_db_batch | direct_db_write | file_drop) ;;
   *)
     echo "usage: scripts/run-local.sh [sync|async|shared_db_batch|direct_db_write|file_drop]" >&2
+    exit 2
+    ;;
+esac
+
+storage=${HOSPITAL_STORAGE:-sqlite}
+case "$storage" in
+  sqlite) ;;
+  postgres)
+    if [[ "$workflow" != sync && "$workflow" != async ]]; then
+      echo "HOSPITAL_STORAGE=postgres runs sync and async only: $workflow is a shared-disk" \
+        "pattern, on SQLite files" >&2
+      exit 2
+    fi
+    ;;
+  *)
+    echo "HOSPITAL_STORAGE: sqlite (the default) or postgres, got \"$storage\"" >&2
     exit 2
     ;;
 esac
@@ -71,14 +90,30 @@ stop() {
 }
 trap stop INT TERM
 
+# db_flags NAME: where service NAME keeps its data (words without spaces).
+db_flags() {
+  if [[ "$storage" == postgres ]]; then
+    postgres_flags "$1"
+  else
+    echo "--db=$data/$1.db"
+  fi
+}
+
+if [[ "$storage" == postgres ]]; then
+  # shellcheck source=scripts/local-postgres.sh
+  source scripts/local-postgres.sh
+  start_local_postgres "$data"
+fi
+
 # start NAME GRPC_PORT METRICS_PORT ADMIN_PORT [FLAGS...]
 start() {
   local name=$1 grpc=$2 metrics=$3 admin=$4
   shift 4
   rm -f "$data/$name.ports"
+  # shellcheck disable=SC2046
   "build/bin/$name" --listen="127.0.0.1:$grpc" --metrics_listen="127.0.0.1:$metrics" \
     --admin_listen="127.0.0.1:$admin" --admin_token_file="$data/admin-token" --fault_admin \
-    --db="$data/$name.db" --port_file="$data/$name.ports" "$@" 2>>"$data/$name.log" &
+    --port_file="$data/$name.ports" $(db_flags "$name") "$@" 2>>"$data/$name.log" &
   pids+=($!)
   for _ in $(seq 100); do
     [[ -s "$data/$name.ports" ]] && return 0
@@ -142,12 +177,22 @@ if [[ "$workflow" == shared_db_batch ]]; then
 fi
 
 printf '\n%-13s %-16s %-16s %-32s %s\n' service gRPC admin metrics "database / log"
+# where NAME: the service's database, as the table shows it.
+where() {
+  if [[ "$storage" == postgres ]]; then echo "postgres:$1"; else echo "$data/$1.db"; fi
+}
 printf '%-13s %-16s %-16s %-32s %s\n' patients 127.0.0.1:50051 127.0.0.1:50061 \
-  http://127.0.0.1:9091/metrics "$data/patients.db  $data/patients.log"
+  http://127.0.0.1:9091/metrics "$(where patients)  $data/patients.log"
 printf '%-13s %-16s %-16s %-32s %s\n' morgue 127.0.0.1:50052 127.0.0.1:50062 \
-  http://127.0.0.1:9092/metrics "$data/morgue.db  $data/morgue.log"
+  http://127.0.0.1:9092/metrics "$(where morgue)  $data/morgue.log"
 printf '%-13s %-16s %-16s %-32s %s\n' appointments 127.0.0.1:50053 127.0.0.1:50063 \
-  http://127.0.0.1:9093/metrics "$data/appointments.db  $data/appointments.log"
+  http://127.0.0.1:9093/metrics "$(where appointments)  $data/appointments.log"
+if [[ "$storage" == postgres ]]; then
+  printf '%-13s %-16s %-16s %-32s %s\n' postgresql 127.0.0.1:55432 - "primary, synchronous" \
+    "$data/postgres/primary  $data/postgres/primary.log"
+  printf '%-13s %-16s %-16s %-32s %s\n' postgresql 127.0.0.1:55433 - "standby1 (hot standby)" \
+    "$data/postgres/standby  $data/postgres/standby.log"
+fi
 if [[ "$workflow" == shared_db_batch ]]; then
   printf '%-13s %-16s %-16s %-32s %s\n' batch_sync 127.0.0.1:50054 127.0.0.1:50064 \
     http://127.0.0.1:9094/metrics "$data/batch_sync.db  $data/batch_sync.log"

@@ -599,9 +599,13 @@ absl::StatusOr<std::unique_ptr<PostgresDatabase::Connection>> PostgresDatabase::
   }
   absl::StatusOr<std::unique_ptr<Connection>> connection = Connect();
   if (!connection.ok()) {
-    base::MutexLock lock(&pool_mutex_);
-    --open_;
-    connection_freed_.Signal();
+    {
+      base::MutexLock lock(&pool_mutex_);
+      --open_;
+      connection_freed_.Signal();
+    }
+    // libpq's reason names hosts, ports and users: it is in the log, and callers get the kind.
+    return absl::Status(connection.status().code(), "storage: cannot connect to the database");
   }
   return connection;
 }
@@ -705,7 +709,12 @@ StorageStats PostgresDatabase::stats() const {
 }
 
 absl::Status PostgresDatabase::Migrate(const std::vector<std::string>& migrations) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Connection> connection, Acquire());
+  // Opened directly, so that a failure to connect says why (for the operator starting it).
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> connection, Connect());
+  {
+    base::MutexLock lock(&pool_mutex_);
+    ++open_;
+  }
   absl::Cleanup release = [&] { Release(std::move(connection)); };
   const auto failed = [this](absl::string_view step, const absl::Status& status) {
     return absl::Status(status.code(),

@@ -99,7 +99,7 @@ class PostgresDatabase final : public Database {
   PostgresDatabase(std::string uri, std::string description, const DatabaseOptions& options);
 
   // A pooled connection, opened if none is idle and the pool has room; UNAVAILABLE if none is
-  // free within busy_timeout or a new one cannot be opened.
+  // free within busy_timeout or a new one cannot be opened (libpq's reason is logged only).
   absl::StatusOr<std::unique_ptr<Connection>> Acquire();
   // Returns `connection` to the pool, or closes it if it is broken.
   void Release(std::unique_ptr<Connection> connection);

@@ -193,7 +193,7 @@ absl::Status PostgresServer::MakeStandbyOf(const PostgresServer& primary, const 
   absl::StatusOr<pid_t> backup =
       Spawn({absl::StrCat(kPostgresBinaries, "/pg_basebackup"), "-h", primary.socket_directory(),
              "-p", absl::StrCat(primary.port()), "-U", kUser, "-D", directory_ + "/data", "-X",
-             "stream", "-R", "--no-sync"},
+             "stream", "-R", "-c", "fast", "--no-sync"},
             log_path, {}, run_as_);
   if (!backup.ok()) return backup.status();
   int status = 0;
