@@ -1,6 +1,9 @@
 #include "server_kit/database.h"
 
+#include <exception>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace server_kit {
 
@@ -24,6 +27,17 @@ absl::Status Statement::ForEachRow(const std::function<void(const Statement&)>& 
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
     read(*this);
+  }
+}
+
+absl::Status RunUnitOfWork(Database::Session& session,
+                           const std::function<absl::Status(Database::Session&)>& work) {
+  try {
+    return work(session);
+  } catch (const std::exception& exception) {
+    return absl::InternalError(absl::StrCat("unit of work threw: ", exception.what()));
+  } catch (...) {
+    return absl::InternalError("unit of work threw");
   }
 }
 

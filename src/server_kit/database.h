@@ -168,6 +168,12 @@ class Database {
   virtual StorageStats stats() const = 0;
 };
 
+// Runs `work` in `session`, an exception it throws turned into INTERNAL: a unit that throws
+// fails like one that returns an error, and leaves the engine (its connection, a group's
+// leadership) as such a unit would. Engines run every unit through it.
+absl::Status RunUnitOfWork(Database::Session& session,
+                           const std::function<absl::Status(Database::Session&)>& work);
+
 // Is `location` (a --db value) a PostgreSQL URI (postgresql:// or postgres://)? Anything else is
 // a SQLite file: a path, or "sqlite:" followed by one.
 bool IsPostgresLocation(absl::string_view location);

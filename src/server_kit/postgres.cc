@@ -451,13 +451,7 @@ class PostgresSession final : public Database::Session {
 absl::Status RunWork(PostgresDatabase::Connection& connection,
                      const std::function<absl::Status(Database::Session&)>& work) {
   PostgresSession session(connection);
-  try {
-    return work(session);
-  } catch (const std::exception& exception) {
-    return absl::InternalError(absl::StrCat("unit of work threw: ", exception.what()));
-  } catch (...) {
-    return absl::InternalError("unit of work threw");
-  }
+  return RunUnitOfWork(session, work);
 }
 
 // A pause before running a conflicting transaction again: random, so that two units that

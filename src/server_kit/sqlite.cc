@@ -319,14 +319,8 @@ absl::Status SqliteDatabase::RunUnit(SqliteConnection& writer,
                                      const std::function<absl::Status(Session&)>& work) {
   SqliteSession session(writer);  // Its statements are reset before the unit is released.
   // A unit that throws must not take the group, and the leadership that every later writer
-  // waits for, with it: it fails like a unit that returned an error.
-  try {
-    return work(session);
-  } catch (const std::exception& exception) {
-    return absl::InternalError(absl::StrCat("unit of work threw: ", exception.what()));
-  } catch (...) {
-    return absl::InternalError("unit of work threw");
-  }
+  // waits for, with it.
+  return RunUnitOfWork(session, work);
 }
 
 void SqliteDatabase::RunGroup(const std::vector<QueuedUnit*>& group) {

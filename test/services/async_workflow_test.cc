@@ -33,6 +33,7 @@ using testing_support::HospitalOptions;
 using testing_support::Metric;
 using testing_support::NatsServer;
 using testing_support::PostgresEngine;
+using testing_support::Readiness;
 using testing_support::SqliteEngine;
 using testing_support::TempDir;
 namespace patients_v1 = hospital::patients::v1;
@@ -95,19 +96,6 @@ bool AllApplied(Hospital& hospital, const std::vector<std::string>& patient_ids)
     if (!hospital.FindAdmission(id).has_value()) return false;
   }
   return true;
-}
-
-grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service("readiness");
-  grpc::health::v1::HealthCheckResponse response;
-  auto context = ContextWithTimeout(absl::Seconds(5));
-  if (!stub->Check(context.get(), request, &response).ok()) {
-    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
-  }
-  return response.status();
 }
 
 // Publishes raw messages straight to the stream, as a buggy or hostile producer would.

@@ -24,16 +24,10 @@ namespace {
 using testing_support::ContextWithTimeout;
 using testing_support::Eventually;
 using testing_support::PostgresServer;
+using testing_support::Readiness;
 using testing_support::ServiceProcess;
 using testing_support::TempDir;
 namespace morgue_v1 = hospital::morgue::v1;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
 
 ServiceProcess Service(const std::string& name, const TempDir& dir,
                        std::vector<std::string> flags) {
@@ -50,7 +44,7 @@ TEST_CASE("a PostgreSQL --db the service cannot use stops it at start-up, naming
   const std::string wrong_password = dir.path() + "/wrong-password";
   std::ofstream(wrong_password) << "wr0ng-s3cret\n";
   const std::string right_password = server.password_file();
-  const std::string secret = ReadFile(right_password);
+  const std::string secret = testing_support::ReadPasswordFile(right_password);
   struct Case {
     std::vector<std::string> flags;
     std::string message;
@@ -83,19 +77,6 @@ TEST_CASE("a PostgreSQL --db the service cannot use stops it at start-up, naming
     CHECK_THAT(log, !Catch::Contains("wr0ng-s3cret"));
     CHECK_THAT(log, !Catch::Contains(secret));
   }
-}
-
-grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service("readiness");
-  grpc::health::v1::HealthCheckResponse response;
-  auto context = ContextWithTimeout(absl::Seconds(5));
-  if (!stub->Check(context.get(), request, &response).ok()) {
-    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
-  }
-  return response.status();
 }
 
 grpc::Status Admit(morgue_v1::MorgueService::Stub& morgue, const std::string& patient_id,

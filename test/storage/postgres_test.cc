@@ -29,10 +29,7 @@ using testing_support::PostgresServer;
 const std::vector<std::string> kTable = {"CREATE TABLE t (id TEXT PRIMARY KEY)"};
 
 std::string Password(const PostgresServer& server) {
-  std::ifstream file(server.password_file());
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return std::string(absl::StripAsciiWhitespace(contents.str()));
+  return testing_support::ReadPasswordFile(server.password_file());
 }
 
 // A started server of the test's own, with database "db".

@@ -61,6 +61,19 @@ grpc::Status FaultAdmin::Clear(const std::string& token) {
   return stub->ClearFaults(context.get(), {}, &response);
 }
 
+grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("readiness");
+  grpc::health::v1::HealthCheckResponse response;
+  auto context = ContextWithTimeout(absl::Seconds(5));
+  if (!stub->Check(context.get(), request, &response).ok()) {
+    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
+}
+
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   while (absl::Now() < give_up) {

@@ -12,6 +12,7 @@
 
 #include <grpcpp/security/credentials.h>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
 #include "hospital/messaging/v1/inbox.grpc.pb.h"
@@ -154,6 +155,10 @@ struct FaultAdmin {
 // server that is (re)starting waits for it instead of failing at once.
 std::unique_ptr<grpc::ClientContext> ContextWithTimeout(absl::Duration timeout,
                                                         bool wait_for_ready = false);
+
+// The readiness health service of the server at `address` (plaintext); UNKNOWN when it does not
+// answer within 5 s.
+grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(const std::string& address);
 
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout);

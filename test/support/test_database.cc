@@ -17,6 +17,13 @@
 
 namespace testing_support {
 
+std::string ReadPasswordFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(contents.str()));
+}
+
 PostgresServer& SharedPostgres() {
   // Destroyed at exit, which stops the server and removes its directory; a test that dies
   // leaves neither (the server dies with its parent, the directory is in $TMPDIR).
@@ -46,10 +53,7 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> TryOpenLocation(
     const DatabaseLocation& location, const server_kit::Schema& schema,
     server_kit::DatabaseOptions options) {
   if (!location.password_file.empty() && options.password.empty()) {
-    std::ifstream file(location.password_file);
-    std::stringstream contents;
-    contents << file.rdbuf();
-    options.password = std::string(absl::StripAsciiWhitespace(contents.str()));
+    options.password = ReadPasswordFile(location.password_file);
   }
   return server_kit::OpenDatabase(location.db, schema, options);
 }
@@ -92,10 +96,7 @@ int CountRowsOffline(const DatabaseLocation& location, const std::string& table)
     sqlite3_close(db);
     return count;
   }
-  std::ifstream file(location.password_file);
-  std::stringstream password;
-  password << file.rdbuf();
-  const std::string password_text(absl::StripAsciiWhitespace(password.str()));
+  const std::string password_text = ReadPasswordFile(location.password_file);
   const char* keywords[] = {"dbname", "password", nullptr};
   const char* values[] = {location.db.c_str(), password_text.c_str(), nullptr};
   PGconn* connection = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);

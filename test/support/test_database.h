@@ -73,6 +73,9 @@ absl::StatusOr<std::unique_ptr<server_kit::Database>> TryOpenLocation(
     const DatabaseLocation& location, const server_kit::Schema& schema,
     server_kit::DatabaseOptions options = {});
 
+// The password in a password file (its contents without surrounding white space).
+std::string ReadPasswordFile(const std::string& path);
+
 // Rows in `table` of the database at `location`, read without the service that owns it (which
 // may be down); REQUIREs an answer.
 int CountRowsOffline(const DatabaseLocation& location, const std::string& table);
