@@ -102,8 +102,9 @@ struct DatabaseOptions {
   int pool_size = 8;
   // PostgreSQL: the password, when not in the URI or libpq's PGPASSFILE (--db_password_file).
   std::string password;
-  // PostgreSQL: runs of one unit of work after serialization failures and deadlocks.
-  int max_transaction_attempts = 10;
+  // PostgreSQL: runs of one unit of work in all, the first included, when serialization
+  // failures and deadlocks make it run again (postgres.cc says why 30).
+  int max_transaction_attempts = 30;
   // PostgreSQL: how long opening a connection may take (libpq connect_timeout), unless the URI
   // says otherwise.
   absl::Duration connect_timeout = absl::Seconds(5);
