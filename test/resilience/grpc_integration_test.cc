@@ -114,7 +114,9 @@ TEST_CASE("a stalled server is cut off at the deadline", "[grpc][deadline]") {
   const absl::Status status = f.Call(request);
   const absl::Duration elapsed = absl::Now() - start;
   CHECK(status.code() == absl::StatusCode::kDeadlineExceeded);
-  CHECK(elapsed >= absl::Milliseconds(100));
+  // gRPC core keeps deadlines in whole milliseconds and measures them from a cached "now", so
+  // its timer may fire up to a couple of milliseconds before 100 ms measured here (CI saw 99.6).
+  CHECK(elapsed >= absl::Milliseconds(97));
   CHECK(elapsed < absl::Seconds(2));
   CHECK(testing_support::MetricValue(*f.targets->call_metrics(), "resilience_calls_total",
                                      {{"outcome", "deadline_exceeded"}}) == 1);

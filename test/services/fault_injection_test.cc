@@ -384,7 +384,8 @@ TEST_CASE("delay, hang and not_serving faults", "[faults][hospital]") {
   CHECK(hospital.appointments()
             .ListAppointments(ContextWithTimeout(absl::Milliseconds(400)).get(), list, &listed)
             .error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
-  CHECK(absl::Now() - start >= absl::Milliseconds(400));
+  // gRPC's timer may fire a millisecond or two early (whole-millisecond deadlines, cached now).
+  CHECK(absl::Now() - start >= absl::Milliseconds(397));
 
   REQUIRE(admin.Clear().ok());
   faults_v1::Fault down;
