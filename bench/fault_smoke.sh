@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI smoke of the fault benchmark: two short scenarios (a third of their length, half their
-# rates), every variant. Fails if the benchmark fails, finds a consistency violation, leaves no
-# report, or no user action (release, own cancellation, booking) was acknowledged, which would
-# leave the checker's rules for them idle.
+# rates), every variant; then the PostgreSQL failover scenario (half length) on resilient and
+# async. Fails if the benchmark fails, finds a consistency violation, leaves no report, or no
+# user action (release, own cancellation, booking) was acknowledged, which would leave the
+# checker's rules for them idle.
 set -euo pipefail
 bench=$1
 out=$2
@@ -13,10 +14,18 @@ rm -rf "$out"
   exit "$status"
 }
 test -s "$out/report.md" && test -s "$out/results.json"
+# The services on PostgreSQL through the loss of their primary (half length), into the same
+# check.
+"$bench" --storage=postgres --scenarios=db_primary_killed --variants=resilient,async \
+  --time_scale=0.5 --out="$out/postgres" 2>"$out.postgres.log" || {
+  status=$?
+  tail -n 20 "$out.postgres.log"
+  exit "$status"
+}
 # Every run must have found the services consistent.
-python3 - "$out/results.json" <<'PYTHON'
+python3 - "$out/results.json" "$out/postgres/results.json" <<'PYTHON'
 import json, sys
-runs = json.load(open(sys.argv[1]))["runs"]
+runs = json.load(open(sys.argv[1]))["runs"] + json.load(open(sys.argv[2]))["runs"]
 bad = [f"{r['scenario']}/{r['variant']}" for r in runs
        if r["violations"] != 0 or r["consistency_incomplete"]]
 print(f"{len(runs)} runs, {len(bad)} with consistency violations {bad}")

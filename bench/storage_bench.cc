@@ -40,6 +40,7 @@
 #include "patients/patients_repository.h"
 #include "server_kit/open_database.h"
 #include "testing_support/postgres_server.h"
+#include "testing_support/service_process.h"
 
 ABSL_FLAG(int, deaths, 20000, "Deaths to record (each on a patient of its own)");
 ABSL_FLAG(int, threads, 16, "Threads recording deaths at once");
@@ -71,32 +72,6 @@ std::unique_ptr<server_kit::Database> OpenOrDie(const std::string& path,
     std::exit(1);
   }
   return *std::move(database);
-}
-
-// CPU seconds (user + system) of process `pid` and its children, from /proc (a PostgreSQL
-// server: the postmaster and every backend it forked).
-double ServerCpuSeconds(pid_t pid) {
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  double total = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    long own = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &own)) continue;  // Not a process.
-    std::ifstream file(entry.path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    const std::size_t name_end = text.rfind(')');
-    if (name_end == std::string::npos) continue;
-    std::istringstream fields(text.substr(name_end + 2));
-    std::string state;
-    long ppid = 0;
-    fields >> state >> ppid;
-    if (own != pid && ppid != pid) continue;
-    std::string skip;
-    for (int i = 0; i < 9; ++i) fields >> skip;  // pgrp ... cmajflt
-    double utime = 0, stime = 0;
-    fields >> utime >> stime;
-    total += (utime + stime) / ticks;
-  }
-  return total;
 }
 
 // Patient i's id: spread over the key space, as real ids are (sequential ones would put every
@@ -155,7 +130,8 @@ int main(int argc, char** argv) {
   const auto server_cpu = [&] {
     double total = 0;
     for (const auto* server : {primary.get(), standby.get()}) {
-      if (server != nullptr) total += ServerCpuSeconds(server->pid());
+      if (server != nullptr)
+        total += absl::ToDoubleSeconds(testing_support::CpuTimeWithChildren(server->pid()));
     }
     return total;
   };

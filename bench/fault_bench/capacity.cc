@@ -115,6 +115,37 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
       }
     }
   }
+  for (const DeathSearch& search : deaths) {
+    const std::size_t suffix = search.variant.rfind(kPostgresSuffix);
+    if (suffix == std::string::npos) continue;
+    const std::string twin = search.variant.substr(0, suffix);
+    for (const DeathSearch& other : deaths) {
+      const double theirs = Capacity(other.steps, limit_ms);
+      if (other.variant == twin && theirs > 0) {
+        absl::StrAppendFormat(&report,
+                              "\n`%s` / `%s` capacity (PostgreSQL with a synchronous standby "
+                              "over SQLite), same run: %.2f.\n",
+                              search.variant, twin, Capacity(search.steps, limit_ms) / theirs);
+      }
+    }
+  }
+  report +=
+      "\nWhere the CPU went at each search's capacity (the highest step that held), ms per "
+      "call by process:\n\n| load | rate/s | CPU ms per call, by process |\n| --- | --- | --- "
+      "|\n";
+  for (const DeathSearch& search : deaths) {
+    const CapacityStep* best = nullptr;
+    for (const CapacityStep& step : search.steps) {
+      if (step.Holds(limit_ms) && (best == nullptr || step.rate > best->rate)) best = &step;
+    }
+    if (best == nullptr) continue;
+    std::vector<std::string> parts;
+    for (const auto& [process, ms] : best->cpu_ms_by_process) {
+      parts.push_back(absl::StrFormat("%s %.2f", process, ms));
+    }
+    absl::StrAppendFormat(&report, "| RecordDeath, `%s` | %.0f | %s |\n", search.variant,
+                          best->rate, absl::StrJoin(parts, ", "));
+  }
   report +=
       "\n| load | offered/s | calls | ok | p99 ms | effects drained after load s | peak RSS MiB "
       "(largest service) | nats-server RSS MiB | CPU ms per call: under test, bench | machine "
@@ -218,7 +249,11 @@ absl::StatusOr<std::string> RunCapacity(const RunOptions& options,
     std::fprintf(stderr, "capacity: relay drain...\n");
     absl::StatusOr<RelayDrain> drain = MeasureRelayDrain(options, variant, 50000);
     if (!drain.ok()) return drain.status();
-    drains.push_back({"nats-server 2.9 file store (synced every 2 min)", *drain});
+    drains.push_back({variant.storage == Storage::kPostgres
+                          ? "nats-server 2.9 file store (synced every 2 min), outbox on "
+                            "PostgreSQL"
+                          : "nats-server 2.9 file store (synced every 2 min)",
+                      *drain});
   }
   // Repeated searches after the first, per variant in `variants` order: their capacities, run by
   // run.

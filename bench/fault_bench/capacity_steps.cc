@@ -8,7 +8,9 @@
 #include <grpcpp/create_channel.h>
 #include <sqlite3.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "base/status.h"
@@ -19,6 +21,7 @@
 #include "hospital/patients/v1/events.pb.h"
 #include "server_kit/rpc_support.h"
 #include "testing_support/nats_server.h"
+#include "testing_support/postgres_server.h"
 #include "testing_support/service_process.h"
 
 namespace fault_bench {
@@ -30,10 +33,36 @@ std::shared_ptr<grpc::Channel> Channel(const testing_support::ServiceProcess& pr
   return grpc::CreateChannel(process.address(), grpc::InsecureChannelCredentials());
 }
 
-// Appends `events` PatientDied events to the outbox of the patients database at `path`, in one
-// transaction, as RecordDeath would (for patients that exist nowhere: the consumers are stopped
-// while the relay drains them).
-absl::Status FillOutbox(const std::string& path, int events) {
+// `events` PatientDied events as RecordDeath would append them (for patients that exist
+// nowhere: the consumers are stopped while the relay drains them): event id, patient id,
+// payload.
+struct DrainEvent {
+  std::string event_id;
+  std::string patient_id;
+  std::string payload;
+};
+std::vector<DrainEvent> DrainEvents(int events, absl::Time now) {
+  std::vector<DrainEvent> made;
+  for (int i = 0; i < events; ++i) {
+    patients_v1::PatientDied died;
+    died.set_event_id(absl::StrCat("drain-", i));
+    died.set_patient_id(absl::StrCat("drain-patient-", i));
+    *died.mutable_time_of_death() = server_kit::ToProtoTime(now);
+    died.set_cause("benchmark");
+    *died.mutable_record_time() = server_kit::ToProtoTime(now);
+    made.push_back({died.event_id(), died.patient_id(), died.SerializeAsString()});
+  }
+  return made;
+}
+
+constexpr char kOutboxColumns[] =
+    "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, event_type, subject, payload, "
+    "create_time) VALUES ";
+constexpr char kOutboxConstants[] =
+    "'patient', %s, 'hospital.patients.v1.PatientDied', 'hospital.patients.v1.patient_died'";
+
+// Appends `events` to the outbox of the patients database at `path`, in one transaction.
+absl::Status FillSqliteOutbox(const std::string& path, int events) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     sqlite3_close(db);
@@ -42,29 +71,17 @@ absl::Status FillOutbox(const std::string& path, int events) {
   sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* insert = nullptr;
   sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-  sqlite3_prepare_v2(db,
-                     "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, event_type, "
-                     "subject, payload, create_time) VALUES (?1, 'patient', ?2, "
-                     "'hospital.patients.v1.PatientDied', 'hospital.patients.v1.patient_died', ?3, "
-                     "?4)",
-                     -1, &insert, nullptr);
+  const std::string sql =
+      absl::StrCat(kOutboxColumns, "(?1, ", absl::StrFormat(kOutboxConstants, "?2"), ", ?3, ?4)");
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &insert, nullptr);
   const absl::Time now = absl::Now();
   int failed = 0;
-  for (int i = 0; i < events; ++i) {
-    const std::string event_id = absl::StrCat("drain-", i);
-    const std::string patient_id = absl::StrCat("drain-patient-", i);
-    patients_v1::PatientDied died;
-    died.set_event_id(event_id);
-    died.set_patient_id(patient_id);
-    *died.mutable_time_of_death() = server_kit::ToProtoTime(now);
-    died.set_cause("benchmark");
-    *died.mutable_record_time() = server_kit::ToProtoTime(now);
-    const std::string payload = died.SerializeAsString();
-    sqlite3_bind_text(insert, 1, event_id.data(), static_cast<int>(event_id.size()),
+  for (const DrainEvent& event : DrainEvents(events, now)) {
+    sqlite3_bind_text(insert, 1, event.event_id.data(), static_cast<int>(event.event_id.size()),
                       SQLITE_TRANSIENT);
-    sqlite3_bind_text(insert, 2, patient_id.data(), static_cast<int>(patient_id.size()),
+    sqlite3_bind_text(insert, 2, event.patient_id.data(), static_cast<int>(event.patient_id.size()),
                       SQLITE_TRANSIENT);
-    sqlite3_bind_blob(insert, 3, payload.data(), static_cast<int>(payload.size()),
+    sqlite3_bind_blob(insert, 3, event.payload.data(), static_cast<int>(event.payload.size()),
                       SQLITE_TRANSIENT);
     sqlite3_bind_int64(insert, 4, absl::ToUnixMicros(now));
     failed += sqlite3_step(insert) == SQLITE_DONE ? 0 : 1;
@@ -75,6 +92,22 @@ absl::Status FillOutbox(const std::string& path, int events) {
   sqlite3_close(db);
   if (failed > 0 || !committed) return absl::InternalError("could not fill the outbox");
   return absl::OkStatus();
+}
+
+// The same on the PostgreSQL primary's patients database: one INSERT of every row (ids are
+// plain ASCII; the payload goes as hex).
+absl::Status FillPostgresOutbox(testing_support::PostgresServer& primary, int events) {
+  const absl::Time now = absl::Now();
+  std::string sql = kOutboxColumns;
+  bool first = true;
+  for (const DrainEvent& event : DrainEvents(events, now)) {
+    absl::StrAppend(&sql, first ? "" : ",", "('", event.event_id, "', ",
+                    absl::StrFormat(kOutboxConstants, absl::StrCat("'", event.patient_id, "'")),
+                    ", '\\x", absl::BytesToHexString(event.payload), "'::bytea, ",
+                    absl::ToUnixMicros(now), ")");
+    first = false;
+  }
+  return primary.Execute(sql, "patients");
 }
 
 CapacityStep Summarise(double rate, const std::vector<CallSample>& samples) {
@@ -156,6 +189,7 @@ absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant&
     double bench = 0;
     for (const auto& [process, ms] : run->cpu_ms_per_death) {
       (process == "bench" ? bench : under_test) += ms;
+      if (process != "bench") step.cpu_ms_by_process[process] = ms;
     }
     step.cpu_ms_per_call = under_test;
     step.bench_cpu_ms_per_call = bench;
@@ -184,7 +218,9 @@ absl::StatusOr<RelayDrain> MeasureRelayDrain(const RunOptions& options, const Va
   system.process(Service::kMorgue).Kill();
   system.process(Service::kAppointments).Kill();
   broker->Kill();
-  RETURN_IF_ERROR(FillOutbox(dir + "/patients.db", events));
+  RETURN_IF_ERROR(system.primary() != nullptr
+                      ? FillPostgresOutbox(*system.primary(), events)
+                      : FillSqliteOutbox(system.SqlitePath(Service::kPatients), events));
   const int metrics_port = system.process(Service::kPatients).metrics_port();
   auto unpublished = [&]() -> double {
     absl::StatusOr<std::string> scrape = testing_support::ScrapeMetrics(metrics_port);

@@ -4,6 +4,7 @@
 #ifndef HOSPITAL_BENCH_FAULT_BENCH_CAPACITY_STEPS_H_
 #define HOSPITAL_BENCH_FAULT_BENCH_CAPACITY_STEPS_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,8 @@ struct CapacityStep {
   // and the load generator (with the effect watcher); -1 when not measured (echo steps).
   double cpu_ms_per_call = -1;
   double bench_cpu_ms_per_call = -1;
+  // The first, by process under test ("patients", "postgres primary", ...): where it went.
+  std::map<std::string, double> cpu_ms_by_process;
   bool Holds(double p99_limit_ms) const {
     return ok == calls && calls > 0 && p99_ms < p99_limit_ms && drained_after_s <= 0.5;
   }

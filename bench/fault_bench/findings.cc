@@ -34,6 +34,8 @@ Figures FiguresOf(const RunResult& run) {
     figures.morgue_busy_refusals = morgue->second;
   }
   figures.duplicate_effects = run.duplicate_effects;
+  figures.writes_back_after = WritesBackAfter(run);
+  figures.deadline_exceeded = DeadlineExceeded(run);
   return figures;
 }
 

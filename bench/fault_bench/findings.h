@@ -37,6 +37,8 @@ struct Figures {
   double duplicate_effects = -1;
   // Calls the morgue refused for lack of serving threads (RunResult::busy_refusals).
   double morgue_busy_refusals = 0;
+  double writes_back_after = 0;  // WritesBackAfter
+  int deadline_exceeded = 0;     // DeadlineExceeded
 };
 
 Figures FiguresOf(const RunResult& run);

@@ -3,6 +3,7 @@
 //
 //   fault_bench --out=bench/report                      # every scenario x every variant
 //   fault_bench --scenarios=morgue_down --variants=naive,resilient --out=/tmp/report
+//   fault_bench --storage=postgres --scenarios=db_primary_killed --variants=resilient,async
 //
 // Each run starts fresh copies of the three services (separate processes, fresh databases),
 // seeds patients with appointments, drives an open-loop load of RecordDeath plus background
@@ -19,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "fault_bench/capacity.h"
@@ -52,6 +54,10 @@ ABSL_FLAG(std::string, capacity_variant, "resilient,async",
 ABSL_FLAG(int, capacity_repeats, 1,
           "Times each RecordDeath capacity search runs, the variants' order reversed every "
           "other time; above 1 the report adds the medians and their ratio");
+ABSL_FLAG(std::string, storage, "sqlite",
+          "Where the services keep their data: sqlite, postgres (a primary and a synchronous "
+          "standby of the run's own; variants renamed with +pg, the shared-disk patterns left "
+          "out), or sqlite,postgres for both side by side. Applies to --capacity_variant too");
 ABSL_FLAG(std::string, echo_binary, HOSPITAL_BINARY_DIR "/bin/echo_server",
           "The echo server of the capacity baseline");
 
@@ -170,6 +176,22 @@ absl::Status WriteOutputs(const std::string& out, const std::vector<Scenario>& s
   return absl::OkStatus();
 }
 
+// The variants named in `names` on every engine of --storage; says which stay on SQLite.
+absl::StatusOr<std::vector<Variant>> SelectOnStorage(const std::string& names,
+                                                     const std::string& policy_dir) {
+  const absl::StatusOr<std::vector<Variant>> selected =
+      fault_bench::SelectVariants(names, policy_dir);
+  if (!selected.ok()) return selected.status();
+  std::vector<std::string> left_out;
+  absl::StatusOr<std::vector<Variant>> on_storage =
+      fault_bench::OnStorage(*selected, absl::GetFlag(FLAGS_storage), left_out);
+  if (on_storage.ok() && !left_out.empty()) {
+    std::fprintf(stderr, "not on postgres (the shared-disk patterns stay on SQLite): %s\n",
+                 absl::StrJoin(left_out, ", ").c_str());
+  }
+  return on_storage;
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "%s\n", status.ToString().c_str());
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
@@ -183,14 +205,14 @@ int main(int argc, char** argv) {
       "Usage: fault_bench [--scenarios=all] "
       "[--variants=naive,retries,resilient,async,shared_db_batch,direct_db_write,file_drop,"
       "hedged,throttled] "
-      "[--out=DIR] [--capacity]");
+      "[--storage=sqlite|postgres|sqlite,postgres] [--out=DIR] [--capacity]");
   absl::ParseCommandLine(argc, argv);
   const absl::StatusOr<std::vector<Scenario>> scenarios =
       SelectScenarios(absl::GetFlag(FLAGS_scenarios));
   if (!scenarios.ok()) return Fail(scenarios.status());
   const std::string policy_dir = absl::GetFlag(FLAGS_policy_dir);
   const absl::StatusOr<std::vector<Variant>> variants =
-      fault_bench::SelectVariants(absl::GetFlag(FLAGS_variants), policy_dir);
+      SelectOnStorage(absl::GetFlag(FLAGS_variants), policy_dir);
   if (!variants.ok()) return Fail(variants.status());
   const std::string out = absl::GetFlag(FLAGS_out);
   std::filesystem::create_directories(out);
@@ -206,7 +228,7 @@ int main(int argc, char** argv) {
   context.machine = absl::GetFlag(FLAGS_machine);
   if (absl::GetFlag(FLAGS_capacity)) {
     const absl::StatusOr<std::vector<Variant>> capacity_variant =
-        fault_bench::SelectVariants(absl::GetFlag(FLAGS_capacity_variant), policy_dir);
+        SelectOnStorage(absl::GetFlag(FLAGS_capacity_variant), policy_dir);
     if (!capacity_variant.ok()) return Fail(capacity_variant.status());
     absl::StatusOr<std::string> capacity = fault_bench::RunCapacity(
         options, *capacity_variant, absl::GetFlag(FLAGS_echo_binary),

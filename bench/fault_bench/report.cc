@@ -29,7 +29,9 @@ constexpr char kPreamble[] =
     "watcher reads the morgue's and the appointments service's databases directly (read-only, "
     "so that an injected fault or a frozen process does not hide a committed effect): each "
     "millisecond it reads both databases' PRAGMA data_version, and checks a death when it is "
-    "acknowledged and again after each commit to the database it still waits on; \"ack to both "
+    "acknowledged and again after each commit to the database it still waits on (on "
+    "PostgreSQL, which keeps no such counter, it asks about every waiting death every 10 ms, one "
+    "query per database, from whichever server takes writes); \"ack to both "
     "effects\" is from the acknowledgement to the first read that found the admission and no "
     "appointment left scheduled. A synchronous death is applied before it is acknowledged, so "
     "its figure is the time of one round of reads. "
@@ -48,7 +50,11 @@ constexpr char kPreamble[] =
     "acknowledged deaths whose effects were never seen "
     "within the 60 s consistency wait. CPU ms per death is each process's user plus system time "
     "over the load window (from /proc) divided by the load's deaths; \"bench\" is the load "
-    "generator with the effect watcher; a process restarted during the load is not counted.\n\n"
+    "generator with the effect watcher; a PostgreSQL server counts its postmaster and every "
+    "backend it forked (the watcher's own queries among them); a process restarted (or "
+    "killed) during the load is not counted. Variants named +pg keep the three services' data "
+    "on PostgreSQL 15 (--storage=postgres): a primary and a synchronous standby of the run's "
+    "own, fresh for every run, the services on the two-host URI.\n\n"
     "The three patterns that share a filesystem: shared_db_batch and file_drop move deaths every "
     "second; their duplicate deliveries and effects come from the counters of whoever applies "
     "them (batch_sync's or the patients service's hospital_batch_sync_events_total, the "
@@ -97,7 +103,8 @@ constexpr char kEffectsHeader[] =
     "healthy ms | backlog drained after fault s | effects after fault p99 ms | peak backlog "
     "| duplicate deliveries | duplicate effects | deaths lost | busy refusals: patients, morgue, "
     "appointments | nats-server RSS MiB "
-    "| CPU ms per death: patients, morgue, appointments, nats-server, batch_sync, bench |\n"
+    "| CPU ms per death: patients, morgue, appointments, nats-server, batch_sync, postgres "
+    "primary, postgres standby, bench |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 std::string OrDash(double value, const char* format) {
@@ -107,8 +114,8 @@ std::string OrDash(double value, const char* format) {
 std::string EffectsRow(const RunResult& run) {
   const Figures figures = FiguresOf(run);
   std::vector<std::string> cpu;
-  for (const char* name :
-       {"patients", "morgue", "appointments", "nats-server", "batch_sync", "bench"}) {
+  for (const char* name : {"patients", "morgue", "appointments", "nats-server", "batch_sync",
+                           "postgres primary", "postgres standby", "bench"}) {
     const auto found = run.cpu_ms_per_death.find(name);
     cpu.push_back(found == run.cpu_ms_per_death.end() ? "-" : fmt::format("{:.2f}", found->second));
   }

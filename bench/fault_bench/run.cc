@@ -12,7 +12,6 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
-#include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,6 +20,7 @@
 #include "base/status.h"
 #include "base/sync.h"
 #include "echo/v1/echo.grpc.pb.h"
+#include "fault_bench/effect_reader.h"
 #include "fault_bench/load.h"
 #include "fault_bench/summary.h"
 #include "fault_bench/system.h"
@@ -61,92 +61,6 @@ double Quantile(std::vector<double> values, double quantile) {
 }
 
 namespace {
-
-// Reads the morgue's and the appointments service's databases, read-only, to see whether a
-// death's effects are committed, and whether either database has changed at all since it last
-// looked (PRAGMA data_version), so that the watcher re-reads only after a commit.
-class EffectReader final {
- public:
-  EffectReader(const std::string& morgue_db, const std::string& appointments_db) {
-    morgue_ = Open(morgue_db);
-    appointments_ = Open(appointments_db);
-    // Admitted, or admitted and since released by the bench's clerk (ActAsUsers).
-    admitted_ =
-        Prepare(morgue_, "SELECT 1 FROM admissions WHERE patient_id = ?1 AND status IN (1, 2)");
-    morgue_version_ = Prepare(morgue_, "PRAGMA data_version");
-    scheduled_ = Prepare(appointments_,
-                         "SELECT COUNT(*) FROM appointments WHERE patient_id = ?1 AND status = 1");
-    appointments_version_ = Prepare(appointments_, "PRAGMA data_version");
-  }
-  ~EffectReader() {
-    for (sqlite3_stmt* statement :
-         {admitted_, morgue_version_, scheduled_, appointments_version_}) {
-      sqlite3_finalize(statement);
-    }
-    sqlite3_close(morgue_);
-    sqlite3_close(appointments_);
-  }
-  EffectReader(const EffectReader&) = delete;
-  EffectReader& operator=(const EffectReader&) = delete;
-
-  // Whether another connection committed to the database since the previous call (true on the
-  // first call, and when the version cannot be read).
-  bool MorgueChanged() { return Changed(morgue_version_, &last_morgue_version_); }
-  bool AppointmentsChanged() { return Changed(appointments_version_, &last_appointments_version_); }
-
-  // False when the database cannot be read.
-  bool Admitted(const std::string& patient_id) {
-    if (admitted_ == nullptr) return false;
-    sqlite3_bind_text(admitted_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
-                      SQLITE_TRANSIENT);
-    const bool admitted = sqlite3_step(admitted_) == SQLITE_ROW;
-    sqlite3_reset(admitted_);
-    return admitted;
-  }
-  bool NoneScheduled(const std::string& patient_id) {
-    if (scheduled_ == nullptr) return false;
-    sqlite3_bind_text(scheduled_, 1, patient_id.data(), static_cast<int>(patient_id.size()),
-                      SQLITE_TRANSIENT);
-    const bool none_scheduled =
-        sqlite3_step(scheduled_) == SQLITE_ROW && sqlite3_column_int(scheduled_, 0) == 0;
-    sqlite3_reset(scheduled_);
-    return none_scheduled;
-  }
-
- private:
-  static sqlite3* Open(const std::string& path) {
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-      sqlite3_close(db);
-      return nullptr;
-    }
-    sqlite3_busy_timeout(db, 1000);
-    return db;
-  }
-  static sqlite3_stmt* Prepare(sqlite3* db, const char* sql) {
-    sqlite3_stmt* statement = nullptr;
-    if (db != nullptr) sqlite3_prepare_v2(db, sql, -1, &statement, nullptr);
-    return statement;
-  }
-  static bool Changed(sqlite3_stmt* version, std::int64_t* last) {
-    if (version == nullptr) return true;
-    const std::int64_t now =
-        sqlite3_step(version) == SQLITE_ROW ? sqlite3_column_int64(version, 0) : -1;
-    sqlite3_reset(version);
-    const bool changed = now < 0 || now != *last;
-    *last = now;
-    return changed;
-  }
-
-  sqlite3* morgue_ = nullptr;
-  sqlite3* appointments_ = nullptr;
-  sqlite3_stmt* admitted_ = nullptr;
-  sqlite3_stmt* morgue_version_ = nullptr;
-  sqlite3_stmt* scheduled_ = nullptr;
-  sqlite3_stmt* appointments_version_ = nullptr;
-  std::int64_t last_morgue_version_ = -1;
-  std::int64_t last_appointments_version_ = -1;
-};
 
 // One scenario against one variant on fresh services: seed, warm up, run the load with the
 // timeline of faults and the samplers beside it, then measure and wait for consistency.
@@ -269,54 +183,49 @@ class ScenarioRun final {
   }
 
   // Follows every acknowledged death until both of its effects are committed: the morgue's
-  // admission, then no scheduled appointment left. It reads the two databases directly
-  // (read-only, beside the services' own connections; WAL mode lets them), so that a fault
-  // injected into the services' RPCs, or a frozen process, does not hide an effect that is
-  // there. Every millisecond it reads each database's version; a death is checked when it is
-  // new, and again only after a commit to the database it waits on. Re-reading every pending
-  // death each round instead cost the bench several times its healthy CPU during a backlog,
-  // taken from the very processes it measures on two shared cores.
+  // admission, then no scheduled appointment left (EffectReader reads the databases directly).
+  // Each round it asks whether either database changed; a death is checked when it is new, and
+  // again only after a commit to the database it waits on. Re-reading every pending death each
+  // round instead cost the bench several times its healthy CPU during a backlog, taken from the
+  // very processes it measures on two shared cores.
   void WatchEffects() {
-    EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
+    const std::unique_ptr<EffectReader> reader = ReadEffectsOf(system_);
     while (!stop_watching_.load()) {
       std::vector<std::pair<std::string, absl::Duration>> arrived;
       {
         base::MutexLock lock(&watch_mutex_);
         arrived.swap(newly_acknowledged_);
       }
-      const bool morgue_changed = reader.MorgueChanged();
-      const bool appointments_changed = reader.AppointmentsChanged();
-      std::vector<std::string> admitted_now;
-      const auto check_admission = [&](const std::string& patient_id, absl::Duration acked) {
-        if (!reader.Admitted(patient_id)) return false;
-        awaiting_appointments_[patient_id] = acked;
-        admitted_now.push_back(patient_id);
-        return true;
-      };
+      const bool morgue_changed = reader->MorgueChanged();
+      const bool appointments_changed = reader->AppointmentsChanged();
+      std::vector<std::string> admission_checks;
       for (const auto& [patient_id, acknowledged] : arrived) {
-        if (!check_admission(patient_id, acknowledged)) {
-          awaiting_admission_[patient_id] = acknowledged;
-        }
+        if (!morgue_changed) admission_checks.push_back(patient_id);
+        awaiting_admission_[patient_id] = acknowledged;
       }
       if (morgue_changed) {
-        for (auto it = awaiting_admission_.begin(); it != awaiting_admission_.end();) {
-          it = check_admission(it->first, it->second) ? awaiting_admission_.erase(it) : ++it;
-        }
+        for (const auto& entry : awaiting_admission_) admission_checks.push_back(entry.first);
       }
-      const auto record_if_done = [&](const std::string& patient_id) {
+      std::vector<std::string> admitted_now;
+      for (const std::string& patient_id : reader->Admitted(admission_checks)) {
+        const auto it = awaiting_admission_.find(patient_id);
+        if (it == awaiting_admission_.end()) continue;
+        awaiting_appointments_[patient_id] = it->second;
+        awaiting_admission_.erase(it);
+        admitted_now.push_back(patient_id);
+      }
+      std::vector<std::string> appointment_checks = admitted_now;
+      if (appointments_changed) {
+        appointment_checks.clear();
+        for (const auto& entry : awaiting_appointments_) appointment_checks.push_back(entry.first);
+      }
+      for (const std::string& patient_id : reader->NoneScheduled(appointment_checks)) {
         const auto it = awaiting_appointments_.find(patient_id);
-        if (it == awaiting_appointments_.end() || !reader.NoneScheduled(patient_id)) return;
+        if (it == awaiting_appointments_.end()) continue;
         effects_seen_.push_back({it->second, absl::Now() - start_});
         awaiting_appointments_.erase(it);
-      };
-      if (appointments_changed) {
-        std::vector<std::string> waiting;
-        for (const auto& entry : awaiting_appointments_) waiting.push_back(entry.first);
-        for (const std::string& patient_id : waiting) record_if_done(patient_id);
-      } else {
-        for (const std::string& patient_id : admitted_now) record_if_done(patient_id);
       }
-      absl::SleepFor(absl::Milliseconds(1));
+      absl::SleepFor(reader->poll_interval());
     }
   }
 
@@ -411,11 +320,11 @@ class ScenarioRun final {
   // work.
   void AwaitWarmUpEffects() {
     if (variant_.pattern == Pattern::kSync) return;
-    EffectReader reader(dir_ + "/morgue.db", dir_ + "/appointments.db");
+    const std::unique_ptr<EffectReader> reader = ReadEffectsOf(system_);
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     for (int i = deaths_; i < deaths_ + warmup_deaths_ && absl::Now() < give_up;) {
-      const std::string& patient_id = ids_[static_cast<std::size_t>(i)];
-      if (reader.Admitted(patient_id) && reader.NoneScheduled(patient_id)) {
+      const std::vector<std::string> patient = {ids_[static_cast<std::size_t>(i)]};
+      if (!reader->Admitted(patient).empty() && !reader->NoneScheduled(patient).empty()) {
         ++i;
       } else {
         absl::SleepFor(absl::Milliseconds(20));
@@ -435,6 +344,13 @@ class ScenarioRun final {
     }
     if (testing_support::ServiceProcess* job = system_.sync_job(); job != nullptr) {
       now[ServiceName(Service::kSyncJob)] = {job->pid(), testing_support::CpuTime(job->pid())};
+    }
+    // A PostgreSQL server's work is done by the backends its postmaster forks.
+    for (auto [name, server] : {std::pair{"postgres primary", system_.primary()},
+                                std::pair{"postgres standby", system_.standby()}}) {
+      if (server != nullptr && server->running()) {
+        now[name] = {server->pid(), testing_support::CpuTimeWithChildren(server->pid())};
+      }
     }
     now["bench"] = {0, testing_support::CpuTime(0)};
     return now;
@@ -588,6 +504,7 @@ class ScenarioRun final {
     for (const Step& step : scenario_.TimelineFor(variant_)) {
       SleepUntil(start_ + step.at);
       if (step.kind == Step::Kind::kKill && step.service != Service::kBroker &&
+          step.service != Service::kDatabase &&
           (step.service != Service::kSyncJob || system_.sync_job() != nullptr)) {
         // Its counters die with it: keep what they said (see Counter).
         if (absl::StatusOr<std::string> scrape = Scrape(step.service); scrape.ok()) {

@@ -163,6 +163,24 @@ bool NoneLostOrDoubled(const FigureSet& all) {
   return all.lost() == 0 && all.duplicate_effects() == 0 && all.violations() == 0;
 }
 
+// The PostgreSQL variants through the loss of their primary: nothing acknowledged lost or
+// doubled, no call cut by its deadline (every call in the gap answered, UNAVAILABLE), and
+// deaths accepted again within 10 s of the promotion.
+Judgement ThroughFailover(const FigureSet& all) {
+  Judgement judgement{"", NoneLostOrDoubled(all)};
+  for (const Figures& figures : all.all()) {
+    judgement.figures += fmt::format(
+        "{}: deaths recorded {:.1f} %, {} calls cut by their deadline, slowest {:.0f} ms, "
+        "first death accepted {:.2f} s after the promotion (target: 10 s). ",
+        figures.variant, figures.deaths.success_percent, figures.deadline_exceeded,
+        figures.deaths.max, figures.writes_back_after);
+    judgement.holds = judgement.holds && figures.deadline_exceeded == 0 &&
+                      figures.writes_back_after >= 0 && figures.writes_back_after <= 10;
+  }
+  judgement.figures += NothingLostOrDoubled(all);
+  return judgement;
+}
+
 }  // namespace
 
 const char* ServiceName(Service service) {
@@ -177,13 +195,21 @@ const char* ServiceName(Service service) {
       return "nats-server";
     case Service::kSyncJob:
       return "batch_sync";
+    case Service::kDatabase:
+      return "postgres";
   }
   return "?";
 }
 
+bool Scenario::NeedsPostgres() const {
+  return std::any_of(timeline.begin(), timeline.end(),
+                     [](const Step& step) { return step.service == Service::kDatabase; });
+}
+
 bool Scenario::RunsOn(const Variant& variant) const {
+  if (NeedsPostgres() && variant.storage != Storage::kPostgres) return false;
   if (!runs_on.empty()) {
-    return std::find(runs_on.begin(), runs_on.end(), variant.name) != runs_on.end();
+    return std::find(runs_on.begin(), runs_on.end(), variant.BaseName()) != runs_on.end();
   }
   if (variant.opt_in) return false;
   if (!variant.WritesOtherDatabases() || database_timeline.has_value()) return true;
@@ -204,7 +230,8 @@ absl::Duration Scenario::FaultsEnd() const {
   absl::Duration end = absl::ZeroDuration();
   for (const Step& step : timeline) {
     if (step.kind == Step::Kind::kClearFaults || step.kind == Step::Kind::kUnfreeze ||
-        step.kind == Step::Kind::kRestart || step.kind == Step::Kind::kUnlockDatabase) {
+        step.kind == Step::Kind::kRestart || step.kind == Step::Kind::kUnlockDatabase ||
+        step.kind == Step::Kind::kPromote) {
       end = std::max(end, step.at);
     }
   }
@@ -227,6 +254,7 @@ std::vector<std::pair<absl::Duration, absl::Duration>> Scenario::FaultWindows() 
       case Step::Kind::kUnfreeze:
       case Step::Kind::kRestart:
       case Step::Kind::kUnlockDatabase:
+      case Step::Kind::kPromote:
         if (open.count(key) != 0) {
           windows.emplace_back(open[key], step.at);
           open.erase(key);
@@ -629,8 +657,21 @@ std::vector<Scenario> Scenarios(double rate_scale, double time_scale) {
              naive.morgue_busy_refusals > 0 && resilient.morgue_busy_refusals > 0 &&
                  naive.attempts_per_death <= 1 && resilient.attempts_per_death > 1};
        }},
+      {"db_primary_killed",
+       "The services' PostgreSQL primary killed (kill -9) under load and its synchronous "
+       "standby promoted a second later, as an operator would: every call in the gap is "
+       "answered (UNAVAILABLE) within its deadline, deaths are accepted again within 10 s of "
+       "the promotion, and no acknowledged death is lost.",
+       absl::Seconds(10),
+       40,
+       20,
+       {Do(3, Step::Kind::kKill, Service::kDatabase),
+        Do(4, Step::Kind::kPromote, Service::kDatabase)},
+       {"resilient+pg", "async+pg"},
+       ThroughFailover},
   };
   for (Scenario& scenario : scenarios) {
+    if (scenario.name == "db_primary_killed") scenario.runs_on = {"resilient", "async"};
     if (scenario.name == "morgue_tail") scenario.runs_on = {"resilient", "hedged"};
     if (scenario.name == "morgue_overload") scenario.runs_on = {"resilient", "throttled"};
     if (scenario.name == "morgue_saturated") {

@@ -17,13 +17,17 @@
 namespace fault_bench {
 
 // kBroker: the nats-server of the asynchronous variant; kSyncJob: the batch_sync process of
-// the shared-database variant (steps on either do nothing to the variants without one).
-enum class Service { kPatients, kMorgue, kAppointments, kBroker, kSyncJob };
+// the shared-database variant (steps on either do nothing to the variants without one);
+// kDatabase: the PostgreSQL primary of a variant on Storage::kPostgres (kKill) and its
+// standby (kPromote); a scenario with steps on it runs on those variants only.
+enum class Service { kPatients, kMorgue, kAppointments, kBroker, kSyncJob, kDatabase };
 const char* ServiceName(Service service);
 
 struct Step {
   // kLockDatabase: the service's database write-locked (BEGIN IMMEDIATE held by another
   // connection, as a long migration or a stuck transaction would), until kUnlockDatabase.
+  // kPromote (kDatabase only): the synchronous standby promoted to primary, as the operator
+  // does once the primary is lost; it ends the fault.
   enum class Kind {
     kSetFault,
     kClearFaults,
@@ -32,7 +36,8 @@ struct Step {
     kKill,
     kRestart,
     kLockDatabase,
-    kUnlockDatabase
+    kUnlockDatabase,
+    kPromote
   };
   absl::Duration at;
   Kind kind;
@@ -66,7 +71,8 @@ struct Scenario {
   // cancellations and bookings, in turn, on patients whose deaths were just sent.
   double user_actions_per_second = 6;  // Last: the table in scenario.cc leaves it out.
   // The variants that run it: when empty, every selected variant but the opt-in ones
-  // (Variant::opt_in); else exactly those named here (if selected). Set after the table.
+  // (Variant::opt_in); else exactly those named here (if selected), on either storage engine
+  // (Variant::BaseName). Set after the table.
   std::vector<std::string> runs_on = {};
   // The same fault as it reaches the variants that write the other services' databases
   // (Variant::WritesOtherDatabases), whose deaths never pass through the morgue's or the
@@ -79,6 +85,8 @@ struct Scenario {
   // fewer for a morgue whose thread bound would refuse most of a larger burst.
   int warmup_deaths = -1;  // Set after the table.
 
+  // Whether a step acts on the PostgreSQL servers (Service::kDatabase).
+  bool NeedsPostgres() const;
   // Whether `variant` runs this scenario.
   bool RunsOn(const Variant& variant) const;
   // The steps applied to `variant`: the database timeline, if it has one and the variant

@@ -1,6 +1,7 @@
 #include "fault_bench/summary.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace fault_bench {
 
@@ -157,6 +158,24 @@ double AppliedAfterFaultP99(const RunResult& run) {
     delays.push_back(std::max(0.0, absl::ToDoubleMilliseconds(times.visible - window->second)));
   }
   return delays.empty() ? -1 : Quantile(delays, 0.99);
+}
+
+double WritesBackAfter(const RunResult& run) {
+  if (run.fault_windows.empty()) return 0;
+  const absl::Duration fault_end = LastFaultEnd(run);
+  std::optional<absl::Duration> first;
+  for (const CallSample& sample : run.deaths) {
+    if (sample.intended_offset < fault_end || sample.code != grpc::StatusCode::OK) continue;
+    const absl::Duration answered = sample.intended_offset + sample.latency;
+    if (!first || answered < *first) first = answered;
+  }
+  return first ? absl::ToDoubleSeconds(*first - fault_end) : -1;
+}
+
+int DeadlineExceeded(const RunResult& run) {
+  return static_cast<int>(std::count_if(run.deaths.begin(), run.deaths.end(), [](const auto& call) {
+    return call.code == grpc::StatusCode::DEADLINE_EXCEEDED;
+  }));
 }
 
 }  // namespace fault_bench

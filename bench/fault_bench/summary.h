@@ -65,6 +65,11 @@ double BacklogDrainedAfter(const RunResult& run);
 // p99 over the deaths acknowledged during a fault window of the time from the window's end to
 // their effects being visible (0 for one visible before the end), ms; -1 when there are none.
 double AppliedAfterFaultP99(const RunResult& run);
+// Seconds from the last fault's end to the answer of the first RecordDeath sent after it that
+// succeeded (how soon writes were accepted again); 0 without faults, -1 if none succeeded.
+double WritesBackAfter(const RunResult& run);
+// RecordDeath calls that ended DEADLINE_EXCEEDED: cut by their deadline rather than answered.
+int DeadlineExceeded(const RunResult& run);
 
 }  // namespace fault_bench
 

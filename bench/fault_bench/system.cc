@@ -77,6 +77,10 @@ System::System(const RunOptions& options, const Variant& variant, const std::str
                const std::vector<std::string>& morgue_flags)
     : options_(options), tls_(variant.tls), dir_(dir) {
   std::ofstream(dir + "/token") << kBenchToken;
+  if (variant.storage == Storage::kPostgres) {
+    primary_ = std::make_unique<testing_support::PostgresServer>();
+    standby_ = std::make_unique<testing_support::PostgresServer>();
+  }
   if (tls_) MakeCertificates();
   if (variant.Needs().broker) {
     std::filesystem::create_directories(dir + "/nats");
@@ -125,7 +129,15 @@ std::unique_ptr<testing_support::ServiceProcess> System::MakeService(
           testing_support::SourcePath("k8s/components/tls/caller-policy-" + name + ".json")));
     }
   }
-  flags.push_back(absl::StrCat("--db=", dir_, "/", name, ".db"));
+  if (primary_ != nullptr) {
+    // Both servers; libpq picks the one that takes writes, and moves with a promotion.
+    flags.push_back(absl::StrCat("--db=postgresql://", testing_support::PostgresServer::kUser,
+                                 "@127.0.0.1:", primary_->port(), ",127.0.0.1:", standby_->port(),
+                                 "/", name, "?target_session_attrs=read-write&connect_timeout=2"));
+    flags.push_back(absl::StrCat("--db_password_file=", primary_->password_file()));
+  } else {
+    flags.push_back(absl::StrCat("--db=", dir_, "/", name, ".db"));
+  }
   flags.push_back("--fault_admin");
   flags.push_back(absl::StrCat("--admin_token_file=", dir_, "/token"));
   flags.push_back("--rpc_logging=none");
@@ -153,6 +165,16 @@ std::unique_ptr<testing_support::ServiceProcess> System::MakeSyncJob() {
 
 absl::Status System::Start() {
   if (!tls_status_.ok()) return tls_status_;
+  if (primary_ != nullptr) {
+    constexpr char kStandbyName[] = "standby1";
+    RETURN_IF_ERROR(primary_->Start());
+    RETURN_IF_ERROR(standby_->MakeStandbyOf(*primary_, kStandbyName));
+    RETURN_IF_ERROR(standby_->Start());
+    RETURN_IF_ERROR(primary_->RequireSynchronousStandby(kStandbyName));
+    for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+      RETURN_IF_ERROR(primary_->CreateDatabase(ServiceName(service)));
+    }
+  }
   if (broker_ != nullptr) RETURN_IF_ERROR(broker_->Start());
   RETURN_IF_ERROR(morgue_->Start());
   RETURN_IF_ERROR(appointments_->Start());
@@ -176,9 +198,28 @@ void System::Stop() {
     if (process != nullptr) process->WaitForExit();
   }
   if (broker_ != nullptr) broker_->Terminate();
+  // Their data goes with the run's directory: no need to wait for a clean shutdown.
+  if (standby_ != nullptr) standby_->Kill();
+  if (primary_ != nullptr) primary_->Kill();
+}
+
+std::string System::PostgresConnection(Service service) const {
+  if (primary_ == nullptr) return "";
+  return absl::StrCat("host=", primary_->socket_directory(), ",", standby_->socket_directory(),
+                      " port=", primary_->port(), ",", standby_->port(),
+                      " user=", testing_support::PostgresServer::kUser,
+                      " dbname=", ServiceName(service),
+                      " target_session_attrs=read-write connect_timeout=2");
+}
+
+std::string System::SqlitePath(Service service) const {
+  return absl::StrCat(dir_, "/", ServiceName(service), ".db");
 }
 
 absl::Status System::LockDatabase(Service service) {
+  if (primary_ != nullptr) {
+    return absl::FailedPreconditionError("database locks are for the SQLite variants");
+  }
   ASSIGN_OR_RETURN(locks_[service],
                    DatabaseLock::Take(absl::StrCat(dir_, "/", ServiceName(service), ".db")));
   return absl::OkStatus();
@@ -206,7 +247,8 @@ testing_support::ServiceProcess& System::process(Service service) {
       if (sync_job_ != nullptr) return *sync_job_;
       break;
     case Service::kBroker:
-      break;  // Not a ServiceProcess: see broker().
+    case Service::kDatabase:
+      break;  // Not ServiceProcesses: see broker(), primary() and standby().
   }
   return *patients_;
 }

@@ -1,7 +1,10 @@
 // The processes of one run: the patients service, the morgue and the appointments service on
 // fresh databases, with what the variant's pattern needs beside them (a nats-server, the
 // batch_sync job, a shared directory), and the handles the benchmark drives them by: channels,
-// the admin listener, database locks, and the seeding of patients.
+// the admin listener, database locks, and the seeding of patients. On Storage::kPostgres the
+// databases live on a PostgreSQL primary of the run's own with a synchronous standby, and the
+// services reach them through a two-host URI (target_session_attrs=read-write), so that a
+// promoted standby takes over.
 #ifndef HOSPITAL_BENCH_FAULT_BENCH_SYSTEM_H_
 #define HOSPITAL_BENCH_FAULT_BENCH_SYSTEM_H_
 
@@ -20,6 +23,7 @@
 #include "fault_bench/scenario.h"
 #include "fault_bench/variant.h"
 #include "testing_support/nats_server.h"
+#include "testing_support/postgres_server.h"
 #include "testing_support/service_process.h"
 
 namespace fault_bench {
@@ -40,8 +44,9 @@ class System {
          const std::vector<std::string>& morgue_flags = {});
   ~System();
 
-  // The broker, the morgue and the appointments service, then the patients service, then the
-  // batch job (after the services, which create the databases it writes into).
+  // The PostgreSQL servers, the broker, the morgue and the appointments service, then the
+  // patients service, then the batch job (after the services, which create the databases it
+  // writes into).
   absl::Status Start();
   // Terminates every process and waits for it; releases the database locks.
   void Stop();
@@ -51,7 +56,17 @@ class System {
   // The shared-database variant's batch job; null for the others.
   testing_support::ServiceProcess* sync_job() { return sync_job_.get(); }
 
-  // Write-locks `service`'s database until UnlockDatabase.
+  // The PostgreSQL primary and standby of a variant on Storage::kPostgres; null on SQLite.
+  testing_support::PostgresServer* primary() { return primary_.get(); }
+  testing_support::PostgresServer* standby() { return standby_.get(); }
+  // libpq's connection string to `service`'s database on whichever of the two servers takes
+  // writes (over their Unix sockets, no password); empty on SQLite.
+  std::string PostgresConnection(Service service) const;
+  // `service`'s SQLite file (on Storage::kSqlite).
+  std::string SqlitePath(Service service) const;
+
+  // Write-locks `service`'s database until UnlockDatabase (SQLite only: FAILED_PRECONDITION on
+  // PostgreSQL).
   absl::Status LockDatabase(Service service);
   void UnlockDatabase(Service service);
 
@@ -76,6 +91,8 @@ class System {
   const RunOptions options_;
   const bool tls_;
   const std::string dir_;
+  std::unique_ptr<testing_support::PostgresServer> primary_;
+  std::unique_ptr<testing_support::PostgresServer> standby_;
   std::unique_ptr<testing_support::NatsServer> broker_;
   std::unique_ptr<testing_support::ServiceProcess> sync_job_;
   std::map<Service, std::unique_ptr<DatabaseLock>> locks_;

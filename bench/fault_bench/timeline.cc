@@ -6,6 +6,7 @@
 #include "base/grpc_status.h"
 #include "hospital/faults/v1/faults.grpc.pb.h"
 #include "testing_support/nats_server.h"
+#include "testing_support/postgres_server.h"
 #include "testing_support/service_process.h"
 
 namespace fault_bench {
@@ -34,15 +35,47 @@ absl::Status ApplyBrokerStep(System& system, const Step& step) {
     case Step::Kind::kClearFaults:
     case Step::Kind::kLockDatabase:
     case Step::Kind::kUnlockDatabase:
+    case Step::Kind::kPromote:
       break;
   }
   return absl::InvalidArgumentError("the broker takes no fault rules and has no database");
+}
+
+// A step on the PostgreSQL servers of a variant on Storage::kPostgres: the primary is lost,
+// then the operator promotes the synchronous standby (the services find it through their
+// two-host URI). Scenario::RunsOn keeps such steps from the variants on SQLite.
+absl::Status ApplyDatabaseStep(System& system, const Step& step) {
+  if (system.primary() == nullptr) {
+    return absl::FailedPreconditionError("a database step needs the services on PostgreSQL");
+  }
+  switch (step.kind) {
+    case Step::Kind::kKill:
+      system.primary()->Kill();
+      return absl::OkStatus();
+    case Step::Kind::kFreeze:
+      system.primary()->Freeze();
+      return absl::OkStatus();
+    case Step::Kind::kUnfreeze:
+      system.primary()->Unfreeze();
+      return absl::OkStatus();
+    case Step::Kind::kPromote:
+      return system.standby()->Promote();
+    case Step::Kind::kRestart:
+    case Step::Kind::kSetFault:
+    case Step::Kind::kClearFaults:
+    case Step::Kind::kLockDatabase:
+    case Step::Kind::kUnlockDatabase:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "the PostgreSQL servers can be killed, frozen, unfrozen and promoted, nothing else");
 }
 
 }  // namespace
 
 absl::Status ApplyStep(System& system, const Step& step) {
   if (step.service == Service::kBroker) return ApplyBrokerStep(system, step);
+  if (step.service == Service::kDatabase) return ApplyDatabaseStep(system, step);
   // The batch job exists in the shared-database variant only.
   if (step.service == Service::kSyncJob && system.sync_job() == nullptr) return absl::OkStatus();
   testing_support::ServiceProcess& process = system.process(step.service);
@@ -63,6 +96,8 @@ absl::Status ApplyStep(System& system, const Step& step) {
       return absl::OkStatus();
     case Step::Kind::kRestart:
       return process.Start();
+    case Step::Kind::kPromote:
+      return absl::InvalidArgumentError("only the PostgreSQL standby can be promoted");
     case Step::Kind::kSetFault:
     case Step::Kind::kClearFaults:
       break;

@@ -1,6 +1,7 @@
 #include "fault_bench/variant.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -98,6 +99,45 @@ absl::StatusOr<std::vector<Variant>> SelectVariants(const std::string& names,
     selected.push_back(*found);
   }
   return selected;
+}
+
+std::string Variant::BaseName() const {
+  return storage == Storage::kPostgres && absl::EndsWith(name, kPostgresSuffix)
+             ? name.substr(0, name.size() - std::strlen(kPostgresSuffix))
+             : name;
+}
+
+absl::StatusOr<std::vector<Variant>> OnStorage(const std::vector<Variant>& variants,
+                                               const std::string& engines,
+                                               std::vector<std::string>& left_out) {
+  std::vector<Variant> result;
+  for (absl::string_view engine : absl::StrSplit(engines, ',')) {
+    if (engine == "sqlite") {
+      result.insert(result.end(), variants.begin(), variants.end());
+    } else if (engine == "postgres") {
+      for (Variant variant : variants) {
+        if (variant.Needs().sqlite_only) {
+          left_out.push_back(variant.name);
+          continue;
+        }
+        variant.name += kPostgresSuffix;
+        variant.summary +=
+            "; each service's data on PostgreSQL (a primary and a synchronous "
+            "standby)";
+        variant.storage = Storage::kPostgres;
+        result.push_back(std::move(variant));
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--storage: \"", engine, "\" is not an engine (sqlite, postgres, or both)"));
+    }
+  }
+  if (result.empty()) {
+    return absl::InvalidArgumentError(
+        "--storage: none of the selected variants runs on it (the shared-disk patterns stay "
+        "on SQLite)");
+  }
+  return result;
 }
 
 }  // namespace fault_bench

@@ -15,6 +15,14 @@ namespace fault_bench {
 // patterns (src/integration/pattern.h), and what each needs started beside them.
 using integration::Pattern;
 
+// Where the three services keep their data. kPostgres: one PostgreSQL 15 primary with one
+// synchronous standby (a commit is acknowledged once it is on both), a database per service,
+// the services on the two-host URI with target_session_attrs=read-write (System).
+enum class Storage { kSqlite, kPostgres };
+
+// The suffix of a variant's name on PostgreSQL: "resilient+pg" is "resilient" on kPostgres.
+inline constexpr char kPostgresSuffix[] = "+pg";
+
 struct Variant {
   std::string name;     // "resilient"
   std::string summary;  // One line for the report.
@@ -28,7 +36,11 @@ struct Variant {
   // with a certificate of its own) and the production caller policies on morgue and
   // appointments: what TLS costs.
   bool tls = false;
+  Storage storage = Storage::kSqlite;
 
+  // The name without the storage suffix: the variant a scenario's runs_on and judged_on name
+  // when it is meant on either engine.
+  std::string BaseName() const;
   // The morgue's and appointments' databases are written by another process (the patients
   // service or the batch job): their own processes, and faults injected into them, are not on
   // a death's path; their databases are.
@@ -49,6 +61,15 @@ std::vector<Variant> Variants(const std::string& policy_dir);
 // or a policy file that is missing.
 absl::StatusOr<std::vector<Variant>> SelectVariants(const std::string& names,
                                                     const std::string& policy_dir);
+
+// `variants` on each storage engine in `engines` (comma-separated "sqlite", "postgres"), engine
+// by engine: on PostgreSQL each is renamed with kPostgresSuffix. The patterns that stay on
+// SQLite (the shared-disk ones, integration::PatternNeeds::sqlite_only) are left out of the
+// PostgreSQL list and named in `left_out`. INVALID_ARGUMENT for an unknown engine, or when
+// nothing is left.
+absl::StatusOr<std::vector<Variant>> OnStorage(const std::vector<Variant>& variants,
+                                               const std::string& engines,
+                                               std::vector<std::string>& left_out);
 
 }  // namespace fault_bench
 

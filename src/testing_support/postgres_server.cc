@@ -163,8 +163,8 @@ absl::Status PostgresServer::CreateDatabase(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status PostgresServer::Execute(const std::string& sql) {
-  PGconn* connection = PQconnectdb(SocketConnection("postgres").c_str());
+absl::Status PostgresServer::Execute(const std::string& sql, const std::string& database) {
+  PGconn* connection = PQconnectdb(SocketConnection(database).c_str());
   if (PQstatus(connection) != CONNECTION_OK) {
     const std::string error = PQerrorMessage(connection);
     PQfinish(connection);

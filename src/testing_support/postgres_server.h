@@ -42,9 +42,9 @@ class PostgresServer final {
 
   // Creates database `name` owned by `hospital` (over the Unix socket).
   absl::Status CreateDatabase(const std::string& name);
-  // Runs `sql` (several statements allowed, none in a transaction block of their own making) as
-  // `hospital` over the Unix socket, in database `postgres`.
-  absl::Status Execute(const std::string& sql);
+  // Runs `sql` (several statements allowed, run as one transaction unless they say otherwise) as
+  // `hospital` over the Unix socket, in `database`.
+  absl::Status Execute(const std::string& sql, const std::string& database = "postgres");
 
   // Streaming replication. Before the first Start: this server's cluster becomes a base backup
   // of `primary` (running), which it then follows as a hot standby, naming itself `name` to it

@@ -375,28 +375,58 @@ long PeakResidentBytes(pid_t pid) {
   return -1;
 }
 
-absl::Duration CpuTime(pid_t pid) {
-  std::ifstream file(pid > 0 ? absl::StrCat("/proc/", pid, "/stat")
-                             : std::string("/proc/self/stat"));
+namespace {
+
+// The parent and the CPU time of the process whose /proc/<pid>/stat is at `path`; false if it
+// cannot be read.
+bool ReadStat(const std::string& path, long* parent, absl::Duration* cpu) {
+  std::ifstream file(path);
   std::string stat;
   std::getline(file, stat);
-  // Fields after the command (which may hold spaces), from field 3: utime is 14, stime 15.
+  // Fields after the command (which may hold spaces), from field 3: ppid is 4, utime 14, stime
+  // 15.
   const std::size_t close = stat.rfind(')');
-  if (close == std::string::npos) return absl::Seconds(-1);
+  if (close == std::string::npos) return false;
   std::istringstream fields(stat.substr(close + 2));
   std::string field;
   long utime = -1;
   long stime = -1;
   for (int index = 3; fields >> field; ++index) {
+    if (index == 4) (void)absl::SimpleAtoi(field, parent);
     if (index == 14) (void)absl::SimpleAtoi(field, &utime);
     if (index == 15) {
       (void)absl::SimpleAtoi(field, &stime);
       break;
     }
   }
-  if (utime < 0 || stime < 0) return absl::Seconds(-1);
-  return absl::Seconds(static_cast<double>(utime + stime) /
-                       static_cast<double>(sysconf(_SC_CLK_TCK)));
+  if (utime < 0 || stime < 0) return false;
+  *cpu =
+      absl::Seconds(static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK)));
+  return true;
+}
+
+}  // namespace
+
+absl::Duration CpuTime(pid_t pid) {
+  long parent = 0;
+  absl::Duration cpu;
+  const std::string path =
+      pid > 0 ? absl::StrCat("/proc/", pid, "/stat") : std::string("/proc/self/stat");
+  return ReadStat(path, &parent, &cpu) ? cpu : absl::Seconds(-1);
+}
+
+absl::Duration CpuTimeWithChildren(pid_t pid) {
+  absl::Duration total = CpuTime(pid);
+  if (total < absl::ZeroDuration()) return total;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    long own = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &own)) continue;  // Not a process.
+    long parent = 0;
+    absl::Duration cpu;
+    if (ReadStat(entry.path().string() + "/stat", &parent, &cpu) && parent == pid) total += cpu;
+  }
+  return total;
 }
 
 }  // namespace testing_support

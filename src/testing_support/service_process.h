@@ -129,6 +129,9 @@ long PeakResidentBytes(pid_t pid);
 // CPU time (user + system) a process has used so far; `pid` 0 for this process. Negative if
 // it cannot be read.
 absl::Duration CpuTime(pid_t pid);
+// The same for process `pid` and its children (a PostgreSQL server: the postmaster and every
+// backend it forked), read from every process in /proc. Negative if `pid` has no entry.
+absl::Duration CpuTimeWithChildren(pid_t pid);
 
 }  // namespace testing_support
 
