@@ -131,8 +131,9 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
   }
   report +=
       "\nWhere the CPU went at each search's capacity (the highest step that held), ms per "
-      "call by process:\n\n| load | rate/s | CPU ms per call, by process |\n| --- | --- | --- "
-      "|\n";
+      "call by process, and on PostgreSQL the units of work each service ran again after a "
+      "serialization failure, per call:\n\n| load | rate/s | CPU ms per call, by process | "
+      "units retried per call |\n| --- | --- | --- | --- |\n";
   for (const DeathSearch& search : deaths) {
     const CapacityStep* best = nullptr;
     for (const CapacityStep& step : search.steps) {
@@ -143,8 +144,13 @@ std::string CapacityReport(const std::vector<EchoBaseline>& baselines,
     for (const auto& [process, ms] : best->cpu_ms_by_process) {
       parts.push_back(absl::StrFormat("%s %.2f", process, ms));
     }
-    absl::StrAppendFormat(&report, "| RecordDeath, `%s` | %.0f | %s |\n", search.variant,
-                          best->rate, absl::StrJoin(parts, ", "));
+    std::vector<std::string> retries;
+    for (const auto& [service, per_call] : best->db_retries_per_call) {
+      retries.push_back(absl::StrFormat("%s %.2f", service, per_call));
+    }
+    absl::StrAppendFormat(&report, "| RecordDeath, `%s` | %.0f | %s | %s |\n", search.variant,
+                          best->rate, absl::StrJoin(parts, ", "),
+                          retries.empty() ? "-" : absl::StrJoin(retries, ", "));
   }
   report +=
       "\n| load | offered/s | calls | ok | p99 ms | effects drained after load s | peak RSS MiB "

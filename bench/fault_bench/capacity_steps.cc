@@ -194,6 +194,7 @@ absl::StatusOr<CapacityStep> DeathStep(const RunOptions& options, const Variant&
     step.cpu_ms_per_call = under_test;
     step.bench_cpu_ms_per_call = bench;
   }
+  step.db_retries_per_call = run->db_retries_per_death;
   absl::Duration last_visible = absl::ZeroDuration();
   for (const RunResult::EffectTimes& times : run->effects) {
     if (times.visible < absl::ZeroDuration()) {

@@ -35,6 +35,8 @@ struct CapacityStep {
   double bench_cpu_ms_per_call = -1;
   // The first, by process under test ("patients", "postgres primary", ...): where it went.
   std::map<std::string, double> cpu_ms_by_process;
+  // Units of work run again per call, by service (RunResult::db_retries_per_death).
+  std::map<std::string, double> db_retries_per_call;
   bool Holds(double p99_limit_ms) const {
     return ok == calls && calls > 0 && p99_ms < p99_limit_ms && drained_after_s <= 0.5;
   }

@@ -95,6 +95,10 @@ class ScenarioRun final {
     AwaitWarmUpEffects();
     const double morgue_before = Deliveries(Service::kMorgue);
     const double appointments_before = Deliveries(Service::kAppointments);
+    std::map<Service, double> retries_before;
+    for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {
+      retries_before[service] = Counter(service, "hospital_db_transaction_retries_total", {});
+    }
     watcher_ = std::thread([this] { WatchEffects(); });
     RETURN_IF_ERROR(RunLoad());
     MeasureBreakersAndMemory();
@@ -108,6 +112,14 @@ class ScenarioRun final {
           std::max(0.0, Deliveries(Service::kMorgue) - morgue_before) / deaths_;
       result_.appointments_attempts_per_death =
           std::max(0.0, Deliveries(Service::kAppointments) - appointments_before) / deaths_;
+    }
+    if (deaths_ > 0 && variant_.storage == Storage::kPostgres) {
+      for (const auto& [service, before] : retries_before) {
+        const double after = Counter(service, "hospital_db_transaction_retries_total", {});
+        if (before >= 0 && after >= 0) {
+          result_.db_retries_per_death[ServiceName(service)] = (after - before) / deaths_;
+        }
+      }
     }
     MeasureDuplicates();
     for (Service service : {Service::kPatients, Service::kMorgue, Service::kAppointments}) {

@@ -105,6 +105,10 @@ struct RunResult {
   // "nats-server", "bench": the load generator and the effect watcher), from /proc over the
   // load window; a process restarted during the load is left out.
   std::map<std::string, double> cpu_ms_per_death;
+  // Per death of the load, per service: units of work its storage ran again after a
+  // serialization failure or deadlock (hospital_db_transaction_retries_total; PostgreSQL
+  // only, SQLite's single writer has none), from the warm-up's end until the services agreed.
+  std::map<std::string, double> db_retries_per_death;
   // The people's actions during the load: how many the services acknowledged and refused.
   struct ActionCounts {
     int acknowledged = 0;

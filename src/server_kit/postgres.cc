@@ -565,6 +565,10 @@ absl::StatusOr<std::unique_ptr<PostgresDatabase::Connection>> PostgresDatabase::
   // concurrent deaths fail to serialize. Index pages are still locked page by page, so units
   // on a small table (a fresh database) conflict often: storage_bench measured 1.8 retries per
   // death at 16 concurrent deaths, hence the retry budget (max_transaction_attempts).
+  // No JIT: with those scans disabled a plan without an index path costs over jit_above_cost,
+  // and PostgreSQL then compiled such statements with LLVM on every execution (a perf profile
+  // of the fault benchmark on PostgreSQL found a sixth of the server's CPU in libLLVM); our
+  // statements are short keyed lookups, which JIT never pays for.
   // The server stops a statement at statement_timeout; the client gives up a second later
   // (a frozen server, a commit waiting for its standby: statement_timeout does not cover that
   // wait), and the server then ends the backend within a second of finding the client gone.
@@ -573,7 +577,7 @@ absl::StatusOr<std::unique_ptr<PostgresDatabase::Connection>> PostgresDatabase::
   RETURN_IF_ERROR(connection->Exec(absl::StrCat(
       "SET statement_timeout = ", absl::ToInt64Milliseconds(options_.statement_timeout),
       "; SET client_connection_check_interval = 1000; SET enable_seqscan = off; SET "
-      "enable_bitmapscan = off")));
+      "enable_bitmapscan = off; SET jit = off")));
   return connection;
 }
 

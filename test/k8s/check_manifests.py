@@ -4,9 +4,14 @@
 For every overlay: it must render with `kubectl kustomize`; every object must validate against
 the strict Kubernetes 1.29 JSON schema of its kind (unknown fields rejected); and the manifests
 must agree with the binaries: ports, probe service names, flags, mounted files, the shutdown
-budget. Finally each service binary is started with its manifest's arguments (paths moved into a
-temporary directory, the listen host made 127.0.0.1, the port kept) and its health service is
-asked, on the manifest's port, for every name the probes use.
+budget. A service on SQLite is a StatefulSet with its file on a volume claim; one on PostgreSQL
+(prod-ha) a Deployment without volumes whose --db names its own CloudNativePG Cluster, with the
+credentials and CA from the Secrets the operator makes, a Cluster that keeps every commit on two
+nodes, and NetworkPolicies that let the service reach that database and no other. Finally each
+service binary is started with its manifest's arguments (paths moved into a temporary directory,
+the listen host made 127.0.0.1, the port kept; a PostgreSQL --db pointed at a local PostgreSQL 15
+server with the manifest's database and user) and its health service is asked, on the
+manifest's port, for every name the probes use.
 
 Usage: check_manifests.py <repository root> <build directory>
 """
@@ -24,7 +29,7 @@ import time
 import jsonschema
 import yaml
 
-OVERLAYS = ["dev", "prod", "dev-async", "prod-async", "prod-cert-manager"]
+OVERLAYS = ["dev", "prod", "dev-async", "prod-async", "prod-cert-manager", "prod-ha"]
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 PROBE_SERVICES = {"liveness", "readiness"}  # Registered by server_kit::Server.
 # Secrets the overlays mount but do not render: made in the cluster by cert-manager
@@ -36,11 +41,19 @@ EXTERNAL_SECRETS = {
     "operator-ca": ("ca.crt",),
     "nats-tls": ("tls.crt", "tls.key", "ca.crt"),
 }
+# CloudNativePG makes, for each Cluster <name>: <name>-app (the owner's credentials, type
+# kubernetes.io/basic-auth) and <name>-ca (the CA of the servers' certificates).
+for _service in ("patients", "morgue", "appointments"):
+    EXTERNAL_SECRETS[f"{_service}-db-app"] = ("username", "password", "host", "port", "dbname",
+                                              "uri", "pgpass")
+    EXTERNAL_SECRETS[f"{_service}-db-ca"] = ("ca.crt",)
+POSTGRES_BINARIES = "/usr/lib/postgresql/15/bin"
 # Flags that name files, and the kind of volume that must provide them.
 FILE_FLAGS = {"resilience_policy": "configMap", "admin_token_file": "secret",
               "authz_policy": "configMap", "tls_cert": "secret", "tls_key": "secret",
               "tls_ca": "secret", "admin_tls_ca": "secret", "nats_tls_ca": "secret",
-              "nats_tls_cert": "secret", "nats_tls_key": "secret"}
+              "nats_tls_cert": "secret", "nats_tls_key": "secret",
+              "db_password_file": "secret"}
 
 failures = []
 
@@ -113,9 +126,10 @@ def mount_for(container, path):
     return best, rest
 
 
-def check_statefulset(overlay, objects, sts):
+def check_workload(overlay, objects, sts):
+    """A service's StatefulSet (SQLite) or Deployment (PostgreSQL)."""
     name = sts["metadata"]["name"]
-    where = f"{overlay}: StatefulSet/{name}"
+    where = f"{overlay}: {sts['kind']}/{name}"
     pod = sts["spec"]["template"]
     spec = pod["spec"]
     container = spec["containers"][0]
@@ -178,9 +192,12 @@ def check_statefulset(overlay, objects, sts):
     # Files named by flags must be on mounts that provide them.
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     claim_names = {c["metadata"]["name"] for c in sts["spec"].get("volumeClaimTemplates", [])}
-    mount, _ = mount_for(container, args.get("db", ""))
-    if mount is None or mount["name"] not in claim_names:
-        fail(where, f"--db {args.get('db')} is not on a volume claim")
+    if args.get("db", "").startswith("postgresql://"):
+        check_database(overlay, objects, sts, container, args)
+    else:
+        mount, _ = mount_for(container, args.get("db", ""))
+        if sts["kind"] != "StatefulSet" or mount is None or mount["name"] not in claim_names:
+            fail(where, f"--db {args.get('db')} is not on a StatefulSet's volume claim")
     for flag, kind in FILE_FLAGS.items():
         if flag not in args:
             continue
@@ -201,10 +218,11 @@ def check_statefulset(overlay, objects, sts):
         if provider is None or key not in provider.get("data", {}):
             fail(where, f"--{flag}: {kind} {source} has no key {key}")
     # The Service routes the named ports to the container.
+    service_name = sts["spec"].get("serviceName", name)
     service = next((o for o in objects if o["kind"] == "Service"
-                    and o["metadata"]["name"] == sts["spec"]["serviceName"]), None)
+                    and o["metadata"]["name"] == service_name), None)
     if service is None:
-        fail(where, f"no Service {sts['spec']['serviceName']}")
+        fail(where, f"no Service {service_name}")
     else:
         for port in service["spec"]["ports"]:
             if port.get("targetPort") not in ports:
@@ -216,6 +234,109 @@ def check_statefulset(overlay, objects, sts):
     if not spec.get("securityContext", {}).get("runAsNonRoot"):
         fail(where, "pod must run as non-root")
     return container, args, grpc_port
+
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels, matchExpressions with In and Exists) matches."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        operator = expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "Exists" and value is None:
+            return False
+        if operator not in ("In", "Exists"):
+            fail("selector", f"operator {operator} is not understood by this check")
+            return False
+    return True
+
+
+def check_database(overlay, objects, workload, container, args):
+    """A service on PostgreSQL: its --db names the -rw Service of a CloudNativePG Cluster that
+    bootstraps the database and owner the URI names; TLS verified with that Cluster's CA; the
+    password from the Cluster's app Secret; no volume claims; a Cluster that survives a node;
+    scraped by a PodMonitor; and NetworkPolicies letting this service reach that Cluster only."""
+    name = workload["metadata"]["name"]
+    where = f"{overlay}: {workload['kind']}/{name}"
+    match = re.fullmatch(r"postgresql://([a-z_]+)@([a-z0-9-]+):(\d+)/([a-z_]+)\?(.*)", args["db"])
+    if match is None:
+        fail(where, f"--db {args['db']} is not postgresql://user@host:port/database?options")
+        return
+    user, host, port, database, query = match.groups()
+    options = dict(item.partition("=")[::2] for item in query.split("&"))
+    if "password" in options:
+        fail(where, "--db must not carry a password")
+    cluster_name = host[:-len("-rw")] if host.endswith("-rw") else None
+    cluster = next((o for o in objects if o["kind"] == "Cluster"
+                    and o["metadata"]["name"] == cluster_name), None)
+    if cluster is None:
+        fail(where, f"--db host {host} is not the -rw Service of a rendered Cluster")
+        return
+    if port != "5432":
+        fail(where, f"--db port {port}: CloudNativePG serves 5432")
+    initdb = cluster["spec"].get("bootstrap", {}).get("initdb", {})
+    if (initdb.get("database"), initdb.get("owner")) != (database, user):
+        fail(where, f"--db names database {database} and user {user}; Cluster {cluster_name} "
+                    f"makes {initdb.get('database')} owned by {initdb.get('owner')}")
+    if cluster_name != f"{name}-db":
+        fail(where, f"uses Cluster {cluster_name}: each service owns its own ({name}-db)")
+    if workload["kind"] != "Deployment" or workload["spec"].get("volumeClaimTemplates"):
+        fail(where, "on PostgreSQL a service is a Deployment without volume claims")
+    if options.get("sslmode") != "verify-full":
+        fail(where, "--db must verify the server (sslmode=verify-full)")
+    for flag, path, secret, key in (
+            ("--db sslrootcert", options.get("sslrootcert", ""), f"{cluster_name}-ca", "ca.crt"),
+            ("--db_password_file", args.get("db_password_file", ""), f"{cluster_name}-app",
+             "password")):
+        mount, item = mount_for(container, path)
+        volume = next((v for v in workload["spec"]["template"]["spec"].get("volumes", [])
+                       if mount and v["name"] == mount["name"]), None)
+        items = {i["path"]: i["key"] for i in (volume or {}).get("secret", {}).get("items", [])}
+        if (volume is None or volume.get("secret", {}).get("secretName") != secret
+                or items.get(item, item) != key):
+            fail(where, f"{flag} {path} is not key {key} of Secret {secret}")
+    spec = cluster["spec"]
+    synchronous = spec.get("postgresql", {}).get("synchronous", {})
+    if (spec.get("instances", 1) < 3 or synchronous.get("number", 0) < 1
+            or synchronous.get("dataDurability") != "required"):
+        fail(where, f"Cluster {cluster_name}: 3 instances, every commit on a standby too "
+                    "(synchronous number >= 1, dataDurability required)")
+    affinity = spec.get("affinity", {})
+    if affinity.get("podAntiAffinityType") != "required" or affinity.get(
+            "topologyKey") != "kubernetes.io/hostname":
+        fail(where, f"Cluster {cluster_name}: its instances must be on different nodes")
+    instance_labels = {"cnpg.io/cluster": cluster_name, "cnpg.io/podRole": "instance"}
+    if not any(o["kind"] == "PodMonitor" and selects(o["spec"]["selector"], instance_labels)
+               for o in objects):
+        fail(where, f"no PodMonitor scrapes Cluster {cluster_name}")
+    # The databases this service's pods may open connections to.
+    pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+    reachable = set()
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"], pod_labels):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", [{}]):
+                selector = peer.get("podSelector")
+                clusters = [c["metadata"]["name"] for c in objects if c["kind"] == "Cluster"
+                            and (selector is None or selects(selector, {"cnpg.io/cluster":
+                                                                         c["metadata"]["name"]}))]
+                if clusters and any(p.get("port") == 5432 for p in rule.get("ports", [{"port": 5432}])):
+                    reachable.update(clusters)
+    if reachable != {cluster_name}:
+        fail(where, f"NetworkPolicies let it reach databases {sorted(reachable)}, not only "
+                    f"{cluster_name}")
+    admitted = any(
+        o["kind"] == "NetworkPolicy" and selects(o["spec"]["podSelector"], instance_labels)
+        and any(any(selects(peer.get("podSelector", {"matchLabels": {"-": "-"}}), pod_labels)
+                    for peer in rule.get("from", []))
+                and any(p.get("port") == 5432 for p in rule.get("ports", []))
+                for rule in o["spec"].get("ingress", []))
+        for o in objects)
+    if not admitted:
+        fail(where, f"no NetworkPolicy admits it to Cluster {cluster_name} on 5432")
 
 
 def check_certificate_for(overlay, objects, sts, secret):
@@ -240,8 +361,75 @@ def check_certificate_for(overlay, objects, sts, secret):
             fail(where, "the certificate must serve as server and as client")
 
 
+class LocalPostgres:
+    """A PostgreSQL 15 server of the check's own, started on first use (a free loopback port,
+    its data and socket in the scratch directory, trust authentication), to start the services
+    of a PostgreSQL overlay on. PostgreSQL refuses to run as root: as root it runs as the
+    `postgres` user Debian's package makes."""
+
+    def __init__(self, scratch):
+        self.scratch = scratch
+        self.process = None
+        self.port = None
+        self.databases = set()
+
+    def _as_server_user(self, argv):
+        return (["runuser", "-u", "postgres", "--"] + argv) if os.geteuid() == 0 else argv
+
+    def start(self):
+        directory = tempfile.mkdtemp(dir=self.scratch, prefix="postgres-")
+        os.chmod(self.scratch, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(directory, "postgres", "postgres")
+        data = os.path.join(directory, "data")
+        subprocess.run(self._as_server_user([
+            os.path.join(POSTGRES_BINARIES, "initdb"), "-D", data, "-U", "postgres",
+            "--auth=trust", "--no-sync"]), check=True, capture_output=True)
+        import socket
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.socket_directory = directory
+        self.process = subprocess.Popen(self._as_server_user([
+            os.path.join(POSTGRES_BINARIES, "postgres"), "-D", data, "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={directory}"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while subprocess.run([os.path.join(POSTGRES_BINARIES, "pg_isready"), "-q", "-h",
+                              directory, "-p", str(self.port)]).returncode != 0:
+            if self.process.poll() is not None or time.time() > deadline:
+                sys.exit("the check's PostgreSQL server did not start")
+            time.sleep(0.2)
+
+    def uri(self, user, database):
+        """A URI for `database` owned by `user`, both made on first use."""
+        if self.process is None:
+            self.start()
+        if database not in self.databases:
+            for sql in (f'CREATE ROLE "{user}" LOGIN', f'CREATE DATABASE "{database}" OWNER "{user}"'):
+                subprocess.run(["psql", "-q", "-h", self.socket_directory, "-p", str(self.port),
+                                "-U", "postgres", "-d", "postgres", "-c", sql], check=True,
+                               capture_output=True)
+            self.databases.add(database)
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}?connect_timeout=5"
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def external_secret_file(root, scratch, secret, key):
-    """A stand-in for `key` of an external Secret, made once with scripts/make-certs.sh."""
+    """A stand-in for `key` of an external Secret, made once with scripts/make-certs.sh (a
+    database password: any text, the check's server trusts its clients)."""
+    if secret in EXTERNAL_SECRETS and secret.rsplit("-", 1)[-1] in ("app", "ca") and "-db-" in secret:
+        path = os.path.join(scratch, f"{secret}-{key}")
+        with open(path, "w") as f:
+            f.write("stand-in")
+        return path
     certs = os.path.join(scratch, "certs")
     operators = os.path.join(scratch, "operators")
     if not os.path.exists(os.path.join(certs, "appointments.crt")):
@@ -255,7 +443,8 @@ def external_secret_file(root, scratch, secret, key):
                                 "ca.crt": "ca.crt"}[key])
 
 
-def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, scratch):
+def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, scratch,
+               postgres):
     """Starts the binary with the manifest's flags and asks its health service."""
     name = sts["metadata"]["name"]
     where = f"{overlay}: {name} binary"
@@ -294,6 +483,12 @@ def run_binary(root, build, overlay, objects, sts, container, args, grpc_port, s
             value = "127.0.0.1:" + value.rsplit(":", 1)[1]
         elif flag.endswith("_address"):
             value = "127.0.0.1:" + value.rsplit(":", 1)[1]
+        elif flag == "--db" and value.startswith("postgresql://"):
+            # The manifest's database and user on the check's own server (check_database has
+            # checked the URI itself).
+            user, database = re.fullmatch(r"postgresql://([a-z_]+)@[^/]+/([a-z_]+)\?.*",
+                                          value).groups()
+            value = postgres.uri(user, database)
         argv.append(f"{flag}={value}" if value else flag)
     # What kubelet's probes ask: the health port when there is one.
     probe_port = port_of(args["health_listen"]) if "health_listen" in args else grpc_port
@@ -481,22 +676,27 @@ def check_async_flags(overlay, objects, sts, args):
 def main():
     root, build = sys.argv[1], sys.argv[2]
     scratch = tempfile.mkdtemp(prefix="hospital-k8s-")
+    postgres = LocalPostgres(scratch)
     try:
         for overlay in OVERLAYS:
             objects = render(root, overlay)
             for obj in objects:
                 validate_schema(root, overlay, obj)
             kinds = {o["kind"] for o in objects}
-            for required in ("StatefulSet", "Service", "ServiceAccount", "NetworkPolicy",
+            for required in ("Service", "ServiceAccount", "NetworkPolicy",
                              "PodDisruptionBudget", "ConfigMap", "ServiceMonitor"):
                 if required not in kinds:
                     fail(overlay, f"renders no {required}")
+            services = [o for o in objects if o["kind"] in ("StatefulSet", "Deployment")
+                        and o["metadata"]["name"] in ("patients", "morgue", "appointments")]
+            if len(services) != 3:
+                fail(overlay, f"renders {len(services)} of the three services")
             fault_admin = False
-            for sts in (o for o in objects if o["kind"] == "StatefulSet"):
+            for sts in (o for o in objects if o["kind"] in ("StatefulSet", "Deployment")):
                 if sts["metadata"]["name"] == "nats":
                     check_nats(overlay, objects, sts, scratch)
                     continue
-                container, args, grpc_port = check_statefulset(overlay, objects, sts)
+                container, args, grpc_port = check_workload(overlay, objects, sts)
                 check_async_flags(overlay, objects, sts, args)
                 fault_admin |= "fault_admin" in args
                 if overlay.startswith("prod") and "tls_ca" not in args:
@@ -504,7 +704,7 @@ def main():
                 if overlay == "prod-async" and "nats_tls_ca" not in args:
                     fail(overlay, f"{sts['metadata']['name']}: production reaches NATS over TLS")
                 run_binary(root, build, overlay, objects, sts, container, args, grpc_port,
-                           scratch)
+                           scratch, postgres)
             if fault_admin != overlay.startswith("dev"):
                 fail(overlay, "the fault admin service must be on in dev and only there")
             print(f"overlay {overlay}: {len(objects)} objects checked")
@@ -519,6 +719,7 @@ def main():
             json.loads(dashboards[0]["data"]["dashboard.json"])
         print(f"monitoring: {len(monitoring)} objects checked")
     finally:
+        postgres.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     for failure in failures:
         print("FAIL", failure)
