@@ -24,7 +24,8 @@ OTHER_TOOLS_FLAGS = {
     "--build": "cmake", "--install": "cmake", "--prefix": "cmake", "--preset": "cmake",
     "--target": "cmake", "--cflags": "pkg-config", "--libs": "pkg-config",
     "--network": "podman", "--ulimit": "podman", "--runtime": "podman",
-    "--variant": "debootstrap", "--from-file": "kubectl", "--help": "every binary",
+    "--variant": "debootstrap", "--from-file": "kubectl", "--server-side": "kubectl",
+    "--help": "every binary",
 }
 # The project's binaries and where the build puts them.
 BINARIES = {
