@@ -175,7 +175,8 @@ int main(int argc, char** argv) {
         const std::string workflow_id = absl::StrCat("w", i);
         const absl::Time time_of_death = absl::Now();
         absl::StatusOr<patients::BeginDeathResult> begun = patients_repository.BeginDeath(
-            patient_id, workflow_id, time_of_death, "old age", absl::Now());
+            patient_id, workflow_id, time_of_death, "old age", absl::Now(),
+            {"storage_bench", absl::Now() + absl::Minutes(1)});
         CheckOk(begun.status(), "BeginDeath");
         absl::StatusOr<morgue::AdmitResult> admitted =
             morgue_repository.Admit(patient_id, workflow_id, time_of_death, "old age", absl::Now());

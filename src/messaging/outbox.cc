@@ -1,6 +1,7 @@
 #include "messaging/outbox.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 
 namespace messaging {
 
@@ -39,6 +40,11 @@ const char kPostgresOutboxMigration[] = R"sql(
   CREATE INDEX outbox_published ON outbox (publish_time) WHERE publish_time IS NOT NULL;
 )sql";
 
+const char kPostgresOutboxClaimMigration[] = R"sql(
+  CREATE INDEX outbox_unpublished_by_aggregate ON outbox (aggregate_type, aggregate_id, sequence)
+    WHERE publish_time IS NULL;
+)sql";
+
 absl::Status AppendToOutbox(Database::Session& session, const OutboxEvent& event, absl::Time now) {
   Statement& insert = session.Prepare(
       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, event_type, subject, payload, "
@@ -58,6 +64,40 @@ absl::Status AppendToOutbox(Database::Session& session, const OutboxEvent& event
   return inserted;
 }
 
+namespace {
+
+PendingEvent ReadPending(const Statement& row) {
+  PendingEvent pending;
+  pending.sequence = row.ColumnInt(0);
+  pending.event.event_id = row.ColumnText(1);
+  pending.event.aggregate_type = row.ColumnText(2);
+  pending.event.aggregate_id = row.ColumnText(3);
+  pending.event.event_type = row.ColumnText(4);
+  pending.event.subject = row.ColumnText(5);
+  pending.event.payload = row.ColumnBlob(6);
+  pending.create_time = row.ColumnTime(7);
+  return pending;
+}
+
+absl::Status MarkEach(Database::Session& session, const std::vector<std::int64_t>& sequences,
+                      absl::Time now) {
+  Statement& mark = session.Prepare(
+      "UPDATE outbox SET publish_time = ?2 WHERE sequence = ?1 AND publish_time IS NULL");
+  for (std::int64_t sequence : sequences) {
+    mark.BindInt(1, sequence);
+    mark.BindTime(2, now);
+    if (absl::Status marked = mark.Run(); !marked.ok()) return marked;
+    mark.Reset();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool OutboxStore::supports_claims() const {
+  return database_.engine() == server_kit::Engine::kPostgres;
+}
+
 absl::StatusOr<std::vector<PendingEvent>> OutboxStore::ReadUnpublished(int limit) {
   std::vector<PendingEvent> events;
   absl::Status status = database_.WithSession([&](Database::Session& session) {
@@ -65,37 +105,45 @@ absl::StatusOr<std::vector<PendingEvent>> OutboxStore::ReadUnpublished(int limit
         "SELECT sequence, event_id, aggregate_type, aggregate_id, event_type, subject, payload, "
         "create_time FROM outbox WHERE publish_time IS NULL ORDER BY sequence LIMIT ?1");
     select.BindInt(1, limit);
-    return select.ForEachRow([&](const Statement& row) {
-      PendingEvent pending;
-      pending.sequence = row.ColumnInt(0);
-      pending.event.event_id = row.ColumnText(1);
-      pending.event.aggregate_type = row.ColumnText(2);
-      pending.event.aggregate_id = row.ColumnText(3);
-      pending.event.event_type = row.ColumnText(4);
-      pending.event.subject = row.ColumnText(5);
-      pending.event.payload = row.ColumnBlob(6);
-      pending.create_time = row.ColumnTime(7);
-      events.push_back(std::move(pending));
-    });
+    return select.ForEachRow([&](const Statement& row) { events.push_back(ReadPending(row)); });
   });
   if (!status.ok()) return status;
   return events;
 }
 
+absl::StatusOr<int> OutboxStore::PublishClaimed(int limit, const PublishClaimedEvents& publish,
+                                                const std::function<absl::Time()>& now) {
+  int claimed = 0;
+  absl::Status status =
+      database_.InClaimingTransaction([&](Database::Session& session) -> absl::Status {
+        // An event whose aggregate has an older one unpublished waits for it, whether that
+        // one is in this batch, held by another relay, or not yet free: SKIP LOCKED alone
+        // would let a relay publish an aggregate's second event while another relay still
+        // holds its first. The locked rows are read again after locking (READ COMMITTED), so
+        // one another relay has just published is not taken.
+        Statement& claim = session.Prepare(
+            "SELECT o.sequence, o.event_id, o.aggregate_type, o.aggregate_id, o.event_type, "
+            "o.subject, o.payload, o.create_time FROM outbox o WHERE o.publish_time IS NULL AND "
+            "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.publish_time IS NULL AND "
+            "e.aggregate_type = o.aggregate_type AND e.aggregate_id = o.aggregate_id AND "
+            "e.sequence < o.sequence) ORDER BY o.sequence LIMIT ?1 FOR UPDATE OF o SKIP LOCKED");
+        claim.BindInt(1, limit);
+        std::vector<PendingEvent> events;
+        RETURN_IF_ERROR(
+            claim.ForEachRow([&](const Statement& row) { events.push_back(ReadPending(row)); }));
+        claimed = static_cast<int>(events.size());
+        if (events.empty()) return absl::OkStatus();
+        return MarkEach(session, publish(events), now());
+      });
+  if (!status.ok()) return status;
+  return claimed;
+}
+
 absl::Status OutboxStore::MarkPublished(const std::vector<std::int64_t>& sequences,
                                         absl::Time now) {
   if (sequences.empty()) return absl::OkStatus();
-  return database_.InTransaction([&](Database::Session& session) -> absl::Status {
-    Statement& mark = session.Prepare(
-        "UPDATE outbox SET publish_time = ?2 WHERE sequence = ?1 AND publish_time IS NULL");
-    for (std::int64_t sequence : sequences) {
-      mark.BindInt(1, sequence);
-      mark.BindTime(2, now);
-      if (absl::Status marked = mark.Run(); !marked.ok()) return marked;
-      mark.Reset();
-    }
-    return absl::OkStatus();
-  });
+  return database_.InTransaction(
+      [&](Database::Session& session) { return MarkEach(session, sequences, now); });
 }
 
 absl::StatusOr<int> OutboxStore::PrunePublished(absl::Time published_before, int limit) {

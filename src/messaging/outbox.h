@@ -16,6 +16,11 @@
 // aggregate stay in order: the transactions that append them write the same aggregate's rows
 // and are serialised.
 //
+// Several relays (one in each replica of the service, on PostgreSQL) share the table through
+// PublishClaimed: each claims events no other relay holds, and of each aggregate only its oldest
+// unpublished event, so that a later event of the aggregate cannot overtake it through another
+// relay.
+//
 // Delivery is at least once: an event is marked published only after the broker acknowledged
 // it, so a relay that dies in between publishes it again (the broker's duplicate window drops a
 // repeat within it; consumers deduplicate beyond it).
@@ -23,6 +28,7 @@
 #define HOSPITAL_SRC_MESSAGING_OUTBOX_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +43,8 @@ namespace messaging {
 // Creates the outbox table; a service adds it to its migrations (SQLite's, PostgreSQL's).
 extern const char kOutboxMigration[];
 extern const char kPostgresOutboxMigration[];
+// PostgreSQL, after kPostgresOutboxMigration: the index PublishClaimed needs.
+extern const char kPostgresOutboxClaimMigration[];
 
 struct OutboxEvent {
   std::string event_id;        // Unique; becomes Nats-Msg-Id.
@@ -69,8 +77,20 @@ class OutboxStore final {
  public:
   explicit OutboxStore(server_kit::Database& database) : database_(database) {}
 
+  // Whether PublishClaimed can be used (PostgreSQL); otherwise one relay reads and marks.
+  bool supports_claims() const;
   // The oldest unpublished events, in sequence (commit) order, at most `limit`.
   absl::StatusOr<std::vector<PendingEvent>> ReadUnpublished(int limit);
+  // Claims up to `limit` unpublished events in sequence order that no other relay holds, the
+  // oldest unpublished event of each aggregate only, and hands them to `publish`, which returns
+  // the sequences the broker acknowledged; those are marked published at `now()`. All in one
+  // transaction (Database::InClaimingTransaction), so the claim lasts as long as the publish
+  // and ends with the process. Returns how many events were claimed (0: none free).
+  // UNIMPLEMENTED unless supports_claims().
+  using PublishClaimedEvents =
+      std::function<std::vector<std::int64_t>(const std::vector<PendingEvent>&)>;
+  absl::StatusOr<int> PublishClaimed(int limit, const PublishClaimedEvents& publish,
+                                     const std::function<absl::Time()>& now);
   // Marks these events published at `now`.
   absl::Status MarkPublished(const std::vector<std::int64_t>& sequences, absl::Time now);
   // Deletes at most `limit` events published before `published_before`; returns how many.

@@ -50,40 +50,59 @@ OutboxRelay::OutboxRelay(OutboxStore& store, EventPublisher& publisher, base::Cl
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
-RelayPass OutboxRelay::RelayOnce() {
-  RelayPass pass;
-  absl::StatusOr<std::vector<PendingEvent>> batch = store_.ReadUnpublished(options_.batch_size);
-  if (!batch.ok()) {
-    pass.error = batch.status();
-    return pass;
-  }
-  if (batch->empty()) return pass;
-  const std::vector<absl::Status> results = publisher_.Publish(*batch);
+std::vector<std::int64_t> OutboxRelay::Publish(const std::vector<PendingEvent>& batch,
+                                               RelayPass& pass) {
+  const std::vector<absl::Status> results = publisher_.Publish(batch);
   base::CrashPoint("relay.acknowledged");
   const absl::Time now = clock_.Now();
   std::vector<std::int64_t> acknowledged;
-  for (std::size_t i = 0; i < batch->size(); ++i) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
     const absl::Status& result =
         i < results.size() ? results[i] : absl::InternalError("publisher returned no result");
     if (result.ok()) {
-      acknowledged.push_back((*batch)[i].sequence);
-      latency_.Observe(absl::ToDoubleSeconds(now - (*batch)[i].create_time));
+      acknowledged.push_back(batch[i].sequence);
+      latency_.Observe(absl::ToDoubleSeconds(now - batch[i].create_time));
     } else {
       ++pass.failed;
       if (pass.error.ok()) pass.error = result;
     }
   }
-  if (absl::Status marked = store_.MarkPublished(acknowledged, now); !marked.ok()) {
-    // Published but not marked: they go again next pass, as repeats the broker or the
-    // consumers drop.
-    pass.failed += static_cast<int>(acknowledged.size());
-    if (pass.error.ok()) pass.error = marked;
-    acknowledged.clear();
-  }
   pass.published = static_cast<int>(acknowledged.size());
+  return acknowledged;
+}
+
+RelayPass OutboxRelay::RelayOnce() {
+  RelayPass pass;
+  int taken = 0;
+  absl::Status marked;
+  if (store_.supports_claims()) {
+    // Other replicas' relays work through the same table at once.
+    absl::StatusOr<int> claimed = store_.PublishClaimed(
+        options_.batch_size,
+        [&](const std::vector<PendingEvent>& batch) { return Publish(batch, pass); },
+        [this] { return clock_.Now(); });
+    taken = claimed.ok() ? *claimed : 0;
+    marked = claimed.status();
+  } else {
+    absl::StatusOr<std::vector<PendingEvent>> batch = store_.ReadUnpublished(options_.batch_size);
+    if (!batch.ok()) {
+      pass.error = batch.status();
+      return pass;
+    }
+    if (batch->empty()) return pass;
+    taken = static_cast<int>(batch->size());
+    marked = store_.MarkPublished(Publish(*batch, pass), clock_.Now());
+  }
+  if (!marked.ok()) {
+    // Published but not marked (or not even read): they go again next pass, as repeats the
+    // broker or the consumers drop.
+    pass.failed += pass.published;
+    pass.published = 0;
+    if (pass.error.ok()) pass.error = marked;
+  }
   published_.Increment(pass.published);
   errors_.Increment(pass.failed);
-  pass.more = pass.failed == 0 && static_cast<int>(batch->size()) == options_.batch_size;
+  pass.more = pass.failed == 0 && taken == options_.batch_size;
   return pass;
 }
 

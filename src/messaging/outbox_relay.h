@@ -15,6 +15,10 @@
 // retry is a repeat the broker's duplicate window drops. Only deaths are published, one per
 // patient, so no consumer depends on order across events.
 //
+// On PostgreSQL every replica of the service runs a relay over the same table: each pass claims
+// its events (OutboxStore::PublishClaimed) for as long as it publishes them, so relays never
+// send the same event at once, and one aggregate's events still leave in order.
+//
 // The relay wakes on Notify, so an event leaves about as soon as it is committed, and every
 // idle_poll in any case (an event committed by a process that died before notifying, or while
 // the relay was backing off). Published rows are pruned once older than `retention`.
@@ -94,6 +98,9 @@ class OutboxRelay final {
 
  private:
   void Loop();
+  // Hands `batch` to the publisher; returns the sequences acknowledged, counting the rest in
+  // `pass`.
+  std::vector<std::int64_t> Publish(const std::vector<PendingEvent>& batch, RelayPass& pass);
 
   OutboxStore& store_;
   EventPublisher& publisher_;

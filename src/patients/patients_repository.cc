@@ -74,7 +74,7 @@ absl::Status LeavePending(Database::Session& session, const std::string& workflo
 absl::Status StartDeath(Database::Session& session, const std::string& patient_id,
                         const std::string& workflow_id, absl::Time time_of_death,
                         const std::string& cause, absl::Time now, WorkflowState state,
-                        BeginDeathResult& result) {
+                        const WorkflowClaim* claim, BeginDeathResult& result) {
   absl::StatusOr<std::optional<v1::Patient>> patient = FindPatient(session, patient_id);
   if (!patient.ok()) return patient.status();
   if (!patient->has_value()) return PatientNotFound(patient_id);
@@ -119,13 +119,18 @@ absl::Status StartDeath(Database::Session& session, const std::string& patient_i
   }
   Statement& insert = session.Prepare(
       "INSERT INTO death_workflows (workflow_id, patient_id, time_of_death, cause, state, "
-      "create_time, update_time) VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)");
+      "create_time, update_time, claim_owner, claim_expires) "
+      "VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5, ?7, ?8)");
   insert.BindText(1, workflow_id);
   insert.BindText(2, patient_id);
   insert.BindTime(3, time_of_death);
   insert.BindText(4, cause);
   insert.BindTime(5, now);
   insert.BindInt(6, static_cast<int>(state));
+  if (claim != nullptr) {  // Otherwise both NULL: nobody needs to drive it.
+    insert.BindText(7, claim->owner);
+    insert.BindTime(8, claim->expires);
+  }
   if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
   Statement& mark =
       session.Prepare("UPDATE patients SET status = 2, update_time = ?2 WHERE patient_id = ?1");
@@ -218,6 +223,12 @@ const server_kit::Schema& Migrations() {
           // v5: how far deaths have been written into the other services' databases
           // (--death_workflow=direct_db_write).
           kCopyPositionsMigration,
+          // v6: the claim of the replica driving a workflow (WorkflowClaim), so that replicas
+          // sharing a database leave each other's workflows alone.
+          R"sql(
+        ALTER TABLE death_workflows ADD COLUMN claim_owner TEXT;
+        ALTER TABLE death_workflows ADD COLUMN claim_expires INTEGER;
+      )sql",
       },
       /*postgres=*/{
           // v1: the tables of SQLite's v1-v4 (the copy positions of v5 belong to direct_db_write,
@@ -274,6 +285,13 @@ const server_kit::Schema& Migrations() {
           WHERE done_time IS NULL;
       )sql",
           messaging::kPostgresOutboxMigration,
+          // v3: as SQLite's v6.
+          R"sql(
+        ALTER TABLE death_workflows ADD COLUMN claim_owner TEXT;
+        ALTER TABLE death_workflows ADD COLUMN claim_expires BIGINT;
+      )sql",
+          // v4: the relays of several replicas claim each aggregate's oldest unpublished event.
+          messaging::kPostgresOutboxClaimMigration,
       }};
   return *migrations;
 }
@@ -364,18 +382,36 @@ absl::StatusOr<v1::Patient> PatientsRepository::UpdateContact(const std::string&
   return updated;
 }
 
-absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(const std::string& patient_id,
-                                                                const std::string& workflow_id,
-                                                                absl::Time time_of_death,
-                                                                const std::string& cause,
-                                                                absl::Time now) {
+absl::StatusOr<BeginDeathResult> PatientsRepository::BeginDeath(
+    const std::string& patient_id, const std::string& workflow_id, absl::Time time_of_death,
+    const std::string& cause, absl::Time now, const WorkflowClaim& claim) {
   BeginDeathResult result;
   absl::Status status = database_.InTransaction([&](Database::Session& session) {
     return StartDeath(session, patient_id, workflow_id, time_of_death, cause, now,
-                      WorkflowState::kPending, result);
+                      WorkflowState::kPending, &claim, result);
   });
   if (!status.ok()) return status;
   return result;
+}
+
+absl::StatusOr<bool> PatientsRepository::ClaimWorkflow(const std::string& workflow_id,
+                                                       const WorkflowClaim& claim, absl::Time now) {
+  bool claimed = false;
+  const absl::Status status = database_.InTransaction([&](Database::Session& session)
+                                                          -> absl::Status {
+    Statement& take = session.Prepare(
+        "UPDATE death_workflows SET claim_owner = ?2, claim_expires = ?3 WHERE workflow_id = ?1 "
+        "AND (claim_owner IS NULL OR claim_owner = ?2 OR claim_expires <= ?4)");
+    take.BindText(1, workflow_id);
+    take.BindText(2, claim.owner);
+    take.BindTime(3, claim.expires);
+    take.BindTime(4, now);
+    RETURN_IF_ERROR(take.Run());
+    claimed = take.changes() == 1;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return claimed;
 }
 
 absl::StatusOr<BeginDeathResult> PatientsRepository::RecordDeathWithEvent(
@@ -384,7 +420,7 @@ absl::StatusOr<BeginDeathResult> PatientsRepository::RecordDeathWithEvent(
   BeginDeathResult result;
   absl::Status status = database_.InTransaction([&](Database::Session& session) -> absl::Status {
     RETURN_IF_ERROR(StartDeath(session, patient_id, event_id, time_of_death, cause, now,
-                               WorkflowState::kCompleted, result));
+                               WorkflowState::kCompleted, /*claim=*/nullptr, result));
     if (result.kind != BeginDeathResult::Kind::kStarted) return absl::OkStatus();
     v1::RecordDeathResponse& response = result.recorded;
     *response.mutable_patient() = result.patient;

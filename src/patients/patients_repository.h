@@ -45,6 +45,17 @@ struct DeathWorkflowRow {
   std::string cause;
 };
 
+// Who drives a workflow until when. Replicas of the patients service share one database; a
+// workflow's calls are made by the owner of a valid claim only, so that two replicas never send
+// the same undo call or roll the same workflow forward at once. A claim lapses at `expires`
+// (the owner died, or froze): then another may take it. Lapsed claims are safe to take over:
+// every downstream call carries the workflow id and is idempotent, and a workflow leaves PENDING
+// only once, whoever gets there first.
+struct WorkflowClaim {
+  std::string owner;  // The claiming process (SynchronousDeathWorkflowOptions::owner).
+  absl::Time expires;
+};
+
 // What BeginDeath found.
 struct BeginDeathResult {
   enum class Kind {
@@ -89,12 +100,18 @@ class PatientsRepository final {
   absl::StatusOr<v1::Patient> UpdateContact(const std::string& patient_id,
                                             const v1::ContactDetails& contact, absl::Time now);
 
-  // Starts a death workflow unless one stands (see BeginDeathResult). NOT_FOUND if the
-  // patient is unknown; INVALID_ARGUMENT if the death precedes the date of birth.
+  // Starts a death workflow, claimed by `claim`, unless one stands (see BeginDeathResult).
+  // NOT_FOUND if the patient is unknown; INVALID_ARGUMENT if the death precedes the date of
+  // birth.
   absl::StatusOr<BeginDeathResult> BeginDeath(const std::string& patient_id,
                                               const std::string& workflow_id,
                                               absl::Time time_of_death, const std::string& cause,
-                                              absl::Time now);
+                                              absl::Time now, const WorkflowClaim& claim);
+  // Claims the workflow for `claim.owner` until `claim.expires`, unless another owner's claim
+  // is still valid at `now`. True if claimed (renewed, when it was the owner's already); false
+  // if another owner holds it, or there is no such workflow.
+  absl::StatusOr<bool> ClaimWorkflow(const std::string& workflow_id, const WorkflowClaim& claim,
+                                     absl::Time now);
   // The asynchronous death, in one transaction: the same checks as BeginDeath; then the patient
   // is DECEASED, a COMPLETED workflow `event_id` stores the response (downstream_state
   // DOWNSTREAM_PENDING, `recorded`), and a PatientDied event is appended to the outbox. A

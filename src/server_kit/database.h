@@ -152,6 +152,14 @@ class Database {
   // committed; if `work` returns an error, none of its changes are applied and that error is
   // returned. `work` must not call back into this Database.
   virtual absl::Status InTransaction(const std::function<absl::Status(Session&)>& work) = 0;
+  // Runs `work` in a transaction meant for claiming rows that several processes work through,
+  // and holding them while slow work (a publish to a broker) is done: PostgreSQL READ
+  // COMMITTED, so that `SELECT ... FOR UPDATE SKIP LOCKED` skips the rows another claimer holds
+  // and each statement sees the latest commits, instead of failing to serialize. Rows it
+  // locked stay locked until it ends; rows it only read may change meanwhile. Committed as
+  // InTransaction is; run again only after a deadlock. SQLite, whose one writer would be held
+  // the whole time: UNIMPLEMENTED, and `work` does not run.
+  virtual absl::Status InClaimingTransaction(const std::function<absl::Status(Session&)>& work) = 0;
   // Runs `work` in a read-only transaction: every statement in it sees the same snapshot, the
   // latest commit when it started. Writes fail. `work` runs once.
   virtual absl::Status WithSession(const std::function<absl::Status(Session&)>& work) = 0;

@@ -634,6 +634,12 @@ absl::Status PostgresDatabase::InTransaction(const std::function<absl::Status(Se
   return RunTransaction("BEGIN ISOLATION LEVEL SERIALIZABLE", work);
 }
 
+absl::Status PostgresDatabase::InClaimingTransaction(
+    const std::function<absl::Status(Session&)>& work) {
+  // READ COMMITTED raises no serialization failures; a deadlock (40P01) is run again.
+  return RunTransaction("BEGIN ISOLATION LEVEL READ COMMITTED", work);
+}
+
 absl::Status PostgresDatabase::RunTransaction(absl::string_view begin,
                                               const std::function<absl::Status(Session&)>& work) {
   const int attempts = std::max(1, options_.max_transaction_attempts);

@@ -83,6 +83,7 @@ class PostgresDatabase final : public Database {
 
   Engine engine() const override { return Engine::kPostgres; }
   absl::Status InTransaction(const std::function<absl::Status(Session&)>& work) override;
+  absl::Status InClaimingTransaction(const std::function<absl::Status(Session&)>& work) override;
   absl::Status WithSession(const std::function<absl::Status(Session&)>& work) override;
   absl::Status Ping() override;
   // A transaction that updates a row and commits: under synchronous replication it waits for

@@ -114,6 +114,10 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> Server::StartListener(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              ToMillis(options_.min_client_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  // gRPC sets SO_REUSEPORT by default, so a second process on a port in use would start and
+  // take half its connections; one listener per port keeps "address in use" an error and the
+  // host and port a replica's name (--replica_name).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(
       address, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), port);
   for (grpc::Service* service : services) builder.RegisterService(service);

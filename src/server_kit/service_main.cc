@@ -1,6 +1,7 @@
 #include "server_kit/service_main.h"
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -11,11 +12,13 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include "absl/algorithm/container.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
@@ -27,6 +30,7 @@
 #include "server_kit/log.h"
 #include "server_kit/open_database.h"
 #include "server_kit/postgres.h"
+#include "server_kit/rpc_support.h"
 #include "server_kit/sqlite.h"
 #include "server_kit/tls.h"
 
@@ -108,6 +112,11 @@ ABSL_FLAG(int, max_concurrent_streams, 1000,
 ABSL_FLAG(int, malloc_trim_threshold, 8 << 20,
           "Bytes of free memory glibc may keep at the top of each heap before returning it to "
           "the kernel; 0 keeps glibc's own adaptive threshold");
+ABSL_FLAG(std::string, replica_name, "",
+          "This process among the service's replicas, for the work they share in the database "
+          "(claims on rows): the same across restarts of one replica, different for any two "
+          "running at once. Default: the host name and the --listen port (in Kubernetes, the "
+          "pod's name); a fresh id per start when the port is 0");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous: FULL (commits survive power loss) or NORMAL (survive a "
           "process crash)");
@@ -192,8 +201,31 @@ struct ServiceFlags {
   std::string db_path;
   // The database for logs: the SQLite path, or the PostgreSQL URI's hosts, database and user.
   std::string db_description;
+  std::string replica_name;
   int malloc_trim_threshold = 0;
 };
+
+// --replica_name, or the host name and the --listen port; a fresh id when the port is chosen
+// at start (nothing stable to go by).
+absl::StatusOr<std::string> ReplicaName(const std::string& listen_address) {
+  std::string name = absl::GetFlag(FLAGS_replica_name);
+  if (!name.empty()) {
+    if (name.size() > 200 || absl::c_any_of(name, [](char c) {
+          return absl::ascii_iscntrl(static_cast<unsigned char>(c)) || c == ' ';
+        })) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--replica_name: at most 200 characters, no spaces or control characters, got \"",
+          absl::CHexEscape(name), "\""));
+    }
+    return name;
+  }
+  const std::size_t colon = listen_address.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : listen_address.substr(colon + 1);
+  if (port.empty() || port == "0") return NewId();
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return NewId();
+  return absl::StrCat(host, ":", port);
+}
 
 // --tls_*: the listeners' and the channels' credentials; plaintext when no flag is given.
 absl::Status ReadTlsFlags(ServiceFlags& flags) {
@@ -305,6 +337,7 @@ absl::StatusOr<ServiceFlags> ReadFlags(const ServiceDefinition& definition) {
         "--fault_admin: FaultInjection is served on the admin listener, which --admin_listen "
         "turned off");
   }
+  ASSIGN_OR_RETURN(flags.replica_name, ReplicaName(options.listen_address));
   options.metrics_address =
       Or(absl::GetFlag(FLAGS_metrics_listen), definition.default_metrics_listen);
   if (options.metrics_address == "none") options.metrics_address.clear();
@@ -404,6 +437,7 @@ std::optional<std::pair<std::string, absl::Status>> RunUntilSignal(
   ServiceContext context(database, server, kept);
   context.admin = context.Keep(std::make_unique<AdminAuthenticator>(flags.admin, server.metrics()));
   context.channel_credentials = flags.channel_credentials;
+  context.replica_name = flags.replica_name;
   // First, so that a refused caller is not delayed or faulted before being refused.
   if (flags.caller_policy) {
     server.AddInterceptorFactory(

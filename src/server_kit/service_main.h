@@ -18,6 +18,7 @@
 //   --db                  SQLite database file, created if missing
 //   --shutdown_grace      time in-flight calls get to finish after SIGTERM/SIGINT
 //   --port_file           where to write the bound ports once serving (for tests and scripts)
+//   --replica_name        this process among the replicas (default: host name and port)
 //   --rpc_logging         none | errors | all
 //   --sqlite_synchronous  FULL | NORMAL
 //   --max_request_bytes, --max_concurrent_streams   limits per request and per connection
@@ -68,6 +69,9 @@ class ServiceContext final {
   // For channels to the other services: TLS with this service's certificate when --tls_cert
   // is given, else plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // This process among the service's replicas (--replica_name): stable across its restarts,
+  // unique among those running, for claims on rows that the replicas share.
+  std::string replica_name;
   // Run after the server has drained, before the database closes (stop background work here).
   std::vector<std::function<void()>> on_shutdown;
 

@@ -395,6 +395,12 @@ int SqliteDatabase::queued() const {
   return static_cast<int>(queue_.size());
 }
 
+absl::Status SqliteDatabase::InClaimingTransaction(const std::function<absl::Status(Session&)>&) {
+  return absl::UnimplementedError(
+      "storage: claiming rows (SELECT ... FOR UPDATE SKIP LOCKED) needs PostgreSQL; SQLite has "
+      "one writer and no row locks");
+}
+
 absl::Status SqliteDatabase::WithSession(const std::function<absl::Status(Session&)>& work) {
   SqliteConnection& reader = *reader_;
   base::MutexLock lock(&reader.mutex());

@@ -165,6 +165,8 @@ class SqliteDatabase final : public Database {
   Engine engine() const override { return Engine::kSqlite; }
   // `work` runs on whichever thread leads the group, exactly once.
   absl::Status InTransaction(const std::function<absl::Status(Session&)>& work) override;
+  // UNIMPLEMENTED: SQLite has no row locks, and one slow unit would hold its only writer.
+  absl::Status InClaimingTransaction(const std::function<absl::Status(Session&)>& work) override;
   // On the read-only connection; writes fail (SQLITE_READONLY).
   absl::Status WithSession(const std::function<absl::Status(Session&)>& work) override;
   absl::Status Ping() override;

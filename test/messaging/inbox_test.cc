@@ -2,12 +2,16 @@
 // record commit together; duplicates, permanent and transient failures; listing rejected events.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/sync.h"
 #include "base/testing/fake_environment.h"
 #include "messaging/inbox.h"
 #include "server_kit/database.h"
@@ -30,10 +34,13 @@ class ScriptedHandler final : public messaging::EventHandler {
     server_kit::Statement& insert = session.Prepare("INSERT INTO effects (event_id) VALUES (?1)");
     insert.BindText(1, event.event_id);
     if (absl::Status inserted = insert.Run(); !inserted.ok()) return inserted;
+    if (on_apply) on_apply();
     const auto failure = failures.find(event.event_id);
     return failure == failures.end() ? absl::OkStatus() : failure->second;
   }
   std::map<std::string, absl::Status> failures;
+  // Runs in every Apply, after the effect is written.
+  std::function<void()> on_apply;
 };
 
 struct Fixture {
@@ -198,6 +205,53 @@ TEMPLATE_TEST_CASE("a payload is stored for operators up to 4 KiB", "[inbox]", S
   REQUIRE(page.ok());
   REQUIRE(page->items.size() == 1);
   CHECK(page->items[0].payload().size() == 4096);
+}
+
+// Two replicas of a consumer share one durable consumer and one database: after an AckWait the
+// broker may hand the event to the second while the first is still applying it.
+TEST_CASE("replicas applying one event at the same time: one effect, the other no second one",
+          "[inbox]") {
+  Fixture f(server_kit::Engine::kPostgres);  // Replicas share a database only on PostgreSQL.
+  ScriptedHandler other_handler;
+  messaging::Inbox other_replica(*f.database, other_handler, f.clock);
+  // Each replica's first Apply waits (up to 5 s) until both are inside theirs, neither
+  // committed: both found the event unprocessed.
+  base::Mutex mutex;
+  base::CondVar entered;
+  int inside = 0;
+  bool waited_out = false;
+  auto meet = [&] {
+    base::MutexLock lock(&mutex);
+    if (++inside > 2) return;  // A rerun of a unit: the other has committed by now.
+    entered.SignalAll();
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    while (inside < 2) {
+      if (entered.WaitWithDeadline(&mutex, give_up)) {
+        waited_out = true;
+        return;
+      }
+    }
+  };
+  f.handler.on_apply = meet;
+  other_handler.on_apply = meet;
+  std::vector<messaging::EventOutcome> first;
+  std::vector<messaging::EventOutcome> second;
+  std::thread replica_a([&] { first = f.inbox->Process({Event("e-1")}); });
+  std::thread replica_b([&] { second = other_replica.Process({Event("e-1")}); });
+  replica_a.join();
+  replica_b.join();
+  CHECK_FALSE(waited_out);
+  REQUIRE(first.size() == 1);
+  REQUIRE(second.size() == 1);
+  const std::vector<Disposition> both = {first[0].disposition, second[0].disposition};
+  // One applied it; the other found it applied (its unit run again after the serialization
+  // failure) or, at worst, is told to have it redelivered; never applied twice, never rejected.
+  CHECK(std::count(both.begin(), both.end(), Disposition::kApplied) == 1);
+  CHECK(std::count(both.begin(), both.end(), Disposition::kRejected) == 0);
+  CHECK(f.Effects("e-1") == 1);
+  f.handler.on_apply = nullptr;
+  CHECK(Dispositions(f.inbox->Process({Event("e-1")})) ==
+        std::vector<Disposition>{Disposition::kDuplicate});
 }
 
 }  // namespace

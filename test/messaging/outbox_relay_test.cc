@@ -2,9 +2,11 @@
 // clock: what is marked published, in which order, what is retried, what is pruned.
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +30,11 @@ using testing_support::SqliteEngine;
 // Records what it is asked to publish; answers OK unless told otherwise for an event id.
 class ScriptedPublisher final : public messaging::EventPublisher {
  public:
+  // Runs at the start of every Publish (with no lock held).
+  std::function<void()> during_publish;
+
   std::vector<absl::Status> Publish(const std::vector<PendingEvent>& events) override {
+    if (during_publish) during_publish();
     base::MutexLock lock(&mutex_);
     std::vector<absl::Status> results;
     for (const PendingEvent& pending : events) {
@@ -59,21 +65,25 @@ class ScriptedPublisher final : public messaging::EventPublisher {
 
 struct Fixture {
   explicit Fixture(server_kit::Engine engine)
-      : database(engine, {{messaging::kOutboxMigration}, {messaging::kPostgresOutboxMigration}}) {
+      : database(engine, {{messaging::kOutboxMigration},
+                          {messaging::kPostgresOutboxMigration,
+                           messaging::kPostgresOutboxClaimMigration}}) {
     store.emplace(*database);
   }
-  // Commits events "e-<first>" .. "e-<last>", one transaction each.
+  // Commits events "e-<first>" .. "e-<last>", one transaction each, of patient "p-<i>".
   void Commit(int first, int last) {
-    for (int i = first; i <= last; ++i) {
-      const OutboxEvent event{absl::StrCat("e-", i),    "patient",
-                              absl::StrCat("p-", i),    "hospital.patients.v1.PatientDied",
-                              "hospital.patients.v1.x", "payload"};
-      REQUIRE(database
-                  ->InTransaction([&](Database::Session& session) {
-                    return messaging::AppendToOutbox(session, event, clock.Now());
-                  })
-                  .ok());
-    }
+    for (int i = first; i <= last; ++i) CommitFor(i, absl::StrCat("p-", i));
+  }
+  // Commits event "e-<i>" of patient `aggregate_id`.
+  void CommitFor(int i, const std::string& aggregate_id) {
+    const OutboxEvent event{
+        absl::StrCat("e-", i),    "patient", aggregate_id, "hospital.patients.v1.PatientDied",
+        "hospital.patients.v1.x", "payload"};
+    REQUIRE(database
+                ->InTransaction([&](Database::Session& session) {
+                  return messaging::AppendToOutbox(session, event, clock.Now());
+                })
+                .ok());
   }
   int Unpublished() { return static_cast<int>(store->Stats()->unpublished); }
 
@@ -210,6 +220,57 @@ TEMPLATE_TEST_CASE("the relay's thread publishes what Notify announces and stops
   CHECK(f.Unpublished() == 0);
   relay.Stop();
   relay.Stop();  // Idempotent.
+}
+
+TEST_CASE(
+    "relays of several replicas never publish one event at once, and one aggregate's events "
+    "leave in order",
+    "[outbox]") {
+  Fixture f(server_kit::Engine::kPostgres);
+  messaging::OutboxRelayOptions options;
+  options.batch_size = 2;
+  OutboxRelay relay_a(*f.store, f.publisher, f.clock, f.metrics, options);
+  ScriptedPublisher publisher_b;
+  prometheus::Registry metrics_b;
+  OutboxRelay relay_b(*f.store, publisher_b, f.clock, metrics_b, options);
+  f.CommitFor(1, "p-1");
+  f.CommitFor(2, "p-2");
+  f.CommitFor(3, "p-1");  // The second event of p-1.
+  f.CommitFor(4, "p-3");
+  // While A publishes its batch (e-1, e-2), B passes: it skips what A holds, and e-3 too, whose
+  // aggregate's first event A has not published yet.
+  messaging::RelayPass pass_b;
+  bool b_passed = false;
+  f.publisher.during_publish = [&] {
+    if (std::exchange(b_passed, true)) return;
+    pass_b = relay_b.RelayOnce();
+  };
+  const messaging::RelayPass pass_a = relay_a.RelayOnce();
+  CHECK(pass_a.published == 2);
+  CHECK(pass_b.published == 1);
+  CHECK(f.publisher.TakeSent() == Ids(1, 2));
+  CHECK(publisher_b.TakeSent() == Ids(4, 4));
+  // Now that e-1 is out, e-3 may follow, by whichever relay.
+  CHECK(relay_b.RelayOnce().published == 1);
+  CHECK(publisher_b.TakeSent() == Ids(3, 3));
+  CHECK(f.Unpublished() == 0);
+}
+
+TEST_CASE("claiming events needs PostgreSQL: on SQLite the one relay reads and marks", "[outbox]") {
+  Fixture f(server_kit::Engine::kSqlite);
+  CHECK_FALSE(f.store->supports_claims());
+  f.Commit(1, 1);
+  bool published = false;
+  absl::StatusOr<int> claimed = f.store->PublishClaimed(
+      10,
+      [&](const std::vector<PendingEvent>&) {
+        published = true;
+        return std::vector<std::int64_t>{};
+      },
+      [&] { return f.clock.Now(); });
+  CHECK(claimed.status().code() == absl::StatusCode::kUnimplemented);
+  CHECK_FALSE(published);
+  CHECK(f.Unpublished() == 1);
 }
 
 }  // namespace

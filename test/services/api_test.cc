@@ -565,6 +565,35 @@ TEST_CASE("a request larger than --max_request_bytes is refused and changes noth
   hospital.CreatePatient("p-normal");  // The connection still serves ordinary requests.
 }
 
+TEST_CASE("a second process on a port in use refuses to start, as do bad replica names",
+          "[api][limits]") {
+  // gRPC would share the port (SO_REUSEPORT) and the two would split its connections.
+  Hospital hospital;
+  hospital.Start();
+  testing_support::TempDir dir;
+  const std::string log = absl::StrCat(dir.path(), "/second.log");
+  const absl::Status second = testing_support::RunToCompletion(
+      {testing_support::BinaryPath("morgue"),
+       absl::StrCat("--listen=127.0.0.1:", hospital.morgue_process().grpc_port()),
+       "--admin_listen=none", "--metrics_listen=none", absl::StrCat("--db=", dir.path(), "/m.db")},
+      log);
+  CHECK_FALSE(second.ok());
+  std::ifstream file(log);
+  const std::string output((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+  CHECK_THAT(output, Catch::Contains("address in use"));
+
+  const absl::Status bad_name = testing_support::RunToCompletion(
+      {testing_support::BinaryPath("morgue"), "--listen=127.0.0.1:0", "--replica_name=a b",
+       "--admin_listen=none", "--metrics_listen=none", absl::StrCat("--db=", dir.path(), "/n.db")},
+      log);
+  CHECK_FALSE(bad_name.ok());
+  std::ifstream again(log);
+  const std::string all((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+  CHECK_THAT(all, Catch::Contains("--replica_name: at most 200 characters"));
+  CHECK(hospital.CreatePatient("p-1").patient_id() == "p-1");  // The first still serves.
+}
+
 TEST_CASE("one connection has at most --max_concurrent_streams calls open and the rest wait",
           "[api][limits]") {
   testing_support::TempDir faults;

@@ -107,7 +107,10 @@ TEMPLATE_TEST_CASE("an async death refused changes nothing and appends no event"
   CHECK(workflow.RecordDeath({"nobody", kNow, "x"}, absl::InfiniteFuture()).status().code() ==
         absl::StatusCode::kNotFound);
   // A synchronous death still pending (left before a switch to async) blocks it.
-  REQUIRE(repository.BeginDeath("p-1", "sync-1", kNow - absl::Hours(2), "x", kNow).ok());
+  REQUIRE(repository
+              .BeginDeath("p-1", "sync-1", kNow - absl::Hours(2), "x", kNow,
+                          {"a-sync-replica", kNow + absl::Minutes(1)})
+              .ok());
   CHECK(workflow.RecordDeath({"p-1", kNow, "x"}, absl::InfiniteFuture()).status().code() ==
         absl::StatusCode::kAborted);
   messaging::OutboxStore outbox(*database);

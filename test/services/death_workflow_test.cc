@@ -371,24 +371,70 @@ TEMPLATE_TEST_CASE("an undo the downstream refuses for good is not retried forev
   CHECK(f.Pending() == 0);
 }
 
-TEMPLATE_TEST_CASE("a pending workflow left by a crash is rolled forward", "[workflow]",
-                   SqliteEngine, PostgresEngine) {
+TEMPLATE_TEST_CASE("a pending workflow left by a crash is rolled forward once its claim lapses",
+                   "[workflow]", SqliteEngine, PostgresEngine) {
   Fixture f(TestType::kEngine);
-  // What a process that died after step 1 leaves behind.
+  // What a process that died after step 1 leaves behind: its claim runs for 3 s more.
   absl::StatusOr<BeginDeathResult> begun = f.repository->BeginDeath(
-      "p-1", "w-orphan", f.env.Now() - absl::Hours(1), "stroke", f.env.Now());
+      "p-1", "w-orphan", f.env.Now() - absl::Hours(1), "stroke", f.env.Now(),
+      {"a-replica-that-died", f.env.Now() + absl::Seconds(3)});
   REQUIRE(begun.ok());
   REQUIRE(begun->kind == BeginDeathResult::Kind::kStarted);
   absl::StatusOr<v1::RecordDeathResponse> while_pending = f.Record();
   CHECK(while_pending.status().code() == absl::StatusCode::kAborted);
 
+  // While the claim holds, its owner may still be driving it (another replica, alive).
   f.env.Advance(absl::Seconds(1));
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.admit_calls == 0);
+  f.env.Advance(absl::Seconds(2));
   f.workflow->ReconcileOnce();
   CHECK(f.downstreams.admit_calls == 1);
   absl::StatusOr<v1::RecordDeathResponse> replayed = f.Record();
   REQUIRE(replayed.ok());
   CHECK(replayed->replayed());
   CHECK(replayed->workflow_id() == "w-orphan");
+}
+
+TEMPLATE_TEST_CASE(
+    "replicas on one database: an owed undo is sent by the claim's owner only, and taken over "
+    "when the claim lapses",
+    "[workflow]", SqliteEngine, PostgresEngine) {
+  Fixture f(TestType::kEngine);  // Replica A.
+  ScriptedDownstreams b_downstreams;
+  SynchronousDeathWorkflowOptions b_options;
+  b_options.owner = "replica-b";
+  prometheus::Registry b_registry;
+  SynchronousDeathWorkflow replica_b(*f.repository, b_downstreams, f.env.environment(), b_registry,
+                                     b_options);
+  // A's request fails, and so does its undo of the admission: owed, due at once.
+  f.downstreams.admit.push_back(kDown);
+  f.downstreams.undo_admit = {kDown, kDown};
+  f.env.random().Push(0.0);
+  REQUIRE_FALSE(f.Record().ok());
+  REQUIRE(f.Pending() == 1);
+
+  // The request's claim still holds: B leaves the call to A.
+  replica_b.ReconcileOnce();
+  CHECK(b_downstreams.undo_admit_calls == 0);
+  // A's pass sends it again (and fails again); B, passing meanwhile, sends nothing.
+  f.env.random().Push(0.0);
+  f.downstreams.on_undo_admit = [&](const std::string&) { replica_b.ReconcileOnce(); };
+  f.workflow->ReconcileOnce();
+  CHECK(f.downstreams.undo_admit_calls == 2);
+  CHECK(b_downstreams.undo_admit_calls == 0);
+  REQUIRE(f.Pending() == 1);
+
+  // A stops passing (it died): once its pass's claim (10 s + 5 s) has lapsed, B takes over.
+  f.downstreams.on_undo_admit = nullptr;
+  f.env.Advance(absl::Seconds(14));
+  replica_b.ReconcileOnce();
+  CHECK(b_downstreams.undo_admit_calls == 0);
+  f.env.Advance(absl::Seconds(2));
+  replica_b.ReconcileOnce();
+  CHECK(b_downstreams.undo_admit_calls == 1);
+  CHECK(f.Pending() == 0);
+  CHECK(f.downstreams.undo_admit_calls == 2);
 }
 
 TEMPLATE_TEST_CASE("an open breaker fails the death at once and changes nothing", "[workflow]",

@@ -129,6 +129,8 @@ Hospital::Hospital(HospitalOptions options) {
   auto make = [this, common, with_metrics = options.with_metrics](const std::string& name,
                                                                   std::vector<std::string> flags) {
     const DatabaseLocation& database = databases_.at(name);
+    // One replica of each, known by the same name across restarts, as a restarted pod is.
+    flags.insert(flags.begin(), absl::StrCat("--replica_name=", name, "-0"));
     flags.push_back(absl::StrCat("--db=", database.db));
     if (!database.password_file.empty()) {
       flags.push_back(absl::StrCat("--db_password_file=", database.password_file));

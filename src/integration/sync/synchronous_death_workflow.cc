@@ -74,6 +74,7 @@ SynchronousDeathWorkflow::SynchronousDeathWorkflow(PatientsRepository& repositor
       downstreams_(downstreams),
       environment_(environment),
       options_(options),
+      owner_(options.owner.empty() ? server_kit::NewId() : options.owner),
       deaths_(prometheus::BuildCounter()
                   .Name("hospital_deaths_recorded_total")
                   .Help("RecordDeath results: completed, replayed (already recorded), "
@@ -118,6 +119,20 @@ void SynchronousDeathWorkflow::ClearInFlight(const std::string& workflow_id) {
   in_flight_.erase(workflow_id);
 }
 
+bool SynchronousDeathWorkflow::TakeForRecovery(const std::string& workflow_id, absl::Time now) {
+  if (!MarkInFlight(workflow_id)) return false;
+  const patients::WorkflowClaim claim{owner_,
+                                      now + options_.recovery_deadline + options_.claim_margin};
+  absl::StatusOr<bool> claimed = repository_.ClaimWorkflow(workflow_id, claim, now);
+  if (claimed.ok() && *claimed) return true;
+  if (!claimed.ok()) {
+    Log(LogLevel::kError, "workflow_claim_failed",
+        {{"workflow_id", workflow_id}, {"error", claimed.status().ToString()}});
+  }
+  ClearInFlight(workflow_id);
+  return false;
+}
+
 absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
     const DeathRequest& request, absl::Time parent_deadline) {
   // A downstream whose breaker is open would fail the workflow anyway, after the local
@@ -133,9 +148,11 @@ absl::StatusOr<v1::RecordDeathResponse> SynchronousDeathWorkflow::RecordDeath(
   const std::string workflow_id = server_kit::NewId();
   // Marked before the workflow exists, so the background pass never sees it unowned.
   MarkInFlight(workflow_id);
-  absl::StatusOr<BeginDeathResult> begun =
-      repository_.BeginDeath(request.patient_id, workflow_id, request.time_of_death, request.cause,
-                             environment_.clock->Now());
+  const absl::Time now = environment_.clock->Now();
+  const patients::WorkflowClaim claim{
+      owner_, std::min(parent_deadline, now + options_.request_claim) + options_.claim_margin};
+  absl::StatusOr<BeginDeathResult> begun = repository_.BeginDeath(
+      request.patient_id, workflow_id, request.time_of_death, request.cause, now, claim);
   absl::StatusOr<v1::RecordDeathResponse> result;
   if (!begun.ok()) {
     result = begun.status();
@@ -374,7 +391,7 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
     // A request that is undoing its own workflow right now owns those calls.
     std::vector<std::vector<DueCompensation>> claimed;
     for (auto& [workflow_id, owed] : by_workflow) {
-      if (MarkInFlight(workflow_id)) claimed.push_back(std::move(owed));
+      if (TakeForRecovery(workflow_id, now)) claimed.push_back(std::move(owed));
     }
     ForEachInParallel(
         claimed, options_.recovery_parallelism, [&](const std::vector<DueCompensation>& owed) {
@@ -391,7 +408,7 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
       confirmations.ok()) {
     std::vector<DueConfirmation> claimed;
     for (DueConfirmation& owed : *confirmations) {
-      if (MarkInFlight(owed.workflow_id)) claimed.push_back(std::move(owed));
+      if (TakeForRecovery(owed.workflow_id, now)) claimed.push_back(std::move(owed));
     }
     ForEachInParallel(claimed, options_.recovery_parallelism, [&](const DueConfirmation& owed) {
       Confirm(owed, deadline);
@@ -401,12 +418,13 @@ void SynchronousDeathWorkflow::ReconcileOnce() {
     Log(LogLevel::kError, "reconcile_failed", {{"error", confirmations.status().ToString()}});
   }
 
-  // Every PENDING workflow not driven by a live request belongs to a process that died.
+  // A PENDING workflow that no live request drives (here: not in flight; elsewhere: its claim
+  // lapsed) belongs to a process that died.
   absl::StatusOr<std::vector<DeathWorkflowRow>> orphans = repository_.PendingWorkflows(now);
   if (orphans.ok()) {
     std::vector<DeathWorkflowRow> claimed;
     for (DeathWorkflowRow& orphan : *orphans) {
-      if (MarkInFlight(orphan.workflow_id)) claimed.push_back(std::move(orphan));
+      if (TakeForRecovery(orphan.workflow_id, now)) claimed.push_back(std::move(orphan));
     }
     ForEachInParallel(claimed, options_.recovery_parallelism,
                       [&](const DeathWorkflowRow& orphan) { RollForward(orphan, deadline); });

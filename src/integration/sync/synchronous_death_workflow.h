@@ -4,6 +4,11 @@
 // finishes what synchronous deaths left (owed undo calls and confirmations, workflows a crash
 // left pending), so that a switch to another pattern strands nothing.
 //
+// Several replicas may share the database: each workflow is driven by the one process whose
+// claim on it is valid (patients_repository.h, WorkflowClaim). A request claims the workflow it
+// starts; the background pass takes up an owed call or an orphaned workflow only once it has
+// claimed it, and another replica's claim is left alone until it lapses.
+//
 // The synchronous saga, step by step:
 //   0. If a downstream's circuit breaker is open, the call fails at once with UNAVAILABLE
 //      naming it, and nothing changes anywhere.
@@ -73,6 +78,17 @@ struct SynchronousDeathWorkflowOptions {
   // retries).
   resilience::BackoffConfig compensation_backoff = {absl::Milliseconds(500), absl::Seconds(30),
                                                     2.0};
+  // This process, as the owner of the workflows it drives (WorkflowClaim); empty: a fresh id.
+  // Unique among the processes running at once. Stable across restarts (--replica_name), it
+  // lets a restarted replica take up at once what its predecessor left, since no request of
+  // its own drives it; a fresh id waits for those claims to lapse.
+  std::string owner;
+  // A request claims its workflow until its deadline, at most request_claim from its start,
+  // and the background pass claims a workflow for recovery_deadline; both plus claim_margin
+  // (for clocks that disagree and for recording the outcome). A workflow whose owner died is
+  // taken over once the claim has lapsed.
+  absl::Duration request_claim = absl::Seconds(60);
+  absl::Duration claim_margin = absl::Seconds(5);
 };
 
 class SynchronousDeathWorkflow final : public patients::DeathWorkflow {
@@ -114,11 +130,15 @@ class SynchronousDeathWorkflow final : public patients::DeathWorkflow {
   void RollForward(const DeathWorkflowRow& orphan, absl::Time deadline);
   bool MarkInFlight(const std::string& workflow_id);
   void ClearInFlight(const std::string& workflow_id);
+  // For the background pass: marks the workflow in flight and claims it in the database; false
+  // (and nothing marked) if a request here drives it or another replica's claim is valid.
+  bool TakeForRecovery(const std::string& workflow_id, absl::Time now);
 
   PatientsRepository& repository_;
   Downstreams& downstreams_;
   const base::Environment environment_;
   const SynchronousDeathWorkflowOptions options_;
+  const std::string owner_;
   prometheus::Family<prometheus::Counter>& deaths_;
   prometheus::Family<prometheus::Counter>& compensations_;
   prometheus::Gauge& compensations_pending_;
@@ -127,8 +147,9 @@ class SynchronousDeathWorkflow final : public patients::DeathWorkflow {
   prometheus::Counter& rolled_forward_;
 
   base::Mutex mutex_;
-  // Workflows a request or the background pass is driving now; the background pass leaves
-  // them alone.
+  // Workflows a request or the background pass of this process is driving now; the background
+  // pass leaves them alone (their claim in the database is this process's, so it alone cannot
+  // tell).
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mutex_);
   std::optional<base::PeriodicThread> background_;
 };
