@@ -46,6 +46,29 @@ v1::CircuitBreakerStatus DescribeTarget(Target& target) {
   status.set_bulkhead_in_flight(target.bulkhead().in_flight());
   status.set_bulkhead_max_concurrent_calls(target.bulkhead().max_concurrent());
   status.set_retry_budget_tokens(target.budget().tokens());
+  if (std::shared_ptr<EndpointBalancer> balancer = target.balancer()) {
+    // The balancer's clock is monotonic too.
+    const absl::Time now = target.environment().clock->Now();
+    const auto wall = [&](absl::Time at) {
+      return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(absl::Now() + (at - now)));
+    };
+    for (const EndpointSnapshot& seen : balancer->Snapshot()) {
+      v1::EndpointStatus& endpoint = *status.add_endpoints();
+      endpoint.set_address(seen.address);
+      endpoint.set_ejected(seen.ejected);
+      if (seen.ejected) {
+        *endpoint.mutable_ejected_since() = wall(seen.ejected_since);
+        *endpoint.mutable_ejected_until() = wall(seen.ejected_until);
+      }
+      endpoint.set_times_ejected(seen.times_ejected);
+      endpoint.set_reachable(seen.reachable);
+      endpoint.set_in_flight(seen.in_flight);
+      endpoint.set_latency_seconds(absl::ToDoubleSeconds(seen.latency));
+      endpoint.set_attempts(seen.attempts);
+      endpoint.set_failures(seen.failures);
+    }
+  }
   return status;
 }
 

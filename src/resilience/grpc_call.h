@@ -44,15 +44,19 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_callback.h>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "base/grpc_status.h"
 #include "base/sync.h"
 #include "resilience/cancellation.h"
+#include "resilience/endpoint_set.h"
 #include "resilience/guarded_call.h"
 #include "resilience/hedged_call.h"
 
@@ -108,6 +112,70 @@ template <typename Request, typename Response>
 using UnarySender = std::function<void(grpc::ClientContext*, const Request*, Response*,
                                        std::function<void(grpc::Status)>)>;
 
+// Sends one attempt on `channel` (an endpoint's, chosen by an EndpointSet).
+template <typename Request, typename Response>
+using ChannelSender = std::function<void(grpc::Channel*, grpc::ClientContext*, const Request*,
+                                         Response*, std::function<void(grpc::Status)>)>;
+
+// The ChannelSender of the unary method `full_method` ("/package.Service/Method"), called as
+// generated stubs call it (their callback API), on whichever channel the attempt was given.
+// Copies of it share the name.
+template <typename Request, typename Response>
+ChannelSender<Request, Response> UnaryMethod(std::string full_method) {
+  return [name = std::make_shared<const std::string>(std::move(full_method))](
+             grpc::Channel* channel, grpc::ClientContext* context, const Request* request,
+             Response* response, std::function<void(grpc::Status)> done) {
+    grpc::internal::CallbackUnaryCall<Request, Response, grpc::protobuf::MessageLite,
+                                      grpc::protobuf::MessageLite>(
+        channel, grpc::internal::RpcMethod(name->c_str(), grpc::internal::RpcMethod::NORMAL_RPC),
+        context, request, response, std::move(done));
+  };
+}
+
+namespace internal {
+
+// A ChannelSender that ignores the channel: `sender` has its own (a stub's).
+template <typename Request, typename Response>
+ChannelSender<Request, Response> OnOwnChannel(UnarySender<Request, Response> sender) {
+  return [sender = std::move(sender)](grpc::Channel*, grpc::ClientContext* context,
+                                      const Request* request, Response* response,
+                                      std::function<void(grpc::Status)> done) {
+    sender(context, request, response, std::move(done));
+  };
+}
+
+// Where a call's attempts go when its target has an EndpointSet: each to an endpoint the call
+// has not tried yet (while there is one), each result reported to the balancer. Not
+// thread-safe; a hedged call holds its own lock around it.
+class EndpointRoute {
+ public:
+  explicit EndpointRoute(EndpointSet* endpoints) : endpoints_(endpoints) {}
+  bool active() const { return endpoints_ != nullptr; }
+  // Picks attempt `index`'s endpoint; the channel is null if the target has none.
+  std::shared_ptr<grpc::Channel> Pick(int index) {
+    std::vector<const EndpointBalancer::Endpoint*> avoid;
+    for (const EndpointBalancer::Attempt& tried : attempts_) avoid.push_back(tried.endpoint.get());
+    EndpointSet::Choice choice = endpoints_->Pick(avoid);
+    if (static_cast<std::size_t>(index) >= attempts_.size()) attempts_.resize(index + 1);
+    attempts_[index] = std::move(choice.attempt);
+    return std::move(choice.channel);
+  }
+  void Finish(int index, absl::StatusCode code, bool cut_by_caller) {
+    endpoints_->Finish(attempts_[index], code, cut_by_caller);
+  }
+
+ private:
+  EndpointSet* const endpoints_;
+  std::vector<EndpointBalancer::Attempt> attempts_;
+};
+
+inline absl::Status NoEndpointStatus(const GuardedMethod& method) {
+  return absl::UnavailableError(
+      absl::StrCat("target \"", method.target().name(), "\" has no endpoint to call"));
+}
+
+}  // namespace internal
+
 // Sets up an attempt's fresh context: its deadline `remaining` from now (converted through the
 // remaining time, so the pipeline may run on any Clock), the options' metadata and, after the
 // first attempt, grpc-previous-rpc-attempts.
@@ -133,7 +201,14 @@ class UnaryCall final : public GuardedCall {
 
   UnaryCall(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
             CallOptions options, Done done)
+      : UnaryCall(method, nullptr, internal::OnOwnChannel(std::move(sender)), std::move(request),
+                  std::move(options), std::move(done)) {}
+  // Each attempt on an endpoint of `endpoints` (null: `sender` brings its own channel).
+  UnaryCall(GuardedMethod& method, EndpointSet* endpoints, ChannelSender<Request, Response> sender,
+            Request request, CallOptions options, Done done)
       : GuardedCall(method),
+        method_(method),
+        route_(endpoints),
         sender_(std::move(sender)),
         request_(std::move(request)),
         options_(std::move(options)),
@@ -162,11 +237,27 @@ class UnaryCall final : public GuardedCall {
     if (cancel_requested()) context->TryCancel();
     PrepareAttemptContext(*context, attempt_deadline - attempt_start(), options_, attempts() - 1);
     response_.Clear();
-    sender_(context, &request_, &response_, [this, context](grpc::Status status) {
-      // Pushback only matters to a failed attempt; a success skips the metadata lookup.
-      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
-      FinishAttempt(base::FromGrpcStatus(status), pushback);
-    });
+    const int index = attempts() - 1;
+    if (route_.active()) {
+      // Attempts follow one another: the route is never touched by two at once.
+      channel_ = route_.Pick(index);
+      if (channel_ == nullptr) {
+        FinishAttempt(internal::NoEndpointStatus(method_));
+        return;
+      }
+    }
+    sender_(channel_.get(), context, &request_, &response_,
+            [this, context, index](grpc::Status status) {
+              if (route_.active()) {
+                route_.Finish(
+                    index, static_cast<absl::StatusCode>(status.error_code()),
+                    !status.ok() && CutByCaller(static_cast<absl::StatusCode>(status.error_code()),
+                                                clock().Now()));
+              }
+              // Pushback only matters to a failed attempt; a success skips the metadata lookup.
+              const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
+              FinishAttempt(base::FromGrpcStatus(status), pushback);
+            });
   }
 
   void CancelAttempt() override {
@@ -192,7 +283,10 @@ class UnaryCall final : public GuardedCall {
     done(status, response);
   }
 
-  UnarySender<Request, Response> sender_;
+  GuardedMethod& method_;
+  internal::EndpointRoute route_;
+  std::shared_ptr<grpc::Channel> channel_;  // The attempt's endpoint's, while routed.
+  ChannelSender<Request, Response> sender_;
   const Request request_;
   const CallOptions options_;
   Done done_;
@@ -213,11 +307,21 @@ class HedgedUnaryCall final : public HedgedCall {
 
   HedgedUnaryCall(GuardedMethod& method, UnarySender<Request, Response> sender, Request request,
                   CallOptions options, Done done)
+      : HedgedUnaryCall(method, nullptr, internal::OnOwnChannel(std::move(sender)),
+                        std::move(request), std::move(options), std::move(done)) {}
+  // Each attempt on an endpoint of `endpoints` (null: `sender` brings its own channel): a
+  // hedge goes to another endpoint than the attempts before it, while there is one.
+  HedgedUnaryCall(GuardedMethod& method, EndpointSet* endpoints,
+                  ChannelSender<Request, Response> sender, Request request, CallOptions options,
+                  Done done)
       : HedgedCall(method),
+        method_(method),
+        routed_(endpoints != nullptr),
         sender_(std::move(sender)),
         request_(std::move(request)),
         options_(std::move(options)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        route_(endpoints) {}
 
   // As UnaryCall::RunOwned: the call owns itself until its last attempt has ended (after
   // `done`, which does not wait for the losers' cancellation).
@@ -247,10 +351,28 @@ class HedgedUnaryCall final : public HedgedCall {
     if (cancel || cancel_requested()) context->TryCancel();
     // gRFC A6: hedges carry the number of attempts sent before them too (`index`).
     PrepareAttemptContext(*context, attempt_deadline - clock().Now(), options_, index);
-    sender_(context, &request_, &responses_[index], [this, index, context](grpc::Status status) {
-      const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
-      FinishAttempt(index, base::FromGrpcStatus(status), pushback);
-    });
+    std::shared_ptr<grpc::Channel> channel;
+    if (routed_) {
+      {
+        base::MutexLock lock(&contexts_mutex_);
+        channel = channels_[index] = route_.Pick(index);
+      }
+      if (channel == nullptr) {
+        FinishAttempt(index, internal::NoEndpointStatus(method_));
+        return;
+      }
+    }
+    sender_(channel.get(), context, &request_, &responses_[index],
+            [this, index, context](grpc::Status status) {
+              if (routed_) {
+                const auto code = static_cast<absl::StatusCode>(status.error_code());
+                const bool cut = !status.ok() && CutByCaller(index, code);
+                base::MutexLock lock(&contexts_mutex_);
+                route_.Finish(index, code, cut);
+              }
+              const Pushback pushback = status.ok() ? Pushback{} : PushbackOf(*context);
+              FinishAttempt(index, base::FromGrpcStatus(status), pushback);
+            });
   }
 
   void CancelAttempt(int index) override {
@@ -283,7 +405,9 @@ class HedgedUnaryCall final : public HedgedCall {
     self_.reset();  // May destroy this object.
   }
 
-  UnarySender<Request, Response> sender_;
+  GuardedMethod& method_;
+  const bool routed_;  // Attempts go through route_.
+  ChannelSender<Request, Response> sender_;
   const Request request_;
   const CallOptions options_;
   Done done_;
@@ -294,6 +418,9 @@ class HedgedUnaryCall final : public HedgedCall {
       ABSL_GUARDED_BY(contexts_mutex_);
   std::array<bool, HedgedCall::kMaxAttempts> cancel_before_start_
       ABSL_GUARDED_BY(contexts_mutex_) = {};
+  internal::EndpointRoute route_ ABSL_GUARDED_BY(contexts_mutex_);
+  std::array<std::shared_ptr<grpc::Channel>, HedgedCall::kMaxAttempts> channels_
+      ABSL_GUARDED_BY(contexts_mutex_);
   std::shared_ptr<HedgedUnaryCall> self_;  // Set while a self-owned call runs.
   Cancellation::Id cancellation_id_ = 0;
 };
@@ -310,6 +437,24 @@ void CallUnary(GuardedMethod& method, UnarySender<Request, Response> sender, Req
   }
   UnaryCall<Request, Response>::RunOwned(std::make_shared<UnaryCall<Request, Response>>(
       method, std::move(sender), std::move(request), std::move(options), std::move(done)));
+}
+
+// As above, each attempt on an endpoint of `endpoints` (endpoint_set.h), sent with `sender`
+// (UnaryMethod<Request, Response>("/package.Service/Method") for a plain unary method).
+template <typename Request, typename Response>
+void CallUnary(GuardedMethod& method, EndpointSet& endpoints,
+               ChannelSender<Request, Response> sender, Request request, CallOptions options,
+               typename UnaryCall<Request, Response>::Done done) {
+  if (method.policy().hedging.enabled()) {
+    HedgedUnaryCall<Request, Response>::RunOwned(
+        std::make_shared<HedgedUnaryCall<Request, Response>>(method, &endpoints, std::move(sender),
+                                                             std::move(request), std::move(options),
+                                                             std::move(done)));
+    return;
+  }
+  UnaryCall<Request, Response>::RunOwned(std::make_shared<UnaryCall<Request, Response>>(
+      method, &endpoints, std::move(sender), std::move(request), std::move(options),
+      std::move(done)));
 }
 
 // Makes a call and waits for it on the calling thread.

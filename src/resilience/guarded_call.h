@@ -108,6 +108,10 @@ class GuardedCall : private Bulkhead::Waiter, private ScheduledWait {
   // after Cancel's CancelAttempt may have run checks this afterwards.
   bool cancel_requested() const { return cancelled_.load(std::memory_order_acquire); }
 
+  // Whether the attempt that just ended with `code` at `now` was cut short by the caller: its
+  // cancellation, or its own deadline rather than the policy's.
+  bool CutByCaller(absl::StatusCode code, absl::Time now) const;
+
  private:
   // Tries to send the next attempt at `now`: deadline, breaker, bulkhead.
   void Attempt(absl::Time now);
@@ -124,9 +128,6 @@ class GuardedCall : private Bulkhead::Waiter, private ScheduledWait {
                      CallOutcome& outcome);
   void Finish(const absl::Status& status, CallOutcome outcome, absl::Time now);
   void OnBulkheadDecision(bool acquired) override;
-  // Whether the attempt that just ended with `code` at `now` was cut short by the caller: its
-  // cancellation, or its own deadline rather than the policy's.
-  bool CutByCaller(absl::StatusCode code, absl::Time now) const;
 
   GuardedMethod& method_;
   Target& target_;

@@ -204,6 +204,19 @@ void HedgedCall::Refuse(int index, const absl::Status& status, CallOutcome outco
   ReleaseUnit();  // The reservation's.
 }
 
+bool HedgedCall::CutByCaller(const AttemptState& attempt, absl::StatusCode code,
+                             absl::Time now) const {
+  return (code == absl::StatusCode::kCancelled && (attempt.cut_by_call || cancel_requested())) ||
+         (code == absl::StatusCode::kDeadlineExceeded && attempt.deadline_is_callers &&
+          now >= attempt.deadline);
+}
+
+bool HedgedCall::CutByCaller(int index, absl::StatusCode code) const {
+  const absl::Time now = environment_.clock->Now();
+  base::MutexLock lock(&mutex_);
+  return CutByCaller(attempts_[index], code, now);
+}
+
 void HedgedCall::FinishAttempt(int index, const absl::Status& status, Pushback pushback) {
   const absl::Time now = environment_.clock->Now();
   AttemptState attempt;
@@ -216,10 +229,7 @@ void HedgedCall::FinishAttempt(int index, const absl::Status& status, Pushback p
   target_.bulkhead().Release();
   const absl::Duration elapsed = now - attempt.start;
   const absl::StatusCode code = status.code();
-  const bool cut_by_caller =
-      (code == absl::StatusCode::kCancelled && (attempt.cut_by_call || cancel_requested())) ||
-      (code == absl::StatusCode::kDeadlineExceeded && attempt.deadline_is_callers &&
-       now >= attempt.deadline);
+  const bool cut_by_caller = CutByCaller(attempt, code, now);
   if (cut_by_caller) {
     target_.breaker().RecordCallerCut(attempt.permit, elapsed, now);
   } else {

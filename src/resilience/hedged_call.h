@@ -95,6 +95,10 @@ class HedgedCall : private Bulkhead::Waiter, private ScheduledWait {
   void FinishAttempt(int index, const absl::Status& status, Pushback pushback = {});
   base::Clock& clock() const { return *environment_.clock; }
   bool cancel_requested() const { return cancelled_.load(std::memory_order_acquire); }
+  // Whether attempt `index`, ending now with `code`, was cut short by the call (a loser, or
+  // Cancel) or by its caller's deadline rather than the policy's: nothing against the
+  // downstream.
+  bool CutByCaller(int index, absl::StatusCode code) const;
 
  private:
   struct AttemptState {
@@ -116,6 +120,7 @@ class HedgedCall : private Bulkhead::Waiter, private ScheduledWait {
     bool deliver = false;  // The call was decided: deliver result_.
   };
 
+  bool CutByCaller(const AttemptState& attempt, absl::StatusCode code, absl::Time now) const;
   // The first attempt, through deadline, breaker, throttle and bulkhead (which may queue it).
   void SendFirst(absl::Time now);
   void OnBulkheadDecision(bool acquired) override;

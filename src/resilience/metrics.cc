@@ -72,6 +72,22 @@ std::vector<prometheus::MetricFamily> EmptyCallFamilies() {
              "1 for the circuit breaker's current state, 0 for the others.", MetricType::Gauge),
       family("resilience_throttle_probability",
              "Probability that adaptive throttling rejects an attempt locally.", MetricType::Gauge),
+      family("resilience_endpoint_ejected",
+             "1 while outlier detection keeps the endpoint out of service.", MetricType::Gauge),
+      family("resilience_endpoint_ejections_total", "Times the endpoint was ejected.",
+             MetricType::Counter),
+      family("resilience_endpoint_reachable",
+             "0 while the endpoint's connection is failing (refused, unreachable).",
+             MetricType::Gauge),
+      family("resilience_endpoint_in_flight", "Attempts in flight to the endpoint.",
+             MetricType::Gauge),
+      family("resilience_endpoint_latency_seconds",
+             "The balancer's latency estimate of the endpoint (peak EWMA).", MetricType::Gauge),
+      family("resilience_endpoint_attempts_total", "Attempts the endpoint answered.",
+             MetricType::Counter),
+      family("resilience_endpoint_failures_total",
+             "Attempts the endpoint answered with a failure (outlier detection's codes).",
+             MetricType::Counter),
   };
 }
 

@@ -126,7 +126,18 @@ enum class CallFamily {
   kBudgetTokens,
   kBreakerState,
   kThrottleProbability,
+  kEndpointEjected,
+  kEndpointEjections,
+  kEndpointReachable,
+  kEndpointInFlight,
+  kEndpointLatency,
+  kEndpointAttempts,
+  kEndpointFailures,
 };
+
+// Endpoints of one target with series of their own (label `endpoint`, the address); the rest
+// are summed under "other" (the latency estimate is left out for them).
+inline constexpr int kMaxEndpointSeriesPerTarget = 32;
 
 // Method names of one target with series of their own; calls to others count as "other".
 inline constexpr int kMaxMethodSeriesPerTarget = 100;

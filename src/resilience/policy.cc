@@ -353,8 +353,112 @@ absl::Status CompileThrottle(const v1::AdaptiveThrottling& proto, absl::string_v
   return absl::OkStatus();
 }
 
+// A duration field that may be absent (then `out` keeps its default), within [min, max].
+absl::Status ReadBoundedDuration(bool present, const google::protobuf::Duration& proto,
+                                 const std::string& path, absl::Duration min, absl::Duration max,
+                                 absl::Duration& out) {
+  if (!present) return absl::OkStatus();
+  const absl::Duration value = base::FromProtoDuration(proto);
+  if (value < min || value > max) {
+    return Invalid(
+        path, absl::StrCat("must be ", absl::FormatDuration(min), " to ", absl::FormatDuration(max),
+                           ", got \"", FormatDuration(proto), "\""));
+  }
+  out = value;
+  return absl::OkStatus();
+}
+
+absl::Status CompileBalancing(const v1::LoadBalancing& proto, absl::string_view path,
+                              LoadBalancingConfig& out) {
+  if (proto.policy() == "PEAK_EWMA" || proto.policy().empty()) {
+    out.policy = BalancingPolicy::kPeakEwma;
+  } else if (proto.policy() == "LEAST_REQUEST") {
+    out.policy = BalancingPolicy::kLeastRequest;
+  } else if (proto.policy() == "ROUND_ROBIN") {
+    out.policy = BalancingPolicy::kRoundRobin;
+  } else {
+    return Invalid(absl::StrCat(path, ".policy"),
+                   absl::StrCat("must be PEAK_EWMA, LEAST_REQUEST or ROUND_ROBIN, got \"",
+                                proto.policy(), "\""));
+  }
+  RETURN_IF_ERROR(ReadBoundedDuration(proto.has_decay(), proto.decay(),
+                                      absl::StrCat(path, ".decay"), absl::Milliseconds(10),
+                                      absl::Seconds(60), out.decay));
+  return ReadBoundedDuration(proto.has_re_resolution_interval(), proto.re_resolution_interval(),
+                             absl::StrCat(path, ".reResolutionInterval"), absl::Seconds(1),
+                             absl::Seconds(300), out.re_resolution_interval);
+}
+
+absl::Status CompileOutlierDetection(const v1::OutlierDetection& proto, absl::string_view path,
+                                     OutlierDetectionConfig& out) {
+  out.enabled = true;
+  RETURN_IF_ERROR(ReadBoundedDuration(proto.has_interval(), proto.interval(),
+                                      absl::StrCat(path, ".interval"), absl::Milliseconds(10),
+                                      absl::Seconds(60), out.interval));
+  RETURN_IF_ERROR(ReadBoundedDuration(proto.has_base_ejection_time(), proto.base_ejection_time(),
+                                      absl::StrCat(path, ".baseEjectionTime"),
+                                      absl::Milliseconds(10), absl::Seconds(3600),
+                                      out.base_ejection_time));
+  RETURN_IF_ERROR(ReadBoundedDuration(proto.has_max_ejection_time(), proto.max_ejection_time(),
+                                      absl::StrCat(path, ".maxEjectionTime"),
+                                      out.base_ejection_time, absl::Seconds(3600),
+                                      out.max_ejection_time));
+  if (proto.max_ejection_percent() > 100) {
+    return Invalid(absl::StrCat(path, ".maxEjectionPercent"),
+                   absl::StrCat("must be 1 to 100, got ", proto.max_ejection_percent()));
+  }
+  if (proto.max_ejection_percent() != 0) {
+    out.max_ejection_percent = static_cast<int>(proto.max_ejection_percent());
+  }
+  if (proto.consecutive_failures() > 1000) {
+    return Invalid(absl::StrCat(path, ".consecutiveFailures"),
+                   absl::StrCat("must be 1 to 1000, got ", proto.consecutive_failures()));
+  }
+  if (proto.consecutive_failures() != 0) {
+    out.consecutive_failures = static_cast<int>(proto.consecutive_failures());
+  }
+  out.failure_percentage_threshold = 0;
+  if (proto.has_failure_percentage_ejection()) {
+    const v1::OutlierDetection::FailurePercentageEjection& ejection =
+        proto.failure_percentage_ejection();
+    const std::string ejection_path = absl::StrCat(path, ".failurePercentageEjection");
+    if (ejection.threshold() > 100) {
+      return Invalid(absl::StrCat(ejection_path, ".threshold"),
+                     absl::StrCat("must be 1 to 100, got ", ejection.threshold()));
+    }
+    out.failure_percentage_threshold =
+        ejection.threshold() == 0 ? 50 : static_cast<int>(ejection.threshold());
+    if (ejection.minimum_hosts() > 1000 || ejection.request_volume() > 1000000) {
+      return Invalid(ejection.minimum_hosts() > 1000
+                         ? absl::StrCat(ejection_path, ".minimumHosts")
+                         : absl::StrCat(ejection_path, ".requestVolume"),
+                     "is out of range (minimumHosts at most 1000, requestVolume at most 1000000)");
+    }
+    if (ejection.minimum_hosts() != 0) {
+      out.failure_percentage_minimum_hosts = static_cast<int>(ejection.minimum_hosts());
+    }
+    if (ejection.request_volume() != 0) {
+      out.failure_percentage_request_volume = static_cast<int>(ejection.request_volume());
+    }
+  }
+  if (proto.failure_status_codes_size() > 0) {
+    return ReadCodes(proto.failure_status_codes(), absl::StrCat(path, ".failureStatusCodes"),
+                     out.failure_codes);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CompileTarget(const v1::TargetPolicy& proto, absl::string_view path,
                            TargetPolicy& out) {
+  if (proto.has_load_balancing()) {
+    RETURN_IF_ERROR(CompileBalancing(proto.load_balancing(), absl::StrCat(path, ".loadBalancing"),
+                                     out.balancing));
+  }
+  out.outlier_detection.enabled = false;
+  if (proto.has_outlier_detection()) {
+    RETURN_IF_ERROR(CompileOutlierDetection(
+        proto.outlier_detection(), absl::StrCat(path, ".outlierDetection"), out.outlier_detection));
+  }
   out.breaker.enabled = false;
   if (proto.has_circuit_breaker()) {
     if (auto s = CompileBreaker(proto.circuit_breaker(), absl::StrCat(path, ".circuitBreaker"),

@@ -23,6 +23,7 @@
 #include "resilience/backoff.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
+#include "resilience/endpoint_balancer.h"
 #include "resilience/retry_budget.h"
 #include "resilience/v1/policy.pb.h"
 
@@ -57,6 +58,8 @@ class TargetPolicy {
   RetryBudgetConfig budget;
   BulkheadConfig bulkhead;
   AdaptiveThrottleConfig throttle;
+  LoadBalancingConfig balancing;
+  OutlierDetectionConfig outlier_detection;
 
   // The policy of `full_method` ("/package.Service/Method"), by gRPC's service config rules:
   // an entry naming service and method, else one naming the service, else the default entry,

@@ -1,5 +1,6 @@
 #include "resilience/target.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -124,6 +125,21 @@ void Target::AddStateListener(std::function<void(BreakerState from, BreakerState
   state_listeners_.push_back(std::move(listener));
 }
 
+std::shared_ptr<EndpointBalancer> Target::balancer() const {
+  base::MutexLock lock(&mutex_);
+  return balancer_;
+}
+
+void Target::AttachBalancer(std::shared_ptr<EndpointBalancer> balancer) {
+  base::MutexLock lock(&mutex_);
+  balancer_ = std::move(balancer);
+}
+
+void Target::DetachBalancer(const EndpointBalancer* balancer) {
+  base::MutexLock lock(&mutex_);
+  if (balancer_.get() == balancer) balancer_.reset();
+}
+
 void Target::OnStateChange(BreakerState from, BreakerState to) {
   std::vector<std::function<void(BreakerState, BreakerState)>> listeners;
   {
@@ -137,6 +153,53 @@ void Target::OnStateChange(BreakerState from, BreakerState to) {
 // Builds the per-call metric families from the targets' atomics on each scrape. Holds the
 // registry by pointer under a lock, so that a scrape racing with the registry's destruction
 // either finishes first or finds nothing.
+namespace {
+
+// The endpoint series of one target; beyond kMaxEndpointSeriesPerTarget endpoints, the rest are
+// summed under "other" (its ejected and reachable gauges count endpoints; no latency).
+void AddEndpoints(std::vector<prometheus::MetricFamily>& families, const std::string& target,
+                  const std::vector<EndpointSnapshot>& endpoints) {
+  struct Series {
+    std::string endpoint;
+    double ejected = 0, ejections = 0, reachable = 0, in_flight = 0, attempts = 0, failures = 0;
+    std::optional<double> latency;
+  };
+  std::vector<Series> series;
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    const EndpointSnapshot& endpoint = endpoints[i];
+    const bool own = i < static_cast<std::size_t>(kMaxEndpointSeriesPerTarget);
+    if (own || i == static_cast<std::size_t>(kMaxEndpointSeriesPerTarget)) {
+      series.emplace_back();
+      series.back().endpoint = own ? endpoint.address : "other";
+      if (own) series.back().latency = absl::ToDoubleSeconds(endpoint.latency);
+    }
+    Series& into = series.back();
+    into.ejected += endpoint.ejected ? 1 : 0;
+    into.ejections += endpoint.times_ejected;
+    into.reachable += endpoint.reachable ? 1 : 0;
+    into.in_flight += endpoint.in_flight;
+    into.attempts += static_cast<double>(endpoint.attempts);
+    into.failures += static_cast<double>(endpoint.failures);
+  }
+  const auto add = [&](CallFamily family, const Series& of, double value, bool counter) {
+    prometheus::ClientMetric metric;
+    metric.label = {{"endpoint", of.endpoint}, {"target", target}};
+    (counter ? metric.counter.value : metric.gauge.value) = value;
+    families[static_cast<std::size_t>(family)].metric.push_back(std::move(metric));
+  };
+  for (const Series& of : series) {
+    add(CallFamily::kEndpointEjected, of, of.ejected, false);
+    add(CallFamily::kEndpointEjections, of, of.ejections, true);
+    add(CallFamily::kEndpointReachable, of, of.reachable, false);
+    add(CallFamily::kEndpointInFlight, of, of.in_flight, false);
+    if (of.latency) add(CallFamily::kEndpointLatency, of, *of.latency, false);
+    add(CallFamily::kEndpointAttempts, of, of.attempts, true);
+    add(CallFamily::kEndpointFailures, of, of.failures, true);
+  }
+}
+
+}  // namespace
+
 class TargetRegistry::Collector final : public prometheus::Collectable {
  public:
   explicit Collector(TargetRegistry* registry) : registry_(registry) {}
@@ -179,6 +242,9 @@ class TargetRegistry::Collector final : public prometheus::Collectable {
       }
       if (const MethodMetrics* other = target->other_metrics()) {
         AddMethod(families, target->name(), kOtherMethodLabel, *other);
+      }
+      if (std::shared_ptr<EndpointBalancer> balancer = target->balancer()) {
+        AddEndpoints(families, target->name(), balancer->Snapshot());
       }
     }
     return families;

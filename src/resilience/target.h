@@ -29,6 +29,7 @@
 #include "resilience/adaptive_throttle.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
+#include "resilience/endpoint_balancer.h"
 #include "resilience/metrics.h"
 #include "resilience/policy.h"
 #include "resilience/retry_budget.h"
@@ -140,6 +141,13 @@ class Target final : private CircuitBreaker::Listener {
   void AddStateListener(std::function<void(BreakerState from, BreakerState to)> listener);
 
   const std::string& name() const { return name_; }
+  const TargetPolicy& policy() const { return policy_; }
+  // The balancer of the target's endpoints while an EndpointSet (endpoint_set.h) serves it,
+  // for metrics and the admin service; null otherwise.
+  std::shared_ptr<EndpointBalancer> balancer() const;
+  // Called by EndpointSet: the balancer serving the target from now on, and no longer.
+  void AttachBalancer(std::shared_ptr<EndpointBalancer> balancer);
+  void DetachBalancer(const EndpointBalancer* balancer);
   CircuitBreaker& breaker() { return breaker_; }
   RetryBudget& budget() { return budget_; }
   Bulkhead& bulkhead() { return bulkhead_; }
@@ -169,7 +177,7 @@ class Target final : private CircuitBreaker::Listener {
   // Calls started and not yet ended: Shutdown waits for none to be left.
   base::ShardedCounter live_calls_;
 
-  base::Mutex mutex_;
+  mutable base::Mutex mutex_;
   std::map<std::string, std::unique_ptr<GuardedMethod>, std::less<>> methods_
       ABSL_GUARDED_BY(mutex_);
   // Beyond the cap: one method per policy entry, all recording into other_metrics_.
@@ -178,6 +186,7 @@ class Target final : private CircuitBreaker::Listener {
   MethodMetrics other_metrics_;
   std::vector<std::function<void(BreakerState, BreakerState)>> state_listeners_
       ABSL_GUARDED_BY(mutex_);
+  std::shared_ptr<EndpointBalancer> balancer_ ABSL_GUARDED_BY(mutex_);
 };
 
 // All targets of a process, created from one policy.

@@ -230,6 +230,62 @@ TEST_CASE("hedging is checked, and only for idempotent methods without a retry p
              Catch::Contains("hedgingPolicy: needs an idempotent method"));
 }
 
+TEST_CASE("endpoint balancing and outlier detection are configured per target, and checked",
+          "[policy][endpoints]") {
+  absl::StatusOr<Policy> policy = ParsePolicyJson(R"({"targets": {"morgue": {
+      "loadBalancing": {"policy": "LEAST_REQUEST", "decay": "1s", "reResolutionInterval": "2s"},
+      "outlierDetection": {"interval": "0.2s", "baseEjectionTime": "2s", "maxEjectionTime": "10s",
+                           "maxEjectionPercent": 34, "consecutiveFailures": 3,
+                           "failurePercentageEjection": {"threshold": 60, "minimumHosts": 2,
+                                                         "requestVolume": 5},
+                           "failureStatusCodes": ["UNAVAILABLE"]}},
+      "appointments": {"outlierDetection": {}}}})");
+  INFO(policy.status().ToString());
+  REQUIRE(policy.ok());
+  const TargetPolicy& morgue = policy->ForTarget("morgue");
+  CHECK(morgue.balancing.policy == BalancingPolicy::kLeastRequest);
+  CHECK(morgue.balancing.decay == absl::Seconds(1));
+  CHECK(morgue.balancing.re_resolution_interval == absl::Seconds(2));
+  const OutlierDetectionConfig& outlier = morgue.outlier_detection;
+  CHECK(outlier.enabled);
+  CHECK(outlier.interval == absl::Milliseconds(200));
+  CHECK(outlier.base_ejection_time == absl::Seconds(2));
+  CHECK(outlier.max_ejection_time == absl::Seconds(10));
+  CHECK(outlier.max_ejection_percent == 34);
+  CHECK(outlier.consecutive_failures == 3);
+  CHECK(outlier.failure_percentage_threshold == 60);
+  CHECK(outlier.failure_percentage_minimum_hosts == 2);
+  CHECK(outlier.failure_percentage_request_volume == 5);
+  CHECK(outlier.failure_codes == base::StatusCodeSet{StatusCode::kUnavailable});
+  // An empty message: ejection on with A50's and Envoy's shape of defaults; no percentage rule.
+  const OutlierDetectionConfig& defaults = policy->ForTarget("appointments").outlier_detection;
+  CHECK(defaults.enabled);
+  CHECK(defaults.consecutive_failures == 5);
+  CHECK(defaults.failure_percentage_threshold == 0);
+  CHECK(policy->ForTarget("appointments").balancing.policy == BalancingPolicy::kPeakEwma);
+  // Absent: no ejection.
+  CHECK_FALSE(policy->ForTarget("other").outlier_detection.enabled);
+
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"loadBalancing": {"policy": "RANDOM"}}})"),
+             Catch::StartsWith("defaultTarget.loadBalancing.policy: must be PEAK_EWMA"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"loadBalancing": {"decay": "0s"}}})"),
+             Catch::StartsWith("defaultTarget.loadBalancing.decay: must be 10ms to 1m"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"outlierDetection": {"maxEjectionPercent": 101}}})"),
+             Catch::StartsWith("defaultTarget.outlierDetection.maxEjectionPercent: must be 1 to "
+                               "100, got 101"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"outlierDetection": {"baseEjectionTime": "5s",
+                                                                "maxEjectionTime": "1s"}}})"),
+             Catch::StartsWith("defaultTarget.outlierDetection.maxEjectionTime: must be 5s"));
+  CHECK_THAT(
+      ErrorOf(R"({"defaultTarget": {"outlierDetection":
+                  {"failurePercentageEjection": {"threshold": 120}}}})"),
+      Catch::StartsWith(
+          "defaultTarget.outlierDetection.failurePercentageEjection.threshold: must be 1 to 100"));
+  CHECK_THAT(ErrorOf(R"({"defaultTarget": {"outlierDetection":
+                         {"failureStatusCodes": ["SLOW"]}}})"),
+             Catch::StartsWith("defaultTarget.outlierDetection.failureStatusCodes[0]: unknown"));
+}
+
 TEST_CASE("the JSON parser rejects unknown fields and malformed values", "[policy]") {
   CHECK_THAT(ErrorOf(R"({"defaultTarget": {"circuitBraker": {}}})"),
              Catch::Contains("circuitBraker"));

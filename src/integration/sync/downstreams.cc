@@ -7,29 +7,18 @@
 namespace integration::sync {
 namespace {
 
-// One of a stub's callback-API methods, e.g. &MorgueService::StubInterface::async_interface::
-// AdmitDeceased (the std::function overload).
-template <typename Service, typename Request, typename Response>
-using AsyncMethod = void (Service::StubInterface::async_interface::*)(
-    grpc::ClientContext*, const Request*, Response*, std::function<void(grpc::Status)>);
-
-// Sends `request` through `guarded` (every workflow call carries its workflow id as idempotency
-// key, the same on every attempt).
-template <typename Service, typename Request, typename Response>
-void CallGuarded(resilience::GuardedMethod& guarded, typename Service::Stub* stub,
-                 AsyncMethod<Service, Request, Response> method, const Request& request,
-                 absl::Time parent_deadline, Downstreams::Done<Response> done) {
+// Sends `request` through `guarded` to one of `endpoints` (every workflow call carries its
+// workflow id as idempotency key, the same on every attempt).
+template <typename Request, typename Response>
+void CallGuarded(resilience::GuardedMethod& guarded, resilience::EndpointSet& endpoints,
+                 const Request& request, absl::Time parent_deadline,
+                 Downstreams::Done<Response> done) {
   resilience::CallOptions options;
   options.parent_deadline = parent_deadline;
   options.metadata = {{"idempotency-key", request.workflow_id()}};
   resilience::CallUnary<Request, Response>(
-      guarded,
-      [stub, method](grpc::ClientContext* context, const Request* sent, Response* received,
-                     std::function<void(grpc::Status)> callback) {
-        (stub->async()->*method)(context, sent, received, std::move(callback));
-      },
-      request, std::move(options),
-      [done = std::move(done)](const absl::Status& status, Response& response) {
+      guarded, endpoints, resilience::UnaryMethod<Request, Response>(guarded.full_name()), request,
+      std::move(options), [done = std::move(done)](const absl::Status& status, Response& response) {
         done(status, response);
       });
 }
@@ -44,11 +33,11 @@ using morgue_v1::MorgueService;
 
 }  // namespace
 
-GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
-                                 std::shared_ptr<grpc::Channel> appointments,
+GrpcDownstreams::GrpcDownstreams(std::unique_ptr<resilience::EndpointSet> morgue,
+                                 std::unique_ptr<resilience::EndpointSet> appointments,
                                  resilience::TargetRegistry& targets)
-    : morgue_(MorgueService::NewStub(morgue)),
-      appointments_(AppointmentsService::NewStub(appointments)),
+    : morgue_(std::move(morgue)),
+      appointments_(std::move(appointments)),
       admit_(Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "AdmitDeceased")),
       cancel_admission_(
           Guarded(targets, kMorgueTarget, MorgueService::service_full_name(), "CancelAdmission")),
@@ -59,10 +48,11 @@ GrpcDownstreams::GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
                                    "CancelPatientAppointments")),
       restore_appointments_(Guarded(targets, kAppointmentsTarget,
                                     AppointmentsService::service_full_name(),
-                                    "RestorePatientAppointments")) {
-  resilience::ReconnectBeforeProbes(targets.GetTarget(kMorgueTarget), std::move(morgue));
-  resilience::ReconnectBeforeProbes(targets.GetTarget(kAppointmentsTarget),
-                                    std::move(appointments));
+                                    "RestorePatientAppointments")) {}
+
+GrpcDownstreams::~GrpcDownstreams() {
+  admit_.target().Shutdown();
+  cancel_appointments_.target().Shutdown();
 }
 
 std::string GrpcDownstreams::RejectingTarget() {
@@ -76,43 +66,31 @@ std::string GrpcDownstreams::RejectingTarget() {
 void GrpcDownstreams::AdmitDeceased(const morgue_v1::AdmitDeceasedRequest& request,
                                     absl::Time parent_deadline,
                                     Done<morgue_v1::AdmitDeceasedResponse> done) {
-  CallGuarded<MorgueService>(admit_, morgue_.get(),
-                             &MorgueService::StubInterface::async_interface::AdmitDeceased, request,
-                             parent_deadline, std::move(done));
+  CallGuarded(admit_, *morgue_, request, parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::CancelAdmission(const morgue_v1::CancelAdmissionRequest& request,
                                       absl::Time parent_deadline,
                                       Done<morgue_v1::CancelAdmissionResponse> done) {
-  CallGuarded<MorgueService>(cancel_admission_, morgue_.get(),
-                             &MorgueService::StubInterface::async_interface::CancelAdmission,
-                             request, parent_deadline, std::move(done));
+  CallGuarded(cancel_admission_, *morgue_, request, parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::ConfirmAdmission(const morgue_v1::ConfirmAdmissionRequest& request,
                                        absl::Time parent_deadline,
                                        Done<morgue_v1::ConfirmAdmissionResponse> done) {
-  CallGuarded<MorgueService>(confirm_admission_, morgue_.get(),
-                             &MorgueService::StubInterface::async_interface::ConfirmAdmission,
-                             request, parent_deadline, std::move(done));
+  CallGuarded(confirm_admission_, *morgue_, request, parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::CancelPatientAppointments(
     const appointments_v1::CancelPatientAppointmentsRequest& request, absl::Time parent_deadline,
     Done<appointments_v1::CancelPatientAppointmentsResponse> done) {
-  CallGuarded<AppointmentsService>(
-      cancel_appointments_, appointments_.get(),
-      &AppointmentsService::StubInterface::async_interface::CancelPatientAppointments, request,
-      parent_deadline, std::move(done));
+  CallGuarded(cancel_appointments_, *appointments_, request, parent_deadline, std::move(done));
 }
 
 void GrpcDownstreams::RestorePatientAppointments(
     const appointments_v1::RestorePatientAppointmentsRequest& request, absl::Time parent_deadline,
     Done<appointments_v1::RestorePatientAppointmentsResponse> done) {
-  CallGuarded<AppointmentsService>(
-      restore_appointments_, appointments_.get(),
-      &AppointmentsService::StubInterface::async_interface::RestorePatientAppointments, request,
-      parent_deadline, std::move(done));
+  CallGuarded(restore_appointments_, *appointments_, request, parent_deadline, std::move(done));
 }
 
 }  // namespace integration::sync

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "hospital/appointments/v1/appointments.grpc.pb.h"
 #include "hospital/morgue/v1/morgue.grpc.pb.h"
+#include "resilience/endpoint_set.h"
 #include "resilience/grpc_call.h"
 #include "resilience/target.h"
 
@@ -57,11 +58,15 @@ class Downstreams {
 };
 
 // Downstreams over gRPC, every call through the resilience library (targets "morgue" and
-// "appointments" of `targets`).
+// "appointments" of `targets`), each to one of the target's endpoints (replicas).
 class GrpcDownstreams final : public Downstreams {
  public:
-  GrpcDownstreams(std::shared_ptr<grpc::Channel> morgue,
-                  std::shared_ptr<grpc::Channel> appointments, resilience::TargetRegistry& targets);
+  // `morgue` and `appointments` serve targets "morgue" and "appointments" of `targets`.
+  GrpcDownstreams(std::unique_ptr<resilience::EndpointSet> morgue,
+                  std::unique_ptr<resilience::EndpointSet> appointments,
+                  resilience::TargetRegistry& targets);
+  // Ends the calls still in flight (both targets shut down) before the endpoints go.
+  ~GrpcDownstreams() override;
 
   std::string RejectingTarget() override;
 
@@ -80,8 +85,8 @@ class GrpcDownstreams final : public Downstreams {
                         Done<morgue_v1::ConfirmAdmissionResponse> done) override;
 
  private:
-  std::unique_ptr<morgue_v1::MorgueService::Stub> morgue_;
-  std::unique_ptr<appointments_v1::AppointmentsService::Stub> appointments_;
+  const std::unique_ptr<resilience::EndpointSet> morgue_;
+  const std::unique_ptr<resilience::EndpointSet> appointments_;
   resilience::GuardedMethod& admit_;
   resilience::GuardedMethod& cancel_admission_;
   resilience::GuardedMethod& confirm_admission_;

@@ -14,9 +14,11 @@
 #include "server_kit/admin_auth.h"
 #include "server_kit/log.h"
 
-ABSL_FLAG(std::string, morgue_address, "localhost:50052", "The morgue service, host:port");
+ABSL_FLAG(std::string, morgue_address, "localhost:50052",
+          "The morgue service: host:port, or its replicas as ipv4:host:port,host:port,... or "
+          "dns:///name:port (every address the name resolves to)");
 ABSL_FLAG(std::string, appointments_address, "localhost:50053",
-          "The appointments service, host:port");
+          "The appointments service, in the forms --morgue_address takes");
 ABSL_FLAG(std::string, resilience_policy, "",
           "JSON resilience policy for calls to morgue and appointments (see "
           "protos/resilience/v1/example_policy.json); empty: the library's defaults (a 30s "
@@ -90,13 +92,27 @@ absl::StatusOr<SynchronousDeathWorkflow*> SetUpProducer(ProducerContext& context
   runtime->targets = std::make_unique<resilience::TargetRegistry>(
       std::move(policy), context.environment, service.server.metrics());
   service.server.AddCollectable(runtime->targets->call_metrics());
+  // Each address may name several replicas (ipv4:a,b,c or dns:///name: EndpointSet).
+  absl::StatusOr<std::unique_ptr<resilience::EndpointSet>> morgue = resilience::EndpointSet::Create(
+      runtime->targets->GetTarget(kMorgueTarget), absl::GetFlag(FLAGS_morgue_address),
+      service.channel_credentials);
+  if (!morgue.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--morgue_address: ", morgue.status().message()));
+  }
+  absl::StatusOr<std::unique_ptr<resilience::EndpointSet>> appointments =
+      resilience::EndpointSet::Create(runtime->targets->GetTarget(kAppointmentsTarget),
+                                      absl::GetFlag(FLAGS_appointments_address),
+                                      service.channel_credentials);
+  if (!appointments.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--appointments_address: ", appointments.status().message()));
+  }
   runtime->downstreams = std::make_unique<GrpcDownstreams>(
-      resilience::CreateChannel(absl::GetFlag(FLAGS_morgue_address), service.channel_credentials),
-      resilience::CreateChannel(absl::GetFlag(FLAGS_appointments_address),
-                                service.channel_credentials),
-      *runtime->targets);
+      *std::move(morgue), *std::move(appointments), *runtime->targets);
   SynchronousDeathWorkflowOptions options;
   options.reconcile_interval = context.background_interval;
+  options.owner = service.replica_name;
   runtime->workflow = std::make_unique<SynchronousDeathWorkflow>(
       context.repository, *runtime->downstreams, context.environment, service.server.metrics(),
       options);
