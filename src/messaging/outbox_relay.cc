@@ -52,6 +52,9 @@ OutboxRelay::~OutboxRelay() { Stop(); }
 
 std::vector<std::int64_t> OutboxRelay::Publish(const std::vector<PendingEvent>& batch,
                                                RelayPass& pass) {
+  // From scratch: a claiming transaction run again after a deadlock publishes its batch again.
+  pass.failed = 0;
+  pass.error = absl::OkStatus();
   const std::vector<absl::Status> results = publisher_.Publish(batch);
   base::CrashPoint("relay.acknowledged");
   const absl::Time now = clock_.Now();

@@ -150,9 +150,6 @@ void Target::OnStateChange(BreakerState from, BreakerState to) {
   metrics_.CountTransition(name_, from, to);
 }
 
-// Builds the per-call metric families from the targets' atomics on each scrape. Holds the
-// registry by pointer under a lock, so that a scrape racing with the registry's destruction
-// either finishes first or finds nothing.
 namespace {
 
 // The endpoint series of one target; beyond kMaxEndpointSeriesPerTarget endpoints, the rest are
@@ -200,6 +197,9 @@ void AddEndpoints(std::vector<prometheus::MetricFamily>& families, const std::st
 
 }  // namespace
 
+// Builds the per-call metric families from the targets' atomics on each scrape. Holds the
+// registry by pointer under a lock, so that a scrape racing with the registry's destruction
+// either finishes first or finds nothing.
 class TargetRegistry::Collector final : public prometheus::Collectable {
  public:
   explicit Collector(TargetRegistry* registry) : registry_(registry) {}
